@@ -60,7 +60,11 @@ impl<R: Read> Merger<R> {
 
     /// Post-apply checksum of the newest input (known once the merge has ended).
     pub fn post_apply_checksum(&self) -> Option<u64> {
-        self.trailers.last().copied().flatten().map(|t| t.post_apply_checksum)
+        self.trailers
+            .last()
+            .copied()
+            .flatten()
+            .map(|t| t.post_apply_checksum)
     }
 
     fn advance(&mut self, i: usize) -> Result<()> {
@@ -211,5 +215,12 @@ pub fn compact<R: Read, W: Write>(
     }
     let pages = enc.pages_written();
     let (w, trailer) = enc.finish()?;
-    Ok((w, CompactStats { header, trailer, pages }))
+    Ok((
+        w,
+        CompactStats {
+            header,
+            trailer,
+            pages,
+        },
+    ))
 }

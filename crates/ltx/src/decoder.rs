@@ -15,11 +15,11 @@ use std::io::{self, Read};
 
 use crate::checksum::{DatabaseChecksum, FileHasher};
 use crate::error::{Error, Result, Section};
-use crate::header::{HEADER_SIZE, Header};
+use crate::header::{HEADER_SIZE, Header, MAGIC};
 use crate::index::put_uvarint;
 use crate::page::{
-    FrameReadError, PAGE_HEADER_SIZE, PageEncoding, PageHeader, decode_block,
-    decode_legacy_frame, max_block_size, read_legacy_frame,
+    FrameReadError, PAGE_HEADER_SIZE, PageEncoding, PageHeader, decode_block, decode_legacy_frame,
+    max_block_size, read_legacy_frame,
 };
 use crate::trailer::{TRAILER_SIZE, Trailer};
 
@@ -59,7 +59,15 @@ impl<R: Read> Decoder<R> {
     /// Reads and validates the header.
     pub fn new(mut r: R) -> Result<Self> {
         let mut b = [0u8; HEADER_SIZE];
-        read_exact(&mut r, &mut b, Section::Header, 0)?;
+        // Check the magic before insisting on 100 bytes, so a short file that is not
+        // LTX at all is reported as such rather than as a truncated LTX file.
+        read_exact(&mut r, &mut b[..4], Section::Header, 0)?;
+        if b[..4] != MAGIC {
+            return Err(Error::BadMagic {
+                found: [b[0], b[1], b[2], b[3]],
+            });
+        }
+        read_exact(&mut r, &mut b[4..], Section::Header, 4)?;
         let header = Header::decode(&b)?;
         let mut hasher = FileHasher::new();
         hasher.update(&b);
@@ -223,7 +231,10 @@ impl<R: Read> Decoder<R> {
             return Err("page number 0 with non-zero flags".into());
         }
         if pgno > h.commit {
-            return Err(format!("page is beyond the commit size of {} pages", h.commit));
+            return Err(format!(
+                "page is beyond the commit size of {} pages",
+                h.commit
+            ));
         }
         if pgno == h.lock_pgno() {
             return Err("the lock page is stored, which no writer may do".into());
@@ -321,7 +332,8 @@ impl<R: Read> Decoder<R> {
             });
         }
 
-        let extra = count_extra(&mut self.r).map_err(|e| Error::read(Section::Trailer, self.offset, e))?;
+        let extra =
+            count_extra(&mut self.r).map_err(|e| Error::read(Section::Trailer, self.offset, e))?;
         if extra > 0 {
             return Err(Error::InvalidTrailer(format!(
                 "{extra}{} unexpected bytes after the trailer",
@@ -351,5 +363,6 @@ fn count_extra<R: Read>(r: &mut R) -> io::Result<u64> {
 }
 
 fn read_exact<R: Read>(r: &mut R, buf: &mut [u8], section: Section, offset: u64) -> Result<()> {
-    r.read_exact(buf).map_err(|e| Error::read(section, offset, e))
+    r.read_exact(buf)
+        .map_err(|e| Error::read(section, offset, e))
 }

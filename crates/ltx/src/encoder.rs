@@ -74,7 +74,8 @@ impl<W: Write> Encoder<W> {
         let bytes = header.encode();
         let mut hasher = FileHasher::new();
         hasher.update(&bytes);
-        w.write_all(&bytes).map_err(|e| Error::write(Section::Header, e))?;
+        w.write_all(&bytes)
+            .map_err(|e| Error::write(Section::Header, e))?;
         let frame_cap = BLOCK_FRAME_OVERHEAD + max_block_size(header.page_size as usize);
         Ok(Encoder {
             w,
@@ -121,10 +122,15 @@ impl<W: Write> Encoder<W> {
             return bad("page number 0 is invalid; pages start at 1".into());
         }
         if pgno > h.commit {
-            return bad(format!("page {pgno} is beyond the commit size of {} pages", h.commit));
+            return bad(format!(
+                "page {pgno} is beyond the commit size of {} pages",
+                h.commit
+            ));
         }
         if pgno == h.lock_pgno() {
-            return bad(format!("page {pgno} is the lock page, which is never stored"));
+            return bad(format!(
+                "page {pgno} is the lock page, which is never stored"
+            ));
         }
         if pgno <= self.last_pgno {
             return bad(format!(
@@ -154,8 +160,11 @@ impl<W: Write> Encoder<W> {
         self.check_page(pgno, data)?;
         let len = match self.encoding {
             PageEncoding::Block => {
-                let n = lz4_flex::block::compress_into(data, &mut self.frame[BLOCK_FRAME_OVERHEAD..])
-                    .map_err(|e| Error::Encode(format!("LZ4 compression of page {pgno} failed: {e}")))?;
+                let n =
+                    lz4_flex::block::compress_into(data, &mut self.frame[BLOCK_FRAME_OVERHEAD..])
+                        .map_err(|e| {
+                        Error::Encode(format!("LZ4 compression of page {pgno} failed: {e}"))
+                    })?;
                 self.fill_block_header(pgno, n);
                 BLOCK_FRAME_OVERHEAD + n
             }
@@ -191,7 +200,11 @@ impl<W: Write> Encoder<W> {
     }
 
     fn fill_block_header(&mut self, pgno: u32, block_len: usize) {
-        let hdr = PageHeader { pgno, flags: PAGE_FLAG_SIZE }.encode();
+        let hdr = PageHeader {
+            pgno,
+            flags: PAGE_FLAG_SIZE,
+        }
+        .encode();
         self.frame[..PAGE_HEADER_SIZE].copy_from_slice(&hdr);
         // A block never exceeds max_block_size(65536), far below u32::MAX.
         self.frame[PAGE_HEADER_SIZE..BLOCK_FRAME_OVERHEAD]
@@ -243,7 +256,10 @@ impl<W: Write> Encoder<W> {
             }
             0
         } else {
-            match (self.db_checksum.map(|s| s.value()), self.post_apply_checksum) {
+            match (
+                self.db_checksum.map(|s| s.value()),
+                self.post_apply_checksum,
+            ) {
                 (Some(computed), Some(given)) if computed != given => {
                     return Err(Error::Encode(format!(
                         "post-apply checksum {given:016x} differs from the snapshot's computed {computed:016x}"
@@ -261,14 +277,20 @@ impl<W: Write> Encoder<W> {
 
         let end = [0u8; PAGE_HEADER_SIZE];
         self.hasher.update(&end);
-        self.w.write_all(&end).map_err(|e| Error::write(Section::Page, e))?;
+        self.w
+            .write_all(&end)
+            .map_err(|e| Error::write(Section::Page, e))?;
 
         self.index.push(0); // terminator
         let len = (self.index.len() as u64).to_be_bytes();
         self.hasher.update(&self.index);
         self.hasher.update(&len);
-        self.w.write_all(&self.index).map_err(|e| Error::write(Section::Index, e))?;
-        self.w.write_all(&len).map_err(|e| Error::write(Section::Index, e))?;
+        self.w
+            .write_all(&self.index)
+            .map_err(|e| Error::write(Section::Index, e))?;
+        self.w
+            .write_all(&len)
+            .map_err(|e| Error::write(Section::Index, e))?;
 
         self.hasher.update(&post_apply.to_be_bytes());
         let trailer = Trailer {
@@ -279,7 +301,9 @@ impl<W: Write> Encoder<W> {
         self.w
             .write_all(&trailer.encode())
             .map_err(|e| Error::write(Section::Trailer, e))?;
-        self.w.flush().map_err(|e| Error::write(Section::Trailer, e))?;
+        self.w
+            .flush()
+            .map_err(|e| Error::write(Section::Trailer, e))?;
         Ok((self.w, trailer))
     }
 }

@@ -46,7 +46,9 @@ pub enum Error {
     },
 
     /// The data ended before the file did: a partial upload or a truncated copy.
-    #[error("truncated LTX file: the data ends inside the {section} (at byte {offset}); the file is incomplete or corrupt")]
+    #[error(
+        "truncated LTX file: the data ends inside the {section} (at byte {offset}); the file is incomplete or corrupt"
+    )]
     Truncated {
         /// The section that was being read.
         section: Section,
@@ -86,7 +88,9 @@ pub enum Error {
     InvalidTrailer(String),
 
     /// The CRC-64 over the file contents differs from the one in the trailer.
-    #[error("file checksum mismatch: the trailer records {stored:016x} but the contents hash to {computed:016x}; the file is corrupt")]
+    #[error(
+        "file checksum mismatch: the trailer records {stored:016x} but the contents hash to {computed:016x}; the file is corrupt"
+    )]
     FileChecksumMismatch {
         /// Checksum stored in the trailer.
         stored: u64,
@@ -95,7 +99,9 @@ pub enum Error {
     },
 
     /// A snapshot's pages do not hash to its post-apply database checksum.
-    #[error("database checksum mismatch: the trailer records {stored:016x} but the snapshot's pages hash to {computed:016x}")]
+    #[error(
+        "database checksum mismatch: the trailer records {stored:016x} but the snapshot's pages hash to {computed:016x}"
+    )]
     DatabaseChecksumMismatch {
         /// Post-apply checksum stored in the trailer.
         stored: u64,

@@ -107,7 +107,10 @@ pub fn parse_filename(name: &str) -> Option<(Txid, Txid)> {
         return None;
     }
     let hex = |s: &[u8]| -> Option<u64> {
-        if !s.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)) {
+        if !s
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+        {
             return None;
         }
         u64::from_str_radix(std::str::from_utf8(s).ok()?, 16).ok()
@@ -201,7 +204,10 @@ impl Header {
         }
         // Go stores these as int64 and rejects negatives.
         if self.wal_offset > i64::MAX as u64 {
-            return bad(format!("WAL offset {} is negative as int64", self.wal_offset));
+            return bad(format!(
+                "WAL offset {} is negative as int64",
+                self.wal_offset
+            ));
         }
         if self.wal_size > i64::MAX as u64 {
             return bad(format!("WAL size {} is negative as int64", self.wal_size));
@@ -323,22 +329,103 @@ mod tests {
     #[test]
     fn rejects_each_invalid_field() {
         let cases: Vec<(&str, Header)> = vec![
-            ("unknown flags", Header { flags: 1, ..valid() }),
-            ("page size", Header { page_size: 1000, ..valid() }),
-            ("page size", Header { page_size: 256, ..valid() }),
-            ("page size", Header { page_size: 131072, ..valid() }),
-            ("minimum TXID", Header { min_txid: Txid(0), ..valid() }),
-            ("out of order", Header { min_txid: Txid(3), ..valid() }),
-            ("salts", Header { wal_offset: 0, wal_size: 0, ..valid() }),
-            ("WAL size", Header { wal_offset: 0, wal_salt1: 0, wal_salt2: 0, ..valid() }),
-            ("negative", Header { wal_offset: u64::MAX, ..valid() }),
-            ("pre-apply", Header { pre_apply_checksum: CHECKSUM_FLAG | 5, ..valid() }),
-            ("commit is 0", Header { commit: 0, ..valid() }),
+            (
+                "unknown flags",
+                Header {
+                    flags: 1,
+                    ..valid()
+                },
+            ),
+            (
+                "page size",
+                Header {
+                    page_size: 1000,
+                    ..valid()
+                },
+            ),
+            (
+                "page size",
+                Header {
+                    page_size: 256,
+                    ..valid()
+                },
+            ),
+            (
+                "page size",
+                Header {
+                    page_size: 131072,
+                    ..valid()
+                },
+            ),
+            (
+                "minimum TXID",
+                Header {
+                    min_txid: Txid(0),
+                    ..valid()
+                },
+            ),
+            (
+                "out of order",
+                Header {
+                    min_txid: Txid(3),
+                    ..valid()
+                },
+            ),
+            (
+                "salts",
+                Header {
+                    wal_offset: 0,
+                    wal_size: 0,
+                    ..valid()
+                },
+            ),
+            (
+                "WAL size",
+                Header {
+                    wal_offset: 0,
+                    wal_salt1: 0,
+                    wal_salt2: 0,
+                    ..valid()
+                },
+            ),
+            (
+                "negative",
+                Header {
+                    wal_offset: u64::MAX,
+                    ..valid()
+                },
+            ),
+            (
+                "pre-apply",
+                Header {
+                    pre_apply_checksum: CHECKSUM_FLAG | 5,
+                    ..valid()
+                },
+            ),
+            (
+                "commit is 0",
+                Header {
+                    commit: 0,
+                    ..valid()
+                },
+            ),
             (
                 "snapshot",
-                Header { min_txid: Txid(1), pre_apply_checksum: CHECKSUM_FLAG, flags: 0, ..valid() },
+                Header {
+                    min_txid: Txid(1),
+                    pre_apply_checksum: CHECKSUM_FLAG,
+                    flags: 0,
+                    ..valid()
+                },
             ),
-            ("bit 63", Header { flags: 0, pre_apply_checksum: 5, ..valid() }),
+            (
+                "bit 63",
+                Header {
+                    flags: 0,
+                    pre_apply_checksum: 5,
+                    ..valid()
+                },
+            ),
         ];
         for (want, h) in cases {
             let err = h.validate().unwrap_err().to_string();
@@ -368,8 +455,14 @@ mod tests {
         let n = format_filename(Txid(1), Txid(0x2a));
         assert_eq!(n, "0000000000000001-000000000000002a.ltx");
         assert_eq!(parse_filename(&n), Some((Txid(1), Txid(0x2a))));
-        assert_eq!(parse_filename("0000000000000001-000000000000002A.ltx"), None);
-        assert_eq!(parse_filename("0000000000000001-000000000000002a.ltx.tmp"), None);
+        assert_eq!(
+            parse_filename("0000000000000001-000000000000002A.ltx"),
+            None
+        );
+        assert_eq!(
+            parse_filename("0000000000000001-000000000000002a.ltx.tmp"),
+            None
+        );
         assert_eq!(parse_filename("x"), None);
         assert_eq!("000000000000002a".parse::<Txid>(), Ok(Txid(42)));
         assert!("2a".parse::<Txid>().is_err());

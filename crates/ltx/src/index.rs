@@ -83,7 +83,10 @@ pub fn locate_index(tail: &[u8], file_size: u64) -> Result<IndexLocation> {
             "recorded index length {len} does not fit in a {file_size}-byte file"
         )));
     }
-    Ok(IndexLocation { offset: end - len, len })
+    Ok(IndexLocation {
+        offset: end - len,
+        len,
+    })
 }
 
 /// The decoded page index, sorted by page number.
@@ -121,7 +124,9 @@ impl PageIndex {
             if let Some(prev) = entries.last().map(|e: &PageIndexEntry| e.pgno)
                 && pgno <= prev
             {
-                return bad(format!("page {pgno} follows page {prev}; entries must ascend"));
+                return bad(format!(
+                    "page {pgno} follows page {prev}; entries must ascend"
+                ));
             }
             if offset < next_free || size < PAGE_HEADER_SIZE as u64 + 1 {
                 return bad(format!(
@@ -161,7 +166,10 @@ impl PageIndex {
 
     /// How many tail bytes hold the whole index for a file whose last bytes are `tail`.
     pub fn tail_len_needed(tail: &[u8], file_size: u64) -> Result<u64> {
-        Ok(Self::tail_len_for(locate_index(tail, file_size)?, file_size))
+        Ok(Self::tail_len_for(
+            locate_index(tail, file_size)?,
+            file_size,
+        ))
     }
 
     fn tail_len_for(loc: IndexLocation, file_size: u64) -> u64 {
@@ -204,7 +212,10 @@ mod tests {
             (100, vec![100]),
             (74, vec![0x4a]),
             (300, vec![0xac, 0x02]),
-            (u64::MAX, vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            (
+                u64::MAX,
+                vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            ),
         ] {
             let mut out = Vec::new();
             put_uvarint(&mut out, v);
@@ -219,12 +230,25 @@ mod tests {
     fn decodes_reference_index() {
         // The index of the reference's 208-byte L0 file: page 2 at 100, 74 bytes.
         let idx = PageIndex::decode(&[0x02, 0x64, 0x4a, 0x00], 180).unwrap();
-        assert_eq!(idx.get(2), Some(PageIndexEntry { pgno: 2, offset: 100, size: 74 }));
+        assert_eq!(
+            idx.get(2),
+            Some(PageIndexEntry {
+                pgno: 2,
+                offset: 100,
+                size: 74
+            })
+        );
         assert_eq!(idx.get(3), None);
         let mut tail = vec![0x02, 0x64, 0x4a, 0x00];
         tail.extend_from_slice(&4u64.to_be_bytes());
         tail.extend_from_slice(&[0u8; 16]);
-        assert_eq!(locate_index(&tail, 208).unwrap(), IndexLocation { offset: 180, len: 4 });
+        assert_eq!(
+            locate_index(&tail, 208).unwrap(),
+            IndexLocation {
+                offset: 180,
+                len: 4
+            }
+        );
         assert_eq!(PageIndex::from_tail(&tail, 208).unwrap(), Some(idx));
         assert_eq!(PageIndex::from_tail(&tail[2..], 208).unwrap(), None);
         assert_eq!(PageIndex::tail_len_needed(&tail[2..], 208).unwrap(), 28);

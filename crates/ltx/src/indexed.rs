@@ -25,7 +25,10 @@ pub fn decode_frame(frame: &[u8], pgno: u32, out: &mut [u8]) -> Result<(), Strin
         .ok_or("frame is shorter than a page header")?;
     let ph = PageHeader::decode(hb);
     if ph.pgno != pgno {
-        return Err(format!("frame holds page {} where the index says {pgno}", ph.pgno));
+        return Err(format!(
+            "frame holds page {} where the index says {pgno}",
+            ph.pgno
+        ));
     }
     match ph.encoding()? {
         PageEncoding::Block => {
@@ -62,7 +65,10 @@ impl<R: Read + Seek> IndexedReader<R> {
         let file_size = r.seek(SeekFrom::End(0)).map_err(io)?;
         let min = (HEADER_SIZE + PAGE_HEADER_SIZE + 1 + INDEX_LOCATOR_SIZE) as u64;
         if file_size < min {
-            return Err(Error::Truncated { section: Section::Header, offset: file_size });
+            return Err(Error::Truncated {
+                section: Section::Header,
+                offset: file_size,
+            });
         }
         let mut hb = [0u8; HEADER_SIZE];
         r.seek(SeekFrom::Start(0)).map_err(io)?;
@@ -88,7 +94,11 @@ impl<R: Read + Seek> IndexedReader<R> {
             }
         };
         let lock = header.lock_pgno();
-        if let Some(e) = index.entries().iter().find(|e| e.pgno > header.commit || e.pgno == lock) {
+        if let Some(e) = index
+            .entries()
+            .iter()
+            .find(|e| e.pgno > header.commit || e.pgno == lock)
+        {
             return Err(Error::InvalidIndex(format!(
                 "page {} is the lock page or beyond the commit size of {} pages",
                 e.pgno, header.commit
@@ -101,7 +111,13 @@ impl<R: Read + Seek> IndexedReader<R> {
                 header.snapshot_page_count()
             )));
         }
-        Ok(IndexedReader { r, header, index, file_size, frame: Vec::new() })
+        Ok(IndexedReader {
+            r,
+            header,
+            index,
+            file_size,
+            frame: Vec::new(),
+        })
     }
 
     /// The file's header.

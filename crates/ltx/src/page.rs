@@ -267,9 +267,9 @@ pub fn decode_legacy_frame(frame: &[u8], out: &mut [u8]) -> Result<(), String> {
         }
         let rest = &mut out[filled..];
         let n = if size & 0x8000_0000 != 0 {
-            let dst = rest.get_mut(..len).ok_or_else(|| {
-                "LZ4 frame holds more than one page of data".to_string()
-            })?;
+            let dst = rest
+                .get_mut(..len)
+                .ok_or_else(|| "LZ4 frame holds more than one page of data".to_string())?;
             dst.copy_from_slice(data);
             len
         } else if flags.independent || filled == 0 {
@@ -312,13 +312,19 @@ mod tests {
     use super::*;
 
     fn page(seed: u8, size: usize) -> Vec<u8> {
-        (0..size).map(|i| if i % 7 == 0 { seed ^ (i as u8) } else { seed }).collect()
+        (0..size)
+            .map(|i| if i % 7 == 0 { seed ^ (i as u8) } else { seed })
+            .collect()
     }
 
     #[test]
     fn legacy_frame_round_trip_and_stream_length() {
         for size in [512usize, 4096, 65536] {
-            for p in [page(3, size), vec![0u8; size], (0..size).map(|i| (i * 7919 % 251) as u8).collect()] {
+            for p in [
+                page(3, size),
+                vec![0u8; size],
+                (0..size).map(|i| (i * 7919 % 251) as u8).collect(),
+            ] {
                 let mut frame = Vec::new();
                 encode_legacy_frame(&p, &mut frame);
                 let mut out = vec![0u8; size];
@@ -354,11 +360,17 @@ mod tests {
 
     #[test]
     fn page_header_flags() {
-        let h = PageHeader { pgno: 2, flags: PAGE_FLAG_SIZE };
+        let h = PageHeader {
+            pgno: 2,
+            flags: PAGE_FLAG_SIZE,
+        };
         assert_eq!(h.encode(), [0, 0, 0, 2, 0, 1]);
         assert_eq!(PageHeader::decode(&h.encode()), h);
         assert_eq!(h.encoding(), Ok(PageEncoding::Block));
-        assert_eq!(PageHeader { pgno: 2, flags: 0 }.encoding(), Ok(PageEncoding::LegacyFrame));
+        assert_eq!(
+            PageHeader { pgno: 2, flags: 0 }.encoding(),
+            Ok(PageEncoding::LegacyFrame)
+        );
         assert!(PageHeader { pgno: 2, flags: 2 }.encoding().is_err());
         assert!(PageHeader { pgno: 0, flags: 0 }.is_end());
     }
