@@ -148,7 +148,7 @@ impl<R: Read> Decoder<R> {
             pgno: ph.pgno,
             reason,
         };
-        let encoding = ph.encoding().map_err(invalid)?;
+        let encoding = ph.validate().map_err(invalid)?;
         self.check_pgno(ph.pgno).map_err(invalid)?;
 
         match encoding {
@@ -227,9 +227,6 @@ impl<R: Read> Decoder<R> {
 
     fn check_pgno(&self, pgno: u32) -> Result<(), String> {
         let h = &self.header;
-        if pgno == 0 {
-            return Err("page number 0 with non-zero flags".into());
-        }
         if pgno > h.commit {
             return Err(format!(
                 "page is beyond the commit size of {} pages",

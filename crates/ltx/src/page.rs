@@ -71,6 +71,15 @@ impl PageHeader {
         self.pgno == 0 && self.flags == 0
     }
 
+    /// Checks a page header read from a file (not the end-of-pages marker): a page
+    /// number, and flags announcing a known encoding.
+    pub fn validate(&self) -> Result<PageEncoding, String> {
+        if self.pgno == 0 {
+            return Err("page number 0 with non-zero flags".into());
+        }
+        self.encoding()
+    }
+
     /// The payload encoding the flags announce, or an explanation of why they are invalid.
     pub fn encoding(&self) -> Result<PageEncoding, String> {
         match self.flags {
@@ -373,6 +382,8 @@ mod tests {
         );
         assert!(PageHeader { pgno: 2, flags: 2 }.encoding().is_err());
         assert!(PageHeader { pgno: 0, flags: 0 }.is_end());
+        assert!(PageHeader { pgno: 0, flags: 1 }.validate().is_err());
+        assert_eq!(h.validate(), Ok(PageEncoding::Block));
     }
 
     #[test]
