@@ -1,0 +1,71 @@
+//! The engine's error type: what went wrong, on which path, and what to do about it.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::restore::PlanError;
+
+/// Everything the engine reports.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file-system operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("create", "rename", …).
+        op: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// An LTX file is corrupt or unreadable.
+    #[error("LTX file {name}: {source}")]
+    Ltx {
+        /// The file (replica path or name).
+        name: String,
+        /// What is wrong with it.
+        #[source]
+        source: tideline_ltx::Error,
+    },
+    /// No restore plan reaches the target.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// Restore output already exists and overwriting was not asked for.
+    #[error("{} already exists; restore to another path with -o, or pass -force to overwrite it", .0.display())]
+    OutputExists(PathBuf),
+    /// A restored database failed SQLite's integrity check; it was deleted.
+    #[error("the restored database failed PRAGMA {mode}: {detail}; the output was removed")]
+    IntegrityCheck {
+        /// quick_check or integrity_check.
+        mode: &'static str,
+        /// SQLite's first complaint.
+        detail: String,
+    },
+    /// SQLite reported an error.
+    #[error("SQLite error on {}: {source}", path.display())]
+    Sqlite {
+        /// The database.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Restore inputs do not make up a whole database.
+    #[error("restore inputs are incomplete: {0}")]
+    IncompleteRestore(String),
+}
+
+impl Error {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+}
+
+/// Result alias of the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
