@@ -3,6 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::replica::ReplicaError;
 use crate::restore::PlanError;
 
 /// Everything the engine reports.
@@ -29,6 +30,9 @@ pub enum Error {
         #[source]
         source: tideline_ltx::Error,
     },
+    /// The replica could not be read or written.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
     /// No restore plan reaches the target.
     #[error(transparent)]
     Plan(#[from] PlanError),

@@ -1,11 +1,25 @@
-//! What replicas hold: LTX files by level, and how they are described in listings.
+//! Replicas: where LTX files are kept, by level, and the client trait every backend
+//! implements.
 //!
-//! The replica client trait and its folder, S3 and in-memory backends build on these
-//! types; the restore planner works on listings of them alone.
+//! A replica holds immutable LTX files named `%016x-%016x.ltx` in one directory per
+//! level. Backends: [`file::FileReplica`] (a folder, Litestream's exact layout) and
+//! [`memory::MemoryReplica`] (for fast tests); S3 implements the same trait.
+//!
+//! Writes upload a complete local file: the engine always has one (the L0 file in the
+//! meta directory, or a compaction or snapshot written to a temporary file first), so a
+//! failed upload is retried from the same bytes, and a listing never shows a partial
+//! file.
 
+use std::fmt::Debug;
+use std::io::Read;
+use std::ops::Range;
+use std::path::Path;
 use std::time::SystemTime;
 
 use tideline_ltx::Txid;
+
+pub mod file;
+pub mod memory;
 
 /// Level of full snapshots (MinTXID always 1).
 pub const SNAPSHOT_LEVEL: u8 = 9;
@@ -32,4 +46,78 @@ impl FileInfo {
     pub fn filename(&self) -> String {
         tideline_ltx::format_filename(self.min_txid, self.max_txid)
     }
+}
+
+/// What went wrong talking to a replica.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// The file is not in the replica (deleted by retention, or never written).
+    #[error("{replica}: level {level} file {name} does not exist")]
+    NotFound {
+        /// The replica, as [`ReplicaClient::describe`] gives it.
+        replica: String,
+        /// The level.
+        level: u8,
+        /// The file name.
+        name: String,
+    },
+    /// Level outside 0..=9.
+    #[error("level {0} is not a replica level (0 to 9)")]
+    BadLevel(u8),
+    /// An I/O error at the replica.
+    #[error("{replica}: {op} {path}: {source}")]
+    Io {
+        /// The replica.
+        replica: String,
+        /// What was being done.
+        op: &'static str,
+        /// Where.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result alias for replica operations.
+pub type ReplicaResult<T> = Result<T, ReplicaError>;
+
+/// A place LTX files are replicated to.
+#[async_trait::async_trait]
+pub trait ReplicaClient: Debug + Send + Sync {
+    /// A description for logs and errors, never containing credentials.
+    fn describe(&self) -> String;
+
+    /// Every LTX file of `level`, sorted by (MinTXID, MaxTXID). Names that are not
+    /// `%016x-%016x.ltx` are ignored.
+    async fn list(&self, level: u8) -> ReplicaResult<Vec<FileInfo>>;
+
+    /// Bytes `range` of a file (clamped to its end).
+    async fn read_range(&self, file: &FileInfo, range: Range<u64>) -> ReplicaResult<Vec<u8>>;
+
+    /// A blocking reader over a whole file, for the LTX decoder on a blocking thread.
+    fn open(&self, file: &FileInfo) -> ReplicaResult<Box<dyn Read + Send>>;
+
+    /// Stores the complete LTX file at `src` as level `level`, file `min..=max`,
+    /// created at `created_at`, atomically: readers see all of it or none. Returns its
+    /// listing entry.
+    async fn write(
+        &self,
+        level: u8,
+        min: Txid,
+        max: Txid,
+        created_at: SystemTime,
+        src: &Path,
+    ) -> ReplicaResult<FileInfo>;
+
+    /// Deletes files; files already gone are not an error.
+    async fn delete(&self, files: &[FileInfo]) -> ReplicaResult<()>;
+}
+
+pub(crate) fn check_level(level: u8) -> ReplicaResult<()> {
+    if level > SNAPSHOT_LEVEL {
+        return Err(ReplicaError::BadLevel(level));
+    }
+    Ok(())
 }
