@@ -190,13 +190,20 @@ impl<W: Write> Encoder<W> {
             return self.write_page(pgno, data);
         }
         self.check_page(pgno, data)?;
-        let len = BLOCK_FRAME_OVERHEAD + block.len();
-        if self.frame.len() < len {
-            self.frame.resize(len, 0);
-        }
-        self.frame[BLOCK_FRAME_OVERHEAD..len].copy_from_slice(block);
+        // Written in place rather than copied into the frame buffer first.
         self.fill_block_header(pgno, block.len());
-        self.emit(pgno, data, BLOCK_FRAME_OVERHEAD, len)
+        self.hasher.update(&self.frame[..BLOCK_FRAME_OVERHEAD]);
+        self.hasher.update(data);
+        if let Some(sum) = &mut self.db_checksum {
+            sum.add_page(pgno, data);
+        }
+        let io = |e| Error::write(Section::Page, e);
+        self.w
+            .write_all(&self.frame[..BLOCK_FRAME_OVERHEAD])
+            .map_err(io)?;
+        self.w.write_all(block).map_err(io)?;
+        self.record(pgno, BLOCK_FRAME_OVERHEAD + block.len());
+        Ok(())
     }
 
     fn fill_block_header(&mut self, pgno: u32, block_len: usize) {
@@ -221,13 +228,18 @@ impl<W: Write> Encoder<W> {
         self.w
             .write_all(&self.frame[..len])
             .map_err(|e| Error::write(Section::Page, e))?;
+        self.record(pgno, len);
+        Ok(())
+    }
+
+    /// Adds a written frame to the index and the counters.
+    fn record(&mut self, pgno: u32, len: usize) {
         put_uvarint(&mut self.index, u64::from(pgno));
         put_uvarint(&mut self.index, self.offset);
         put_uvarint(&mut self.index, len as u64);
         self.offset += len as u64;
         self.pages += 1;
         self.last_pgno = pgno;
-        Ok(())
     }
 
     /// Sets the post-apply database checksum, required for files written without the
