@@ -56,6 +56,38 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// The database to replicate does not exist.
+    #[error("database {} does not exist; check the path (replication starts from an existing SQLite database)", .0.display())]
+    DatabaseMissing(PathBuf),
+    /// The file is not a SQLite database.
+    #[error("{} is not a SQLite database (it does not start with \"SQLite format 3\"); check the path", .0.display())]
+    NotSqlite(PathBuf),
+    /// The database is not in WAL mode and could not be switched.
+    #[error("{} uses journal_mode={mode} and could not be switched to WAL ({detail}); replication reads the write-ahead log, so run `PRAGMA journal_mode=WAL` on it while no other connection is open", path.display())]
+    NotWal {
+        /// The database.
+        path: PathBuf,
+        /// Its journal mode.
+        mode: String,
+        /// Why switching failed.
+        detail: String,
+    },
+    /// Another replicator holds the database's lock.
+    #[error("{} is already being replicated by another process (it holds {}); stop that one first, one replicator per database", db.display(), lock.display())]
+    AlreadyReplicating {
+        /// The database.
+        db: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The WAL file is malformed.
+    #[error("write-ahead log {}: {reason}", path.display())]
+    Wal {
+        /// The WAL file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Restore inputs do not make up a whole database.
     #[error("restore inputs are incomplete: {0}")]
     IncompleteRestore(String),

@@ -5,7 +5,10 @@
 //!
 //! * [`wal`] — a pure reader of SQLite write-ahead logs: header, frames, salts, the
 //!   cumulative checksum chain, commit boundaries, the newest version of each page;
+//! * [`db`] — a watched database: read lock, capture of committed WAL frames into L0
+//!   files, position, continuity checks and low-stall checkpoints;
 //! * [`replica`] — what replicas hold: LTX files by level;
+//! * [`config`] — Litestream-compatible config files and replica URLs, defaults applied;
 //! * [`restore`] — Litestream's restore plan, and applying it by a streaming merge into
 //!   a temporary file that is verified, synced and renamed.
 //!
@@ -13,6 +16,8 @@
 
 #![deny(missing_docs)]
 
+pub mod config;
+pub mod db;
 mod error;
 pub mod replica;
 pub mod restore;

@@ -1,0 +1,902 @@
+//! A watched database: the read lock, the capture of committed WAL frames into L0 LTX
+//! files in the meta directory, the position, and checkpoints.
+//!
+//! ## Position
+//!
+//! The position is the newest L0 file in `.<db>-litestream/ltx/0/` (Litestream's meta
+//! directory, so either tool can take over): its MaxTXID is the TXID, and its WAL
+//! offset + size and salts say where in which WAL generation capture resumes. On a
+//! fresh machine the meta directory is empty and the first sync writes a full-database
+//! L0 at TXID 1 (the replicator continues the TXIDs from the replica instead, by placing
+//! the replica's newest L0 here before opening).
+//!
+//! ## Continuity
+//!
+//! Capture continues incrementally only when it can prove nothing was missed: the WAL
+//! has the same salts and the frame before the resume offset carries the cumulative
+//! checksum recorded at the position, or the WAL was restarted by *our* checkpoint
+//! after everything in it was captured. Anything else (a WAL truncated, restarted or
+//! overwritten by another process while we were not holding it) produces a
+//! full-database L0 at the next TXID: always correct, merely larger.
+//!
+//! ## Read lock and checkpoints
+//!
+//! A read transaction is held on a dedicated connection at all times, so no other
+//! process can restart or truncate the WAL past what has been captured (Litestream's
+//! scheme, with its `_litestream_seq` and `_litestream_lock` tables). Checkpoints run in
+//! two phases so the application's writers are blocked only briefly: a PASSIVE
+//! checkpoint first, without any lock, copies most frames; then, holding the write lock,
+//! the few frames written meanwhile are captured and checkpointed, the read mark is
+//! released and retaken, and a write to `_litestream_seq` restarts the WAL while nothing
+//! uncaptured is in it.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use rusqlite::Connection;
+use tideline_ltx::{
+    Encoder, FLAG_NO_CHECKSUM, Header, IndexedReader, Txid, format_filename, parse_filename,
+};
+
+use crate::error::{Error, Result};
+use crate::replica::FileInfo;
+use crate::wal::{
+    Checksum, FRAME_HEADER_SIZE, FrameChain, FrameHeader, Segment, WAL_HEADER_SIZE, WalHeader,
+    scan_committed,
+};
+
+/// Settings of a watched database, with Litestream's defaults.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// How long SQLite waits for locks on our connections.
+    pub busy_timeout: Duration,
+    /// Most WAL bytes one sync reads (cut at a commit); later syncs continue.
+    pub max_sync_wal_bytes: u64,
+    /// PASSIVE checkpoint once the WAL holds this many pages.
+    pub min_checkpoint_page_count: u64,
+    /// TRUNCATE checkpoint once the WAL holds this many pages.
+    pub truncate_page_n: u64,
+    /// PASSIVE checkpoint this often while changes arrive (`None`: never by time).
+    pub checkpoint_interval: Option<Duration>,
+    /// Meta directory; default `<dir>/.<file>-litestream`.
+    pub meta_dir: Option<PathBuf>,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            busy_timeout: Duration::from_secs(1),
+            max_sync_wal_bytes: 64 << 20,
+            min_checkpoint_page_count: 1000,
+            truncate_page_n: 121_359,
+            checkpoint_interval: Some(Duration::from_secs(60)),
+            meta_dir: None,
+        }
+    }
+}
+
+/// Where capture stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// TXID of the newest L0 file.
+    pub txid: Txid,
+    /// Database size in pages at that TXID.
+    pub commit: u32,
+    /// WAL offset just past the last captured frame.
+    pub wal_end: u64,
+    /// Salts of the WAL generation captured.
+    pub salts: (u32, u32),
+    /// Cumulative WAL checksum at `wal_end`, once known.
+    pub checksum: Option<Checksum>,
+}
+
+/// Why a full-database L0 was written instead of an incremental one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotReason {
+    /// The first capture of this database (no position).
+    FirstSync,
+    /// The WAL was restarted by another process.
+    WalRestarted,
+    /// The WAL is shorter than the position: truncated by another process.
+    WalTruncated,
+    /// The frame before the position no longer matches: overwritten.
+    WalOverwritten,
+    /// After a TRUNCATE checkpoint, which may have copied frames written after the
+    /// last capture straight into the database.
+    TruncateCheckpoint,
+}
+
+impl std::fmt::Display for SnapshotReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SnapshotReason::FirstSync => "first sync",
+            SnapshotReason::WalRestarted => "WAL restarted by another process",
+            SnapshotReason::WalTruncated => "WAL truncated by another process",
+            SnapshotReason::WalOverwritten => "WAL overwritten by another process",
+            SnapshotReason::TruncateCheckpoint => "TRUNCATE checkpoint",
+        })
+    }
+}
+
+/// An L0 file written by a sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// The file, as a replica listing would describe it.
+    pub info: FileInfo,
+    /// Where it is in the meta directory.
+    pub path: PathBuf,
+    /// Pages in it.
+    pub pages: u32,
+    /// `Some` when it holds the whole database.
+    pub snapshot: Option<SnapshotReason>,
+    /// True if the WAL holds more committed frames than this sync read
+    /// (`max_sync_wal_bytes`); sync again.
+    pub more: bool,
+}
+
+/// What a checkpoint did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpointed {
+    /// "PASSIVE" or "TRUNCATE".
+    pub mode: &'static str,
+    /// WAL frames at the time, and frames copied into the database.
+    pub frames: (i64, i64),
+    /// Whether the WAL was then restarted from the beginning.
+    pub restarted: bool,
+    /// True if the write lock was not granted quickly (a busy writer): only the
+    /// lock-free first phase ran, and the checkpoint is retried after a later sync.
+    pub deferred: bool,
+    /// L0 files captured under the write lock (frames written during the first phase).
+    pub captured: Vec<Captured>,
+    /// How long the application's writers were held off.
+    pub writers_blocked: Duration,
+}
+
+/// A database being replicated.
+#[derive(Debug)]
+pub struct Database {
+    path: PathBuf,
+    wal_path: PathBuf,
+    l0_dir: PathBuf,
+    opts: DbOptions,
+    /// Holds the long-lived read transaction; nothing else.
+    reader: Connection,
+    /// Writes (`_litestream_seq`), the write-lock barrier and checkpoints.
+    writer: Connection,
+    page_size: u32,
+    pos: Option<Position>,
+    /// Set by our own checkpoint when the WAL may restart with nothing uncaptured:
+    /// the salts of the generation that may follow.
+    restart_expected: Option<(u32, u32)>,
+    /// The next sync must write the whole database, for this reason.
+    force_snapshot: Option<SnapshotReason>,
+    last_checkpoint: Option<Instant>,
+    /// Consecutive checkpoints whose second phase could not get the write lock; each
+    /// doubles the next wait.
+    deferrals: u32,
+    _lock: File,
+}
+
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+fn sqlite_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + use<> {
+    let path = path.to_owned();
+    move |source| Error::Sqlite {
+        path: path.clone(),
+        source,
+    }
+}
+
+/// The default meta directory of `db`: `<dir>/.<file>-litestream`.
+pub fn default_meta_dir(db: &Path) -> PathBuf {
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    db.with_file_name(format!(".{name}-litestream"))
+}
+
+/// Path of the `-wal` file of `db`.
+pub fn wal_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push("-wal");
+    PathBuf::from(s)
+}
+
+impl Database {
+    /// Opens `path` for replication: checks it is SQLite, switches it to WAL mode if
+    /// needed, takes the replicator lock in the meta directory, creates Litestream's
+    /// bookkeeping tables, starts the read transaction and loads the position.
+    pub fn open(path: &Path, opts: DbOptions) -> Result<Database> {
+        let path = path.to_owned();
+        check_sqlite_file(&path)?;
+        let meta = opts
+            .meta_dir
+            .clone()
+            .unwrap_or_else(|| default_meta_dir(&path));
+        let l0_dir = meta.join("ltx").join("0");
+        fs::create_dir_all(&l0_dir).map_err(Error::io("create meta directory", &l0_dir))?;
+        let lock = take_lock(&meta, &path)?;
+        remove_tmp_files(&l0_dir)?;
+
+        let sq = sqlite_err(&path);
+        let open = || -> Result<Connection> {
+            let c = Connection::open(&path).map_err(sqlite_err(&path))?;
+            c.busy_timeout(opts.busy_timeout)
+                .map_err(sqlite_err(&path))?;
+            // Our own commits (bookkeeping writes) must never checkpoint on their own.
+            c.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(sqlite_err(&path))?;
+            Ok(c)
+        };
+        let writer = open()?;
+        ensure_wal_mode(&writer, &path)?;
+        persist_wal(&writer);
+        writer
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);
+                 CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);",
+            )
+            .map_err(&sq)?;
+        let page_size: u32 = writer
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(&sq)?;
+        let wal = wal_path(&path);
+        if fs::metadata(&wal).map_or(0, |m| m.len()) < WAL_HEADER_SIZE as u64 {
+            bump_seq(&writer).map_err(&sq)?;
+        }
+        let reader = open()?;
+        persist_wal(&reader);
+        begin_read(&reader).map_err(&sq)?;
+
+        let mut db = Database {
+            path,
+            wal_path: wal,
+            l0_dir,
+            opts,
+            reader,
+            writer,
+            page_size,
+            pos: None,
+            restart_expected: None,
+            force_snapshot: None,
+            last_checkpoint: None,
+            deferrals: 0,
+            _lock: lock,
+        };
+        db.pos = db.load_position()?;
+        Ok(db)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The meta directory's L0 folder.
+    pub fn l0_dir(&self) -> &Path {
+        &self.l0_dir
+    }
+
+    /// Page size of the database.
+    pub fn page_size(&self) -> u32 {
+        self.page_size
+    }
+
+    /// Where capture stands (`None` before the first sync).
+    pub fn position(&self) -> Option<Position> {
+        self.pos
+    }
+
+    /// The local L0 files, oldest first.
+    pub fn local_l0(&self) -> Result<Vec<(Txid, PathBuf)>> {
+        let mut out = Vec::new();
+        let rd = fs::read_dir(&self.l0_dir).map_err(Error::io("list", &self.l0_dir))?;
+        for e in rd {
+            let e = e.map_err(Error::io("list", &self.l0_dir))?;
+            if let Some((min, max)) = e.file_name().to_str().and_then(parse_filename)
+                && min == max
+            {
+                out.push((max, e.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn load_position(&self) -> Result<Option<Position>> {
+        let Some((_, path)) = self.local_l0()?.pop() else {
+            return Ok(None);
+        };
+        let f = File::open(&path).map_err(Error::io("open", &path))?;
+        let r = IndexedReader::open(io::BufReader::new(f)).map_err(|source| Error::Ltx {
+            name: path.display().to_string(),
+            source,
+        })?;
+        let h = *r.header();
+        Ok(Some(Position {
+            txid: h.max_txid,
+            commit: h.commit,
+            wal_end: h.wal_offset + h.wal_size,
+            salts: (h.wal_salt1, h.wal_salt2),
+            checksum: None,
+        }))
+    }
+
+    /// Captures newly committed WAL frames into the next L0 file, if there are any.
+    /// `now` is the file's timestamp.
+    pub fn sync(&mut self, now: SystemTime) -> Result<Option<Captured>> {
+        let mut wal = match File::open(&self.wal_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return self.sync_without_wal(now),
+            Err(e) => return Err(Error::io("open", &self.wal_path)(e)),
+        };
+        let wal_len = wal
+            .metadata()
+            .map_err(Error::io("stat", &self.wal_path))?
+            .len();
+        let mut hb = [0u8; WAL_HEADER_SIZE];
+        if wal_len < WAL_HEADER_SIZE as u64 {
+            return self.sync_without_wal(now);
+        }
+        wal.read_exact(&mut hb)
+            .map_err(Error::io("read", &self.wal_path))?;
+        let header = WalHeader::decode(&hb).map_err(|e| Error::Wal {
+            path: self.wal_path.clone(),
+            reason: e.to_string(),
+        })?;
+        if header.page_size != self.page_size {
+            return Err(Error::Wal {
+                path: self.wal_path.clone(),
+                reason: format!(
+                    "WAL page size {} differs from the database's {}",
+                    header.page_size, self.page_size
+                ),
+            });
+        }
+        let salts = (header.salt1, header.salt2);
+
+        let Some(pos) = self.pos else {
+            return self
+                .snapshot(&mut wal, header, now, SnapshotReason::FirstSync)
+                .map(Some);
+        };
+        if let Some(reason) = self.force_snapshot {
+            return self.snapshot(&mut wal, header, now, reason).map(Some);
+        }
+        let frame_size = header.frame_size();
+        let start = if salts == pos.salts {
+            if pos.wal_end > wal_len {
+                return self
+                    .snapshot(&mut wal, header, now, SnapshotReason::WalTruncated)
+                    .map(Some);
+            }
+            if pos.wal_end <= WAL_HEADER_SIZE as u64 {
+                (WAL_HEADER_SIZE as u64, FrameChain::new(header))
+            } else {
+                // The frame before the position must still be the one we captured.
+                let mut fh = [0u8; FRAME_HEADER_SIZE];
+                wal.seek(SeekFrom::Start(pos.wal_end - frame_size))
+                    .and_then(|_| wal.read_exact(&mut fh))
+                    .map_err(Error::io("read", &self.wal_path))?;
+                let fh = FrameHeader::decode(&fh);
+                let same =
+                    (fh.salt1, fh.salt2) == salts && pos.checksum.is_none_or(|c| c == fh.checksum);
+                if !same {
+                    return self
+                        .snapshot(&mut wal, header, now, SnapshotReason::WalOverwritten)
+                        .map(Some);
+                }
+                (pos.wal_end, FrameChain::resume(header, fh.checksum))
+            }
+        } else if self.restart_expected == Some(salts) {
+            (WAL_HEADER_SIZE as u64, FrameChain::new(header))
+        } else {
+            return self
+                .snapshot(&mut wal, header, now, SnapshotReason::WalRestarted)
+                .map(Some);
+        };
+
+        let Some(seg) = scan_committed(
+            &mut wal,
+            start.0,
+            start.1,
+            Some(self.opts.max_sync_wal_bytes),
+        )
+        .map_err(Error::io("read", &self.wal_path))?
+        else {
+            return Ok(None);
+        };
+        let more = seg.end < wal_len && seg.end - start.0 >= self.opts.max_sync_wal_bytes;
+        // Pages the database grew by that the WAL segment does not carry come from the
+        // database file (SQLite writes new pages to the WAL, so this is a safeguard).
+        let grown: Vec<u32> = (pos.commit + 1..=seg.commit)
+            .filter(|p| seg.pages.binary_search_by_key(p, |&(q, _)| q).is_err())
+            .collect();
+        let txid = pos.txid.next();
+        let captured = self.write_l0(&mut wal, &seg, &grown, txid, start.0, now, None, more)?;
+        self.advance(txid, &seg);
+        Ok(Some(captured))
+    }
+
+    /// No WAL (or one without a header). While we hold the read lock that only
+    /// happens after a TRUNCATE checkpoint; otherwise someone removed or truncated it,
+    /// and what it held may now be in the database file: capture the whole database.
+    fn sync_without_wal(&mut self, now: SystemTime) -> Result<Option<Captured>> {
+        if self.pos.is_some() && self.force_snapshot.is_none() {
+            self.force_snapshot = Some(SnapshotReason::WalTruncated);
+        }
+        // Make SQLite write a WAL header, then capture.
+        bump_seq(&self.writer).map_err(sqlite_err(&self.path))?;
+        if fs::metadata(&self.wal_path).map_or(0, |m| m.len()) < WAL_HEADER_SIZE as u64 {
+            return Err(Error::Wal {
+                path: self.wal_path.clone(),
+                reason: "SQLite did not create the write-ahead log after a write; is the directory writable?".into(),
+            });
+        }
+        self.sync(now)
+    }
+
+    fn advance(&mut self, txid: Txid, seg: &Segment) {
+        self.pos = Some(Position {
+            txid,
+            commit: seg.commit,
+            wal_end: seg.end,
+            salts: (seg.header.salt1, seg.header.salt2),
+            checksum: Some(seg.checksum),
+        });
+        self.restart_expected = None;
+        self.force_snapshot = None;
+    }
+
+    /// Writes the whole database (file overlaid with the committed WAL) as the next L0.
+    fn snapshot(
+        &mut self,
+        wal: &mut File,
+        header: WalHeader,
+        now: SystemTime,
+        reason: SnapshotReason,
+    ) -> Result<Captured> {
+        let seg = scan_committed(wal, WAL_HEADER_SIZE as u64, FrameChain::new(header), None)
+            .map_err(Error::io("read", &self.wal_path))?;
+        let seg = match seg {
+            Some(seg) => seg,
+            None => {
+                // Nothing committed in the WAL: the database file is the whole state.
+                let len = fs::metadata(&self.path)
+                    .map_err(Error::io("stat", &self.path))?
+                    .len();
+                Segment {
+                    header,
+                    start: WAL_HEADER_SIZE as u64,
+                    end: WAL_HEADER_SIZE as u64,
+                    checksum: header.checksum,
+                    commit: (len / u64::from(self.page_size)) as u32,
+                    pages: Vec::new(),
+                    frames: 0,
+                }
+            }
+        };
+        let lock = tideline_ltx::lock_pgno(self.page_size);
+        let rest: Vec<u32> = (1..=seg.commit)
+            .filter(|&p| p != lock && seg.pages.binary_search_by_key(&p, |&(q, _)| q).is_err())
+            .collect();
+        let txid = self.pos.map_or(Txid::FIRST, |p| p.txid.next());
+        let captured = self.write_l0(
+            wal,
+            &seg,
+            &rest,
+            txid,
+            WAL_HEADER_SIZE as u64,
+            now,
+            Some(reason),
+            false,
+        )?;
+        self.advance(txid, &seg);
+        Ok(captured)
+    }
+
+    /// Writes L0 `txid`: the segment's pages from the WAL merged, in page order, with
+    /// `from_db` pages read from the database file.
+    #[allow(clippy::too_many_arguments)]
+    fn write_l0(
+        &self,
+        wal: &mut File,
+        seg: &Segment,
+        from_db: &[u32],
+        txid: Txid,
+        wal_start: u64,
+        now: SystemTime,
+        snapshot: Option<SnapshotReason>,
+        more: bool,
+    ) -> Result<Captured> {
+        let timestamp = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let header = Header {
+            flags: FLAG_NO_CHECKSUM,
+            page_size: self.page_size,
+            commit: seg.commit,
+            min_txid: txid,
+            max_txid: txid,
+            timestamp,
+            // Always a real WAL position (offset ≥ 32) so Litestream can take over.
+            wal_offset: wal_start,
+            wal_size: seg.end - wal_start,
+            wal_salt1: seg.header.salt1,
+            wal_salt2: seg.header.salt2,
+            ..Header::default()
+        };
+        let name = format_filename(txid, txid);
+        let path = self.l0_dir.join(&name);
+        let tmp = self.l0_dir.join(format!("{name}.tmp"));
+        let result = (|| -> Result<(u32, u64)> {
+            let file = File::create(&tmp).map_err(Error::io("create", &tmp))?;
+            let mut enc = Encoder::new(BufWriter::with_capacity(256 * 1024, file), header)
+                .map_err(|source| Error::Ltx {
+                    name: name.clone(),
+                    source,
+                })?;
+            let mut db = File::open(&self.path).map_err(Error::io("open", &self.path))?;
+            let ps = self.page_size as usize;
+            let mut buf = vec![0u8; ps];
+            let lock = tideline_ltx::lock_pgno(self.page_size);
+            let (mut i, mut j) = (0, 0);
+            loop {
+                let from_wal = seg.pages.get(i).copied();
+                let from_file = from_db.get(j).copied();
+                let (pgno, source) = match (from_wal, from_file) {
+                    (None, None) => break,
+                    (Some((p, off)), Some(q)) if p < q => {
+                        i += 1;
+                        (p, Some(off))
+                    }
+                    (Some((p, off)), None) => {
+                        i += 1;
+                        (p, Some(off))
+                    }
+                    (_, Some(q)) => {
+                        j += 1;
+                        (q, None)
+                    }
+                };
+                if pgno == lock {
+                    continue;
+                }
+                match source {
+                    Some(off) => read_at(wal, &mut buf, Segment::page_offset(off))
+                        .map_err(Error::io("read", &self.wal_path))?,
+                    None => {
+                        let at = u64::from(pgno - 1) * ps as u64;
+                        if read_at(&mut db, &mut buf, at).is_err() {
+                            // Past the end of the file: a page never written out.
+                            buf.fill(0);
+                        }
+                    }
+                }
+                enc.write_page(pgno, &buf).map_err(|source| Error::Ltx {
+                    name: name.clone(),
+                    source,
+                })?;
+            }
+            let pages = enc.pages_written();
+            let (w, _) = enc.finish().map_err(|source| Error::Ltx {
+                name: name.clone(),
+                source,
+            })?;
+            let file = w
+                .into_inner()
+                .map_err(|e| Error::io("write", &tmp)(e.into_error()))?;
+            file.sync_all().map_err(Error::io("fsync", &tmp))?;
+            let size = file.metadata().map_err(Error::io("stat", &tmp))?.len();
+            file.set_modified(now)
+                .map_err(Error::io("set mtime of", &tmp))?;
+            Ok((pages, size))
+        })();
+        let (pages, size) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        fs::rename(&tmp, &path).map_err(Error::io("rename", &path))?;
+        crate::restore::apply::sync_parent(&path)?;
+        Ok(Captured {
+            info: FileInfo {
+                level: 0,
+                min_txid: txid,
+                max_txid: txid,
+                size,
+                created_at: now,
+            },
+            path,
+            pages,
+            snapshot,
+            more,
+        })
+    }
+
+    /// Syncs until the WAL is captured to its end.
+    fn sync_all(&mut self, now: SystemTime, out: &mut Vec<Captured>) -> Result<()> {
+        while let Some(c) = self.sync(now)? {
+            let more = c.more;
+            out.push(c);
+            if !more {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pages in the WAL up to the captured position.
+    pub fn wal_pages(&self) -> u64 {
+        self.pos.map_or(0, |p| {
+            p.wal_end.saturating_sub(WAL_HEADER_SIZE as u64)
+                / (FRAME_HEADER_SIZE as u64 + u64::from(self.page_size))
+        })
+    }
+
+    /// Which checkpoint, if any, is due after a sync that reached the end of the WAL.
+    pub fn checkpoint_due(&self, now: Instant) -> Option<&'static str> {
+        let pages = self.wal_pages();
+        if pages >= self.opts.truncate_page_n {
+            Some("TRUNCATE")
+        } else if pages >= self.opts.min_checkpoint_page_count {
+            Some("PASSIVE")
+        } else if pages > 1
+            && let Some(every) = self.opts.checkpoint_interval
+            && self
+                .last_checkpoint
+                .is_none_or(|t| now.duration_since(t) >= every)
+        {
+            Some("PASSIVE")
+        } else {
+            None
+        }
+    }
+
+    /// Checkpoints the WAL into the database (see the module docs for the protocol) and
+    /// lets SQLite restart it, capturing anything written meanwhile. `now` stamps the
+    /// L0 files and the checkpoint time.
+    pub fn checkpoint(
+        &mut self,
+        mode: &'static str,
+        now: SystemTime,
+        clock: Instant,
+    ) -> Result<Checkpointed> {
+        let sq = sqlite_err(&self.path);
+        self.last_checkpoint = Some(clock);
+        let mut captured = Vec::new();
+        if mode == "TRUNCATE" {
+            // Rare (a WAL of ~500 MB): blocks writers until done; the next sync sees the
+            // reset WAL and writes a full-database L0, as Litestream does.
+            let t = Instant::now();
+            self.sync_all(now, &mut captured)?;
+            end_read(&self.reader).map_err(&sq)?;
+            let r = checkpoint_pragma(&self.reader, "TRUNCATE").map_err(&sq);
+            // Frames committed between that capture and the checkpoint went into the
+            // database file uncaptured: the next sync writes the whole database.
+            self.force_snapshot = Some(SnapshotReason::TruncateCheckpoint);
+            begin_read(&self.reader).map_err(&sq)?;
+            let (_, log, done) = r?;
+            return Ok(Checkpointed {
+                mode,
+                frames: (log, done),
+                restarted: true,
+                deferred: false,
+                captured,
+                writers_blocked: t.elapsed(),
+            });
+        }
+
+        // Phase 1, no lock: move our read mark to the WAL's end and copy what we can.
+        // (If another process restarts the WAL in the instant our mark is released,
+        // the next sync sees unexpected salts and writes a full L0: safe.)
+        end_read(&self.reader).map_err(&sq)?;
+        begin_read(&self.reader).map_err(&sq)?;
+        checkpoint_pragma(&self.writer, "PASSIVE").map_err(&sq)?;
+
+        // Phase 2, writers held off: capture the tail, checkpoint it, restart the WAL.
+        // SQLite's lock waits are not fair: a writer that never pauses can keep the
+        // lock from us indefinitely. Try briefly and, if refused, leave the rest of the
+        // checkpoint to a later sync (phase 1 already copied most of the WAL).
+        let wait = (BARRIER_WAIT * 2u32.saturating_pow(self.deferrals.min(16)))
+            .min(self.opts.busy_timeout.max(BARRIER_WAIT));
+        self.writer.busy_timeout(wait).map_err(&sq)?;
+        let began = self.writer.execute_batch("BEGIN IMMEDIATE");
+        self.writer
+            .busy_timeout(self.opts.busy_timeout)
+            .map_err(&sq)?;
+        match began {
+            Ok(()) => self.deferrals = 0,
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                self.deferrals += 1;
+                return Ok(Checkpointed {
+                    mode,
+                    frames: (0, 0),
+                    restarted: false,
+                    deferred: true,
+                    captured,
+                    writers_blocked: Duration::ZERO,
+                });
+            }
+            Err(e) => return Err(sq(e)),
+        }
+        let t = Instant::now();
+        let phase2 = (|| -> Result<((i64, i64, i64), bool)> {
+            self.sync_all(now, &mut captured)?;
+            end_read(&self.reader).map_err(&sq)?;
+            let r = checkpoint_pragma(&self.reader, "PASSIVE").map_err(&sq);
+            begin_read(&self.reader).map_err(&sq)?;
+            let r = r?;
+            let end = self.pos.map_or(0, |p| p.wal_end);
+            let frames_end = WAL_HEADER_SIZE as u64
+                + r.1.max(0) as u64 * (FRAME_HEADER_SIZE as u64 + u64::from(self.page_size));
+            // Everything in the WAL is captured and copied: it may restart now.
+            Ok((r, r.1 == r.2 && frames_end == end))
+        })();
+        let rollback = self.writer.execute_batch("ROLLBACK").map_err(&sq);
+        let writers_blocked = t.elapsed();
+        let ((_, log, done), complete) = phase2?;
+        rollback?;
+
+        let mut restarted = false;
+        if complete && let Some(pos) = self.pos {
+            // The next write restarts the WAL: salt-1 + 1, a new salt-2. Make it ours, so
+            // it happens now, then take a read mark in the new generation.
+            self.restart_expected = Some((pos.salts.0.wrapping_add(1), 0));
+            bump_seq(&self.writer).map_err(&sq)?;
+            if let Ok(h) = read_wal_header(&self.wal_path)
+                && h.salt1 == pos.salts.0.wrapping_add(1)
+            {
+                self.restart_expected = Some((h.salt1, h.salt2));
+                restarted = true;
+            } else {
+                self.restart_expected = None;
+            }
+            end_read(&self.reader).map_err(&sq)?;
+            begin_read(&self.reader).map_err(&sq)?;
+        }
+        Ok(Checkpointed {
+            mode,
+            frames: (log, done),
+            restarted,
+            deferred: false,
+            captured,
+            writers_blocked,
+        })
+    }
+}
+
+/// How long phase 2 of a checkpoint waits for the write lock before deferring.
+const BARRIER_WAIT: Duration = Duration::from_millis(100);
+
+fn read_wal_header(path: &Path) -> io::Result<WalHeader> {
+    let mut b = [0u8; WAL_HEADER_SIZE];
+    File::open(path)?.read_exact(&mut b)?;
+    WalHeader::decode(&b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn read_at(f: &mut File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    f.seek(SeekFrom::Start(offset))?;
+    f.read_exact(buf)
+}
+
+fn begin_read(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch("BEGIN")?;
+    c.query_row("SELECT COUNT(1) FROM _litestream_seq", [], |_| Ok(()))
+}
+
+fn end_read(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch("COMMIT")
+}
+
+fn bump_seq(c: &Connection) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1",
+        [],
+    )
+    .map(|_| ())
+}
+
+fn checkpoint_pragma(c: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)> {
+    c.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
+}
+
+fn check_sqlite_file(path: &Path) -> Result<()> {
+    let mut f = File::open(path).map_err(|source| {
+        if source.kind() == io::ErrorKind::NotFound {
+            Error::DatabaseMissing(path.to_owned())
+        } else {
+            Error::Io {
+                op: "open",
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })?;
+    let mut magic = [0u8; 16];
+    match f.read_exact(&mut magic) {
+        Ok(()) if &magic == SQLITE_MAGIC => Ok(()),
+        // An empty file is a database SQLite has not initialised yet.
+        Err(e)
+            if e.kind() == io::ErrorKind::UnexpectedEof
+                && f.metadata().is_ok_and(|m| m.len() == 0) =>
+        {
+            Ok(())
+        }
+        _ => Err(Error::NotSqlite(path.to_owned())),
+    }
+}
+
+fn ensure_wal_mode(c: &Connection, path: &Path) -> Result<()> {
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(sqlite_err(path))?;
+    if mode.eq_ignore_ascii_case("wal") {
+        return Ok(());
+    }
+    // Litestream converts the database too; replication needs the WAL.
+    let now: String = c
+        .query_row("PRAGMA journal_mode=wal", [], |r| r.get(0))
+        .map_err(|e| Error::NotWal {
+            path: path.to_owned(),
+            mode: mode.clone(),
+            detail: e.to_string(),
+        })?;
+    if !now.eq_ignore_ascii_case("wal") {
+        return Err(Error::NotWal {
+            path: path.to_owned(),
+            mode,
+            detail: format!("SQLite kept journal_mode={now}"),
+        });
+    }
+    Ok(())
+}
+
+/// Keeps SQLite from deleting the WAL when our connections close last, which would
+/// force a full-database L0 on the next start.
+fn persist_wal(c: &Connection) {
+    // Best effort: without it replication stays correct, only restarts cost more.
+    let mut on = 1;
+    let _ = c.file_control(
+        rusqlite::DEFAULT_NAME,
+        rusqlite::FileControl::PersistWal(&mut on),
+    );
+}
+
+/// Takes the one-replicator-per-database lock: an advisory lock on a file in the meta
+/// directory, released by the OS when the process ends however it ends.
+fn take_lock(meta: &Path, db: &Path) -> Result<File> {
+    let path = meta.join("tideline.lock");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io("open lock file", &path))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::AlreadyReplicating {
+            db: db.to_owned(),
+            lock: path,
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io("lock", &path)(e)),
+    }
+}
+
+fn remove_tmp_files(dir: &Path) -> Result<()> {
+    for e in fs::read_dir(dir).map_err(Error::io("list", dir))? {
+        let e = e.map_err(Error::io("list", dir))?;
+        if e.file_name().to_string_lossy().ends_with(".tmp") {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    Ok(())
+}

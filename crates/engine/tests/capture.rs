@@ -1,0 +1,478 @@
+//! The watched database against real SQLite: captured L0 files restore every TXID to
+//! the state the application had, across checkpoints, WAL restarts and restarts of the
+//! replicator, with a concurrent writer, and bad input is refused clearly.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use rusqlite::Connection;
+use tideline_engine::Error;
+use tideline_engine::db::{Database, DbOptions, SnapshotReason, default_meta_dir};
+use tideline_engine::replica::file::FileReplica;
+use tideline_engine::restore::{IntegrityCheck, Target, restore};
+use tideline_ltx::Txid;
+
+fn app(path: &Path) -> Connection {
+    let c = Connection::open(path).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.pragma_update(None, "journal_mode", "wal").unwrap();
+    c.pragma_update(None, "synchronous", "normal").unwrap();
+    c
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let c = app(&db);
+    c.execute_batch(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, n INTEGER); CREATE INDEX tn ON t(n);",
+    )
+    .unwrap();
+    (dir, db, c)
+}
+
+/// A deterministic stream of varied transactions: inserts, updates, deletes, growth.
+fn transaction(c: &Connection, step: u64) {
+    let tx = c.unchecked_transaction().unwrap();
+    match step % 5 {
+        0 | 1 => {
+            for i in 0..(20 + step % 37) {
+                tx.execute(
+                    "INSERT INTO t(v, n) VALUES (?1, ?2)",
+                    (
+                        format!("row {step}.{i} ").repeat(1 + (i % 9) as usize),
+                        ((step * 31 + i) % 97) as i64,
+                    ),
+                )
+                .unwrap();
+            }
+        }
+        2 => {
+            tx.execute(
+                "UPDATE t SET v = upper(v), n = n + 1 WHERE n % 7 = ?1",
+                [(step % 7) as i64],
+            )
+            .unwrap();
+        }
+        3 => {
+            tx.execute("DELETE FROM t WHERE n = ?1", [(step % 97) as i64])
+                .unwrap();
+        }
+        _ => {
+            tx.execute(
+                "INSERT INTO t(v, n) VALUES (?1, 0)",
+                [vec![b'x'; 9000]
+                    .iter()
+                    .map(|&b| b as char)
+                    .collect::<String>()],
+            )
+            .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
+/// The application-visible content.
+fn digest(c: &Connection) -> String {
+    c.query_row("SELECT count(*) || ':' || ifnull(sum(length(v) * id + n), 0) || ':' || ifnull(max(id), 0) FROM t", [], |r| r.get(0)).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn restore_to(
+    meta: &Path,
+    target: Target,
+    out: &Path,
+) -> tideline_engine::Result<tideline_engine::restore::Restored> {
+    runtime().block_on(restore(
+        Arc::new(FileReplica::new(meta)),
+        target,
+        out,
+        IntegrityCheck::Full,
+    ))
+}
+
+fn quick() -> DbOptions {
+    DbOptions {
+        busy_timeout: Duration::from_secs(5),
+        ..DbOptions::default()
+    }
+}
+
+#[test]
+fn every_txid_restores_the_state_the_application_had() {
+    let (dir, path, c) = setup();
+    let meta = default_meta_dir(&path);
+    let mut db = Database::open(&path, quick()).unwrap();
+    let first = db
+        .sync(SystemTime::now())
+        .unwrap()
+        .expect("first sync writes TXID 1");
+    assert_eq!(first.snapshot, Some(SnapshotReason::FirstSync));
+    assert_eq!(first.info.max_txid, Txid(1));
+    assert!(
+        db.sync(SystemTime::now()).unwrap().is_none(),
+        "nothing new, no file"
+    );
+
+    let mut states = vec![(Txid(1), digest(&c))];
+    let clock = Instant::now();
+    let mut restarts = 0;
+    for step in 0..60u64 {
+        transaction(&c, step);
+        if step % 3 == 2 {
+            continue; // several transactions in one sync
+        }
+        let cap = db
+            .sync(SystemTime::now())
+            .unwrap()
+            .expect("new commits, new L0");
+        assert_eq!(
+            cap.snapshot, None,
+            "step {step}: incremental, not a full copy"
+        );
+        states.push((cap.info.max_txid, digest(&c)));
+        if step % 10 == 9 {
+            let ck = db.checkpoint("PASSIVE", SystemTime::now(), clock).unwrap();
+            restarts += usize::from(ck.restarted);
+            for cap in &ck.captured {
+                states.push((cap.info.max_txid, digest(&c)));
+            }
+        }
+    }
+    assert!(
+        restarts >= 3,
+        "our checkpoints restarted the WAL ({restarts} times)"
+    );
+    let last = db
+        .sync(SystemTime::now())
+        .unwrap()
+        .expect("the last transactions");
+    states.push((last.info.max_txid, digest(&c)));
+    assert!(db.sync(SystemTime::now()).unwrap().is_none());
+
+    let out = dir.path().join("restored.db");
+    for (txid, want) in &states {
+        let r = restore_to(&meta, Target::Txid(*txid), &out).unwrap();
+        assert_eq!(r.txid, *txid);
+        assert_eq!(
+            &digest(&Connection::open(&out).unwrap()),
+            want,
+            "TXID {txid}"
+        );
+    }
+    // The latest restore is byte-identical to the checkpointed database.
+    restore_to(&meta, Target::Latest, &out).unwrap();
+    drop(db);
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    assert_eq!(fs::read(&out).unwrap(), fs::read(&path).unwrap());
+}
+
+#[test]
+fn a_concurrent_writer_loses_nothing_across_checkpoints() {
+    let (dir, path, c) = setup();
+    drop(c);
+    let meta = default_meta_dir(&path);
+    let opts = DbOptions {
+        min_checkpoint_page_count: 50,
+        ..quick()
+    };
+    let mut db = Database::open(&path, opts).unwrap();
+    db.sync(SystemTime::now()).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, path) = (Arc::clone(&stop), path.clone());
+        std::thread::spawn(move || {
+            let c = app(&path);
+            let mut step = 0;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                transaction(&c, step);
+                step += 1;
+                // A busy application, not a tight loop that never releases the lock.
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            step
+        })
+    };
+    let clock = Instant::now();
+    let (mut checkpoints, mut restarts, mut deferred, mut worst) = (0, 0, 0, Duration::ZERO);
+    let mut snapshots = 0;
+    let mut log = Vec::new();
+    while clock.elapsed() < Duration::from_secs(3) {
+        while let Some(c) = db.sync(SystemTime::now()).unwrap() {
+            snapshots += usize::from(c.snapshot.is_some());
+            log.push(format!("sync {} {:?}", c.info.max_txid, db.position()));
+            if !c.more {
+                break;
+            }
+        }
+        if let Some(mode) = db.checkpoint_due(Instant::now()) {
+            let ck = db
+                .checkpoint(mode, SystemTime::now(), Instant::now())
+                .unwrap();
+            log.push(format!("checkpoint restarted={} deferred={} frames={:?} captured={:?} blocked={:?} pos={:?}", ck.restarted, ck.deferred, ck.frames, ck.captured.iter().map(|c| c.info.max_txid.0).collect::<Vec<_>>(), ck.writers_blocked, db.position()));
+            checkpoints += 1;
+            restarts += usize::from(ck.restarted);
+            deferred += usize::from(ck.deferred);
+            worst = worst.max(ck.writers_blocked);
+            snapshots += ck.captured.iter().filter(|c| c.snapshot.is_some()).count();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let steps = writer.join().unwrap();
+    while let Some(c) = db.sync(SystemTime::now()).unwrap() {
+        snapshots += usize::from(c.snapshot.is_some());
+    }
+    eprintln!(
+        "{steps} transactions, {checkpoints} checkpoints ({deferred} deferred), {restarts} WAL restarts, writers blocked at most {worst:?}"
+    );
+    assert!(
+        steps > 50 && restarts >= 1,
+        "{steps} transactions, {checkpoints} checkpoints, {restarts} restarts"
+    );
+    assert_eq!(
+        snapshots, 0,
+        "continuity was kept: no full-database L0 after the first"
+    );
+
+    let out = dir.path().join("restored.db");
+    restore_to(&meta, Target::Latest, &out).unwrap();
+    drop(db);
+    let c = app(&path);
+    let busy: i64 = c
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(busy, 0);
+    let (got, want) = (fs::read(&out).unwrap(), fs::read(&path).unwrap());
+    if got != want {
+        let pages: Vec<usize> = (0..got.len().min(want.len()) / 4096)
+            .filter(|&p| got[p * 4096..(p + 1) * 4096] != want[p * 4096..(p + 1) * 4096])
+            .map(|p| p + 1)
+            .collect();
+        for l in &log {
+            eprintln!("{l}");
+        }
+        panic!(
+            "restore differs: {} vs {} bytes, pages {:?}; digests {} vs {}",
+            got.len(),
+            want.len(),
+            &pages[..pages.len().min(20)],
+            digest(&Connection::open(&out).unwrap()),
+            digest(&c)
+        );
+    }
+}
+
+#[test]
+fn a_truncate_checkpoint_never_loses_frames() {
+    let (dir, path, c) = setup();
+    let meta = default_meta_dir(&path);
+    let opts = DbOptions {
+        truncate_page_n: 200,
+        max_sync_wal_bytes: 128 * 1024,
+        ..quick()
+    };
+    let mut db = Database::open(&path, opts).unwrap();
+    db.sync(SystemTime::now()).unwrap();
+    for step in 0..40 {
+        transaction(&c, step);
+    }
+    // One capped sync leaves most of the WAL uncaptured…
+    let first = db.sync(SystemTime::now()).unwrap().unwrap();
+    assert!(first.more);
+    // …which the TRUNCATE checkpoint must capture before it empties the WAL.
+    while db.sync(SystemTime::now()).unwrap().is_some_and(|c| c.more) {}
+    transaction(&c, 40);
+    assert_eq!(db.checkpoint_due(Instant::now()), Some("TRUNCATE"));
+    let ck = db
+        .checkpoint("TRUNCATE", SystemTime::now(), Instant::now())
+        .unwrap();
+    assert!(
+        !ck.captured.is_empty(),
+        "the last transaction was captured first"
+    );
+    assert_eq!(
+        fs::metadata(path.with_extension("db-wal")).unwrap().len(),
+        0,
+        "WAL truncated"
+    );
+    // The next sync writes the whole database: anything committed between the
+    // capture and the checkpoint went straight into the database file.
+    transaction(&c, 41);
+    let next = db.sync(SystemTime::now()).unwrap().unwrap();
+    assert_eq!(next.snapshot, Some(SnapshotReason::TruncateCheckpoint));
+    assert!(db.sync(SystemTime::now()).unwrap().is_none());
+    transaction(&c, 42);
+    assert_eq!(
+        db.sync(SystemTime::now()).unwrap().unwrap().snapshot,
+        None,
+        "incremental again"
+    );
+
+    let out = dir.path().join("restored.db");
+    restore_to(&meta, Target::Latest, &out).unwrap();
+    drop(db);
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    assert_eq!(fs::read(&out).unwrap(), fs::read(&path).unwrap());
+}
+
+#[test]
+fn the_position_survives_a_restart_of_the_replicator() {
+    let (dir, path, c) = setup();
+    let meta = default_meta_dir(&path);
+    let mut db = Database::open(&path, quick()).unwrap();
+    db.sync(SystemTime::now()).unwrap();
+    transaction(&c, 0);
+    db.sync(SystemTime::now()).unwrap();
+    drop(db);
+
+    transaction(&c, 1);
+    let mut db = Database::open(&path, quick()).unwrap();
+    assert_eq!(db.position().unwrap().txid, Txid(2));
+    let cap = db.sync(SystemTime::now()).unwrap().unwrap();
+    assert_eq!(
+        (cap.info.max_txid, cap.snapshot),
+        (Txid(3), None),
+        "incremental after a restart"
+    );
+    let out = dir.path().join("r.db");
+    restore_to(&meta, Target::Latest, &out).unwrap();
+    assert_eq!(digest(&Connection::open(&out).unwrap()), digest(&c));
+}
+
+#[test]
+fn a_wal_reset_while_stopped_gives_a_full_copy_that_restores() {
+    let (dir, path, c) = setup();
+    let meta = default_meta_dir(&path);
+    let mut db = Database::open(&path, quick()).unwrap();
+    db.sync(SystemTime::now()).unwrap();
+    transaction(&c, 0);
+    db.sync(SystemTime::now()).unwrap();
+    drop(db);
+
+    // While nobody holds the WAL, the application checkpoints it away and writes on.
+    let busy: i64 = c
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(busy, 0);
+    transaction(&c, 1);
+    transaction(&c, 2);
+    let mut db = Database::open(&path, quick()).unwrap();
+    let cap = db.sync(SystemTime::now()).unwrap().unwrap();
+    assert_eq!(cap.info.max_txid, Txid(3));
+    assert!(
+        matches!(
+            cap.snapshot,
+            Some(
+                SnapshotReason::WalRestarted
+                    | SnapshotReason::WalOverwritten
+                    | SnapshotReason::WalTruncated
+            )
+        ),
+        "{:?}",
+        cap.snapshot
+    );
+    let out = dir.path().join("r.db");
+    restore_to(&meta, Target::Latest, &out).unwrap();
+    assert_eq!(digest(&Connection::open(&out).unwrap()), digest(&c));
+    // And the TXID before the reset still restores to its own state.
+    restore_to(&meta, Target::Txid(Txid(2)), &out).unwrap();
+}
+
+#[test]
+fn while_replicating_other_processes_cannot_reset_the_wal() {
+    let (_dir, path, c) = setup();
+    let mut db = Database::open(&path, quick()).unwrap();
+    db.sync(SystemTime::now()).unwrap();
+    transaction(&c, 0);
+    c.busy_timeout(Duration::from_millis(50)).unwrap();
+    let (busy, _, _): (i64, i64, i64) = c
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(busy, 1, "our read transaction holds the WAL");
+    let cap = db.sync(SystemTime::now()).unwrap().unwrap();
+    assert_eq!(cap.snapshot, None);
+}
+
+#[test]
+fn large_transactions_are_read_in_bounded_steps() {
+    let (dir, path, c) = setup();
+    let meta = default_meta_dir(&path);
+    let opts = DbOptions {
+        max_sync_wal_bytes: 64 * 1024,
+        ..quick()
+    };
+    let mut db = Database::open(&path, opts).unwrap();
+    db.sync(SystemTime::now()).unwrap();
+    for step in 0..30 {
+        transaction(&c, step * 5); // inserts
+    }
+    let mut files = 0;
+    loop {
+        let cap = db.sync(SystemTime::now()).unwrap().unwrap();
+        files += 1;
+        if !cap.more {
+            break;
+        }
+        assert!(files < 1000, "bounded");
+    }
+    assert!(files > 2, "split into {files} files");
+    let out = dir.path().join("r.db");
+    restore_to(&meta, Target::Latest, &out).unwrap();
+    assert_eq!(digest(&Connection::open(&out).unwrap()), digest(&c));
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_error() {
+    let (dir, path, _c) = setup();
+    let _db = Database::open(&path, quick()).unwrap();
+    let err = Database::open(&path, quick()).unwrap_err();
+    assert!(matches!(err, Error::AlreadyReplicating { .. }), "{err}");
+    assert!(
+        err.to_string().contains("already being replicated"),
+        "{err}"
+    );
+
+    let missing = dir.path().join("nope.db");
+    let err = Database::open(&missing, quick()).unwrap_err();
+    assert!(matches!(err, Error::DatabaseMissing(_)), "{err}");
+
+    let text = dir.path().join("notes.txt");
+    fs::write(
+        &text,
+        "this is not a database, just some text that is long enough",
+    )
+    .unwrap();
+    let err = Database::open(&text, quick()).unwrap_err();
+    assert!(matches!(err, Error::NotSqlite(_)), "{err}");
+    assert!(err.to_string().contains("not a SQLite database"), "{err}");
+
+    // A rollback-journal database is switched to WAL, as Litestream does.
+    let journal = dir.path().join("journal.db");
+    let c = Connection::open(&journal).unwrap();
+    c.execute_batch("PRAGMA journal_mode=delete; CREATE TABLE x(a); INSERT INTO x VALUES (1);")
+        .unwrap();
+    drop(c);
+    let mut db = Database::open(&journal, quick()).unwrap();
+    assert!(db.sync(SystemTime::now()).unwrap().is_some());
+    let mode: String = Connection::open(&journal)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
