@@ -1,0 +1,161 @@
+//! The YAML as written: every key optional, unknown keys ignored here (they are reported
+//! by `keys`). Values are typed strictly so that serde_yaml_ng reports bad ones with
+//! their key path, line and column.
+
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+use super::duration::{AnyDuration, ByteSize, Interval};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct RawConfig {
+    pub dbs: Option<Vec<RawDb>>,
+    pub levels: Option<Vec<RawLevel>>,
+    pub snapshot: Option<RawSnapshot>,
+    pub l0_retention: Option<AnyDuration>,
+    pub l0_retention_check_interval: Option<Interval>,
+    pub retention: Option<RawRetention>,
+    pub shutdown_sync_timeout: Option<AnyDuration>,
+    pub shutdown_sync_interval: Option<Interval>,
+    pub exec: Option<String>,
+    pub logging: Option<RawLogging>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawLevel {
+    pub interval: Option<Interval>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+pub(crate) struct RawSnapshot {
+    pub interval: Option<Interval>,
+    pub retention: Option<Interval>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawRetention {
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawLogging {
+    pub level: Option<String>,
+    #[serde(rename = "type")]
+    pub format: Option<String>,
+    pub stderr: Option<bool>,
+    pub source: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct RawDb {
+    pub path: Option<String>,
+    pub dir: Option<String>,
+    pub pattern: Option<String>,
+    pub recursive: Option<bool>,
+    pub watch: Option<bool>,
+    pub meta_path: Option<String>,
+    pub meta_dir: Option<String>,
+    pub monitor_interval: Option<Interval>,
+    pub checkpoint_interval: Option<AnyDuration>,
+    pub busy_timeout: Option<AnyDuration>,
+    pub min_checkpoint_page_count: Option<u32>,
+    pub truncate_page_n: Option<u32>,
+    pub max_sync_wal_bytes: Option<ByteSize>,
+    pub restore_if_db_not_exists: Option<bool>,
+    pub snapshot: Option<RawSnapshot>,
+    pub replica: Option<RawReplica>,
+    pub replicas: Option<Vec<RawReplica>>,
+}
+
+/// A replica, or (at the top level) the replica settings every replica inherits.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct RawReplica {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub path: Option<String>,
+    pub url: Option<String>,
+
+    pub sync_interval: Option<Interval>,
+    pub max_sync_ltx_files: Option<u64>,
+    pub auto_recover: Option<bool>,
+
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+    pub endpoint: Option<String>,
+    pub force_path_style: Option<bool>,
+    pub sign_payload: Option<bool>,
+    pub require_content_md5: Option<bool>,
+    pub skip_verify: Option<bool>,
+    pub storage_class: Option<String>,
+    pub part_size: Option<ByteSize>,
+    pub concurrency: Option<u64>,
+    pub sse_customer_algorithm: Option<String>,
+    pub sse_customer_key: Option<String>,
+    pub sse_customer_key_path: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+
+    /// Litestream 0.3's age encryption; rejected when it names any key.
+    pub age: Option<Value>,
+}
+
+impl RawReplica {
+    /// This replica's settings, each falling back to the global default when unset
+    /// (an empty string counts as unset, as in Go).
+    pub fn with_defaults(&self, global: &RawReplica) -> RawReplica {
+        fn s(local: &Option<String>, global: &Option<String>) -> Option<String> {
+            non_empty(local).or_else(|| non_empty(global))
+        }
+        RawReplica {
+            kind: non_empty(&self.kind),
+            path: non_empty(&self.path),
+            url: non_empty(&self.url),
+            sync_interval: self.sync_interval.or(global.sync_interval),
+            max_sync_ltx_files: self.max_sync_ltx_files.or(global.max_sync_ltx_files),
+            auto_recover: self.auto_recover.or(global.auto_recover),
+            access_key_id: s(&self.access_key_id, &global.access_key_id),
+            secret_access_key: s(&self.secret_access_key, &global.secret_access_key),
+            region: s(&self.region, &global.region),
+            bucket: s(&self.bucket, &global.bucket),
+            endpoint: s(&self.endpoint, &global.endpoint),
+            force_path_style: self.force_path_style.or(global.force_path_style),
+            sign_payload: self.sign_payload.or(global.sign_payload),
+            require_content_md5: self.require_content_md5.or(global.require_content_md5),
+            skip_verify: self.skip_verify.or(global.skip_verify),
+            storage_class: s(&self.storage_class, &global.storage_class),
+            part_size: self.part_size.or(global.part_size),
+            concurrency: self.concurrency.or(global.concurrency),
+            sse_customer_algorithm: s(&self.sse_customer_algorithm, &global.sse_customer_algorithm),
+            sse_customer_key: s(&self.sse_customer_key, &global.sse_customer_key),
+            sse_customer_key_path: s(&self.sse_customer_key_path, &global.sse_customer_key_path),
+            sse_kms_key_id: s(&self.sse_kms_key_id, &global.sse_kms_key_id),
+            age: if age_is_set(&self.age) {
+                self.age.clone()
+            } else {
+                global.age.clone()
+            },
+        }
+    }
+}
+
+pub(crate) fn non_empty(s: &Option<String>) -> Option<String> {
+    s.as_ref().filter(|s| !s.is_empty()).cloned()
+}
+
+/// Whether an `age:` section names any identity or recipient.
+pub(crate) fn age_is_set(age: &Option<Value>) -> bool {
+    let Some(Value::Mapping(map)) = age else {
+        return false;
+    };
+    ["identities", "recipients"]
+        .iter()
+        .any(|k| match map.get(*k) {
+            Some(Value::Sequence(list)) => !list.is_empty(),
+            Some(Value::Null) | None => false,
+            Some(_) => true,
+        })
+}

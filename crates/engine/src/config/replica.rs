@@ -1,0 +1,658 @@
+//! Replica configs: from a `replica:` section (with the top-level defaults) or from a
+//! replica URL, resolved as Litestream resolves them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::{ConfigError, UrlProblem};
+use super::raw::{RawReplica, age_is_set, non_empty};
+use super::url::{self, Url};
+use super::{
+    DEFAULT_MAX_SYNC_LTX_FILES, DEFAULT_S3_CONCURRENCY, DEFAULT_S3_PART_SIZE,
+    DEFAULT_SYNC_INTERVAL, Env, Sensitive, keys, resolve_path,
+};
+
+/// S3's smallest multipart part (except the last).
+const MIN_PART_SIZE: u64 = 5 << 20;
+/// S3's largest multipart part.
+const MAX_PART_SIZE: u64 = 5 << 30;
+/// Litestream's concurrency for Cloudflare R2, which throttles parallel uploads.
+const R2_CONCURRENCY: usize = 2;
+
+const SUPPORTED: &str = "supported: file, s3";
+
+/// Where and how one database is replicated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// The destination.
+    pub target: ReplicaTarget,
+    /// `sync-interval`: the least time between uploads (default 1s).
+    pub sync_interval: Duration,
+    /// `max-sync-ltx-files`: the most L0 files uploaded per sync (default 256); `None`
+    /// when set to 0, meaning no limit.
+    pub max_sync_ltx_files: Option<usize>,
+    /// `auto-recover`: reset local state on missing or corrupt LTX files (default off).
+    pub auto_recover: bool,
+}
+
+/// A replica destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplicaTarget {
+    /// A folder (`type: file`, `file:///abs/path`).
+    File(FileReplicaConfig),
+    /// An S3 or S3-compatible bucket (`type: s3`, `s3://bucket/path`).
+    S3(Box<S3ReplicaConfig>),
+}
+
+impl ReplicaTarget {
+    /// `"file"` or `"s3"`, as Litestream's `type:` names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReplicaTarget::File(_) => "file",
+            ReplicaTarget::S3(_) => "s3",
+        }
+    }
+}
+
+impl fmt::Display for ReplicaTarget {
+    /// A description without credentials: the folder, or `s3://bucket/path`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplicaTarget::File(c) => write!(f, "{}", c.path.display()),
+            ReplicaTarget::S3(c) if c.path.is_empty() => write!(f, "s3://{}", c.bucket),
+            ReplicaTarget::S3(c) => write!(f, "s3://{}/{}", c.bucket, c.path),
+        }
+    }
+}
+
+/// A folder replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileReplicaConfig {
+    /// The replica's root folder (`ltx/<level>/…` goes below it), `~` expanded.
+    pub path: PathBuf,
+}
+
+/// An S3 replica, with Litestream's defaults and provider adjustments applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3ReplicaConfig {
+    /// The bucket (or access-point ARN).
+    pub bucket: String,
+    /// Key prefix inside the bucket; empty for the bucket root.
+    pub path: String,
+    /// `region`; `None` lets the client look it up (or use us-east-1).
+    pub region: Option<String>,
+    /// `endpoint` for S3-compatible servers, always with a scheme; `None` for AWS.
+    pub endpoint: Option<String>,
+    /// Access key: `access-key-id`, else `AWS_ACCESS_KEY_ID`, else
+    /// `LITESTREAM_ACCESS_KEY_ID`; `None` leaves it to the standard AWS chain.
+    pub access_key_id: Option<Sensitive<String>>,
+    /// Secret key, found like [`access_key_id`](Self::access_key_id).
+    pub secret_access_key: Option<Sensitive<String>>,
+    /// Path-style addressing (`bucket` in the path, not the host name). Default: on
+    /// when an endpoint is set, and for B2, Filebase, MinIO-like hosts and Supabase.
+    pub force_path_style: bool,
+    /// Skip TLS certificate verification (`skip-verify`).
+    pub skip_verify: bool,
+    /// Sign request payloads (`sign-payload`, default true).
+    pub sign_payload: bool,
+    /// Send Content-MD5 (`require-content-md5`, default true; false for Tigris).
+    pub require_content_md5: bool,
+    /// Multipart part size in bytes (`part-size`, default 5 MiB).
+    pub part_size: u64,
+    /// Parallel part uploads (`concurrency`, default 5; 2 for Cloudflare R2).
+    pub concurrency: usize,
+    /// `storage-class` for uploads.
+    pub storage_class: Option<String>,
+    /// SSE-C algorithm: `AES256` unless set, when a customer key is given.
+    pub sse_customer_algorithm: Option<String>,
+    /// SSE-C key (`sse-customer-key`).
+    pub sse_customer_key: Option<Sensitive<String>>,
+    /// File holding the SSE-C key (`sse-customer-key-path`); read when the client is
+    /// created, and preferred over `sse-customer-key`.
+    pub sse_customer_key_path: Option<PathBuf>,
+    /// SSE-KMS key id (`sse-kms-key-id`).
+    pub sse_kms_key_id: Option<String>,
+}
+
+impl ReplicaConfig {
+    /// A replica from a URL as `tideline replicate DB_PATH REPLICA_URL` and
+    /// `tideline restore REPLICA_URL` take it: `file:///abs/path`, a plain path
+    /// (relative paths are resolved against the current directory), or
+    /// `s3://bucket/path?endpoint=…&region=…&forcePathStyle=true&skipVerify=true`.
+    /// S3 credentials come from the environment (`AWS_*`, else `LITESTREAM_*`).
+    pub fn from_url(url: &str) -> Result<ReplicaConfig, ConfigError> {
+        let cwd = std::env::current_dir().ok();
+        from_url_impl(url, &super::process_env, cwd.as_deref())
+    }
+
+    /// [`from_url`](Self::from_url) with the environment given by `env` and relative
+    /// paths left relative.
+    pub fn from_url_with_env(
+        url: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ReplicaConfig, ConfigError> {
+        from_url_impl(url, env, None)
+    }
+}
+
+fn from_url_impl(url: &str, env: Env, cwd: Option<&Path>) -> Result<ReplicaConfig, ConfigError> {
+    let shown = url::redact(url);
+    let as_url_error = |e: ConfigError| match e {
+        ConfigError::Invalid { problem, fix, .. } => ConfigError::ReplicaUrl {
+            url: shown.clone(),
+            problem,
+            fix,
+        },
+        other => other,
+    };
+    if url.trim().is_empty() {
+        return Err(ConfigError::ReplicaUrl {
+            url: shown,
+            problem: "empty".into(),
+            fix: "give file:///abs/path, a folder path, or s3://bucket/path".into(),
+        });
+    }
+    let raw = RawReplica {
+        url: Some(url.to_owned()),
+        ..RawReplica::default()
+    };
+    let mut warnings = Vec::new();
+    let replica = build(&raw, &RawReplica::default(), "url", env, cwd, &mut warnings)
+        .map_err(as_url_error)?;
+    // On the command line there is no place for warnings: a query parameter Tideline
+    // does not know is an error there.
+    if let Some(w) = warnings.into_iter().next() {
+        let problem = w.split_once(": ").map_or(w.as_str(), |(_, p)| p).to_owned();
+        return Err(ConfigError::ReplicaUrl {
+            url: shown,
+            problem,
+            fix: "remove it, or use a config file".into(),
+        });
+    }
+    Ok(replica)
+}
+
+/// The scheme of a replica `url:` value, if it has one.
+fn scheme_of(url: &str) -> Option<String> {
+    if url::looks_like_url(url)
+        || url
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case("file:"))
+    {
+        url.split(':').next().map(str::to_ascii_lowercase)
+    } else {
+        None
+    }
+}
+
+/// Builds the replica at config key `key` (`dbs[0].replica`) from its own section and
+/// the top-level defaults.
+pub(crate) fn build(
+    local: &RawReplica,
+    global: &RawReplica,
+    key: &str,
+    env: Env,
+    cwd: Option<&Path>,
+    warnings: &mut Vec<String>,
+) -> Result<ReplicaConfig, ConfigError> {
+    let eff = local.with_defaults(global);
+    if age_is_set(&eff.age) {
+        let age_key = if age_is_set(&local.age) {
+            format!("{key}.age")
+        } else {
+            "age".to_owned()
+        };
+        return Err(ConfigError::invalid(
+            age_key,
+            "age encryption is not currently supported (Litestream 0.5 removed it, issue #790)",
+            "remove the age section; for encryption at rest use S3 server-side encryption \
+             (sse-kms-key-id or sse-customer-key), or stay on Litestream v0.3.x",
+        ));
+    }
+    if let Some(path) = non_empty(&local.path)
+        && url::looks_like_url(&path)
+    {
+        return Err(ConfigError::invalid(
+            format!("{key}.path"),
+            format!("replica path cannot be a URL ({})", url::redact(&path)),
+            "use the url: key for URLs, or give a plain path",
+        ));
+    }
+    let url = non_empty(&local.url);
+    // The URL scheme names the type (webdavs is webdav over TLS).
+    let scheme = url.as_deref().and_then(scheme_of).map(|s| {
+        if s == "webdavs" {
+            "webdav".to_owned()
+        } else {
+            s
+        }
+    });
+    let kind = match (&scheme, &eff.kind) {
+        (Some(scheme), Some(kind)) => {
+            if scheme != kind {
+                warnings.push(format!(
+                    "{key}.type: {kind:?} ignored; the url scheme makes this a {scheme} replica"
+                ));
+            }
+            scheme.clone()
+        }
+        (Some(scheme), None) => scheme.clone(),
+        (None, Some(kind)) => kind.clone(),
+        (None, None) => "file".to_owned(),
+    };
+    let kind_key = if scheme.is_some() {
+        format!("{key}.url")
+    } else {
+        format!("{key}.type")
+    };
+    let target = match kind.as_str() {
+        "file" => ReplicaTarget::File(build_file(local, url.as_deref(), key, env, cwd)?),
+        "s3" => ReplicaTarget::S3(Box::new(build_s3(
+            local,
+            &eff,
+            url.as_deref(),
+            key,
+            env,
+            warnings,
+        )?)),
+        "gs" | "abs" | "sftp" | "webdav" | "nats" | "oss" => {
+            return Err(ConfigError::invalid(
+                kind_key,
+                format!("replica type {kind} is not supported by Tideline yet"),
+                SUPPORTED,
+            ));
+        }
+        other if scheme.is_some() => {
+            return Err(ConfigError::invalid(
+                kind_key,
+                format!("unknown replica URL scheme {other:?}"),
+                "write file:///abs/path for a folder or s3://bucket/path for S3",
+            ));
+        }
+        other => {
+            let hint = match keys::suggest(other, &["file", "s3"]) {
+                Some(s) => format!("did you mean type: {s}? {SUPPORTED}"),
+                None => SUPPORTED.to_owned(),
+            };
+            return Err(ConfigError::invalid(
+                kind_key,
+                format!("unknown replica type {other:?}"),
+                hint,
+            ));
+        }
+    };
+    Ok(ReplicaConfig {
+        target,
+        sync_interval: eff.sync_interval.map_or(DEFAULT_SYNC_INTERVAL, |i| i.0),
+        max_sync_ltx_files: match eff.max_sync_ltx_files {
+            None => Some(DEFAULT_MAX_SYNC_LTX_FILES),
+            Some(0) => None,
+            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        },
+        auto_recover: eff.auto_recover.unwrap_or(false),
+    })
+}
+
+fn url_error(key: &str, p: UrlProblem) -> ConfigError {
+    ConfigError::invalid(format!("{key}.url"), p.problem, p.fix)
+}
+
+fn build_file(
+    local: &RawReplica,
+    url: Option<&str>,
+    key: &str,
+    env: Env,
+    cwd: Option<&Path>,
+) -> Result<FileReplicaConfig, ConfigError> {
+    if url.is_some() && non_empty(&local.path).is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            "cannot specify url & path for file replica",
+            "keep one of them: url: file:///abs/path or path: /abs/path",
+        ));
+    }
+    let path = match url {
+        Some(u) if scheme_of(u).is_some() => {
+            let parsed = url::parse(u).map_err(|p| url_error(key, p))?;
+            if !parsed.host.is_empty() && !parsed.host.eq_ignore_ascii_case("localhost") {
+                return Err(url_error(
+                    key,
+                    UrlProblem::new(
+                        format!("file URL has a host ({:?})", parsed.host),
+                        "write three slashes before an absolute path: file:///abs/path",
+                    ),
+                ));
+            }
+            let path = url::clean_path(&parsed.path);
+            // file:///C:/backups → C:/backups on Windows.
+            if cfg!(windows) && path.len() > 2 && path.as_bytes()[2] == b':' {
+                path[1..].to_owned()
+            } else {
+                path
+            }
+        }
+        Some(plain) => plain.to_owned(),
+        None => non_empty(&local.path).ok_or_else(|| {
+            ConfigError::invalid(
+                key,
+                "file replica path required",
+                "set path: /abs/dir (or url: file:///abs/dir), or url: s3://bucket/path \
+                 for S3",
+            )
+        })?,
+    };
+    let path_key = if url.is_some() {
+        format!("{key}.url")
+    } else {
+        format!("{key}.path")
+    };
+    Ok(FileReplicaConfig {
+        path: resolve_path(&path, &path_key, env, cwd)?,
+    })
+}
+
+/// Query parameters of S3 URLs, as Litestream names them.
+const S3_QUERY_KEYS: &[&str] = &[
+    "endpoint",
+    "region",
+    "forcePathStyle",
+    "skipVerify",
+    "signPayload",
+    "sign-payload",
+    "requireContentMD5",
+    "require-content-md5",
+    "storageClass",
+    "storage-class",
+    "partSize",
+    "part-size",
+    "concurrency",
+];
+
+/// What an S3 URL contributes.
+#[derive(Default)]
+struct S3Url {
+    bucket: Option<String>,
+    path: String,
+    region: Option<String>,
+    endpoint: Option<String>,
+    force_path_style: bool,
+    skip_verify: Option<bool>,
+    sign_payload: Option<bool>,
+    require_content_md5: Option<bool>,
+    storage_class: Option<String>,
+    part_size: Option<u64>,
+    concurrency: Option<u64>,
+}
+
+fn parse_s3_url(u: &Url, warnings: &mut Vec<String>, key: &str) -> Result<S3Url, UrlProblem> {
+    let mut out = S3Url::default();
+    if u.host.to_ascii_lowercase().starts_with("arn:") {
+        // s3://arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME/prefix: the access point is
+        // the bucket.
+        let path = u.path.trim_start_matches('/');
+        let (name, prefix) = path.split_once('/').unwrap_or((path, ""));
+        if name.is_empty() || !u.host.to_ascii_lowercase().ends_with(":accesspoint") {
+            return Err(UrlProblem::new(
+                "invalid S3 access point ARN",
+                "write s3://arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME/PREFIX",
+            ));
+        }
+        out.bucket = Some(format!("{}/{name}", u.host));
+        out.region = u
+            .host
+            .split(':')
+            .nth(3)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned);
+        out.path = url::s3_key_prefix(prefix);
+    } else {
+        let host = url::parse_s3_host(&u.host);
+        out.bucket = host.bucket;
+        out.region = host.region;
+        out.endpoint = host.endpoint;
+        out.force_path_style = host.force_path_style;
+        out.path = url::s3_key_prefix(&u.path);
+    }
+    let bool_param = |names: &[&str]| -> Result<Option<bool>, UrlProblem> {
+        let Some((name, value)) = names
+            .iter()
+            .find_map(|n| u.query_get(n).filter(|v| !v.is_empty()).map(|v| (*n, v)))
+        else {
+            return Ok(None);
+        };
+        match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "t" | "yes" => Ok(Some(true)),
+            "false" | "0" | "f" | "no" => Ok(Some(false)),
+            _ => Err(UrlProblem::new(
+                format!("query parameter {name}={value:?} is not a boolean"),
+                format!("write {name}=true or {name}=false"),
+            )),
+        }
+    };
+    let int_param = |names: &[&str], bytes: bool| -> Result<Option<u64>, UrlProblem> {
+        let Some((name, value)) = names
+            .iter()
+            .find_map(|n| u.query_get(n).filter(|v| !v.is_empty()).map(|v| (*n, v)))
+        else {
+            return Ok(None);
+        };
+        let parsed = if bytes {
+            super::duration::parse_byte_size(value).ok()
+        } else {
+            value.parse().ok()
+        };
+        parsed.map(Some).ok_or_else(|| {
+            UrlProblem::new(
+                format!("query parameter {name}={value:?} is not a whole number"),
+                format!("write {name}= followed by digits"),
+            )
+        })
+    };
+    if let Some(endpoint) = u.query_get("endpoint").filter(|v| !v.is_empty()) {
+        out.endpoint = Some(url::ensure_endpoint_scheme(endpoint));
+        // Custom endpoints default to path-style unless forcePathStyle=false.
+        out.force_path_style = true;
+    }
+    if let Some(region) = u.query_get("region").filter(|v| !v.is_empty()) {
+        out.region = Some(region.to_owned());
+    }
+    if let Some(v) = bool_param(&["forcePathStyle"])? {
+        out.force_path_style = v;
+    }
+    out.skip_verify = bool_param(&["skipVerify"])?;
+    out.sign_payload = bool_param(&["signPayload", "sign-payload"])?;
+    out.require_content_md5 = bool_param(&["requireContentMD5", "require-content-md5"])?;
+    out.storage_class = ["storageClass", "storage-class"]
+        .iter()
+        .find_map(|n| u.query_get(n).filter(|v| !v.is_empty()).map(str::to_owned));
+    out.part_size = int_param(&["partSize", "part-size"], true)?;
+    out.concurrency = int_param(&["concurrency"], false)?;
+    for (name, _) in &u.query {
+        if !S3_QUERY_KEYS.contains(&name.as_str()) {
+            let hint = keys::suggest(name, S3_QUERY_KEYS)
+                .map(|s| format!(" (did you mean {s}?)"))
+                .unwrap_or_default();
+            warnings.push(format!(
+                "{key}.url: unknown query parameter {name:?}, ignored{hint}"
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn build_s3(
+    local: &RawReplica,
+    eff: &RawReplica,
+    url: Option<&str>,
+    key: &str,
+    env: Env,
+    warnings: &mut Vec<String>,
+) -> Result<S3ReplicaConfig, ConfigError> {
+    if url.is_some() && non_empty(&local.path).is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            "cannot specify url & path for s3 replica",
+            "put the prefix in the URL (url: s3://bucket/prefix), or drop url: and use \
+             bucket: + path:",
+        ));
+    }
+    if url.is_some() && non_empty(&local.bucket).is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            "cannot specify url & bucket for s3 replica",
+            "put the bucket in the URL (url: s3://bucket/prefix), or drop url: and use \
+             bucket: + path:",
+        ));
+    }
+    let mut bucket = non_empty(&eff.bucket);
+    let mut path = non_empty(&local.path).unwrap_or_default();
+    let mut region = non_empty(&eff.region);
+    let mut endpoint = non_empty(&eff.endpoint).map(|e| url::ensure_endpoint_scheme(&e));
+    let mut skip_verify = eff.skip_verify.unwrap_or(false);
+    let mut sign_payload = eff.sign_payload;
+    let mut require_content_md5 = eff.require_content_md5;
+    let mut storage_class = non_empty(&eff.storage_class);
+    let mut force_path_style = eff.force_path_style.unwrap_or(endpoint.is_some());
+    let mut part_size = None;
+    let mut concurrency = None;
+
+    if let Some(u) = url {
+        let parsed = url::parse(u).map_err(|p| url_error(key, p))?;
+        let from_url = parse_s3_url(&parsed, warnings, key).map_err(|p| url_error(key, p))?;
+        // The URL names the bucket and prefix; other settings in the config win.
+        bucket = from_url.bucket;
+        path = from_url.path;
+        region = region.or(from_url.region);
+        endpoint = endpoint.or(from_url.endpoint);
+        storage_class = storage_class.or(from_url.storage_class);
+        if !force_path_style {
+            force_path_style = from_url.force_path_style;
+        }
+        if let Some(v) = from_url.skip_verify {
+            skip_verify = v;
+        }
+        sign_payload = sign_payload.or(from_url.sign_payload);
+        require_content_md5 = require_content_md5.or(from_url.require_content_md5);
+        part_size = from_url.part_size;
+        concurrency = from_url.concurrency;
+    }
+
+    let bucket = bucket.ok_or_else(|| {
+        ConfigError::invalid(
+            key,
+            "s3 replica has no bucket",
+            "set bucket: NAME (and path: PREFIX), or url: s3://BUCKET/PREFIX",
+        )
+    })?;
+
+    // Provider quirks, as Litestream applies them.
+    let host = endpoint
+        .as_deref()
+        .map(url::endpoint_host)
+        .unwrap_or_default();
+    let tigris = host == "fly.storage.tigris.dev" || host == "t3.storage.dev";
+    let r2 = host.ends_with(".r2.cloudflarestorage.com");
+    let b2 = host.ends_with(".backblazeb2.com");
+    let filebase = host == "s3.filebase.com";
+    let supabase = host.ends_with(".supabase.co") || host.contains(".supabase.");
+    let known_cloud = [
+        ".amazonaws.com",
+        ".digitaloceanspaces.com",
+        ".backblazeb2.com",
+        ".filebase.com",
+        ".scw.cloud",
+        ".r2.cloudflarestorage.com",
+        "tigris.dev",
+        "t3.storage.dev",
+    ];
+    let minio = host.contains(':') && !known_cloud.iter().any(|c| host.contains(c));
+    if tigris && require_content_md5.is_none() {
+        require_content_md5 = Some(false);
+    }
+    if eff.force_path_style.is_none() && (filebase || b2 || minio || supabase) {
+        force_path_style = true;
+    }
+
+    let part_size_key = format!("{key}.part-size");
+    let part_size = match eff.part_size.map(|b| b.0).or(part_size) {
+        None | Some(0) => DEFAULT_S3_PART_SIZE,
+        Some(n) if n < MIN_PART_SIZE => {
+            return Err(ConfigError::invalid(
+                part_size_key,
+                format!("{n} bytes is below S3's minimum part size of 5 MiB"),
+                "use at least 5MiB (5242880), or remove the key for the default",
+            ));
+        }
+        Some(n) if n > MAX_PART_SIZE => {
+            return Err(ConfigError::invalid(
+                part_size_key,
+                format!("{n} bytes is above S3's maximum part size of 5 GiB"),
+                "use at most 5GiB, or remove the key for the default (5MiB)",
+            ));
+        }
+        Some(n) => n,
+    };
+    let default_concurrency = if r2 {
+        R2_CONCURRENCY
+    } else {
+        DEFAULT_S3_CONCURRENCY
+    };
+    let concurrency = match eff.concurrency.or(concurrency) {
+        None | Some(0) => default_concurrency,
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+
+    let sse_key = non_empty(&eff.sse_customer_key);
+    let sse_key_path = match non_empty(&eff.sse_customer_key_path) {
+        Some(p) => Some(resolve_path(
+            &p,
+            &format!("{key}.sse-customer-key-path"),
+            env,
+            None,
+        )?),
+        None => None,
+    };
+    let sse_algorithm = if sse_key.is_some() || sse_key_path.is_some() {
+        Some(non_empty(&eff.sse_customer_algorithm).unwrap_or_else(|| "AES256".to_owned()))
+    } else {
+        if non_empty(&eff.sse_customer_algorithm).is_some() {
+            warnings.push(format!(
+                "{key}.sse-customer-algorithm: has no effect without sse-customer-key or \
+                 sse-customer-key-path; ignored"
+            ));
+        }
+        None
+    };
+
+    let from_env = |names: [&str; 2]| {
+        names
+            .iter()
+            .find_map(|n| env(n).filter(|v| !v.is_empty()))
+            .map(Sensitive::new)
+    };
+    Ok(S3ReplicaConfig {
+        bucket,
+        path,
+        region,
+        endpoint,
+        access_key_id: non_empty(&eff.access_key_id)
+            .map(Sensitive::new)
+            .or_else(|| from_env(["AWS_ACCESS_KEY_ID", "LITESTREAM_ACCESS_KEY_ID"])),
+        secret_access_key: non_empty(&eff.secret_access_key)
+            .map(Sensitive::new)
+            .or_else(|| from_env(["AWS_SECRET_ACCESS_KEY", "LITESTREAM_SECRET_ACCESS_KEY"])),
+        force_path_style,
+        skip_verify,
+        sign_payload: sign_payload.unwrap_or(true),
+        require_content_md5: require_content_md5.unwrap_or(true),
+        part_size,
+        concurrency,
+        storage_class,
+        sse_customer_algorithm: sse_algorithm,
+        sse_customer_key: sse_key.map(Sensitive::new),
+        sse_customer_key_path: sse_key_path,
+        sse_kms_key_id: non_empty(&eff.sse_kms_key_id),
+    })
+}
