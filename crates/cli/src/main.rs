@@ -1,0 +1,2 @@
+//! The `tideline` command (being written).
+fn main() {}
