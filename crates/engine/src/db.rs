@@ -641,7 +641,10 @@ impl Database {
     }
 
     /// Which checkpoint, if any, is due after a sync that reached the end of the WAL.
-    pub fn checkpoint_due(&self, now: Instant) -> Option<&'static str> {
+    /// The time-based interval counts from the first call (the start of replication),
+    /// not from an unknown last checkpoint, so a restart does not checkpoint at once.
+    pub fn checkpoint_due(&mut self, now: Instant) -> Option<&'static str> {
+        let since = *self.last_checkpoint.get_or_insert(now);
         let pages = self.wal_pages();
         if pages >= self.opts.truncate_page_n {
             Some("TRUNCATE")
@@ -649,9 +652,7 @@ impl Database {
             Some("PASSIVE")
         } else if pages > 1
             && let Some(every) = self.opts.checkpoint_interval
-            && self
-                .last_checkpoint
-                .is_none_or(|t| now.duration_since(t) >= every)
+            && now.duration_since(since) >= every
         {
             Some("PASSIVE")
         } else {

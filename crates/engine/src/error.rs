@@ -88,6 +88,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A feature this build does not have.
+    #[error("{0}")]
+    Unsupported(String),
     /// Restore inputs do not make up a whole database.
     #[error("restore inputs are incomplete: {0}")]
     IncompleteRestore(String),

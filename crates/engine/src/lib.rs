@@ -7,7 +7,10 @@
 //!   cumulative checksum chain, commit boundaries, the newest version of each page;
 //! * [`db`] — a watched database: read lock, capture of committed WAL frames into L0
 //!   files, position, continuity checks and low-stall checkpoints;
-//! * [`replica`] — what replicas hold: LTX files by level;
+//! * [`replica`] — what replicas hold: LTX files by level, the client trait and its
+//!   folder and in-memory backends;
+//! * [`replicate`] — continuous replication: wake on change, capture, ship, checkpoint,
+//!   graceful shutdown;
 //! * [`config`] — Litestream-compatible config files and replica URLs, defaults applied;
 //! * [`restore`] — Litestream's restore plan, and applying it by a streaming merge into
 //!   a temporary file that is verified, synced and renamed.
@@ -20,6 +23,7 @@ pub mod config;
 pub mod db;
 mod error;
 pub mod replica;
+pub mod replicate;
 pub mod restore;
 pub mod wal;
 

@@ -115,6 +115,21 @@ pub trait ReplicaClient: Debug + Send + Sync {
     async fn delete(&self, files: &[FileInfo]) -> ReplicaResult<()>;
 }
 
+/// The client for a configured replica.
+pub fn open_client(
+    cfg: &crate::config::ReplicaConfig,
+) -> crate::Result<std::sync::Arc<dyn ReplicaClient>> {
+    match &cfg.target {
+        crate::config::ReplicaTarget::File(f) => {
+            Ok(std::sync::Arc::new(file::FileReplica::new(&f.path)))
+        }
+        other => Err(crate::Error::Unsupported(format!(
+            "{} replicas are not available in this build yet; use a file replica (type: file, path: /backups/db)",
+            other.kind()
+        ))),
+    }
+}
+
 pub(crate) fn check_level(level: u8) -> ReplicaResult<()> {
     if level > SNAPSHOT_LEVEL {
         return Err(ReplicaError::BadLevel(level));

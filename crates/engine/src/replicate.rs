@@ -1,0 +1,685 @@
+//! Continuous replication: one task per database that captures changes as they happen
+//! and ships them to the replica.
+//!
+//! * **Wake on change.** A file-system watcher on the database's directory wakes the
+//!   task when the `-wal` file changes; a slow fallback poll covers file systems
+//!   without events. An idle database does nothing: no CPU, no replica requests.
+//! * **Latency-bounded batching.** A change is captured at once when the last capture
+//!   is at least `monitor-interval` old, otherwise at that boundary; so sparse writes
+//!   are shipped within milliseconds, and sustained writes produce at most one L0 file
+//!   (and one upload) per interval, as Litestream does. Uploads wait for the
+//!   `sync-interval` since the previous upload.
+//! * **Position.** On start the replica's newest TXID is compared with the local one;
+//!   local files the replica lacks are uploaded, and if they cannot be (the replica was
+//!   reset or is ahead), the local position is replaced so the next capture writes a
+//!   full-database L0 that continues the replica's TXIDs.
+//! * **Failures** back off exponentially (up to 5 minutes) and lose nothing: L0 files
+//!   stay in the meta directory until uploaded.
+//! * **Shutdown** captures and ships what is pending, retrying until the deadline.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use tideline_ltx::{Txid, parse_filename};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Config, DbConfig};
+use crate::db::{Captured, Database, DbOptions, SnapshotReason};
+use crate::error::{Error, Result};
+use crate::replica::{ReplicaClient, SNAPSHOT_LEVEL, open_client};
+
+/// Replication settings beyond the per-database configuration.
+#[derive(Debug, Clone)]
+pub struct ReplicateSettings {
+    /// Capture and ship once, then stop.
+    pub once: bool,
+    /// How long shutdown keeps trying to ship pending files.
+    pub shutdown_sync_timeout: Duration,
+    /// Pause between those attempts.
+    pub shutdown_sync_interval: Duration,
+}
+
+impl ReplicateSettings {
+    /// The settings a config file gives.
+    pub fn from_config(config: &Config) -> Self {
+        ReplicateSettings {
+            once: false,
+            shutdown_sync_timeout: config.shutdown_sync_timeout,
+            shutdown_sync_interval: config.shutdown_sync_interval,
+        }
+    }
+}
+
+impl Default for ReplicateSettings {
+    fn default() -> Self {
+        ReplicateSettings::from_config(&Config::default())
+    }
+}
+
+/// What replication reports as it goes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A database's replication started.
+    Started {
+        /// The database.
+        db: PathBuf,
+        /// The replica (no credentials).
+        replica: String,
+        /// The local TXID after reconciling with the replica.
+        txid: Option<Txid>,
+    },
+    /// Changes were captured into an L0 file.
+    Captured {
+        /// The database.
+        db: PathBuf,
+        /// Its TXID.
+        txid: Txid,
+        /// Pages in it.
+        pages: u32,
+        /// Bytes.
+        bytes: u64,
+        /// Set when it holds the whole database, with why.
+        snapshot: Option<SnapshotReason>,
+    },
+    /// Files reached the replica.
+    Shipped {
+        /// The database.
+        db: PathBuf,
+        /// Files uploaded.
+        files: usize,
+        /// Bytes uploaded.
+        bytes: u64,
+        /// The replica's TXID now.
+        txid: Txid,
+        /// Time from the oldest capture among them to its arrival.
+        lag: Duration,
+    },
+    /// The WAL was checkpointed into the database.
+    Checkpointed {
+        /// The database.
+        db: PathBuf,
+        /// PASSIVE or TRUNCATE.
+        mode: &'static str,
+        /// Whether the WAL restarted.
+        restarted: bool,
+        /// How long the application's writers were held off.
+        writers_blocked: Duration,
+    },
+    /// Something failed; it is retried.
+    Error {
+        /// The database.
+        db: PathBuf,
+        /// What failed, in words.
+        message: String,
+        /// When the next attempt is.
+        retry_in: Duration,
+    },
+    /// A database's replication stopped.
+    Stopped {
+        /// The database.
+        db: PathBuf,
+        /// The replica's TXID at the end.
+        txid: Option<Txid>,
+        /// Files still waiting to be shipped (0 after a clean stop).
+        pending: usize,
+    },
+}
+
+impl Event {
+    /// True for failures.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Event::Error { .. })
+            || matches!(self, Event::Stopped { pending, .. } if *pending > 0)
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Started { db, replica, txid } => write!(
+                f,
+                "{}: replicating to {replica} from TXID {}",
+                db.display(),
+                txid.map_or("none (first sync)".into(), |t| t.to_string())
+            ),
+            Event::Captured {
+                db,
+                txid,
+                pages,
+                bytes,
+                snapshot,
+            } => {
+                write!(
+                    f,
+                    "{}: captured TXID {txid}: {pages} pages, {bytes} bytes",
+                    db.display()
+                )?;
+                if let Some(r) = snapshot {
+                    write!(f, " (whole database: {r})")?;
+                }
+                Ok(())
+            }
+            Event::Shipped {
+                db,
+                files,
+                bytes,
+                txid,
+                lag,
+            } => write!(
+                f,
+                "{}: shipped {files} file(s), {bytes} bytes, replica at TXID {txid}, lag {} ms",
+                db.display(),
+                lag.as_millis()
+            ),
+            Event::Checkpointed {
+                db,
+                mode,
+                restarted,
+                writers_blocked,
+            } => write!(
+                f,
+                "{}: checkpoint {mode}{}, writers held {} ms",
+                db.display(),
+                if *restarted { ", WAL restarted" } else { "" },
+                writers_blocked.as_millis()
+            ),
+            Event::Error {
+                db,
+                message,
+                retry_in,
+            } => {
+                write!(
+                    f,
+                    "{}: {message}; retrying in {} s",
+                    db.display(),
+                    retry_in.as_secs_f32()
+                )
+            }
+            Event::Stopped { db, txid, pending } => write!(
+                f,
+                "{}: stopped at replica TXID {}{}",
+                db.display(),
+                txid.map_or("none".into(), |t| t.to_string()),
+                if *pending > 0 {
+                    format!("; {pending} file(s) NOT shipped (kept in the meta directory)")
+                } else {
+                    String::new()
+                }
+            ),
+        }
+    }
+}
+
+/// Where replication reports events.
+pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Longest pause between retries after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Fallback poll when file-system events are available (they may still be missed,
+/// e.g. on network file systems): cheap, a stat of the WAL.
+const FALLBACK_POLL: Duration = Duration::from_secs(10);
+
+/// Replicates `dbs` until `shutdown` completes (or once, with `settings.once`).
+/// Fails fast if a database cannot be opened at start (missing, not SQLite, already
+/// replicated, unusable replica config); later failures are retried and reported as
+/// events.
+pub async fn replicate(
+    dbs: Vec<DbConfig>,
+    settings: ReplicateSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    events: EventSink,
+) -> Result<()> {
+    let mut with_clients = Vec::with_capacity(dbs.len());
+    for cfg in dbs {
+        let replica_cfg = cfg
+            .require_replica()
+            .map_err(|e| Error::Unsupported(e.to_string()))?;
+        let client = open_client(replica_cfg)?;
+        with_clients.push((cfg, client));
+    }
+    replicate_to(with_clients, settings, shutdown, events).await
+}
+
+/// Like [`replicate`], with the replica clients given (the desktop app and tests
+/// supply their own). The sync interval comes from each database's replica config,
+/// or Litestream's default of 1 s.
+pub async fn replicate_to(
+    dbs: Vec<(DbConfig, Arc<dyn ReplicaClient>)>,
+    settings: ReplicateSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    events: EventSink,
+) -> Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut started = Vec::new();
+    for (cfg, client) in dbs {
+        let sync_interval = cfg
+            .replica
+            .as_ref()
+            .map_or(Duration::from_secs(1), |r| r.sync_interval);
+        let task = DbTask::start(cfg, sync_interval, client, Arc::clone(&events)).await?;
+        started.push(task);
+    }
+    let handles: Vec<_> = started
+        .into_iter()
+        .map(|t| tokio::spawn(t.run(settings.clone(), stop_rx.clone())))
+        .collect();
+    let mut first_err = None;
+    for h in handles {
+        match h.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(join) => {
+                first_err.get_or_insert(Error::Unsupported(format!(
+                    "replication task failed: {join}"
+                )));
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// One database's replication.
+struct DbTask {
+    path: PathBuf,
+    db: Arc<Mutex<Database>>,
+    client: Arc<dyn ReplicaClient>,
+    events: EventSink,
+    monitor_interval: Duration,
+    sync_interval: Duration,
+    /// The replica's TXID.
+    shipped: Option<Txid>,
+}
+
+impl DbTask {
+    async fn start(
+        cfg: DbConfig,
+        sync_interval: Duration,
+        client: Arc<dyn ReplicaClient>,
+        events: EventSink,
+    ) -> Result<DbTask> {
+        let opts = DbOptions {
+            busy_timeout: cfg.busy_timeout,
+            max_sync_wal_bytes: cfg.max_sync_wal_bytes,
+            min_checkpoint_page_count: u64::from(cfg.min_checkpoint_page_count),
+            truncate_page_n: u64::from(cfg.truncate_page_n),
+            checkpoint_interval: cfg.checkpoint_interval,
+            meta_dir: Some(cfg.meta_path.clone()),
+        };
+        let shipped = replica_txid(client.as_ref()).await?;
+        let l0_dir = cfg.meta_path.join("ltx").join("0");
+        reconcile_local(&l0_dir, shipped, client.as_ref()).await?;
+        let path = cfg.path.clone();
+        let db = tokio::task::spawn_blocking(move || Database::open(&path, opts))
+            .await
+            .expect("open task panicked")?;
+        let task = DbTask {
+            path: cfg.path.clone(),
+            db: Arc::new(Mutex::new(db)),
+            client,
+            events,
+            monitor_interval: cfg.monitor_interval,
+            sync_interval,
+            shipped,
+        };
+        let txid = task.with_db(|db| Ok(db.position().map(|p| p.txid))).await?;
+        (task.events)(&Event::Started {
+            db: task.path.clone(),
+            replica: task.client.describe(),
+            txid,
+        });
+        Ok(task)
+    }
+
+    async fn with_db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            f(&mut db.lock().unwrap_or_else(PoisonError::into_inner))
+        })
+        .await
+        .expect("database task panicked")
+    }
+
+    /// Captures everything committed, checkpointing when due.
+    async fn capture(&self) -> Result<Vec<Captured>> {
+        let captured = self
+            .with_db(|db| {
+                let mut out = Vec::new();
+                while let Some(c) = db.sync(SystemTime::now())? {
+                    let more = c.more;
+                    out.push(c);
+                    if !more {
+                        break;
+                    }
+                }
+                let ck = match db.checkpoint_due(Instant::now()) {
+                    Some(mode) => Some(db.checkpoint(mode, SystemTime::now(), Instant::now())?),
+                    None => None,
+                };
+                Ok((out, ck))
+            })
+            .await?;
+        let (mut out, ck) = captured;
+        if let Some(ck) = ck {
+            if !ck.deferred {
+                (self.events)(&Event::Checkpointed {
+                    db: self.path.clone(),
+                    mode: ck.mode,
+                    restarted: ck.restarted,
+                    writers_blocked: ck.writers_blocked,
+                });
+            }
+            out.extend(ck.captured);
+        }
+        for c in &out {
+            (self.events)(&Event::Captured {
+                db: self.path.clone(),
+                txid: c.info.max_txid,
+                pages: c.pages,
+                bytes: c.info.size,
+                snapshot: c.snapshot,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Uploads local L0 files the replica does not have, oldest first; removes local
+    /// files older than the newest once shipped (the newest is the position).
+    async fn ship(&mut self) -> Result<usize> {
+        let l0_dir = self.with_db(|db| Ok(db.l0_dir().to_owned())).await?;
+        let local = list_local(&l0_dir)?;
+        let pending: Vec<&(Txid, PathBuf)> = local
+            .iter()
+            .filter(|(t, _)| self.shipped.is_none_or(|s| *t > s))
+            .collect();
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let (mut bytes, mut oldest) = (0u64, None::<SystemTime>);
+        for (txid, path) in &pending {
+            let created = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .map_err(Error::io("stat", path))?;
+            let info = self.client.write(0, *txid, *txid, created, path).await?;
+            bytes += info.size;
+            oldest.get_or_insert(created);
+            self.shipped = Some(*txid);
+        }
+        let lag = oldest.and_then(|t| t.elapsed().ok()).unwrap_or_default();
+        (self.events)(&Event::Shipped {
+            db: self.path.clone(),
+            files: pending.len(),
+            bytes,
+            txid: self.shipped.expect("set above"),
+            lag,
+        });
+        // Keep only the newest local L0: it is the position.
+        if let Some((newest, _)) = local.last() {
+            for (t, p) in &local {
+                if t < newest && self.shipped.is_some_and(|s| *t <= s) {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+        Ok(pending.len())
+    }
+
+    async fn pending(&self) -> Result<usize> {
+        let l0_dir = self.with_db(|db| Ok(db.l0_dir().to_owned())).await?;
+        Ok(list_local(&l0_dir)?
+            .iter()
+            .filter(|(t, _)| self.shipped.is_none_or(|s| *t > s))
+            .count())
+    }
+
+    async fn run(
+        mut self,
+        settings: ReplicateSettings,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<()> {
+        if settings.once {
+            self.capture().await?;
+            self.ship().await?;
+            (self.events)(&Event::Stopped {
+                db: self.path.clone(),
+                txid: self.shipped,
+                pending: 0,
+            });
+            return Ok(());
+        }
+        let (wake_tx, mut wake) = mpsc::channel::<()>(1);
+        let _watcher = watch_wal(&self.path, wake_tx.clone());
+        let poll = if _watcher.is_some() {
+            FALLBACK_POLL
+        } else {
+            self.monitor_interval
+        };
+        // The first pass captures and ships whatever happened while we were not running.
+        let _ = wake_tx.try_send(());
+
+        let mut last_capture: Option<Instant> = None;
+        let mut last_ship: Option<Instant> = None;
+        let mut backoff = Duration::ZERO;
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        loop {
+            let deadline = retry_at.unwrap_or_else(|| tokio::time::Instant::now() + poll);
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = wake.recv() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+            // Capture at most once per monitor interval: a burst of events within it
+            // becomes one L0 file.
+            if let Some(t) = last_capture {
+                let next = t + self.monitor_interval;
+                if Instant::now() < next {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(next - Instant::now()) => {}
+                    }
+                }
+            }
+            let step = async {
+                let captured = self.capture().await?;
+                if !captured.is_empty() {
+                    last_capture = Some(Instant::now());
+                }
+                // Ship now if the replica has been idle for a sync interval, else at
+                // that boundary (the pending files are picked up then).
+                if let Some(t) = last_ship {
+                    let next = t + self.sync_interval;
+                    if Instant::now() < next {
+                        tokio::time::sleep(next - Instant::now()).await;
+                    }
+                }
+                if self.ship().await? > 0 {
+                    last_ship = Some(Instant::now());
+                }
+                Ok::<_, Error>(())
+            };
+            match step.await {
+                Ok(()) => {
+                    backoff = Duration::ZERO;
+                    retry_at = None;
+                }
+                Err(e) => {
+                    backoff = (backoff * 2).clamp(
+                        self.monitor_interval.max(Duration::from_millis(100)),
+                        MAX_BACKOFF,
+                    );
+                    (self.events)(&Event::Error {
+                        db: self.path.clone(),
+                        message: e.to_string(),
+                        retry_in: backoff,
+                    });
+                    retry_at = Some(tokio::time::Instant::now() + backoff);
+                }
+            }
+        }
+        self.shutdown(&settings).await
+    }
+
+    /// Final capture and shipping, retried until the deadline.
+    async fn shutdown(mut self, settings: &ReplicateSettings) -> Result<()> {
+        let deadline = Instant::now() + settings.shutdown_sync_timeout;
+        loop {
+            let attempt = async {
+                self.capture().await?;
+                self.ship().await?;
+                Ok::<_, Error>(())
+            };
+            match attempt.await {
+                Ok(()) => break,
+                Err(e) if Instant::now() + settings.shutdown_sync_interval < deadline => {
+                    (self.events)(&Event::Error {
+                        db: self.path.clone(),
+                        message: format!("final sync: {e}"),
+                        retry_in: settings.shutdown_sync_interval,
+                    });
+                    tokio::time::sleep(settings.shutdown_sync_interval).await;
+                }
+                Err(e) => {
+                    (self.events)(&Event::Error {
+                        db: self.path.clone(),
+                        message: format!("final sync gave up: {e}"),
+                        retry_in: Duration::ZERO,
+                    });
+                    break;
+                }
+            }
+        }
+        let pending = self.pending().await.unwrap_or(0);
+        (self.events)(&Event::Stopped {
+            db: self.path.clone(),
+            txid: self.shipped,
+            pending,
+        });
+        Ok(())
+    }
+}
+
+/// The newest TXID the replica holds at any level.
+async fn replica_txid(client: &dyn ReplicaClient) -> Result<Option<Txid>> {
+    let mut max = None;
+    for level in 0..=SNAPSHOT_LEVEL {
+        if let Some(f) = client.list(level).await?.last() {
+            max = max.max(Some(f.max_txid));
+        }
+    }
+    Ok(max)
+}
+
+/// Local L0 files by TXID (single-TXID names only).
+fn list_local(l0_dir: &Path) -> Result<Vec<(Txid, PathBuf)>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(l0_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io("list", l0_dir)(e)),
+    };
+    for e in rd {
+        let e = e.map_err(Error::io("list", l0_dir))?;
+        if let Some((min, max)) = e.file_name().to_str().and_then(parse_filename)
+            && min == max
+        {
+            out.push((max, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Makes the local position continuable against the replica (before the database is
+/// opened, which reads the position):
+/// * replica empty → start afresh at TXID 1 (local files would not form a chain that
+///   starts at 1 in the replica);
+/// * local files continue the replica without a gap → keep them (they get uploaded);
+/// * otherwise (replica ahead, or local files missing) → replace the local position
+///   with the replica's newest file, so the next capture continues its TXIDs (with a
+///   full-database L0, since the WAL position cannot be proven).
+async fn reconcile_local(
+    l0_dir: &Path,
+    replica: Option<Txid>,
+    client: &dyn ReplicaClient,
+) -> Result<()> {
+    std::fs::create_dir_all(l0_dir).map_err(Error::io("create meta directory", l0_dir))?;
+    let local = list_local(l0_dir)?;
+    let wipe = |local: &[(Txid, PathBuf)]| -> Result<()> {
+        for (_, p) in local {
+            std::fs::remove_file(p).map_err(Error::io("remove", p))?;
+        }
+        Ok(())
+    };
+    let Some(r) = replica else {
+        return wipe(&local);
+    };
+    let local_max = local.last().map(|(t, _)| *t);
+    let continues = local_max.is_some_and(|m| m >= r) && {
+        let above: Vec<Txid> = local.iter().map(|(t, _)| *t).filter(|t| *t > r).collect();
+        above.first().is_none_or(|f| *f == r.next())
+            && above.windows(2).all(|w| w[1] == w[0].next())
+    };
+    if continues {
+        return Ok(());
+    }
+    // Use the replica's newest file as the position. Its WAL fields (zero for
+    // compactions) never match the live WAL, so the next capture is a full L0 at r+1.
+    let mut newest = None;
+    for level in 0..=SNAPSHOT_LEVEL {
+        if let Some(f) = client
+            .list(level)
+            .await?
+            .into_iter()
+            .rfind(|f| f.max_txid == r)
+        {
+            newest = Some(f);
+            break;
+        }
+    }
+    let Some(f) = newest else { return wipe(&local) };
+    wipe(&local)?;
+    let bytes = client.read_range(&f, 0..f.size).await?;
+    let dst = l0_dir.join(tideline_ltx::format_filename(r, r));
+    // A compaction's header names a TXID range; the position file must be named by
+    // its max TXID, which is all the position reads besides the WAL fields.
+    std::fs::write(&dst, &bytes).map_err(Error::io("write", &dst))?;
+    Ok(())
+}
+
+/// Watches the database's directory; sends a wake-up when its `-wal` (or the database
+/// file) changes. `None` if the platform gives no events (then polling takes over).
+fn watch_wal(db: &Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let wal = crate::db::wal_path(db);
+    let dbp = db.to_owned();
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res
+            && ev.paths.iter().any(|p| p == &wal || p == &dbp)
+        {
+            // A full channel already holds a wake-up: coalesce.
+            let _ = wake.try_send(());
+        }
+    })
+    .ok()?;
+    w.watch(&dir, notify::RecursiveMode::NonRecursive).ok()?;
+    Some(w)
+}

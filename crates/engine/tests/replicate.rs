@@ -1,0 +1,314 @@
+//! Continuous replication end to end: a real application writes while the replicator
+//! runs; the replica restores to what the application wrote; an idle database makes no
+//! replica requests; positions carry over restarts; a reset replica starts afresh.
+
+use std::fs;
+use std::io::Read;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use rusqlite::Connection;
+use tideline_engine::config::DbConfig;
+use tideline_engine::replica::file::FileReplica;
+use tideline_engine::replica::{FileInfo, ReplicaClient, ReplicaResult};
+use tideline_engine::replicate::{Event, EventSink, ReplicateSettings, replicate_to};
+use tideline_engine::restore::{IntegrityCheck, Target, list_levels, restore};
+use tideline_ltx::Txid;
+use tokio::sync::oneshot;
+
+/// A folder replica that counts requests.
+#[derive(Debug)]
+struct Counting {
+    inner: FileReplica,
+    requests: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl ReplicaClient for Counting {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn list(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(level).await
+    }
+    async fn read_range(&self, file: &FileInfo, range: Range<u64>) -> ReplicaResult<Vec<u8>> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.inner.read_range(file, range).await
+    }
+    fn open(&self, file: &FileInfo) -> ReplicaResult<Box<dyn Read + Send>> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.inner.open(file)
+    }
+    async fn write(
+        &self,
+        level: u8,
+        min: Txid,
+        max: Txid,
+        at: SystemTime,
+        src: &Path,
+    ) -> ReplicaResult<FileInfo> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.inner.write(level, min, max, at, src).await
+    }
+    async fn delete(&self, files: &[FileInfo]) -> ReplicaResult<()> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete(files).await
+    }
+}
+
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<tideline_engine::Result<()>>,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Running {
+    async fn stop(mut self) -> Vec<Event> {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("stops within 30 s")
+            .unwrap()
+            .unwrap();
+        self.events.lock().unwrap().clone()
+    }
+}
+
+fn start(db: &Path, client: Arc<dyn ReplicaClient>) -> Running {
+    let mut cfg = DbConfig::new(db);
+    cfg.monitor_interval = Duration::from_millis(100);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink: EventSink = {
+        let events = Arc::clone(&events);
+        Arc::new(move |e: &Event| events.lock().unwrap().push(e.clone()))
+    };
+    let (tx, rx) = oneshot::channel::<()>();
+    let settings = ReplicateSettings {
+        once: false,
+        shutdown_sync_timeout: Duration::from_secs(5),
+        shutdown_sync_interval: Duration::from_millis(100),
+    };
+    let task = tokio::spawn(replicate_to(
+        vec![(cfg, client)],
+        settings,
+        async move {
+            let _ = rx.await;
+        },
+        sink,
+    ));
+    Running {
+        stop: Some(tx),
+        task,
+        events,
+    }
+}
+
+fn app(path: &Path) -> Connection {
+    let c = Connection::open(path).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.pragma_update(None, "journal_mode", "wal").unwrap();
+    c
+}
+
+fn write(c: &Connection, from: i64, n: i64) {
+    let tx = c.unchecked_transaction().unwrap();
+    for i in from..from + n {
+        tx.execute(
+            "INSERT INTO t(id, v) VALUES (?1, ?2)",
+            (i, format!("value {i} ").repeat(20)),
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+fn rows(c: &Connection) -> i64 {
+    c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap()
+}
+
+async fn replica_txid(client: &dyn ReplicaClient) -> Option<Txid> {
+    list_levels(client)
+        .await
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|f| f.max_txid)
+        .max()
+}
+
+/// Waits (bounded) until restoring the replica gives `want` rows.
+async fn wait_rows(replica: &Path, scratch: &Path, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = scratch.join("probe.db");
+    loop {
+        if let Ok(r) = restore(
+            Arc::new(FileReplica::new(replica)),
+            Target::Latest,
+            &out,
+            IntegrityCheck::None,
+        )
+        .await
+        {
+            let _ = r;
+            if rows(&Connection::open(&out).unwrap()) == want {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica did not reach {want} rows within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A temporary directory with an application database holding 10 rows; returns the
+/// directory, the replica path (not yet created), the database path and a connection.
+fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let c = app(&db);
+    c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    write(&c, 0, 10);
+    let replica = dir.path().join("replica");
+    (dir, replica, db, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_reach_the_replica_while_the_application_writes() {
+    let (dir, replica, db, c) = setup();
+    let run = start(&db, Arc::new(FileReplica::new(&replica)));
+    wait_rows(&replica, dir.path(), 10).await;
+    for k in 0..20 {
+        write(&c, 100 + k * 10, 10);
+        if k % 5 == 0 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+    wait_rows(&replica, dir.path(), 210).await;
+    // Written just before shutdown: shipped by the final sync.
+    write(&c, 10_000, 5);
+    let events = run.stop().await;
+    let out = dir.path().join("final.db");
+    restore(
+        Arc::new(FileReplica::new(&replica)),
+        Target::Latest,
+        &out,
+        IntegrityCheck::Full,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&Connection::open(&out).unwrap()), 215);
+
+    assert!(
+        matches!(events.first(), Some(Event::Started { txid: None, .. })),
+        "{:?}",
+        events.first()
+    );
+    assert!(events.iter().any(|e| matches!(e, Event::Shipped { .. })));
+    assert!(
+        matches!(events.last(), Some(Event::Stopped { pending: 0, .. })),
+        "{:?}",
+        events.last()
+    );
+    assert!(!events.iter().any(Event::is_error), "{events:#?}");
+    let snapshots = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Captured {
+                    snapshot: Some(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(
+        snapshots, 1,
+        "only the first capture holds the whole database"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_database_makes_no_replica_requests() {
+    let (dir, replica, db, c) = setup();
+    let client = Arc::new(Counting {
+        inner: FileReplica::new(&replica),
+        requests: AtomicUsize::new(0),
+    });
+    let run = start(&db, client.clone());
+    wait_rows(&replica, dir.path(), 10).await;
+    write(&c, 100, 10);
+    wait_rows(&replica, dir.path(), 20).await;
+    // Let the last capture and upload settle, then watch: nothing may happen.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let settled = client.requests.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        client.requests.load(Ordering::SeqCst),
+        settled,
+        "requests while idle"
+    );
+    // And it wakes up again on the next write.
+    write(&c, 200, 1);
+    wait_rows(&replica, dir.path(), 21).await;
+    assert!(client.requests.load(Ordering::SeqCst) > settled);
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_resumes_after_a_restart_and_after_a_replica_reset() {
+    let (dir, replica, db, c) = setup();
+    let client: Arc<dyn ReplicaClient> = Arc::new(FileReplica::new(&replica));
+    let run = start(&db, Arc::clone(&client));
+    wait_rows(&replica, dir.path(), 10).await;
+    run.stop().await;
+    let before = replica_txid(client.as_ref()).await.unwrap();
+
+    // Writes while stopped are picked up, continuing the TXIDs incrementally.
+    write(&c, 100, 10);
+    let run = start(&db, Arc::clone(&client));
+    wait_rows(&replica, dir.path(), 20).await;
+    let events = run.stop().await;
+    assert!(
+        matches!(events.first(), Some(Event::Started { txid: Some(t), .. }) if *t == before),
+        "{:?}",
+        events.first()
+    );
+    assert!(
+        !events.iter().any(|e| matches!(
+            e,
+            Event::Captured {
+                snapshot: Some(_),
+                ..
+            }
+        )),
+        "{events:#?}"
+    );
+    assert_eq!(replica_txid(client.as_ref()).await.unwrap().0, before.0 + 1);
+
+    // The replica is wiped: replication starts afresh at TXID 1 with the whole database.
+    fs::remove_dir_all(&replica).unwrap();
+    write(&c, 200, 10);
+    let run = start(&db, Arc::clone(&client));
+    wait_rows(&replica, dir.path(), 30).await;
+    let events = run.stop().await;
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Captured {
+                txid: Txid(1),
+                snapshot: Some(_),
+                ..
+            }
+        )),
+        "{events:#?}"
+    );
+}
