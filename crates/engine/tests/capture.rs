@@ -174,7 +174,10 @@ fn every_txid_restores_the_state_the_application_had() {
     drop(db);
     c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .unwrap();
-    assert_eq!(fs::read(&out).unwrap(), fs::read(&path).unwrap());
+    assert!(
+        fs::read(&out).unwrap() == fs::read(&path).unwrap(),
+        "restore is not byte-identical"
+    );
 }
 
 #[test]
@@ -326,7 +329,10 @@ fn a_truncate_checkpoint_never_loses_frames() {
     drop(db);
     c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .unwrap();
-    assert_eq!(fs::read(&out).unwrap(), fs::read(&path).unwrap());
+    assert!(
+        fs::read(&out).unwrap() == fs::read(&path).unwrap(),
+        "restore is not byte-identical"
+    );
 }
 
 #[test]

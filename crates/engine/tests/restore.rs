@@ -182,7 +182,10 @@ fn every_txid_restores_byte_identically() {
     let p = plan(&levels, Target::Latest).unwrap();
     let r = restore(&replica, &p, &out).unwrap();
     assert_eq!(r.txid, Txid(states.len() as u64));
-    assert_eq!(fs::read(&out).unwrap(), *states.last().unwrap());
+    assert!(
+        fs::read(&out).unwrap() == *states.last().unwrap(),
+        "latest restore differs"
+    );
     check_integrity(&out, IntegrityCheck::Full).unwrap();
 
     let mut used_l1 = false;
@@ -192,13 +195,19 @@ fn every_txid_restores_byte_identically() {
         used_l1 |= p.iter().any(|f| f.level == 1);
         let r = restore(&replica, &p, &out).unwrap();
         assert_eq!(r.txid, txid);
-        assert_eq!(&fs::read(&out).unwrap(), want, "TXID {txid}");
+        assert!(
+            fs::read(&out).unwrap() == *want,
+            "TXID {txid} restore differs"
+        );
 
         // By time: strictly after the file's creation gives the same state.
         let t = UNIX_EPOCH + Duration::from_millis(header(0, txid.0, 0).timestamp as u64 + 1);
         let p = plan(&levels, Target::Time(t)).unwrap();
         restore(&replica, &p, &out).unwrap();
-        assert_eq!(&fs::read(&out).unwrap(), want, "time after TXID {txid}");
+        assert!(
+            fs::read(&out).unwrap() == *want,
+            "restore at a time after TXID {txid} differs"
+        );
     }
     assert!(used_l1, "some plan used the L1 compaction");
     assert!(!dir.path().join("out.db.tmp").exists());
