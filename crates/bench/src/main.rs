@@ -1,0 +1,373 @@
+//! `tideline-bench`: the same workloads against no replication, Litestream 0.5.17 and
+//! tideline, in one run, alternating A B A B so drift in the machine affects all alike,
+//! with medians and spreads in one table.
+//!
+//! ```text
+//! cargo run --release -p tideline-bench -- [--quick] [--rounds N] [--seconds S]
+//!     [--litestream PATH] [--tideline PATH] [--dir DIR]
+//! ```
+//!
+//! Workloads (a real writer, WAL, `synchronous=NORMAL`, SQLite's default
+//! auto-checkpoint), each against a folder replica on the same disk:
+//!
+//! * **max-rate**: small transactions as fast as possible for S seconds: the
+//!   application's commit rate and its worst commit stall, with the replicator's CPU
+//!   seconds per 1000 transactions and peak RSS;
+//! * **sparse**: one transaction a second: lag from commit until the replica holds a new
+//!   file for it (p50 and max), and the replicator's CPU.
+//!
+//! Replicators run as separate processes (`replicate DB file://REPLICA`), started after
+//! the database exists and stopped with SIGTERM; CPU and RSS are read from /proc. Every
+//! loop is bounded in time; only processes started here are stopped, by PID.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rusqlite::Connection;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replicator {
+    None,
+    Litestream,
+    Tideline,
+}
+
+impl Replicator {
+    fn name(self) -> &'static str {
+        match self {
+            Replicator::None => "none",
+            Replicator::Litestream => "litestream",
+            Replicator::Tideline => "tideline",
+        }
+    }
+}
+
+struct Args {
+    rounds: usize,
+    seconds: u64,
+    litestream: PathBuf,
+    tideline: PathBuf,
+    dir: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut a = Args {
+        rounds: 3,
+        seconds: 10,
+        litestream: root.join(".tools/venv/bin/litestream"),
+        tideline: root.join("target/release/tideline"),
+        dir: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut val = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--quick" => {
+                a.rounds = 1;
+                a.seconds = 3;
+            }
+            "--rounds" => a.rounds = val("--rounds")?.parse()?,
+            "--seconds" => a.seconds = val("--seconds")?.parse()?,
+            "--litestream" => a.litestream = val("--litestream")?.into(),
+            "--tideline" => a.tideline = val("--tideline")?.into(),
+            "--dir" => a.dir = Some(val("--dir")?.into()),
+            other => {
+                bail!("unknown argument {other:?}; see the doc comment in crates/bench/src/main.rs")
+            }
+        }
+    }
+    for (what, p) in [("litestream", &a.litestream), ("tideline", &a.tideline)] {
+        if !p.is_file() {
+            bail!(
+                "{what} binary not found at {} (run `bash scripts/setup.sh` and `cargo build --release -p tideline-cli`, or pass --{what} PATH)",
+                p.display()
+            );
+        }
+    }
+    Ok(a)
+}
+
+/// A replicator process, stopped (SIGTERM, then kill) when dropped.
+struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    fn start(bin: &Path, db: &Path, replica: &Path, log: &Path) -> Result<Proc> {
+        let out = fs::File::create(log)?;
+        let child = Command::new(bin)
+            .arg("replicate")
+            .arg(db)
+            .arg(format!("file://{}", replica.display()))
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Proc { child })
+    }
+
+    /// CPU seconds (user + system) and peak RSS in KiB, from /proc.
+    fn usage(&self) -> (f64, u64) {
+        let pid = self.child.id();
+        let cpu = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = &s[s.rfind(')')? + 2..];
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+            })
+            .unwrap_or(0.0);
+        let rss = fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0);
+        (cpu, rss)
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn open(db: &Path) -> Result<Connection> {
+    let c = Connection::open(db)?;
+    c.busy_timeout(Duration::from_secs(30))?;
+    c.pragma_update(None, "journal_mode", "wal")?;
+    c.pragma_update(None, "synchronous", "normal")?;
+    Ok(c)
+}
+
+fn fresh(dir: &Path, tag: &str) -> Result<(PathBuf, PathBuf, Connection)> {
+    let run = dir.join(tag);
+    let _ = fs::remove_dir_all(&run);
+    fs::create_dir_all(&run)?;
+    let db = run.join("bench.db");
+    let c = open(&db)?;
+    c.execute_batch(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v TEXT); CREATE INDEX tk ON t(k);",
+    )?;
+    let tx = c.unchecked_transaction()?;
+    for i in 0..20_000 {
+        tx.execute(
+            "INSERT INTO t(k, v) VALUES (?1, ?2)",
+            (
+                i * 7919 % 10_007,
+                format!("seed row {i} with some text to fill the page"),
+            ),
+        )?;
+    }
+    tx.commit()?;
+    Ok((db, run.join("replica"), c))
+}
+
+/// Waits (bounded) for the replicator's first copy of the database.
+fn wait_first_copy(replica: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if count_files(replica) > 0 {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!(
+        "the replicator wrote nothing to {} within 60 s",
+        replica.display()
+    )
+}
+
+fn count_files(replica: &Path) -> usize {
+    fs::read_dir(replica.join("ltx/0")).map_or(0, |rd| {
+        rd.filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".ltx"))
+            .count()
+    })
+}
+
+struct MaxRate {
+    tx_per_s: f64,
+    worst_stall_ms: f64,
+    cpu_per_1000: f64,
+    rss_mib: f64,
+}
+
+fn max_rate(a: &Args, r: Replicator, dir: &Path) -> Result<MaxRate> {
+    let (db, replica, c) = fresh(dir, &format!("maxrate-{}", r.name()))?;
+    let proc = start(a, r, &db, &replica, dir)?;
+    let t0 = Instant::now();
+    let (mut n, mut worst) = (0u64, Duration::ZERO);
+    let mut stmt =
+        c.prepare("INSERT INTO t(k, v) VALUES (?1, 'a small row of application data')")?;
+    while t0.elapsed() < Duration::from_secs(a.seconds) {
+        let t = Instant::now();
+        stmt.execute([n as i64 % 10_007])?;
+        worst = worst.max(t.elapsed());
+        n += 1;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let (cpu, rss) = proc.as_ref().map_or((0.0, 0), Proc::usage);
+    if let Some(p) = proc {
+        p.stop();
+    }
+    Ok(MaxRate {
+        tx_per_s: n as f64 / secs,
+        worst_stall_ms: worst.as_secs_f64() * 1e3,
+        cpu_per_1000: cpu / (n as f64 / 1000.0),
+        rss_mib: rss as f64 / 1024.0,
+    })
+}
+
+struct Sparse {
+    lag_p50_ms: f64,
+    lag_max_ms: f64,
+}
+
+fn sparse(a: &Args, r: Replicator, dir: &Path) -> Result<Sparse> {
+    let (db, replica, c) = fresh(dir, &format!("sparse-{}", r.name()))?;
+    let proc = start(a, r, &db, &replica, dir)?.context("sparse needs a replicator")?;
+    // Let the initial copy and any start-up work settle.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut lags = Vec::new();
+    for i in 0..a.seconds.max(3) {
+        let before = count_files(&replica);
+        let t = Instant::now();
+        c.execute("INSERT INTO t(k, v) VALUES (?1, 'sparse')", [i as i64])?;
+        let deadline = t + Duration::from_secs(10);
+        while count_files(&replica) == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        lags.push(t.elapsed().as_secs_f64() * 1e3);
+        let rest = Duration::from_secs(1).saturating_sub(t.elapsed());
+        std::thread::sleep(rest);
+    }
+    proc.stop();
+    lags.sort_by(f64::total_cmp);
+    Ok(Sparse {
+        lag_p50_ms: median(&lags),
+        lag_max_ms: *lags.last().unwrap_or(&0.0),
+    })
+}
+
+fn start(a: &Args, r: Replicator, db: &Path, replica: &Path, dir: &Path) -> Result<Option<Proc>> {
+    let bin = match r {
+        Replicator::None => return Ok(None),
+        Replicator::Litestream => &a.litestream,
+        Replicator::Tideline => &a.tideline,
+    };
+    let p = Proc::start(bin, db, replica, &dir.join(format!("{}.log", r.name())))?;
+    wait_first_copy(replica)?;
+    Ok(Some(p))
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+fn spread(v: &[f64]) -> f64 {
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    if v.len() < 2 { 0.0 } else { hi - lo }
+}
+
+fn main() -> Result<()> {
+    let a = parse_args()?;
+    let tmp;
+    let dir = match &a.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let order = [
+        Replicator::None,
+        Replicator::Litestream,
+        Replicator::Tideline,
+    ];
+    let mut rate: Vec<(Replicator, Vec<MaxRate>)> =
+        order.iter().map(|&r| (r, Vec::new())).collect();
+    let mut lag: Vec<(Replicator, Vec<Sparse>)> =
+        order[1..].iter().map(|&r| (r, Vec::new())).collect();
+    for round in 0..a.rounds {
+        for (r, v) in &mut rate {
+            eprintln!("round {}: max-rate, {}", round + 1, r.name());
+            v.push(max_rate(&a, *r, &dir)?);
+        }
+        for (r, v) in &mut lag {
+            eprintln!("round {}: sparse, {}", round + 1, r.name());
+            v.push(sparse(&a, *r, &dir)?);
+        }
+    }
+    println!(
+        "\n{} round(s), {} s per max-rate run; median (spread) over rounds\n",
+        a.rounds, a.seconds
+    );
+    println!("| workload | figure | none | litestream | tideline |");
+    println!("|---|---|---:|---:|---:|");
+    let cell = |xs: Vec<f64>, digits: usize| {
+        format!("{:.*} ({:.*})", digits, median(&xs), digits, spread(&xs))
+    };
+    let row = |name: &str, f: &dyn Fn(&MaxRate) -> f64, digits: usize, with_none: bool| {
+        let cells: Vec<String> = rate
+            .iter()
+            .map(|(r, v)| {
+                if *r == Replicator::None && !with_none {
+                    "—".into()
+                } else {
+                    cell(v.iter().map(f).collect(), digits)
+                }
+            })
+            .collect();
+        println!("| max-rate | {name} | {} |", cells.join(" | "));
+    };
+    row("commits/s", &|m| m.tx_per_s, 0, true);
+    row("worst commit stall, ms", &|m| m.worst_stall_ms, 1, true);
+    row("replicator CPU s / 1000 tx", &|m| m.cpu_per_1000, 4, false);
+    row("replicator peak RSS, MiB", &|m| m.rss_mib, 1, false);
+    for (name, f) in [
+        (
+            "lag p50, ms",
+            (|s: &Sparse| s.lag_p50_ms) as fn(&Sparse) -> f64,
+        ),
+        ("lag max, ms", |s: &Sparse| s.lag_max_ms),
+    ] {
+        let cells: Vec<String> = lag
+            .iter()
+            .map(|(_, v)| cell(v.iter().map(f).collect(), 0))
+            .collect();
+        println!("| sparse 1 tx/s | {name} | — | {} |", cells.join(" | "));
+    }
+    Ok(())
+}
