@@ -107,6 +107,9 @@ pub enum SnapshotReason {
     /// After a TRUNCATE checkpoint, which may have copied frames written after the
     /// last capture straight into the database.
     TruncateCheckpoint,
+    /// The position came from the replica (a new machine, a restore, a reset replica):
+    /// the database is copied whole once to continue the replica's TXIDs.
+    ReplicaPosition,
 }
 
 impl std::fmt::Display for SnapshotReason {
@@ -117,6 +120,7 @@ impl std::fmt::Display for SnapshotReason {
             SnapshotReason::WalTruncated => "WAL truncated by another process",
             SnapshotReason::WalOverwritten => "WAL overwritten by another process",
             SnapshotReason::TruncateCheckpoint => "TRUNCATE checkpoint",
+            SnapshotReason::ReplicaPosition => "continuing the replica's TXIDs",
         })
     }
 }
@@ -178,6 +182,11 @@ pub struct Database {
     /// doubles the next wait.
     deferrals: u32,
     _lock: File,
+    /// The database file, opened once for reading pages. POSIX advisory locks belong
+    /// to the process: closing *any* descriptor of the file would drop the locks our
+    /// SQLite connections hold on it (then an application closing last could checkpoint
+    /// and delete the WAL under us). So it is never reopened, and dropped last.
+    db_file: File,
 }
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
@@ -251,6 +260,7 @@ impl Database {
         let reader = open()?;
         persist_wal(&reader);
         begin_read(&reader).map_err(&sq)?;
+        let db_file = File::open(&path).map_err(Error::io("open", &path))?;
 
         let mut db = Database {
             path,
@@ -266,6 +276,7 @@ impl Database {
             last_checkpoint: None,
             deferrals: 0,
             _lock: lock,
+            db_file,
         };
         db.pos = db.load_position()?;
         Ok(db)
@@ -366,6 +377,12 @@ impl Database {
         };
         if let Some(reason) = self.force_snapshot {
             return self.snapshot(&mut wal, header, now, reason).map(Some);
+        }
+        if pos.wal_end == 0 {
+            // A compaction or snapshot file taken from the replica: no WAL position.
+            return self
+                .snapshot(&mut wal, header, now, SnapshotReason::ReplicaPosition)
+                .map(Some);
         }
         let frame_size = header.frame_size();
         let start = if salts == pos.salts {
@@ -516,6 +533,8 @@ impl Database {
         let timestamp = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
+        // The creation time replicas keep is the header timestamp, in milliseconds.
+        let created_at = SystemTime::UNIX_EPOCH + Duration::from_millis(timestamp.max(0) as u64);
         let header = Header {
             flags: FLAG_NO_CHECKSUM,
             page_size: self.page_size,
@@ -540,7 +559,7 @@ impl Database {
                     name: name.clone(),
                     source,
                 })?;
-            let mut db = File::open(&self.path).map_err(Error::io("open", &self.path))?;
+            let mut db = &self.db_file;
             let ps = self.page_size as usize;
             let mut buf = vec![0u8; ps];
             let lock = tideline_ltx::lock_pgno(self.page_size);
@@ -567,7 +586,7 @@ impl Database {
                     continue;
                 }
                 match source {
-                    Some(off) => read_at(wal, &mut buf, Segment::page_offset(off))
+                    Some(off) => read_at(&mut *wal, &mut buf, Segment::page_offset(off))
                         .map_err(Error::io("read", &self.wal_path))?,
                     None => {
                         let at = u64::from(pgno - 1) * ps as u64;
@@ -592,7 +611,7 @@ impl Database {
                 .map_err(|e| Error::io("write", &tmp)(e.into_error()))?;
             file.sync_all().map_err(Error::io("fsync", &tmp))?;
             let size = file.metadata().map_err(Error::io("stat", &tmp))?.len();
-            file.set_modified(now)
+            file.set_modified(created_at)
                 .map_err(Error::io("set mtime of", &tmp))?;
             Ok((pages, size))
         })();
@@ -611,7 +630,7 @@ impl Database {
                 min_txid: txid,
                 max_txid: txid,
                 size,
-                created_at: now,
+                created_at,
             },
             path,
             pages,
@@ -782,7 +801,7 @@ fn read_wal_header(path: &Path) -> io::Result<WalHeader> {
     WalHeader::decode(&b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-fn read_at(f: &mut File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+fn read_at<F: Read + Seek>(mut f: F, buf: &mut [u8], offset: u64) -> io::Result<()> {
     f.seek(SeekFrom::Start(offset))?;
     f.read_exact(buf)
 }

@@ -258,13 +258,23 @@ pub async fn replicate_to(
         let _ = stop_tx.send(true);
     });
     let mut started = Vec::new();
+    let mut stop = stop_rx.clone();
     for (cfg, client) in dbs {
         let sync_interval = cfg
             .replica
             .as_ref()
             .map_or(Duration::from_secs(1), |r| r.sync_interval);
-        let task = DbTask::start(cfg, sync_interval, client, Arc::clone(&events)).await?;
-        started.push(task);
+        if let Some(task) = DbTask::start(
+            cfg,
+            sync_interval,
+            client,
+            Arc::clone(&events),
+            (!settings.once).then_some(&mut stop),
+        )
+        .await?
+        {
+            started.push(task);
+        }
     }
     let handles: Vec<_> = started
         .into_iter()
@@ -300,12 +310,16 @@ struct DbTask {
 }
 
 impl DbTask {
+    /// Opens the database and reconciles with the replica. With `wait_until`, a
+    /// database that does not exist yet is waited for (`None` if shutdown came first);
+    /// without it (`-once`) a missing database is an error.
     async fn start(
         cfg: DbConfig,
         sync_interval: Duration,
         client: Arc<dyn ReplicaClient>,
         events: EventSink,
-    ) -> Result<DbTask> {
+        wait_until: Option<&mut watch::Receiver<bool>>,
+    ) -> Result<Option<DbTask>> {
         let opts = DbOptions {
             busy_timeout: cfg.busy_timeout,
             max_sync_wal_bytes: cfg.max_sync_wal_bytes,
@@ -317,10 +331,22 @@ impl DbTask {
         let shipped = replica_txid(client.as_ref()).await?;
         let l0_dir = cfg.meta_path.join("ltx").join("0");
         reconcile_local(&l0_dir, shipped, client.as_ref()).await?;
-        let path = cfg.path.clone();
-        let db = tokio::task::spawn_blocking(move || Database::open(&path, opts))
-            .await
-            .expect("open task panicked")?;
+        let db = match wait_until {
+            Some(stop) => {
+                match open_when_present(&cfg.path, opts, cfg.monitor_interval, &events, stop)
+                    .await?
+                {
+                    Some(db) => db,
+                    None => return Ok(None),
+                }
+            }
+            None => {
+                let path = cfg.path.clone();
+                tokio::task::spawn_blocking(move || Database::open(&path, opts))
+                    .await
+                    .expect("open task panicked")?
+            }
+        };
         let task = DbTask {
             path: cfg.path.clone(),
             db: Arc::new(Mutex::new(db)),
@@ -336,7 +362,7 @@ impl DbTask {
             replica: task.client.describe(),
             txid,
         });
-        Ok(task)
+        Ok(Some(task))
     }
 
     async fn with_db<T: Send + 'static>(
@@ -473,11 +499,18 @@ impl DbTask {
         let mut backoff = Duration::ZERO;
         let mut retry_at: Option<tokio::time::Instant> = None;
         loop {
-            let deadline = retry_at.unwrap_or_else(|| tokio::time::Instant::now() + poll);
-            tokio::select! {
-                _ = stop.changed() => break,
-                _ = wake.recv() => {}
-                _ = tokio::time::sleep_until(deadline) => {}
+            match retry_at {
+                // Backing off after a failure: changes wait for the retry (they are
+                // picked up then), so a failing replica is not hammered.
+                Some(at) => tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep_until(at) => {}
+                },
+                None => tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = wake.recv() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                },
             }
             if *stop.borrow() {
                 break;
@@ -569,6 +602,45 @@ impl DbTask {
             pending,
         });
         Ok(())
+    }
+}
+
+/// Opens the database, waiting (as Litestream does) while it does not exist yet, e.g.
+/// for an application started with `-exec` that creates it. `None` on shutdown.
+async fn open_when_present(
+    path: &Path,
+    opts: DbOptions,
+    poll: Duration,
+    events: &EventSink,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Option<Database>> {
+    let mut told = false;
+    loop {
+        let (p, o) = (path.to_owned(), opts.clone());
+        let opened = tokio::task::spawn_blocking(move || Database::open(&p, o))
+            .await
+            .expect("open task panicked");
+        match opened {
+            Ok(db) => return Ok(Some(db)),
+            Err(Error::DatabaseMissing(_)) => {
+                if !told {
+                    told = true;
+                    (events)(&Event::Error {
+                        db: path.to_owned(),
+                        message: "database does not exist yet; waiting for it to be created".into(),
+                        retry_in: poll,
+                    });
+                }
+                tokio::select! {
+                    _ = stop.changed() => return Ok(None),
+                    _ = tokio::time::sleep(poll.max(Duration::from_millis(100))) => {}
+                }
+                if *stop.borrow() {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

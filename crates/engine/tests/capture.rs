@@ -415,6 +415,47 @@ fn while_replicating_other_processes_cannot_reset_the_wal() {
     assert_eq!(cap.snapshot, None);
 }
 
+/// Runs one write in another process (Python's sqlite3) that then closes its
+/// connection: POSIX locks are per process, so only another process shows whether our
+/// locks hold.
+fn write_from_another_process(db: &Path, value: &str) {
+    let status = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=10); c.execute('insert into t(v, n) values (?, 0)', (sys.argv[2],)); c.commit(); c.close()"])
+        .arg(db)
+        .arg(value)
+        .status()
+        .expect("python3 runs (it is a prerequisite of the test suite)");
+    assert!(status.success());
+}
+
+#[test]
+fn another_process_closing_last_cannot_take_the_wal() {
+    let (dir, path, c) = setup();
+    drop(c);
+    let meta = default_meta_dir(&path);
+    let mut db = Database::open(&path, quick()).unwrap();
+    db.sync(SystemTime::now()).unwrap();
+    write_from_another_process(&path, "first");
+    // This capture reads pages from the database file; doing so must not drop our
+    // SQLite locks (closing any descriptor of a file releases all of a process's POSIX
+    // locks on it), or the other process, closing last, checkpoints and deletes the WAL.
+    db.sync(SystemTime::now()).unwrap().unwrap();
+    write_from_another_process(&path, "second");
+    let wal = path.with_extension("db-wal");
+    assert!(
+        fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > 32,
+        "the WAL survives the other process's close"
+    );
+    let cap = db.sync(SystemTime::now()).unwrap().unwrap();
+    assert_eq!(cap.snapshot, None, "capture continues incrementally");
+    let out = dir.path().join("r.db");
+    restore_to(&meta, Target::Latest, &out).unwrap();
+    assert_eq!(
+        digest(&Connection::open(&out).unwrap()),
+        digest(&app(&path))
+    );
+}
+
 #[test]
 fn large_transactions_are_read_in_bounded_steps() {
     let (dir, path, c) = setup();

@@ -153,11 +153,10 @@ pub fn check_integrity(db: &Path, mode: IntegrityCheck) -> Result<()> {
         source,
     };
     let verdict: String = {
-        let conn = rusqlite::Connection::open_with_flags(
-            db,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sqlite)?;
+        // Read-write, so that closing the only connection removes the -wal and -shm a
+        // WAL-mode database gets on open (read-only would leave them behind). Nothing
+        // is written to the database itself.
+        let conn = rusqlite::Connection::open(db).map_err(sqlite)?;
         // A database too damaged to check ("malformed") fails the check too.
         conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
             .unwrap_or_else(|e| e.to_string())

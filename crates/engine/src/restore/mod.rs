@@ -35,6 +35,17 @@ pub async fn restore(
     check: IntegrityCheck,
 ) -> Result<Restored> {
     let files = plan_restore(client.as_ref(), target).await?;
+    restore_plan(client, files, out, check).await
+}
+
+/// Restores the files of a plan made earlier (e.g. shown with `-dry-run`, or checked
+/// for a timestamp range) without listing the replica again.
+pub async fn restore_plan(
+    client: Arc<dyn ReplicaClient>,
+    files: Vec<FileInfo>,
+    out: &Path,
+    check: IntegrityCheck,
+) -> Result<Restored> {
     let out = out.to_owned();
     tokio::task::spawn_blocking(move || {
         let inputs = files
