@@ -1,0 +1,425 @@
+//! `tideline replicate`: continuous replication of the databases in a config file, or of
+//! one database given as `DB_PATH REPLICA_URL`, until SIGINT/SIGTERM — or, with `-exec`,
+//! until the command it runs exits.
+//!
+//! Shutdown follows Litestream: on a signal the exec command (if any) gets the same
+//! signal and is waited for first, so the application's last writes are still captured;
+//! then replication stops gracefully (final capture and upload, retried for
+//! `shutdown-sync-timeout`). A second signal during that final upload stops at once;
+//! nothing is lost, since unshipped L0 files stay in the meta directory and are shipped
+//! on the next start. The exec command is started once every database is open, as
+//! Litestream starts it after its store is open.
+//!
+//! Exit status: 0 after a signal; with `-exec`, the command's own exit code (Litestream
+//! only distinguishes 0 and 1).
+
+use std::process::ExitStatus;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use tideline_engine::config::{Config, DbConfig, LogLevel, ReplicaConfig};
+use tideline_engine::replica::open_client;
+use tideline_engine::replicate::{Event, EventSink, ReplicateSettings, replicate};
+use tideline_engine::restore::{IntegrityCheck, PlanError, Target, restore};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::config::{ConfigArgs, absolute};
+use crate::logging;
+use crate::source::log_warnings;
+
+/// `replicate` flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Run CMD through the shell alongside replication; stop when it exits, with its
+    /// exit code (overrides the config's exec:)
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// Capture and ship pending changes once, then exit
+    #[arg(long)]
+    pub once: bool,
+    /// With -once: force a snapshot (not supported yet; ignored with a warning)
+    #[arg(long)]
+    pub force_snapshot: bool,
+    /// With -once: enforce retention (not supported yet; ignored with a warning)
+    #[arg(long)]
+    pub enforce_retention: bool,
+    /// Restore each missing database from its replica before replicating
+    #[arg(long)]
+    pub restore_if_db_not_exists: bool,
+    /// Log level: trace, debug, info, warn or error (overrides LOG_LEVEL and the config)
+    #[arg(long, value_name = "LEVEL", value_parser = logging::parse_level)]
+    pub log_level: Option<LogLevel>,
+    /// Replicate this database (with REPLICA_URL) instead of those in the config
+    #[arg(value_name = "DB_PATH")]
+    pub db_path: Option<String>,
+    /// Where to replicate DB_PATH: file:///backups/db, s3://bucket/db, …
+    #[arg(value_name = "REPLICA_URL")]
+    pub replica_url: Option<String>,
+}
+
+/// Runs replication; returns the process exit code.
+pub async fn run(args: &Args) -> Result<i32> {
+    // Catch signals before anything else, so an early Ctrl-C is a graceful stop rather
+    // than the default immediate exit.
+    let mut signals = Signals::new()?;
+    let config = load(args)?;
+    log_warnings(&config);
+
+    if !args.once && (args.force_snapshot || args.enforce_retention) {
+        bail!("-force-snapshot and -enforce-retention only apply with -once");
+    }
+    if args.force_snapshot {
+        warn!("-force-snapshot is not supported by Tideline yet; ignored (no snapshot is taken)");
+    }
+    if args.enforce_retention {
+        warn!("-enforce-retention is not supported by Tideline yet; ignored (nothing is deleted)");
+    }
+    let exec = args.exec.clone().or_else(|| config.exec.clone());
+    if args.once && exec.is_some() {
+        bail!(
+            "cannot use -once with -exec (or an exec: line in the config): -once stops after \
+             one sync, -exec runs until the command exits"
+        );
+    }
+    if config.dbs.is_empty() && exec.is_none() {
+        let file = config
+            .source
+            .as_deref()
+            .map_or_else(|| "the config".to_owned(), |p| p.display().to_string());
+        bail!(
+            "no databases to replicate in {file}: add a `dbs:` entry with a path and a \
+             replica, or run `tideline replicate DB_PATH REPLICA_URL`"
+        );
+    }
+    for db in &config.dbs {
+        if (args.restore_if_db_not_exists || db.restore_if_db_not_exists) && !db.path.exists() {
+            restore_missing(db).await?;
+        }
+    }
+
+    info!(
+        "tideline {} replicating {} database(s){}",
+        env!("CARGO_PKG_VERSION"),
+        config.dbs.len(),
+        if args.once { " once" } else { "" }
+    );
+    let want = config.dbs.len();
+    let (started_tx, mut started_rx) = watch::channel(0usize);
+    let sink: EventSink = Arc::new(move |event: &Event| {
+        if event.is_error() {
+            error!("{event}");
+        } else {
+            info!("{event}");
+        }
+        if matches!(event, Event::Started { .. }) {
+            started_tx.send_modify(|n| *n += 1);
+        }
+    });
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let shutdown = async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    };
+    let mut settings = ReplicateSettings::from_config(&config);
+    settings.once = args.once;
+    // No task at all for an exec-only config: there is nothing to wait for.
+    let mut replication = (!config.dbs.is_empty())
+        .then(|| tokio::spawn(replicate(config.dbs.clone(), settings, shutdown, sink)));
+
+    let mut child = None;
+    if let Some(cmd) = &exec {
+        tokio::select! {
+            _ = started_rx.wait_for(|n| *n >= want) => {}
+            res = wait_replication(&mut replication) => {
+                // Replication ended before every database was open: a startup error.
+                res?;
+                bail!("replication stopped before it started");
+            }
+            sig = signals.recv() => {
+                info!("{} received, shutting down", sig.name());
+                let _ = stop_tx.send(true);
+                finish(&mut replication, &mut signals).await?;
+                return Ok(0);
+            }
+        }
+        child = Some(spawn_exec(cmd)?);
+    }
+
+    let outcome = tokio::select! {
+        res = wait_replication(&mut replication) => Outcome::Finished(res),
+        sig = signals.recv() => Outcome::Signal(sig),
+        status = wait_child(&mut child) => Outcome::Exited(status),
+    };
+    match outcome {
+        Outcome::Finished(res) => {
+            if let Some(child) = child {
+                stop_child(child, Sig::Terminate).await;
+            }
+            res?;
+            info!("replication complete");
+            Ok(0)
+        }
+        Outcome::Signal(sig) => {
+            info!("{} received, shutting down", sig.name());
+            let mut code = 0;
+            if let Some(child) = child {
+                let status = stop_child(child, sig).await;
+                // The command exiting because of the signal is the expected outcome;
+                // any other failure is reported through the exit code.
+                code = status
+                    .and_then(|s| s.code())
+                    .filter(|c| ![0, 128 + 2, 128 + 15].contains(c))
+                    .unwrap_or(0);
+            }
+            let _ = stop_tx.send(true);
+            finish(&mut replication, &mut signals).await?;
+            info!("tideline shut down");
+            Ok(code)
+        }
+        Outcome::Exited(status) => {
+            let status = status.context("cannot wait for the exec command")?;
+            info!("exec command exited ({status}), shutting down");
+            let _ = stop_tx.send(true);
+            finish(&mut replication, &mut signals).await?;
+            info!("tideline shut down");
+            Ok(exit_code(status))
+        }
+    }
+}
+
+type Replication = Option<JoinHandle<tideline_engine::Result<()>>>;
+
+enum Outcome {
+    Finished(Result<()>),
+    Signal(Sig),
+    Exited(std::io::Result<ExitStatus>),
+}
+
+/// The config file, or a one-database config from `DB_PATH REPLICA_URL`; starts
+/// logging with its settings.
+fn load(args: &Args) -> Result<Config> {
+    match (&args.db_path, &args.replica_url) {
+        (None, _) => {
+            let config = args.config.load()?;
+            logging::init(Some(&config.logging), args.log_level);
+            Ok(config)
+        }
+        (Some(db), None) => bail!(
+            "missing REPLICA_URL for {db}: run `tideline replicate DB_PATH REPLICA_URL`, or \
+             list the database in a config file"
+        ),
+        (Some(db), Some(url)) => {
+            if args.config.config.is_some() {
+                bail!("cannot use -config with DB_PATH and REPLICA_URL: use one or the other");
+            }
+            logging::init(None, args.log_level);
+            let mut db = DbConfig::new(absolute(db)?);
+            db.replica = Some(ReplicaConfig::from_url(url)?);
+            let mut config = Config::default();
+            config.dbs.push(db);
+            Ok(config)
+        }
+    }
+}
+
+/// `restore-if-db-not-exists`: restores a missing database from its replica; a replica
+/// without a backup is fine (first start).
+async fn restore_missing(db: &DbConfig) -> Result<()> {
+    let client = open_client(db.require_replica()?)?;
+    let replica = client.describe();
+    if let Some(dir) = db.path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    info!(
+        "{} does not exist; restoring it from {replica}",
+        db.path.display()
+    );
+    match restore(client, Target::Latest, &db.path, IntegrityCheck::None).await {
+        Ok(restored) => {
+            info!("restored {} at TXID {}", db.path.display(), restored.txid);
+            Ok(())
+        }
+        Err(tideline_engine::Error::Plan(PlanError::NotAvailable(_))) => {
+            info!(
+                "no backup of {} in {replica} yet; starting fresh",
+                db.path.display()
+            );
+            Ok(())
+        }
+        Err(e) => Err(e)
+            .with_context(|| format!("cannot restore {} before replicating it", db.path.display())),
+    }
+}
+
+/// Waits for replication to end; a second signal gives up on the final upload.
+async fn finish(replication: &mut Replication, signals: &mut Signals) -> Result<()> {
+    if replication.is_none() {
+        return Ok(());
+    }
+    tokio::select! {
+        res = wait_replication(replication) => res,
+        sig = signals.recv() => bail!(
+            "{} received again: stopped without waiting for the final upload; changes not \
+             yet shipped stay in the meta directory and are shipped on the next start",
+            sig.name()
+        ),
+    }
+}
+
+/// Waits for the replication task (forever if there is none); cancel-safe, and the
+/// handle is cleared once it has completed so it is never polled again.
+async fn wait_replication(replication: &mut Replication) -> Result<()> {
+    let Some(handle) = replication else {
+        return std::future::pending().await;
+    };
+    let res = handle.await;
+    *replication = None;
+    res.context("the replication task failed")?
+        .context("replication failed")
+}
+
+/// Starts the exec command through the platform shell, sharing our stdio. The command
+/// text is not logged: it may carry secrets expanded from the environment.
+fn spawn_exec(cmd: &str) -> Result<Child> {
+    let mut command = if cfg!(windows) {
+        let mut c = Command::new("cmd");
+        c.arg("/C").arg(cmd);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(cmd);
+        c
+    };
+    let child = command
+        .spawn()
+        .context("cannot start the exec command (is the shell available?)")?;
+    info!("started the exec command (pid {})", child.id().unwrap_or(0));
+    Ok(child)
+}
+
+async fn wait_child(child: &mut Option<Child>) -> std::io::Result<ExitStatus> {
+    match child {
+        Some(child) => child.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends `sig` to the exec command and waits for it to exit.
+async fn stop_child(mut child: Child, sig: Sig) -> Option<ExitStatus> {
+    info!(
+        "sending {} to the exec command and waiting for it to exit",
+        sig.name()
+    );
+    #[cfg(unix)]
+    if let Some(pid) = child.id() {
+        // No libc here (unsafe code is forbidden): kill(1) sends the signal.
+        let sent = Command::new("kill")
+            .arg(format!("-{}", sig.kill_name()))
+            .arg(pid.to_string())
+            .status()
+            .await;
+        if !sent.is_ok_and(|s| s.success()) {
+            warn!("could not signal the exec command; killing it");
+            let _ = child.start_kill();
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = sig;
+        let _ = child.start_kill();
+    }
+    match child.wait().await {
+        Ok(status) => Some(status),
+        Err(e) => {
+            warn!("cannot wait for the exec command: {e}");
+            None
+        }
+    }
+}
+
+/// The exit code to pass on: the command's, or 128 + signal like a shell.
+fn exit_code(status: ExitStatus) -> i32 {
+    if let Some(code) = status.code() {
+        return code;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return 128 + sig;
+        }
+    }
+    1
+}
+
+/// The signals that stop replication.
+#[derive(Debug, Clone, Copy)]
+enum Sig {
+    Interrupt,
+    Terminate,
+}
+
+impl Sig {
+    fn name(self) -> &'static str {
+        match self {
+            Sig::Interrupt => "SIGINT",
+            Sig::Terminate => "SIGTERM",
+        }
+    }
+
+    #[cfg(unix)]
+    fn kill_name(self) -> &'static str {
+        match self {
+            Sig::Interrupt => "INT",
+            Sig::Terminate => "TERM",
+        }
+    }
+}
+
+/// Signal listeners, registered up front.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(windows)]
+    ctrl_c: tokio::signal::windows::CtrlC,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+                terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            })
+        }
+        #[cfg(windows)]
+        {
+            Ok(Signals {
+                ctrl_c: tokio::signal::windows::ctrl_c().context("cannot listen for Ctrl-C")?,
+            })
+        }
+    }
+
+    async fn recv(&mut self) -> Sig {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => Sig::Interrupt,
+                _ = self.terminate.recv() => Sig::Terminate,
+            }
+        }
+        #[cfg(windows)]
+        {
+            self.ctrl_c.recv().await;
+            Sig::Interrupt
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! `tideline restore`: rebuild a database from its replica, at the latest state, a TXID
+//! or a point in time, with Litestream 0.5.17's flags.
+//!
+//! Where Litestream's behaviour is unhelpful this command says more, never less:
+//!
+//! * a `-timestamp` older than every restore point fails with the oldest one that
+//!   exists, instead of "timestamp does not exist"; a `-timestamp` newer than every file
+//!   restores the latest state before it (Litestream refuses it);
+//! * a replica with no files at all is reported as such, with what to check;
+//! * an existing output or a leftover `-wal`/`-shm`/`-journal` is refused, naming the
+//!   file, unless `-force` (sidecars are removed only after the new database is in
+//!   place, so a failed restore never damages the old one).
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+use tideline_engine::replica::FileInfo;
+use tideline_engine::restore::{
+    IntegrityCheck, PlanError, Target, check_integrity, list_levels, plan, restore,
+};
+use tideline_ltx::Txid;
+use tracing::info;
+
+use super::{file_json, print_json, table};
+use crate::config::ConfigArgs;
+use crate::source::resolve;
+use crate::time::{format_rfc3339, parse_rfc3339};
+
+/// `restore` flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Output path [default: the database path, when DB_PATH is given]
+    #[arg(short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Restore up to this TXID, inclusive (16 hex digits; must end some LTX file)
+    #[arg(long, value_name = "HEX16", value_parser = parse_txid, conflicts_with = "timestamp")]
+    pub txid: Option<Txid>,
+    /// Restore the newest state whose files were all created before this time
+    /// (RFC 3339, e.g. 2026-01-02T15:04:05Z)
+    #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
+    pub timestamp: Option<SystemTime>,
+    /// Do nothing (exit 0) if the output already exists
+    #[arg(long)]
+    pub if_db_not_exists: bool,
+    /// Do nothing (exit 0) if the replica has no matching backup
+    #[arg(long)]
+    pub if_replica_exists: bool,
+    /// Print the files a restore would use, and restore nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Overwrite an existing output and remove its -wal, -shm and -journal files
+    #[arg(long)]
+    pub force: bool,
+    /// Print a JSON summary (or, with -dry-run, the plan as JSON)
+    #[arg(long)]
+    pub json: bool,
+    /// Check the restored database with SQLite; on failure it is removed
+    #[arg(long, value_enum, default_value_t = Check::None, value_name = "MODE")]
+    pub integrity_check: Check,
+    /// Accepted for compatibility; LTX restores stream all their files at once
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub parallelism: usize,
+    /// Follow mode (keep applying new files); not supported yet
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Poll interval of follow mode; not supported yet
+    #[arg(long, value_name = "DURATION")]
+    pub follow_interval: Option<String>,
+    /// A database path from the config, or a replica URL (file:///…, s3://…; needs -o)
+    #[arg(value_name = "DB_PATH|REPLICA_URL")]
+    pub target: String,
+}
+
+/// `-integrity-check` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Check {
+    /// No check.
+    None,
+    /// PRAGMA quick_check.
+    Quick,
+    /// PRAGMA integrity_check.
+    Full,
+}
+
+impl Check {
+    fn engine(self) -> IntegrityCheck {
+        match self {
+            Check::None => IntegrityCheck::None,
+            Check::Quick => IntegrityCheck::Quick,
+            Check::Full => IntegrityCheck::Full,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Check::None => "none",
+            Check::Quick => "quick",
+            Check::Full => "full",
+        }
+    }
+}
+
+fn parse_txid(s: &str) -> Result<Txid, String> {
+    s.parse::<Txid>().map_err(|e| e.to_string())
+}
+
+/// Runs a restore.
+pub async fn run(args: &Args) -> Result<()> {
+    if args.follow || args.follow_interval.is_some() {
+        bail!(
+            "follow mode (-f, -follow-interval) is not supported by Tideline yet; restore \
+             without it, and run the restore again (with -force) to catch up"
+        );
+    }
+    let source = resolve(&args.target, &args.config)?;
+    let out = source.output(args.output.clone())?;
+    if args.if_db_not_exists && out.exists() {
+        info!(
+            "{} already exists, nothing restored (-if-db-not-exists)",
+            out.display()
+        );
+        return Ok(());
+    }
+    let target = match (args.txid, args.timestamp) {
+        (Some(txid), _) => Target::Txid(txid),
+        (None, Some(t)) => Target::Time(t),
+        (None, None) => Target::Latest,
+    };
+
+    let levels = list_levels(source.client.as_ref())
+        .await
+        .with_context(|| format!("cannot list {}", source.replica))?;
+    let files = match plan(&levels, target) {
+        Ok(files) => files,
+        Err(PlanError::NotAvailable(_)) if args.if_replica_exists => {
+            info!(
+                "no matching backup in {}, nothing restored (-if-replica-exists)",
+                source.replica
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(explain(e, &levels, target, &source.replica)),
+    };
+    if args.dry_run {
+        print_plan(&files, &out, &source.replica, args.json);
+        return Ok(());
+    }
+
+    check_output(&out, args.force)?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
+    }
+    let stale: Vec<PathBuf> = sidecars(&out).into_iter().filter(|s| s.exists()).collect();
+    let started = Instant::now();
+    // The integrity check runs after the old database's sidecars are gone: SQLite would
+    // read a stale -wal together with the new database.
+    let restored = restore(source.client.clone(), target, &out, IntegrityCheck::None)
+        .await
+        .with_context(|| format!("cannot restore {} from {}", out.display(), source.replica))?;
+    remove_sidecars(&out, &stale)?;
+    let check = args.integrity_check.engine();
+    let checked = out.clone();
+    tokio::task::spawn_blocking(move || check_integrity(&checked, check))
+        .await
+        .context("the integrity check task failed")?
+        .with_context(|| format!("checking {}", out.display()))?;
+    if check != IntegrityCheck::None {
+        remove_check_leftovers(&out);
+    }
+    let elapsed = started.elapsed();
+
+    if args.json {
+        print_json(&json!({
+            "db_path": out.display().to_string(),
+            "replica": source.replica,
+            "txid": restored.txid.to_string(),
+            "size": restored.bytes,
+            "duration_ms": elapsed.as_millis() as u64,
+            "integrity_check": args.integrity_check.name(),
+        }));
+    } else {
+        info!(
+            "restored {} at TXID {} from {} ({} pages, {} bytes) in {} ms",
+            out.display(),
+            restored.txid,
+            source.replica,
+            restored.pages,
+            restored.bytes,
+            elapsed.as_millis()
+        );
+    }
+    Ok(())
+}
+
+/// Turns a planning failure into a message that says what exists instead.
+fn explain(
+    err: PlanError,
+    levels: &[Vec<FileInfo>],
+    target: Target,
+    replica: &str,
+) -> anyhow::Error {
+    if levels.iter().all(Vec::is_empty) {
+        return anyhow!(
+            "{replica} holds no backup (no LTX files); check the replica path or URL, or run \
+             `tideline replicate` first (pass -if-replica-exists to succeed when there is none)"
+        );
+    }
+    if let (PlanError::NotAvailable(_), Target::Time(t)) = (&err, target) {
+        // Every restore starts at a file holding TXID 1 created before the target, so
+        // the oldest of those is the oldest point a -timestamp can reach.
+        let oldest = levels
+            .iter()
+            .flatten()
+            .filter(|f| f.min_txid == Txid::FIRST)
+            .map(|f| f.created_at)
+            .min();
+        if let Some(t0) = oldest.filter(|t0| t <= *t0) {
+            return anyhow!(
+                "no backup exists before {}; the oldest restore point is {} (pass a later \
+                 -timestamp)",
+                format_rfc3339(t),
+                format_rfc3339(t0)
+            );
+        }
+    }
+    anyhow::Error::new(err).context(format!("cannot restore from {replica}"))
+}
+
+fn print_plan(files: &[FileInfo], out: &Path, replica: &str, as_json: bool) {
+    let txid = files.last().map(|f| f.max_txid.to_string());
+    let size: u64 = files.iter().map(|f| f.size).sum();
+    if as_json {
+        print_json(&json!({
+            "db_path": out.display().to_string(),
+            "replica": replica,
+            "txid": txid,
+            "size": size,
+            "files": files.iter().map(file_json).collect::<Vec<Value>>(),
+        }));
+        return;
+    }
+    println!(
+        "restore {} from {replica} to TXID {} using {} file(s), {size} bytes:",
+        out.display(),
+        txid.unwrap_or_default(),
+        files.len(),
+    );
+    let rows: Vec<Vec<String>> = files
+        .iter()
+        .map(|f| {
+            vec![
+                f.level.to_string(),
+                f.filename(),
+                f.min_txid.to_string(),
+                f.max_txid.to_string(),
+                f.size.to_string(),
+                format_rfc3339(f.created_at),
+            ]
+        })
+        .collect();
+    let headers = [
+        "level", "filename", "min_txid", "max_txid", "size", "created",
+    ];
+    print!("{}", table(&headers, &rows));
+}
+
+/// `<db>-wal`, `<db>-shm`, `<db>-journal`: files SQLite would apply to, or read with,
+/// whatever database is at `db`.
+fn sidecars(db: &Path) -> [PathBuf; 3] {
+    ["-wal", "-shm", "-journal"].map(|suffix| {
+        let mut s = db.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    })
+}
+
+/// Refuses to replace a database or leave it next to another database's sidecars,
+/// unless `force`.
+fn check_output(out: &Path, force: bool) -> Result<()> {
+    if out.is_dir() {
+        bail!(
+            "{} is a directory; give the restored database's file path with -o",
+            out.display()
+        );
+    }
+    if force {
+        return Ok(());
+    }
+    if std::fs::metadata(out).is_ok_and(|m| m.len() > 0) {
+        return Err(tideline_engine::Error::OutputExists(out.to_owned()).into());
+    }
+    if let Some(sidecar) = sidecars(out).into_iter().find(|s| s.exists()) {
+        bail!(
+            "{} exists; SQLite would apply it to the restored database and corrupt it. \
+             Restore to another path with -o, or pass -force to remove it",
+            sidecar.display()
+        );
+    }
+    Ok(())
+}
+
+/// The check opens the restored database read-only, which leaves an empty `-wal` and a
+/// `-shm` behind (a read-only connection cannot remove them). They are ours, the
+/// database having just been created, so they go: a later restore without `-force`
+/// would otherwise take them for another database's leftovers.
+fn remove_check_leftovers(out: &Path) {
+    let [wal, shm, _] = sidecars(out);
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() == 0) && std::fs::remove_file(&wal).is_ok() {
+        let _ = std::fs::remove_file(&shm);
+    }
+}
+
+/// Removes the old database's sidecars (`stale`, only present with `-force`) once the
+/// restored one is in place.
+fn remove_sidecars(out: &Path, stale: &[PathBuf]) -> Result<()> {
+    for sidecar in stale {
+        match std::fs::remove_file(sidecar) {
+            Ok(()) => info!("removed {} (-force)", sidecar.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "restored {}, but could not remove {}; delete it before opening the \
+                         database",
+                        out.display(),
+                        sidecar.display()
+                    )
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! The `-config` / `-no-expand-env` flags shared by every command that reads a config
+//! file, and finding a database in it by the path the user typed.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use tideline_engine::config::{Config, DbConfig, default_config_path};
+
+/// Config-file flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// Config file [default: $LITESTREAM_CONFIG, else /etc/litestream.yml]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Do not expand $VAR / ${VAR} in the config file
+    #[arg(long)]
+    pub no_expand_env: bool,
+}
+
+impl ConfigArgs {
+    /// The config file to read: `-config`, else `$LITESTREAM_CONFIG`, else the
+    /// platform default.
+    pub fn path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| default_config_path(&|k| std::env::var(k).ok()))
+    }
+
+    /// Loads the config file. The engine's errors already name the file, the key and
+    /// the fix, so they are passed on as they are.
+    pub fn load(&self) -> Result<Config> {
+        Ok(Config::load(&self.path(), !self.no_expand_env)?)
+    }
+}
+
+/// The database in `config` that `arg` (as typed: relative, `~/…`) names. Config paths
+/// are absolute, so `arg` is made absolute the same way; a database reached through
+/// another spelling of the same file (a symlink) is found too.
+pub fn find_db<'a>(config: &'a Config, arg: &str) -> Result<&'a DbConfig> {
+    let path = absolute(arg)?;
+    if let Some(db) = config.db(&path) {
+        return Ok(db);
+    }
+    if let Ok(canonical) = path.canonicalize()
+        && let Some(db) = config
+            .dbs
+            .iter()
+            .find(|db| db.path.canonicalize().is_ok_and(|p| p == canonical))
+    {
+        return Ok(db);
+    }
+    let file = config
+        .source
+        .as_deref()
+        .map_or_else(|| "the config".to_owned(), |p| p.display().to_string());
+    let listed = if config.dbs.is_empty() {
+        "it lists no databases".to_owned()
+    } else {
+        let paths: Vec<String> = config
+            .dbs
+            .iter()
+            .map(|db| db.path.display().to_string())
+            .collect();
+        format!("it lists {}", paths.join(", "))
+    };
+    bail!(
+        "database {} is not in {file} ({listed}); give a database path from the config, \
+         or a replica URL such as file:///backups/db",
+        path.display()
+    )
+}
+
+/// `arg` made absolute against the current directory, with a leading `~` expanded as
+/// Litestream's `expand` does.
+pub fn absolute(arg: &str) -> Result<PathBuf> {
+    let home = || {
+        std::env::var_os(if cfg!(windows) { "USERPROFILE" } else { "HOME" })
+            .or_else(|| std::env::var_os("HOME"))
+            .map(PathBuf::from)
+            .context("cannot expand ~: the home directory variable is not set")
+    };
+    let path = if arg == "~" {
+        home()?
+    } else if let Some(rest) = arg.strip_prefix("~/") {
+        home()?.join(rest)
+    } else {
+        PathBuf::from(arg)
+    };
+    std::path::absolute(&path).with_context(|| format!("cannot make {} absolute", path.display()))
+}
+
+/// True if `s` is a replica URL (`scheme://…`) rather than a database path, by
+/// Litestream's rule (`^\w+://`).
+pub fn is_url(s: &str) -> bool {
+    s.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use tideline_engine::config::DbConfig;
+
+    use super::*;
+
+    #[test]
+    fn urls_versus_paths() {
+        assert!(is_url("file:///backups/db"));
+        assert!(is_url("s3://bucket/db"));
+        assert!(is_url("s3_x://b"));
+        assert!(!is_url("/var/lib/app.db"));
+        assert!(!is_url("relative/app.db"));
+        assert!(!is_url("://x"));
+        assert!(!is_url("a b://x"));
+    }
+
+    #[test]
+    fn finds_databases_by_relative_or_absolute_path() {
+        let cwd = std::env::current_dir().unwrap();
+        let mut config = Config::default();
+        config.dbs.push(DbConfig::new(cwd.join("data/app.db")));
+        assert_eq!(
+            find_db(&config, "data/app.db").unwrap().path,
+            cwd.join("data/app.db")
+        );
+        let abs = cwd.join("data/app.db");
+        assert!(find_db(&config, abs.to_str().unwrap()).is_ok());
+        let err = find_db(&config, "other.db").unwrap_err().to_string();
+        assert!(err.contains("other.db") && err.contains("app.db"), "{err}");
+        assert!(err.contains("replica URL"), "{err}");
+    }
+}
