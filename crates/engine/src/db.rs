@@ -651,6 +651,18 @@ impl Database {
         Ok(())
     }
 
+    /// Moves our read mark to the end of the WAL after a capture that reached it, so
+    /// that checkpoints (ours or the application's automatic ones) copy frames in small
+    /// steps instead of a large batch inside some unlucky commit. Frames past the mark
+    /// stay protected from a WAL restart; a restart racing this (possible only when the
+    /// WAL was already copied in full) shows up as unexpected salts, and is answered
+    /// with a full-database L0.
+    pub fn advance_read_mark(&mut self) -> Result<()> {
+        let sq = sqlite_err(&self.path);
+        end_read(&self.reader).map_err(&sq)?;
+        begin_read(&self.reader).map_err(&sq)
+    }
+
     /// Pages in the WAL up to the captured position.
     pub fn wal_pages(&self) -> u64 {
         self.pos.map_or(0, |p| {
@@ -715,10 +727,22 @@ impl Database {
 
         // Phase 1, no lock: move our read mark to the WAL's end and copy what we can.
         // (If another process restarts the WAL in the instant our mark is released,
-        // the next sync sees unexpected salts and writes a full L0: safe.)
-        end_read(&self.reader).map_err(&sq)?;
-        begin_read(&self.reader).map_err(&sq)?;
-        checkpoint_pragma(&self.writer, "PASSIVE").map_err(&sq)?;
+        // the next sync sees unexpected salts and writes a full L0: safe.) A busy
+        // writer adds frames while this runs; repeating it shrinks what phase 2 must
+        // capture and copy while writers wait.
+        for round in 0..PHASE1_ROUNDS {
+            if round > 0 {
+                self.sync_all(now, &mut captured)?;
+            }
+            end_read(&self.reader).map_err(&sq)?;
+            begin_read(&self.reader).map_err(&sq)?;
+            // `log` is the number of frames in the current WAL generation (the file
+            // itself is reused, not shrunk, so its length says nothing).
+            let (_, log, _) = checkpoint_pragma(&self.writer, "PASSIVE").map_err(&sq)?;
+            if log.max(0) as u64 <= self.wal_pages() + SMALL_TAIL_FRAMES {
+                break;
+            }
+        }
 
         // Phase 2, writers held off: capture the tail, checkpoint it, restart the WAL.
         // SQLite's lock waits are not fair: a writer that never pauses can keep the
@@ -791,6 +815,11 @@ impl Database {
         })
     }
 }
+
+/// Most lock-free first-phase rounds of a checkpoint.
+const PHASE1_ROUNDS: usize = 3;
+/// A tail of at most this many uncaptured frames is left to the locked second phase.
+const SMALL_TAIL_FRAMES: u64 = 256;
 
 /// How long phase 2 of a checkpoint waits for the write lock before deferring.
 const BARRIER_WAIT: Duration = Duration::from_millis(100);

@@ -389,6 +389,9 @@ impl DbTask {
                         break;
                     }
                 }
+                if out.last().is_some_and(|c| !c.more) {
+                    db.advance_read_mark()?;
+                }
                 let ck = match db.checkpoint_due(Instant::now()) {
                     Some(mode) => Some(db.checkpoint(mode, SystemTime::now(), Instant::now())?),
                     None => None,
@@ -485,8 +488,8 @@ impl DbTask {
             return Ok(());
         }
         let (wake_tx, mut wake) = mpsc::channel::<()>(1);
-        let _watcher = watch_wal(&self.path, wake_tx.clone());
-        let poll = if _watcher.is_some() {
+        let mut watcher = WalWatcher::new(&self.path, wake_tx.clone());
+        let poll = if watcher.is_some() {
             FALLBACK_POLL
         } else {
             self.monitor_interval
@@ -515,6 +518,14 @@ impl DbTask {
             if *stop.borrow() {
                 break;
             }
+            // Under sustained writes every WAL write is a file-system event; once woken
+            // they carry no news until the capture, so stop listening (a busy writer
+            // would otherwise cost the watcher thread tens of thousands of events a
+            // second) and listen again just before capturing, so that nothing written
+            // after the capture can go unnoticed.
+            if let Some(w) = watcher.as_mut() {
+                w.pause();
+            }
             // Capture at most once per monitor interval: a burst of events within it
             // becomes one L0 file.
             if let Some(t) = last_capture {
@@ -525,6 +536,9 @@ impl DbTask {
                         _ = tokio::time::sleep(next - Instant::now()) => {}
                     }
                 }
+            }
+            if let Some(w) = watcher.as_mut() {
+                w.resume();
             }
             let step = async {
                 let captured = self.capture().await?;
@@ -732,26 +746,60 @@ async fn reconcile_local(
     Ok(())
 }
 
-/// Watches the database's directory; sends a wake-up when its `-wal` (or the database
-/// file) changes. `None` if the platform gives no events (then polling takes over).
-fn watch_wal(db: &Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let dir = db
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
-    let wal = crate::db::wal_path(db);
-    let dbp = db.to_owned();
-    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res
-            && ev.paths.iter().any(|p| p == &wal || p == &dbp)
-        {
-            // A full channel already holds a wake-up: coalesce.
-            let _ = wake.try_send(());
+/// Watches the database's directory and sends a wake-up when its `-wal` (or the
+/// database file) changes; can stop and restart listening cheaply.
+struct WalWatcher {
+    watcher: notify::RecommendedWatcher,
+    dir: PathBuf,
+    listening: bool,
+}
+
+impl WalWatcher {
+    /// `None` if the platform gives no events (polling takes over then).
+    fn new(db: &Path, wake: mpsc::Sender<()>) -> Option<WalWatcher> {
+        use notify::Watcher;
+        let dir = db
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned();
+        let wal = crate::db::wal_path(db);
+        let dbp = db.to_owned();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res
+                && ev.paths.iter().any(|p| p == &wal || p == &dbp)
+            {
+                // A full channel already holds a wake-up: coalesce.
+                let _ = wake.try_send(());
+            }
+        })
+        .ok()?;
+        watcher
+            .watch(&dir, notify::RecursiveMode::NonRecursive)
+            .ok()?;
+        Some(WalWatcher {
+            watcher,
+            dir,
+            listening: true,
+        })
+    }
+
+    fn pause(&mut self) {
+        use notify::Watcher;
+        if self.listening {
+            let _ = self.watcher.unwatch(&self.dir);
+            self.listening = false;
         }
-    })
-    .ok()?;
-    w.watch(&dir, notify::RecursiveMode::NonRecursive).ok()?;
-    Some(w)
+    }
+
+    /// Listens again; if that fails, the fallback poll still covers changes.
+    fn resume(&mut self) {
+        use notify::Watcher;
+        if !self.listening {
+            self.listening = self
+                .watcher
+                .watch(&self.dir, notify::RecursiveMode::NonRecursive)
+                .is_ok();
+        }
+    }
 }
