@@ -208,6 +208,28 @@ pub fn default_meta_dir(db: &Path) -> PathBuf {
     db.with_file_name(format!(".{name}-litestream"))
 }
 
+/// The L0 files in a meta directory's `ltx/0` folder (`l0_dir`), oldest first, as
+/// `(TXID, path)`; a missing folder holds none. Only single-TXID names count: local
+/// L0 files always are.
+pub fn list_l0(l0_dir: &Path) -> Result<Vec<(Txid, PathBuf)>> {
+    let rd = match fs::read_dir(l0_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list", l0_dir)(e)),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.map_err(Error::io("list", l0_dir))?;
+        if let Some((min, max)) = e.file_name().to_str().and_then(parse_filename)
+            && min == max
+        {
+            out.push((max, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Path of the `-wal` file of `db`.
 pub fn wal_path(db: &Path) -> PathBuf {
     let mut s = db.as_os_str().to_owned();
@@ -304,18 +326,7 @@ impl Database {
 
     /// The local L0 files, oldest first.
     pub fn local_l0(&self) -> Result<Vec<(Txid, PathBuf)>> {
-        let mut out = Vec::new();
-        let rd = fs::read_dir(&self.l0_dir).map_err(Error::io("list", &self.l0_dir))?;
-        for e in rd {
-            let e = e.map_err(Error::io("list", &self.l0_dir))?;
-            if let Some((min, max)) = e.file_name().to_str().and_then(parse_filename)
-                && min == max
-            {
-                out.push((max, e.path()));
-            }
-        }
-        out.sort();
-        Ok(out)
+        list_l0(&self.l0_dir)
     }
 
     fn load_position(&self) -> Result<Option<Position>> {

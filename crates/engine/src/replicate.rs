@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use tideline_ltx::{Txid, parse_filename};
+use tideline_ltx::Txid;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, DbConfig};
@@ -427,7 +427,7 @@ impl DbTask {
     /// files older than the newest once shipped (the newest is the position).
     async fn ship(&mut self) -> Result<usize> {
         let l0_dir = self.with_db(|db| Ok(db.l0_dir().to_owned())).await?;
-        let local = list_local(&l0_dir)?;
+        let local = crate::db::list_l0(&l0_dir)?;
         let pending: Vec<&(Txid, PathBuf)> = local
             .iter()
             .filter(|(t, _)| self.shipped.is_none_or(|s| *t > s))
@@ -466,7 +466,7 @@ impl DbTask {
 
     async fn pending(&self) -> Result<usize> {
         let l0_dir = self.with_db(|db| Ok(db.l0_dir().to_owned())).await?;
-        Ok(list_local(&l0_dir)?
+        Ok(crate::db::list_l0(&l0_dir)?
             .iter()
             .filter(|(t, _)| self.shipped.is_none_or(|s| *t > s))
             .count())
@@ -669,26 +669,6 @@ async fn replica_txid(client: &dyn ReplicaClient) -> Result<Option<Txid>> {
     Ok(max)
 }
 
-/// Local L0 files by TXID (single-TXID names only).
-fn list_local(l0_dir: &Path) -> Result<Vec<(Txid, PathBuf)>> {
-    let mut out = Vec::new();
-    let rd = match std::fs::read_dir(l0_dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io("list", l0_dir)(e)),
-    };
-    for e in rd {
-        let e = e.map_err(Error::io("list", l0_dir))?;
-        if let Some((min, max)) = e.file_name().to_str().and_then(parse_filename)
-            && min == max
-        {
-            out.push((max, e.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// Makes the local position continuable against the replica (before the database is
 /// opened, which reads the position):
 /// * replica empty → start afresh at TXID 1 (local files would not form a chain that
@@ -703,7 +683,7 @@ async fn reconcile_local(
     client: &dyn ReplicaClient,
 ) -> Result<()> {
     std::fs::create_dir_all(l0_dir).map_err(Error::io("create meta directory", l0_dir))?;
-    let local = list_local(l0_dir)?;
+    let local = crate::db::list_l0(l0_dir)?;
     let wipe = |local: &[(Txid, PathBuf)]| -> Result<()> {
         for (_, p) in local {
             std::fs::remove_file(p).map_err(Error::io("remove", p))?;

@@ -14,7 +14,7 @@ use tideline_engine::config::DbConfig;
 use tideline_engine::db::wal_path;
 use tideline_engine::replica::open_client;
 use tideline_engine::restore::list_levels;
-use tideline_ltx::{Txid, parse_filename};
+use tideline_ltx::Txid;
 
 use super::{human_bytes, print_json, table};
 use crate::config::{ConfigArgs, find_db};
@@ -159,16 +159,9 @@ async fn status(db: &DbConfig) -> Status {
     s
 }
 
-/// The position: the highest MaxTXID among the L0 files in the meta directory.
+/// The position: the newest L0 file in the meta directory.
 fn local_txid(l0_dir: &Path) -> Result<Option<Txid>, String> {
-    let entries = match std::fs::read_dir(l0_dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", l0_dir.display())),
-    };
-    Ok(entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(parse_filename))
-        .map(|(_, max)| max)
-        .max())
+    tideline_engine::db::list_l0(l0_dir)
+        .map(|files| files.last().map(|(txid, _)| *txid))
+        .map_err(|e| e.to_string())
 }
