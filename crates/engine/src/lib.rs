@@ -25,6 +25,7 @@ mod error;
 pub mod replica;
 pub mod replicate;
 pub mod restore;
+pub mod time;
 pub mod wal;
 
 pub use error::{Error, Result};

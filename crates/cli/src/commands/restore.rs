@@ -18,7 +18,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 use tideline_engine::replica::FileInfo;
 use tideline_engine::restore::{
-    IntegrityCheck, PlanError, Target, check_integrity, list_levels, plan, restore,
+    IntegrityCheck, PlanError, Target, check_integrity, list_levels_for, plan, restore,
 };
 use tideline_ltx::Txid;
 use tracing::info;
@@ -131,7 +131,7 @@ pub async fn run(args: &Args) -> Result<()> {
         (None, None) => Target::Latest,
     };
 
-    let levels = list_levels(source.client.as_ref())
+    let levels = list_levels_for(source.client.as_ref(), target)
         .await
         .with_context(|| format!("cannot list {}", source.replica))?;
     let files = match plan(&levels, target) {

@@ -2,8 +2,9 @@
 //! implements.
 //!
 //! A replica holds immutable LTX files named `%016x-%016x.ltx` in one directory per
-//! level. Backends: [`file::FileReplica`] (a folder, Litestream's exact layout) and
-//! [`memory::MemoryReplica`] (for fast tests); S3 implements the same trait.
+//! level. Backends: [`file::FileReplica`] (a folder, Litestream's exact layout),
+//! [`s3::S3Replica`] (S3 and S3-compatible stores, Litestream's S3 layout) and
+//! [`memory::MemoryReplica`] (for fast tests).
 //!
 //! Writes upload a complete local file: the engine always has one (the L0 file in the
 //! meta directory, or a compaction or snapshot written to a temporary file first), so a
@@ -20,6 +21,9 @@ use tideline_ltx::Txid;
 
 pub mod file;
 pub mod memory;
+pub mod s3;
+
+pub use s3::{RequestCounts, S3Failure};
 
 /// Level of full snapshots (MinTXID always 1).
 pub const SNAPSHOT_LEVEL: u8 = 9;
@@ -78,6 +82,18 @@ pub enum ReplicaError {
         #[source]
         source: std::io::Error,
     },
+    /// An S3 request failed; `failure` says what to fix.
+    #[error("{replica}: {op} {key}: {failure}")]
+    S3 {
+        /// The replica (bucket, path and endpoint; never credentials).
+        replica: String,
+        /// What was being done.
+        op: &'static str,
+        /// The object key or prefix.
+        key: String,
+        /// Why, in terms of what to fix.
+        failure: S3Failure,
+    },
 }
 
 /// Result alias for replica operations.
@@ -113,6 +129,19 @@ pub trait ReplicaClient: Debug + Send + Sync {
 
     /// Deletes files; files already gone are not an error.
     async fn delete(&self, files: &[FileInfo]) -> ReplicaResult<()>;
+
+    /// Like [`list`](Self::list), with `created_at` exactly the header timestamp even
+    /// where a listing only approximates it (S3 listings give the upload time; the
+    /// creation time is in each object's metadata). Restores by timestamp use this.
+    async fn list_exact(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {
+        self.list(level).await
+    }
+
+    /// Requests made since the client was created, for backends that bill by request
+    /// (S3); `None` for the others.
+    fn request_counts(&self) -> Option<RequestCounts> {
+        None
+    }
 }
 
 /// The client for a configured replica.
@@ -123,10 +152,7 @@ pub fn open_client(
         crate::config::ReplicaTarget::File(f) => {
             Ok(std::sync::Arc::new(file::FileReplica::new(&f.path)))
         }
-        other => Err(crate::Error::Unsupported(format!(
-            "{} replicas are not available in this build yet; use a file replica (type: file, path: /backups/db)",
-            other.kind()
-        ))),
+        crate::config::ReplicaTarget::S3(s) => Ok(std::sync::Arc::new(s3::S3Replica::new(s)?)),
     }
 }
 

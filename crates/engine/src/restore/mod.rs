@@ -21,9 +21,31 @@ pub async fn list_levels(client: &dyn ReplicaClient) -> Result<Vec<Vec<FileInfo>
     Ok(levels)
 }
 
+/// Lists every level of `client` with exact creation times
+/// ([`ReplicaClient::list_exact`]): what a restore by time plans from. On S3 this
+/// costs a HEAD per file, so the other targets use [`list_levels`].
+pub async fn list_levels_exact(client: &dyn ReplicaClient) -> Result<Vec<Vec<FileInfo>>> {
+    let mut levels = Vec::with_capacity(SNAPSHOT_LEVEL as usize + 1);
+    for level in 0..=SNAPSHOT_LEVEL {
+        levels.push(client.list_exact(level).await?);
+    }
+    Ok(levels)
+}
+
+/// The listing a plan for `target` needs: exact creation times for a time target.
+pub async fn list_levels_for(
+    client: &dyn ReplicaClient,
+    target: Target,
+) -> Result<Vec<Vec<FileInfo>>> {
+    match target {
+        Target::Time(_) => list_levels_exact(client).await,
+        _ => list_levels(client).await,
+    }
+}
+
 /// Plans the restore of `target` from `client`.
 pub async fn plan_restore(client: &dyn ReplicaClient, target: Target) -> Result<Vec<FileInfo>> {
-    Ok(plan(&list_levels(client).await?, target)?)
+    Ok(plan(&list_levels_for(client, target).await?, target)?)
 }
 
 /// Restores `target` from `client` into `out` (replaced atomically), then runs the

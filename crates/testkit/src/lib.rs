@@ -1,0 +1,375 @@
+//! Real parts for Tideline's tests and benchmarks.
+//!
+//! [`S3Server`] is a real S3-compatible server (`s3s-fs`, objects kept as files under a
+//! directory) on `127.0.0.1`, checking SigV4 signatures against one access key. It runs
+//! on its own thread and runtime, so it serves synchronous tests, async tests on a
+//! paused clock, and other processes (the `tideline` and `litestream` binaries) alike.
+//!
+//! Around the real server sits a thin HTTP layer that tests use to see and break
+//! things, the way a real network and a real provider do:
+//! * it counts requests by S3 operation ([`S3Server::counts`]), so tests and the
+//!   benchmark measure what a replicator costs on a metered store;
+//! * it fails the next requests with a chosen status ([`S3Server::fail_next`]), e.g.
+//!   `503 SlowDown` or `500 InternalError`;
+//! * it can hold requests of one operation ([`S3Server::hold`]) so a test can stop the
+//!   server in the middle of an upload ([`S3Server::stop`]) and start it again on the
+//!   same port ([`S3Server::restart`]).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::auth::SimpleAuth;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use tokio::sync::{Notify, oneshot};
+
+/// Access key the server accepts.
+pub const ACCESS_KEY: &str = "tideline-test";
+/// Secret key the server accepts.
+pub const SECRET_KEY: &str = "tideline-test-secret";
+/// Bucket created at start.
+pub const BUCKET: &str = "tideline";
+/// Region the clients sign for (the server accepts any).
+pub const REGION: &str = "us-east-1";
+
+/// An S3 operation, as classified from the HTTP request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    /// `GET /bucket?list-type=2…` (or a v1 listing).
+    List,
+    /// `GET /bucket/key`.
+    Get,
+    /// `HEAD`.
+    Head,
+    /// `PUT /bucket/key` (a whole object).
+    Put,
+    /// `POST ?uploads`.
+    CreateMultipart,
+    /// `PUT ?partNumber&uploadId`.
+    UploadPart,
+    /// `POST ?uploadId`.
+    CompleteMultipart,
+    /// `DELETE ?uploadId`.
+    AbortMultipart,
+    /// `POST ?delete`.
+    DeleteObjects,
+    /// `DELETE /bucket/key`.
+    Delete,
+    /// Anything else (bucket operations…).
+    Other,
+}
+
+impl Op {
+    fn classify(method: &http::Method, path: &str, query: &str) -> Op {
+        let has = |k: &str| {
+            query
+                .split('&')
+                .any(|p| p == k || p.starts_with(&format!("{k}=")))
+        };
+        // Path-style: "/bucket" or "/bucket/" is a bucket request, "/bucket/key" an object.
+        let object = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .is_some_and(|(_, k)| !k.is_empty());
+        match *method {
+            http::Method::GET if !object => Op::List,
+            http::Method::GET => Op::Get,
+            http::Method::HEAD => Op::Head,
+            http::Method::PUT if has("uploadId") => Op::UploadPart,
+            http::Method::PUT if object => Op::Put,
+            http::Method::POST if has("uploads") => Op::CreateMultipart,
+            http::Method::POST if has("uploadId") => Op::CompleteMultipart,
+            http::Method::POST if has("delete") => Op::DeleteObjects,
+            http::Method::DELETE if has("uploadId") => Op::AbortMultipart,
+            http::Method::DELETE if object => Op::Delete,
+            _ => Op::Other,
+        }
+    }
+}
+
+/// Requests seen, by operation.
+pub type Counts = BTreeMap<Op, u64>;
+
+#[derive(Debug, Default)]
+struct Control {
+    counts: Mutex<Counts>,
+    /// (status, how many more requests to fail).
+    fail: Mutex<Option<(u16, u32)>>,
+    held_op: Mutex<Option<Op>>,
+    held_now: AtomicU32,
+    release: Notify,
+}
+
+/// A running S3 server; stopped on drop.
+#[derive(Debug)]
+pub struct S3Server {
+    root: PathBuf,
+    addr: SocketAddr,
+    control: Arc<Control>,
+    running: Option<Running>,
+}
+
+#[derive(Debug)]
+struct Running {
+    stop: oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl S3Server {
+    /// Starts a server keeping objects under `root`, with [`BUCKET`] created, on a free
+    /// port of 127.0.0.1.
+    pub fn start(root: &Path) -> std::io::Result<S3Server> {
+        std::fs::create_dir_all(root.join(BUCKET))?;
+        let mut server = S3Server {
+            root: root.to_path_buf(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            control: Arc::default(),
+            running: None,
+        };
+        server.launch()?;
+        Ok(server)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The directory objects are kept in (`<root>/<bucket>/<key>`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where an object's bytes are on disk.
+    pub fn object_path(&self, key: &str) -> PathBuf {
+        self.root.join(BUCKET).join(key)
+    }
+
+    /// Requests served so far, by operation.
+    pub fn counts(&self) -> Counts {
+        self.control
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Requests served so far, all operations.
+    pub fn total_requests(&self) -> u64 {
+        self.counts().values().sum()
+    }
+
+    /// Fails the next `n` requests with HTTP `status` (503 is S3's `SlowDown`).
+    pub fn fail_next(&self, n: u32, status: u16) {
+        *self
+            .control
+            .fail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((status, n));
+    }
+
+    /// Holds every request of operation `op` until [`S3Server::release`] or a stop.
+    pub fn hold(&self, op: Op) {
+        *self
+            .control
+            .held_op
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(op);
+    }
+
+    /// Lets held requests (and later ones) through.
+    pub fn release(&self) {
+        *self
+            .control
+            .held_op
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        self.control.release.notify_waiters();
+    }
+
+    /// Requests being held right now.
+    pub fn held(&self) -> u32 {
+        self.control.held_now.load(Ordering::SeqCst)
+    }
+
+    /// Stops the server, dropping every open connection (requests in flight fail as
+    /// they would when a server dies).
+    pub fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = r.stop.send(());
+            let _ = r.thread.join();
+        }
+    }
+
+    /// Starts the server again on the same port, with the same objects.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.stop();
+        self.release();
+        self.launch()
+    }
+
+    fn launch(&mut self) -> std::io::Result<()> {
+        let fs = s3s_fs::FileSystem::new(&self.root)
+            .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        let mut builder = S3ServiceBuilder::new(fs);
+        builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build();
+
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        // Bind on this thread so the port is known (and errors reported) before return.
+        let std_listener = bind_reusing(self.addr)?;
+        self.addr = std_listener.local_addr()?;
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let control = Arc::clone(&self.control);
+        let thread = std::thread::Builder::new()
+            .name("s3-test-server".into())
+            .spawn(move || {
+                rt.block_on(serve(std_listener, service, control, stop_rx));
+                // Dropping the runtime cancels every connection task.
+                rt.shutdown_timeout(Duration::from_secs(1));
+            })?;
+        self.running = Some(Running {
+            stop: stop_tx,
+            thread,
+        });
+        Ok(())
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn bind_reusing(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    // tokio's listener sets SO_REUSEADDR, so a restart can bind the port again while
+    // old connections are in TIME_WAIT.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr) {
+            Ok(()) => {
+                let listener = socket.listen(128)?;
+                return listener.into_std();
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn serve(
+    std_listener: std::net::TcpListener,
+    service: S3Service,
+    control: Arc<Control>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
+        return;
+    };
+    let http = ConnBuilder::new(TokioExecutor::new());
+    loop {
+        let socket = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            },
+            _ = &mut stop => return,
+        };
+        let service = service.clone();
+        let control = Arc::clone(&control);
+        let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let service = service.clone();
+            let control = Arc::clone(&control);
+            async move { Ok::<_, Infallible>(handle(&service, &control, req).await) }
+        });
+        let conn = http
+            .serve_connection(TokioIo::new(socket), svc)
+            .into_owned();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+}
+
+async fn handle(
+    service: &S3Service,
+    control: &Control,
+    req: http::Request<hyper::body::Incoming>,
+) -> http::Response<s3s::Body> {
+    let op = Op::classify(
+        req.method(),
+        req.uri().path(),
+        req.uri().query().unwrap_or(""),
+    );
+    *control
+        .counts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(op)
+        .or_default() += 1;
+
+    let injected = {
+        let mut fail = control.fail.lock().unwrap_or_else(PoisonError::into_inner);
+        match fail.as_mut() {
+            Some((status, n)) if *n > 0 => {
+                *n -= 1;
+                Some(*status)
+            }
+            _ => None,
+        }
+    };
+    if let Some(status) = injected {
+        let code = match status {
+            503 => "SlowDown",
+            500 => "InternalError",
+            403 => "AccessDenied",
+            _ => "ServiceUnavailable",
+        };
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test server</Message></Error>"
+        );
+        return http::Response::builder()
+            .status(status)
+            .header("content-type", "application/xml")
+            .body(s3s::Body::from(body))
+            .unwrap_or_default();
+    }
+
+    loop {
+        let released = control.release.notified();
+        let held = *control
+            .held_op
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            == Some(op);
+        if !held {
+            break;
+        }
+        control.held_now.fetch_add(1, Ordering::SeqCst);
+        released.await;
+        control.held_now.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    match service.call(req.map(s3s::Body::from)).await {
+        Ok(resp) => resp,
+        Err(e) => http::Response::builder()
+            .status(500)
+            .body(s3s::Body::from(format!("s3s error: {e:?}")))
+            .unwrap_or_default(),
+    }
+}
