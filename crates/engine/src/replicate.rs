@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{Config, DbConfig};
 use crate::db::{Captured, Database, DbOptions, SnapshotReason};
 use crate::error::{Error, Result};
-use crate::replica::{ReplicaClient, SNAPSHOT_LEVEL, open_client};
+use crate::replica::{ReplicaClient, RequestCounts, SNAPSHOT_LEVEL, open_client};
 
 /// Replication settings beyond the per-database configuration.
 #[derive(Debug, Clone)]
@@ -307,6 +307,11 @@ struct DbTask {
     sync_interval: Duration,
     /// The replica's TXID.
     shipped: Option<Txid>,
+    /// Where request counts are reported for `tideline status`.
+    meta_dir: PathBuf,
+    started_at: SystemTime,
+    /// The counts last reported.
+    reported: Option<RequestCounts>,
 }
 
 impl DbTask {
@@ -355,6 +360,9 @@ impl DbTask {
             monitor_interval: cfg.monitor_interval,
             sync_interval,
             shipped,
+            meta_dir: cfg.meta_path.clone(),
+            started_at: SystemTime::now(),
+            reported: None,
         };
         let txid = task.with_db(|db| Ok(db.position().map(|p| p.txid))).await?;
         (task.events)(&Event::Started {
@@ -464,6 +472,25 @@ impl DbTask {
         Ok(pending.len())
     }
 
+    /// Writes the replica's request counts for `tideline status` when they changed
+    /// (never while idle). Best effort: a report that cannot be written is skipped.
+    fn report_requests(&mut self) {
+        let Some(counts) = self.client.request_counts() else {
+            return;
+        };
+        if self.reported == Some(counts) {
+            return;
+        }
+        let report = RequestReport {
+            replica: self.client.describe(),
+            since: crate::time::format_rfc3339(self.started_at),
+            counts,
+        };
+        if write_request_report(&self.meta_dir, &report).is_ok() {
+            self.reported = Some(counts);
+        }
+    }
+
     async fn pending(&self) -> Result<usize> {
         let l0_dir = self.with_db(|db| Ok(db.l0_dir().to_owned())).await?;
         Ok(crate::db::list_l0(&l0_dir)?
@@ -558,7 +585,9 @@ impl DbTask {
                 }
                 Ok::<_, Error>(())
             };
-            match step.await {
+            let result = step.await;
+            self.report_requests();
+            match result {
                 Ok(()) => {
                     backoff = Duration::ZERO;
                     retry_at = None;
@@ -609,6 +638,7 @@ impl DbTask {
                 }
             }
         }
+        self.report_requests();
         let pending = self.pending().await.unwrap_or(0);
         (self.events)(&Event::Stopped {
             db: self.path.clone(),
@@ -617,6 +647,39 @@ impl DbTask {
         });
         Ok(())
     }
+}
+
+/// A running replicator's requests to its replica since it started, as `tideline
+/// status` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RequestReport {
+    /// The replica (no credentials).
+    pub replica: String,
+    /// When the replicator started (RFC 3339).
+    pub since: String,
+    /// Requests and bytes.
+    pub counts: RequestCounts,
+}
+
+fn request_report_path(meta_dir: &Path) -> PathBuf {
+    meta_dir.join("tideline-requests.json")
+}
+
+fn write_request_report(meta_dir: &Path, report: &RequestReport) -> std::io::Result<()> {
+    let path = request_report_path(meta_dir);
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// The request report a replicator left in `meta_dir` (the newest one, also after it
+/// stopped), if any.
+pub fn read_request_report(meta_dir: &Path) -> Option<RequestReport> {
+    let data = std::fs::read(request_report_path(meta_dir)).ok()?;
+    serde_json::from_slice(&data).ok()
 }
 
 /// Opens the database, waiting (as Litestream does) while it does not exist yet, e.g.

@@ -1,7 +1,8 @@
 //! `tideline status`: for each database in the config, without contacting a running
 //! replicator — the local position (the newest L0 file in the meta directory, which is
 //! what replication resumes from), WAL and database sizes, the replica's newest TXID,
-//! and whether the replica is behind.
+//! whether the replica is behind, and the requests the replicator made to the replica
+//! since it started (S3; from the report it keeps in the meta directory).
 //!
 //! One database's problem (missing file, unreadable replica) is shown in its row and
 //! does not hide the others.
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 use tideline_engine::config::DbConfig;
 use tideline_engine::db::wal_path;
 use tideline_engine::replica::open_client;
+use tideline_engine::replicate::{RequestReport, read_request_report};
 use tideline_engine::restore::list_levels;
 use tideline_ltx::Txid;
 
@@ -42,6 +44,7 @@ struct Status {
     wal_size: u64,
     local: Option<Txid>,
     remote: Option<Txid>,
+    requests: Option<RequestReport>,
     error: Option<String>,
 }
 
@@ -81,6 +84,7 @@ impl Status {
             "behind": self.behind(),
             "db_size": self.db_size,
             "wal_size": self.wal_size,
+            "requests": self.requests,
             "error": self.error,
         })
     }
@@ -94,6 +98,23 @@ impl Status {
             txid(self.remote),
             self.db_size.map_or_else(|| "-".to_owned(), human_bytes),
             human_bytes(self.wal_size),
+            self.requests.as_ref().map_or_else(
+                || "-".to_owned(),
+                |r| {
+                    let c = &r.counts;
+                    format!(
+                        "{} since {} ({} put, {} get, {} list, {} delete; {} up, {} down)",
+                        c.total(),
+                        r.since,
+                        c.put + c.multipart,
+                        c.get + c.head,
+                        c.list,
+                        c.delete,
+                        human_bytes(c.bytes_up),
+                        human_bytes(c.bytes_down)
+                    )
+                },
+            ),
         ]
     }
 }
@@ -122,6 +143,7 @@ pub async fn run(args: &Args) -> Result<()> {
             "replica_txid",
             "db_size",
             "wal_size",
+            "requests",
         ];
         print!("{}", table(&headers, &rows));
     }
@@ -136,6 +158,7 @@ async fn status(db: &DbConfig) -> Status {
         wal_size: std::fs::metadata(wal_path(&db.path)).map_or(0, |m| m.len()),
         local: None,
         remote: None,
+        requests: read_request_report(&db.meta_path),
         error: None,
     };
     match local_txid(&db.meta_path.join("ltx").join("0")) {

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -1215,9 +1215,4 @@ impl Read for ChunkReader {
         let _ = self.current.split_to(n);
         Ok(n)
     }
-}
-
-/// Where `tideline status` finds a running replicator's request counts.
-pub fn counts_path(meta_dir: &Path) -> PathBuf {
-    meta_dir.join("tideline-requests.json")
 }
