@@ -2,6 +2,8 @@
 //! engine, with checkpoints at random points; the application-visible state after
 //! every TXID and at random times is recorded, and restoring the replica at each of
 //! them must give that state (the latest byte for byte). Seeded, so a failure replays.
+//! Run on the folder of L0 files and on an S3 replica (a real S3 server on 127.0.0.1)
+//! that every captured file is uploaded to.
 
 use std::fs;
 use std::path::Path;
@@ -9,10 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::Connection;
+use tideline_engine::config::{ReplicaConfig, ReplicaTarget};
+use tideline_engine::db::Captured;
 use tideline_engine::db::{Database, DbOptions, default_meta_dir};
+use tideline_engine::replica::ReplicaClient;
 use tideline_engine::replica::file::FileReplica;
+use tideline_engine::replica::s3::S3Replica;
 use tideline_engine::restore::{IntegrityCheck, Target, restore};
 use tideline_ltx::Txid;
+use tideline_testkit::{ACCESS_KEY, BUCKET, REGION, S3Server, SECRET_KEY};
 
 struct Rng(u64);
 impl Rng {
@@ -115,9 +122,51 @@ fn checksum(c: &Connection, table: &str) -> u64 {
     h ^ n
 }
 
-fn run(seed: u64, steps: usize) {
+fn s3_client(server: &S3Server) -> Arc<dyn ReplicaClient> {
+    let url = format!(
+        "s3://{BUCKET}/model?endpoint={}&region={REGION}&forcePathStyle=true",
+        server.endpoint()
+    );
+    let env = |k: &str| match k {
+        "LITESTREAM_ACCESS_KEY_ID" => Some(ACCESS_KEY.to_string()),
+        "LITESTREAM_SECRET_ACCESS_KEY" => Some(SECRET_KEY.to_string()),
+        _ => None,
+    };
+    let cfg = ReplicaConfig::from_url_with_env(&url, &env).unwrap();
+    let ReplicaTarget::S3(s3) = &cfg.target else {
+        unreachable!()
+    };
+    Arc::new(S3Replica::new(s3).unwrap())
+}
+
+fn run(seed: u64, steps: usize, on_s3: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.db");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = on_s3.then(|| S3Server::start(&dir.path().join("s3")).unwrap());
+    let client: Arc<dyn ReplicaClient> = match &server {
+        Some(server) => s3_client(server),
+        None => Arc::new(FileReplica::new(default_meta_dir(&path))),
+    };
+    // On S3, every captured L0 file is uploaded as replication would.
+    let upload = |caps: &[&Captured]| {
+        if server.is_some() {
+            for c in caps {
+                rt.block_on(client.write(
+                    0,
+                    c.info.min_txid,
+                    c.info.max_txid,
+                    c.info.created_at,
+                    &c.path,
+                ))
+                .unwrap();
+            }
+        }
+    };
     let c = Connection::open(&path).unwrap();
     c.pragma_update(None, "journal_mode", "wal").unwrap();
     c.execute_batch("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT); CREATE TABLE blobs(id INTEGER PRIMARY KEY, b BLOB);").unwrap();
@@ -137,6 +186,7 @@ fn run(seed: u64, steps: usize) {
         *clock
     };
     let first = db.sync(tick(&mut clock)).unwrap().unwrap();
+    upload(&[&first]);
     at_txid.push((first.info.max_txid, state(&c)));
     for _ in 0..steps {
         for _ in 0..1 + rng.below(3) {
@@ -144,6 +194,7 @@ fn run(seed: u64, steps: usize) {
         }
         let now = tick(&mut clock);
         if let Some(cap) = db.sync(now).unwrap() {
+            upload(&[&cap]);
             let s = state(&c);
             at_txid.push((cap.info.max_txid, s.clone()));
             at_time.push((now + Duration::from_millis(5), s));
@@ -153,20 +204,16 @@ fn run(seed: u64, steps: usize) {
         {
             let now = tick(&mut clock);
             let ck = db.checkpoint(mode, now, Instant::now()).unwrap();
+            upload(&ck.captured.iter().collect::<Vec<_>>());
             if let Some(last) = ck.captured.last() {
                 at_txid.push((last.info.max_txid, state(&c)));
             }
         }
     }
 
-    let meta = default_meta_dir(&path);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let restore_to = |target: Target, out: &Path| {
         rt.block_on(restore(
-            Arc::new(FileReplica::new(&meta)),
+            Arc::clone(&client),
             target,
             out,
             IntegrityCheck::None,
@@ -194,9 +241,11 @@ fn run(seed: u64, steps: usize) {
         }
     }
     // Our own bookkeeping write after a checkpoint is captured by the next sync.
-    while db.sync(tick(&mut clock)).unwrap().is_some() {}
+    while let Some(cap) = db.sync(tick(&mut clock)).unwrap() {
+        upload(&[&cap]);
+    }
     rt.block_on(restore(
-        Arc::new(FileReplica::new(&meta)),
+        Arc::clone(&client),
         Target::Latest,
         &out,
         IntegrityCheck::Full,
@@ -214,6 +263,12 @@ fn run(seed: u64, steps: usize) {
 #[test]
 fn random_transactions_restore_at_every_txid_and_time() {
     for seed in [1, 2] {
-        run(seed, 100);
+        run(seed, 100, false);
     }
+}
+
+#[test]
+fn random_transactions_restore_at_every_txid_and_time_from_s3() {
+    // Fewer steps: each restore at TXID n downloads n files (no compaction here).
+    run(3, 50, true);
 }

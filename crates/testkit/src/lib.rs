@@ -226,7 +226,10 @@ impl S3Server {
             .enable_all()
             .build()?;
         // Bind on this thread so the port is known (and errors reported) before return.
-        let std_listener = bind_reusing(self.addr)?;
+        let std_listener = {
+            let _in_runtime = rt.enter();
+            bind_reusing(self.addr)?
+        };
         self.addr = std_listener.local_addr()?;
         let (stop_tx, stop_rx) = oneshot::channel();
         let control = Arc::clone(&self.control);

@@ -4,9 +4,11 @@
 //!
 //! Cost is a feature here, so the client is careful about requests:
 //! * **Listing cache.** Tideline is the only writer of its replica while it runs, so
-//!   each level is listed once and then kept true by the client's own writes and
-//!   deletes; an idle database makes no requests at all. A level is listed again only
-//!   after something went wrong with it (a failed request, a missing file).
+//!   once a client has written (it is the replicator), each level is listed once and
+//!   then kept true by the client's own writes and deletes; an idle database makes no
+//!   requests at all. A level is listed again only after something went wrong with it
+//!   (a failed request, a missing file). Clients that only read (restores, status)
+//!   never cache: someone else is writing.
 //! * **Uploads** stream from the local file: one PUT below `part-size`, else a
 //!   multipart upload with `concurrency` parts in flight, aborted on failure.
 //! * **Deletes** go in `DeleteObjects` batches of 1000.
@@ -340,6 +342,9 @@ struct Inner {
     transfers: Arc<Semaphore>,
     counters: Arc<Counters>,
     cache: Mutex<[Listing; 10]>,
+    /// Set by the first write: from then on this client is the replica's writer and
+    /// its listings may be cached.
+    writer: std::sync::atomic::AtomicBool,
 }
 
 /// Per level: the listing if known, and files written before it was listed (whose
@@ -429,6 +434,7 @@ impl S3Replica {
                 transfers: Arc::new(Semaphore::new(concurrency)),
                 counters,
                 cache: Mutex::new(Default::default()),
+                writer: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -975,6 +981,9 @@ impl ReplicaClient for S3Replica {
             return Ok(cached.values().cloned().collect());
         }
         let mut listed = self.list_remote(level).await?;
+        if !self.inner.writer.load(Ordering::Acquire) {
+            return Ok(listed.into_values().collect());
+        }
         let mut cache = self.cache();
         let entry = &mut cache[usize::from(level)];
         for (k, mine) in std::mem::take(&mut entry.written) {
@@ -1049,6 +1058,7 @@ impl ReplicaClient for S3Replica {
     ) -> ReplicaResult<FileInfo> {
         check_level(level)?;
         let key = self.key(level, min, max);
+        self.inner.writer.store(true, Ordering::Release);
         let size = tokio::fs::metadata(src)
             .await
             .map_err(|e| {
