@@ -99,6 +99,7 @@ pub type Counts = BTreeMap<Op, u64>;
 #[derive(Debug, Default)]
 struct Control {
     counts: Mutex<Counts>,
+    bytes_in: std::sync::atomic::AtomicU64,
     /// (status, how many more requests to fail).
     fail: Mutex<Option<(u16, u32)>>,
     held_op: Mutex<Option<Op>>,
@@ -158,6 +159,11 @@ impl S3Server {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Bytes received in request bodies (by Content-Length), all operations.
+    pub fn bytes_in(&self) -> u64 {
+        self.control.bytes_in.load(Ordering::SeqCst)
     }
 
     /// Requests served so far, all operations.

@@ -1,0 +1,405 @@
+//! The S3 workloads: Litestream 0.5.17 and tideline replicating to the same real S3
+//! server on 127.0.0.1 (`s3s-fs`, in this process), which counts every request.
+//!
+//! * **steady**: a writer at a fixed rate (200 tx/s, then 1 tx/s); each row carries a
+//!   marker, and an observer decodes every L0 object as it lands in the server's
+//!   directory, so the lag of *each* commit is known (commit → first L0 object
+//!   holding it): p50, p99, max. Uploads (PUT and multipart parts) and bytes sent per
+//!   1000 transactions come from the server's counts, as a provider would bill them.
+//! * **idle**: requests per minute once the database has stopped changing.
+//! * **initial sync and restore** of a large database: `replicate -once` until
+//!   restorable, then `restore` of the same replica by each tool: seconds, MB/s and
+//!   peak RSS (`/usr/bin/time`).
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tideline_testkit::{ACCESS_KEY, BUCKET, Op, REGION, S3Server, SECRET_KEY};
+
+use crate::{Args, Proc, Replicator, median, open};
+
+/// The replica config both tools read.
+fn config(dir: &Path, db: &Path, server: &S3Server, prefix: &str) -> Result<PathBuf> {
+    let path = dir.join(format!("{prefix}.yml"));
+    fs::write(
+        &path,
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n      type: s3\n      bucket: {BUCKET}\n      path: {prefix}\n      endpoint: {}\n      region: {REGION}\n      force-path-style: true\n      access-key-id: {ACCESS_KEY}\n      secret-access-key: {SECRET_KEY}\n",
+            db.display(),
+            server.endpoint()
+        ),
+    )?;
+    Ok(path)
+}
+
+fn url(server: &S3Server, prefix: &str) -> String {
+    format!(
+        "s3://{BUCKET}/{prefix}?endpoint={}&region={REGION}&forcePathStyle=true",
+        server.endpoint()
+    )
+}
+
+fn uploads(server: &S3Server) -> u64 {
+    let c = server.counts();
+    c.get(&Op::Put).copied().unwrap_or(0) + c.get(&Op::UploadPart).copied().unwrap_or(0)
+}
+
+/// Watches a level-0 directory of the server and records, for each L0 object as it
+/// lands, the arrival time and the newest row marker in it.
+struct Observer {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(Instant, u64)>>,
+}
+
+const MARK: &[u8] = b"lagmark:";
+
+fn newest_mark(bytes: &[u8]) -> Option<Option<u64>> {
+    let mut dec = tideline_ltx::Decoder::new(bytes).ok()?;
+    let mut best = None;
+    while let Some(_pgno) = dec.next_page().ok()? {
+        let page = dec.page();
+        let mut at = 0;
+        while let Some(pos) = find(&page[at..], MARK) {
+            let start = at + pos + MARK.len();
+            if let Some(d) = page.get(start..start + 10)
+                && let Ok(s) = std::str::from_utf8(d)
+                && let Ok(n) = s.parse::<u64>()
+            {
+                best = best.max(Some(n));
+            }
+            at = start;
+        }
+    }
+    dec.finish().ok()?;
+    Some(best)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Observer {
+    fn start(l0_dir: PathBuf) -> Observer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut seen = HashSet::new();
+            let mut out = Vec::new();
+            // Bounded: the caller stops it, and it gives up after 10 minutes regardless.
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
+                if let Ok(rd) = fs::read_dir(&l0_dir) {
+                    for e in rd.flatten() {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        if !name.ends_with(".ltx") || seen.contains(&name) {
+                            continue;
+                        }
+                        let now = Instant::now();
+                        // A file still being written does not decode yet: next time.
+                        if let Ok(bytes) = fs::read(e.path())
+                            && let Some(mark) = newest_mark(&bytes)
+                        {
+                            seen.insert(name);
+                            if let Some(m) = mark {
+                                out.push((now, m));
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            out
+        });
+        Observer { stop, thread }
+    }
+
+    fn finish(self) -> Vec<(Instant, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// One steady-rate run's figures.
+#[derive(Debug, Default, Clone)]
+pub struct Steady {
+    pub lag_p50_ms: f64,
+    pub lag_p99_ms: f64,
+    pub lag_max_ms: f64,
+    pub uploads_per_1000: f64,
+    pub kib_up_per_1000: f64,
+    pub cpu_per_1000: f64,
+    pub rss_mib: f64,
+    /// Requests per minute once idle (only measured after the 200 tx/s run).
+    pub idle_per_min: Option<f64>,
+}
+
+fn fresh_db(dir: &Path, tag: &str) -> Result<(PathBuf, rusqlite::Connection)> {
+    let run = dir.join(tag);
+    let _ = fs::remove_dir_all(&run);
+    fs::create_dir_all(&run)?;
+    let db = run.join("bench.db");
+    let c = open(&db)?;
+    c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")?;
+    let tx = c.unchecked_transaction()?;
+    for i in 0..5_000 {
+        tx.execute(
+            "INSERT INTO t(v) VALUES (?1)",
+            [format!("seed row {i} with some text to fill the page")],
+        )?;
+    }
+    tx.commit()?;
+    Ok((db, c))
+}
+
+/// Writes at `rate` tx/s for `seconds`, measuring each commit's lag to the replica.
+pub fn steady(
+    a: &Args,
+    r: Replicator,
+    server: &S3Server,
+    dir: &Path,
+    rate: f64,
+    seconds: u64,
+    idle: Option<Duration>,
+) -> Result<Steady> {
+    let prefix = format!("steady-{}-{}-{}", rate as u64, r.name(), unique());
+    let (db, c) = fresh_db(dir, &prefix)?;
+    let cfg = config(dir, &db, server, &prefix)?;
+    let bin = match r {
+        Replicator::Litestream => &a.litestream,
+        Replicator::Tideline => &a.tideline,
+        Replicator::None => bail!("steady needs a replicator"),
+    };
+    let l0_dir = server.object_path(&format!("{prefix}/0000"));
+    let proc = Proc::start_config(bin, &cfg, &dir.join(format!("{prefix}.log")))?;
+    // The initial copy, then a moment to settle.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while fs::read_dir(&l0_dir).map_or(0, |d| d.count()) == 0 {
+        if Instant::now() > deadline {
+            bail!("{} made no upload to S3 within 120 s", r.name());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let observer = Observer::start(l0_dir);
+    let (ups0, bytes0) = (uploads(server), server.bytes_in());
+    let (cpu0, _) = proc.usage();
+
+    let n = (rate * seconds as f64).max(3.0) as u64;
+    let mut stmt = c.prepare("INSERT INTO t(v) VALUES (?1)")?;
+    let t0 = Instant::now();
+    let mut committed = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        stmt.execute([format!("lagmark:{i:010} and a row of application data")])?;
+        committed.push(Instant::now());
+    }
+    // Wait (bounded) for the last commit to land.
+    let last = n - 1;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let arrivals = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if Instant::now() > deadline {
+            break None;
+        }
+        // Peek without stopping: the observer's results come at the end; poll files.
+        if server
+            .object_path(&format!("{prefix}/0000"))
+            .read_dir()
+            .map(|d| {
+                d.flatten().any(|e| {
+                    fs::read(e.path())
+                        .ok()
+                        .and_then(|b| newest_mark(&b))
+                        .flatten()
+                        .is_some_and(|m| m >= last)
+                })
+            })
+            .unwrap_or(false)
+        {
+            break Some(());
+        }
+    };
+    // Let the observer see it too.
+    std::thread::sleep(Duration::from_millis(20));
+    let arrivals_list = observer.finish();
+    if arrivals.is_none() {
+        bail!("{}: the last commit did not reach S3 within 30 s", r.name());
+    }
+    let (cpu1, rss) = proc.usage();
+    let (ups, bytes) = (uploads(server) - ups0, server.bytes_in() - bytes0);
+
+    let idle_per_min = match idle {
+        Some(window) => {
+            std::thread::sleep(Duration::from_secs(5));
+            let before = server.total_requests();
+            std::thread::sleep(window);
+            Some((server.total_requests() - before) as f64 * 60.0 / window.as_secs_f64())
+        }
+        None => None,
+    };
+    proc.stop();
+
+    let mut lags = Vec::with_capacity(committed.len());
+    for (i, t) in committed.iter().enumerate() {
+        if let Some((at, _)) = arrivals_list
+            .iter()
+            .filter(|(_, m)| *m >= i as u64)
+            .min_by_key(|(at, _)| *at)
+        {
+            lags.push(at.saturating_duration_since(*t).as_secs_f64() * 1e3);
+        }
+    }
+    if lags.len() < committed.len() * 9 / 10 {
+        bail!(
+            "{}: only {} of {} commits were seen arriving",
+            r.name(),
+            lags.len(),
+            committed.len()
+        );
+    }
+    lags.sort_by(f64::total_cmp);
+    let pct = |p: f64| lags[((lags.len() - 1) as f64 * p).round() as usize];
+    let per_1000 = n as f64 / 1000.0;
+    Ok(Steady {
+        lag_p50_ms: pct(0.5),
+        lag_p99_ms: pct(0.99),
+        lag_max_ms: *lags.last().unwrap_or(&0.0),
+        uploads_per_1000: ups as f64 / per_1000,
+        kib_up_per_1000: bytes as f64 / 1024.0 / per_1000,
+        cpu_per_1000: (cpu1 - cpu0) / per_1000,
+        rss_mib: rss as f64 / 1024.0,
+        idle_per_min,
+    })
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// A large database, built once: `mb` MiB of rows with incompressible-ish text.
+pub fn big_db(dir: &Path, mb: u64) -> Result<PathBuf> {
+    let db = dir.join(format!("big-{mb}.db"));
+    if db.exists() {
+        return Ok(db);
+    }
+    let c = open(&db)?;
+    c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")?;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let rows = mb * 1024 * 1024 / 1000;
+    let tx = c.unchecked_transaction()?;
+    let mut s = String::with_capacity(1000);
+    for _ in 0..rows {
+        s.clear();
+        // Hex of a xorshift stream: compresses like real text data (~2:1).
+        while s.len() < 900 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s.push_str(&format!("{:08x} ", x as u32));
+        }
+        tx.execute("INSERT INTO t(v) VALUES (?1)", [&s])?;
+    }
+    tx.commit()?;
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(db)
+}
+
+/// Seconds and peak RSS (KiB) of a command, by `/usr/bin/time`.
+fn timed(cmd: &mut Command, log: &Path) -> Result<(f64, u64)> {
+    let times = log.with_extension("time");
+    let status = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%e %M")
+        .arg("-o")
+        .arg(&times)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env_remove("AWS_CA_BUNDLE")
+        .stdout(fs::File::create(log)?)
+        .stderr(fs::File::create(log.with_extension("err"))?)
+        .stdin(Stdio::null())
+        .status()
+        .context("running /usr/bin/time (apt install time)")?;
+    if !status.success() {
+        bail!(
+            "{:?} failed: {}",
+            cmd,
+            fs::read_to_string(log.with_extension("err")).unwrap_or_default()
+        );
+    }
+    let text = fs::read_to_string(&times)?;
+    let mut f = text.split_whitespace();
+    Ok((
+        f.next().context("time output")?.parse()?,
+        f.next().context("time output")?.parse()?,
+    ))
+}
+
+/// Initial sync (`replicate -once`) and restore figures for one tool.
+#[derive(Debug, Default, Clone)]
+pub struct Large {
+    pub sync_s: f64,
+    pub restore_s: f64,
+    pub restore_rss_mib: f64,
+}
+
+/// Replicates `db` once with `r` to a fresh prefix, then restores it with `r`.
+pub fn large(a: &Args, r: Replicator, server: &S3Server, dir: &Path, db: &Path) -> Result<Large> {
+    let bin = match r {
+        Replicator::Litestream => &a.litestream,
+        Replicator::Tideline => &a.tideline,
+        Replicator::None => bail!("large needs a replicator"),
+    };
+    let prefix = format!("large-{}-{}", r.name(), unique());
+    let run = dir.join(&prefix);
+    fs::create_dir_all(&run)?;
+    let copy = run.join("big.db");
+    fs::copy(db, &copy)?;
+    let cfg = config(&run, &copy, server, &prefix)?;
+    let log = run.join("sync.log");
+    let (sync_s, _) = timed(
+        Command::new(bin)
+            .args(["replicate", "-once", "-config"])
+            .arg(&cfg),
+        &log,
+    )?;
+    let out = run.join("restored.db");
+    let (restore_s, rss) = timed(
+        Command::new(bin)
+            .arg("restore")
+            .arg("-o")
+            .arg(&out)
+            .arg(url(server, &prefix))
+            .env("LITESTREAM_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("LITESTREAM_SECRET_ACCESS_KEY", SECRET_KEY),
+        &run.join("restore.log"),
+    )?;
+    // (Both tools add their bookkeeping tables, so the copy grows by a page or two.)
+    let (a_len, b_len) = (fs::metadata(db)?.len(), fs::metadata(&out)?.len());
+    if b_len < a_len {
+        bail!("{}: restored {b_len} bytes of {a_len}", r.name());
+    }
+    let _ = fs::remove_dir_all(&run);
+    Ok(Large {
+        sync_s,
+        restore_s,
+        restore_rss_mib: rss as f64 / 1024.0,
+    })
+}
+
+/// Median of one figure over rounds, as text.
+pub fn med(v: &[f64], digits: usize) -> String {
+    format!("{:.*}", digits, median(v))
+}
