@@ -91,6 +91,7 @@ fn start(db: &Path, client: Arc<dyn ReplicaClient>) -> Running {
         once: false,
         shutdown_sync_timeout: Duration::from_secs(5),
         shutdown_sync_interval: Duration::from_millis(100),
+        ..ReplicateSettings::default()
     };
     let task = tokio::spawn(replicate_to(
         vec![(cfg, client)],
