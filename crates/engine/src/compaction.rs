@@ -142,15 +142,17 @@ pub struct Compacted {
 }
 
 /// Merges `inputs` (oldest first) into level `level` of `client`: reads each from
-/// `local_dir/<name>` when that local copy exists (L0 files are kept in the meta
-/// directory until compacted), else from the replica; writes the merge to a temporary
-/// file in `tmp_dir`, uploads it, removes the temporary file.
+/// `local_dir/<name>` when that local copy exists (files are kept in the meta
+/// directory until compacted into the next level), else from the replica; writes the
+/// merge to a temporary file in `tmp_dir` and uploads it; then moves it to
+/// `keep_in/<name>` as the local copy the next level will read, or removes it.
 pub async fn compact_files(
     client: &Arc<dyn ReplicaClient>,
     level: u8,
     inputs: Vec<FileInfo>,
     local_dir: Option<&Path>,
     tmp_dir: &Path,
+    keep_in: Option<&Path>,
 ) -> Result<Compacted> {
     let started = Instant::now();
     let (Some(first), Some(last)) = (inputs.first(), inputs.last()) else {
@@ -182,7 +184,15 @@ pub async fn compact_files(
     let created_at =
         SystemTime::UNIX_EPOCH + Duration::from_millis(stats.header.timestamp.max(0) as u64);
     let written = client.write(level, min, max, created_at, &tmp).await;
-    let _ = std::fs::remove_file(&tmp);
+    let kept = match (&written, keep_in) {
+        (Ok(_), Some(dir)) => std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::rename(&tmp, dir.join(&name)))
+            .is_ok(),
+        _ => false,
+    };
+    if !kept {
+        let _ = std::fs::remove_file(&tmp);
+    }
     let output = written?;
     Ok(Compacted {
         output,
@@ -207,7 +217,6 @@ fn merge_to_file(
     let mut local = 0;
     for f in inputs {
         let local_path: Option<PathBuf> = local_dir
-            .filter(|_| f.level == 0)
             .map(|d| d.join(f.filename()))
             .filter(|p| p.is_file());
         let (what, reader): (String, Box<dyn Read + Send>) = match local_path {

@@ -50,6 +50,9 @@ pub struct LevelsConfig {
     /// How long a deletable file stays, so restores under way finish (see
     /// [`crate::retention`]).
     pub delete_grace: Duration,
+    /// Deletions are batched: at most one pass (one delete request per level) this
+    /// often. Litestream deletes on every 15 s L0 check.
+    pub delete_interval: Duration,
     /// How often the cached listing is replaced by a fresh one.
     pub relist_interval: Duration,
 }
@@ -65,6 +68,7 @@ impl LevelsConfig {
             l0_retention_check_interval: c.l0_retention_check_interval,
             retention_enabled: c.retention.enabled,
             delete_grace: DEFAULT_DELETE_GRACE,
+            delete_interval: Duration::from_secs(5 * 60),
             relist_interval: Duration::from_secs(6 * 3600),
         }
     }
@@ -100,6 +104,7 @@ pub struct Maintainer {
     last_l0_check: Option<SystemTime>,
     tombstones: Tombstones,
     last_tick: Option<SystemTime>,
+    last_delete: Option<SystemTime>,
 }
 
 impl std::fmt::Debug for Maintainer {
@@ -143,12 +148,22 @@ impl Maintainer {
             last_l0_check: None,
             tombstones: Tombstones::default(),
             last_tick: None,
+            last_delete: None,
         }
     }
 
     /// The settings.
     pub fn config(&self) -> &LevelsConfig {
         &self.cfg
+    }
+
+    /// The meta directory's copy of `level` (`ltx/<level>`), next to `ltx/0`.
+    fn local_dir(&self, level: u8) -> Option<PathBuf> {
+        let l0 = self.local_l0.as_ref()?;
+        if level == 0 {
+            return Some(l0.clone());
+        }
+        Some(l0.parent()?.join(level.to_string()))
     }
 
     /// True if local L0 files must stay after upload until compacted into L1.
@@ -257,12 +272,23 @@ impl Maintainer {
             .acquire_owned()
             .await
             .expect("compaction semaphore closed");
-        let local = if level == 1 {
-            self.local_l0.as_deref()
+        // Local copies: L0 files in the meta directory, and the outputs of lower
+        // levels kept until the next level has consumed them (no downloads).
+        let local = self.local_dir(level - 1);
+        let keep = if (level as usize) < self.cfg.levels.len() {
+            self.local_dir(level)
         } else {
             None
         };
-        let done = compact_files(&self.client, level, inputs, local, &self.tmp_dir).await?;
+        let done = compact_files(
+            &self.client,
+            level,
+            inputs,
+            local.as_deref(),
+            &self.tmp_dir,
+            keep.as_deref(),
+        )
+        .await?;
         (self.events)(&Event::Compacted {
             db: self.db.clone(),
             level,
@@ -280,6 +306,8 @@ impl Maintainer {
             && let Some(dir) = &self.local_l0
         {
             remove_compacted_local(dir, max)?;
+        } else if let Some(dir) = local {
+            remove_local_copies(&dir, max)?;
         }
         Ok(())
     }
@@ -404,10 +432,18 @@ impl Maintainer {
         } else {
             self.cfg.delete_grace
         };
+        let batching = self.last_delete.is_some_and(|t| {
+            now.duration_since(t)
+                .is_ok_and(|d| d < self.cfg.delete_interval)
+        });
+        if batching && !immediate {
+            return Ok(());
+        }
         let due = self.tombstones.due(now, grace);
         if due.is_empty() {
             return Ok(());
         }
+        self.last_delete = Some(now);
         for level in 0..=SNAPSHOT_LEVEL {
             let files: Vec<FileInfo> = due.iter().filter(|f| f.level == level).cloned().collect();
             if files.is_empty() {
@@ -456,6 +492,29 @@ fn remove_compacted_local(dir: &Path, l1_max: Txid) -> Result<()> {
     for (t, p) in &local {
         if t < newest && *t <= l1_max {
             std::fs::remove_file(p).map_err(Error::io("remove", p))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes local copies of a compaction level (`ltx/<n>`) consumed by the next level
+/// (MaxTXID ≤ `max`).
+fn remove_local_copies(dir: &Path, max: Txid) -> Result<()> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("list", dir)(e)),
+    };
+    for e in rd {
+        let e = e.map_err(Error::io("list", dir))?;
+        if let Some((_, m)) = e
+            .file_name()
+            .to_str()
+            .and_then(tideline_ltx::parse_filename)
+            && m <= max
+        {
+            let p = e.path();
+            std::fs::remove_file(&p).map_err(Error::io("remove", &p))?;
         }
     }
     Ok(())

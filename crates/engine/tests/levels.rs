@@ -1,0 +1,495 @@
+//! Compaction levels, snapshots and retention over simulated hours, on controlled time.
+//!
+//! A real SQLite database is written once a simulated minute; every 15 simulated
+//! seconds the engine captures (with the simulated time), ships new L0 files and runs
+//! the [`Maintainer`] at that time, exactly as replication does. Nothing sleeps, so
+//! hours take seconds. Then:
+//!
+//! * the levels hold exactly what the rules say (contiguous levels, L0 retention,
+//!   snapshot retention and its cascade, never the newest snapshot);
+//! * restoring at many timestamps across the retained window, and at level
+//!   boundaries, gives the recorded state of the TXID restored, never a state newer
+//!   than the timestamp, and never one older than a level window allows;
+//! * the requests spent are counted (figures for `docs/benchmarks.md`).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use rusqlite::Connection;
+use tideline_engine::db::{Database, DbOptions};
+use tideline_engine::maintenance::{LevelsConfig, Maintainer};
+use tideline_engine::replica::memory::MemoryReplica;
+use tideline_engine::replica::{FileInfo, ReplicaClient, ReplicaResult};
+use tideline_engine::replicate::{Event, EventSink};
+use tideline_engine::restore::{IntegrityCheck, Target, plan, restore_plan};
+use tideline_engine::snapshot::SnapshotSource;
+use tideline_ltx::Txid;
+
+/// Counts every call to the wrapped replica by kind.
+#[derive(Debug, Default)]
+struct Counts {
+    list: AtomicU64,
+    get: AtomicU64,
+    put: AtomicU64,
+    delete: AtomicU64,
+}
+
+impl Counts {
+    fn snapshot(&self) -> [u64; 4] {
+        [
+            self.list.load(Ordering::SeqCst),
+            self.get.load(Ordering::SeqCst),
+            self.put.load(Ordering::SeqCst),
+            self.delete.load(Ordering::SeqCst),
+        ]
+    }
+}
+
+#[derive(Debug)]
+struct Counting {
+    inner: MemoryReplica,
+    counts: Arc<Counts>,
+}
+
+#[async_trait::async_trait]
+impl ReplicaClient for Counting {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn list(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {
+        self.counts.list.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(level).await
+    }
+    async fn read_range(&self, file: &FileInfo, range: Range<u64>) -> ReplicaResult<Vec<u8>> {
+        self.counts.get.fetch_add(1, Ordering::SeqCst);
+        self.inner.read_range(file, range).await
+    }
+    fn open(&self, file: &FileInfo) -> ReplicaResult<Box<dyn Read + Send>> {
+        self.counts.get.fetch_add(1, Ordering::SeqCst);
+        self.inner.open(file)
+    }
+    async fn write(
+        &self,
+        level: u8,
+        min: Txid,
+        max: Txid,
+        at: SystemTime,
+        src: &Path,
+    ) -> ReplicaResult<FileInfo> {
+        self.counts.put.fetch_add(1, Ordering::SeqCst);
+        self.inner.write(level, min, max, at, src).await
+    }
+    async fn delete(&self, files: &[FileInfo]) -> ReplicaResult<()> {
+        self.counts.delete.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete(files).await
+    }
+}
+
+/// A content hash of everything the application sees.
+fn state(c: &Connection) -> u64 {
+    let mut stmt = c.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    while let Some(r) = rows.next().unwrap() {
+        let id: i64 = r.get(0).unwrap();
+        let v: Vec<u8> = r.get(1).unwrap();
+        for b in id.to_le_bytes().iter().chain(v.iter()) {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// 2026-03-02T00:00:07Z: not aligned to any window.
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_772_409_607)
+}
+
+struct Sim {
+    _dir: tempfile::TempDir,
+    client: Arc<dyn ReplicaClient>,
+    counts: Arc<Counts>,
+    /// TXID → (capture time, state).
+    states: BTreeMap<Txid, (SystemTime, u64)>,
+    /// Snapshots written: (TXID, time).
+    snapshots: Vec<(Txid, SystemTime)>,
+    events: Arc<Mutex<Vec<Event>>>,
+    end: SystemTime,
+    cfg: LevelsConfig,
+    /// Request counts at each simulated hour.
+    hourly: Vec<[u64; 4]>,
+    /// Most local L0 files seen in the meta directory.
+    max_local_l0: usize,
+    out: std::path::PathBuf,
+}
+
+/// Runs `hours` of one write per `write_every`, ticking every 15 s.
+async fn simulate(cfg: LevelsConfig, hours: u64, write_every: Duration) -> Sim {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let c = Connection::open(&path).unwrap();
+    c.pragma_update(None, "journal_mode", "wal").unwrap();
+    c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+        .unwrap();
+    let opts = DbOptions {
+        checkpoint_interval: None,
+        min_checkpoint_page_count: 200,
+        ..DbOptions::default()
+    };
+    let db = Arc::new(Mutex::new(Database::open(&path, opts).unwrap()));
+    let l0_dir = db.lock().unwrap().l0_dir().to_owned();
+    let counts = Arc::new(Counts::default());
+    let client: Arc<dyn ReplicaClient> = Arc::new(Counting {
+        inner: MemoryReplica::new(),
+        counts: Arc::clone(&counts),
+    });
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink: EventSink = {
+        let events = Arc::clone(&events);
+        Arc::new(move |e: &Event| events.lock().unwrap().push(e.clone()))
+    };
+    let mut m = Maintainer::new(
+        path.clone(),
+        Arc::clone(&client),
+        cfg.clone(),
+        Some(l0_dir.clone()),
+        l0_dir.parent().unwrap().to_owned(),
+        Some(Arc::clone(&db) as Arc<dyn SnapshotSource>),
+        Arc::new(tokio::sync::Semaphore::new(2)),
+        sink,
+    );
+    let mut states = BTreeMap::new();
+    let mut shipped: Option<Txid> = None;
+    let mut hourly = Vec::new();
+    let mut max_local_l0 = 0;
+    let step = Duration::from_secs(15);
+    let steps = hours * 3600 / 15;
+    let mut next_write = t0();
+    let mut row = 0i64;
+    for i in 0..=steps {
+        let now = t0() + step * i as u32;
+        if i % 240 == 0 {
+            hourly.push(counts.snapshot());
+        }
+        if now >= next_write {
+            next_write += write_every;
+            row += 1;
+            let tx = c.unchecked_transaction().unwrap();
+            tx.execute("INSERT INTO t(id, v) VALUES (?1, randomblob(300))", [row])
+                .unwrap();
+            // Rewrite an older row too, so later files overwrite earlier pages.
+            tx.execute(
+                "UPDATE t SET v = randomblob(200 + ?1 % 300) WHERE id = ?1 * 7919 % ?2 + 1",
+                (row, row),
+            )
+            .unwrap();
+            tx.commit().unwrap();
+            let mut db = db.lock().unwrap();
+            while let Some(cap) = db.sync(now).unwrap() {
+                states.insert(cap.info.max_txid, (cap.info.created_at, state(&c)));
+                if !cap.more {
+                    break;
+                }
+            }
+            db.advance_read_mark().unwrap();
+            // Checkpoints now and then, so snapshots read pages from both the
+            // database file and the WAL.
+            if row % 45 == 0 {
+                let ck = db.checkpoint("PASSIVE", now, Instant::now()).unwrap();
+                for cap in ck.captured {
+                    states.insert(cap.info.max_txid, (cap.info.created_at, state(&c)));
+                }
+            }
+        }
+        // Ship, as replication does.
+        let local = tideline_engine::db::list_l0(&l0_dir).unwrap();
+        max_local_l0 = max_local_l0.max(local.len());
+        for (txid, p) in local {
+            if shipped.is_some_and(|s| txid <= s) {
+                continue;
+            }
+            let created = std::fs::metadata(&p).unwrap().modified().unwrap();
+            let info = client.write(0, txid, txid, created, &p).await.unwrap();
+            m.note_written(info);
+            shipped = Some(txid);
+        }
+        if m.is_due(now) {
+            m.tick(now).await.unwrap();
+        }
+    }
+    let end = t0() + step * steps as u32;
+    hourly.push(counts.snapshot());
+    let snapshots = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Snapshotted { txid, .. } => Some(*txid),
+            _ => None,
+        })
+        .map(|t| (t, states.get(&t).map_or(end, |s| s.0)))
+        .collect();
+    let out = dir.path().join("restored.db");
+    Sim {
+        _dir: dir,
+        client,
+        counts,
+        states,
+        snapshots,
+        events,
+        end,
+        cfg,
+        hourly,
+        max_local_l0,
+        out,
+    }
+}
+
+async fn levels(client: &dyn ReplicaClient) -> Vec<Vec<FileInfo>> {
+    tideline_engine::restore::list_levels(client).await.unwrap()
+}
+
+/// Restores `target` and checks the result against the recorded state of the TXID
+/// it reached; returns that TXID and the number of files read.
+async fn check_restore(sim: &Sim, all: &[Vec<FileInfo>], target: Target) -> (Txid, usize) {
+    let files = plan(all, target).unwrap_or_else(|e| panic!("{target:?}: {e}"));
+    let n = files.len();
+    let r = restore_plan(
+        Arc::clone(&sim.client),
+        files,
+        &sim.out,
+        IntegrityCheck::None,
+    )
+    .await
+    .unwrap();
+    let (_, want) = sim.states[&r.txid];
+    let got = state(&Connection::open(&sim.out).unwrap());
+    assert_eq!(got, want, "{target:?}: restored TXID {} differs", r.txid);
+    (r.txid, n)
+}
+
+fn contiguous(level: &[FileInfo]) {
+    for w in level.windows(2) {
+        assert!(
+            w[1].min_txid.0 <= w[0].max_txid.0 + 1 && w[1].max_txid > w[0].max_txid,
+            "level {} not contiguous: {:?} then {:?}",
+            w[0].level,
+            w[0],
+            w[1]
+        );
+    }
+}
+
+fn short_cfg() -> LevelsConfig {
+    LevelsConfig {
+        levels: vec![
+            Duration::from_secs(30),
+            Duration::from_secs(300),
+            Duration::from_secs(3600),
+        ],
+        snapshot_interval: Duration::from_secs(2 * 3600),
+        snapshot_retention: Duration::from_secs(3 * 3600),
+        l0_retention: Some(Duration::from_secs(300)),
+        l0_retention_check_interval: Duration::from_secs(15),
+        retention_enabled: true,
+        delete_grace: Duration::from_secs(600),
+        delete_interval: Duration::from_secs(300),
+        relist_interval: Duration::from_secs(6 * 3600),
+    }
+}
+
+#[tokio::test]
+async fn hours_of_writes_leave_exactly_what_the_rules_say_and_restore_everywhere() {
+    let sim = simulate(short_cfg(), 9, Duration::from_secs(60)).await;
+    let cfg = &sim.cfg;
+    let all = levels(sim.client.as_ref()).await;
+    let slack = cfg.delete_grace + cfg.delete_interval + Duration::from_secs(30);
+
+    // Levels are contiguous and the newest TXID is in every configured level's reach.
+    for level in &all {
+        contiguous(level);
+    }
+    let newest = *sim.states.keys().last().unwrap();
+    assert_eq!(all[0].last().unwrap().max_txid, newest);
+    // L1 ran in the last 30 s window after the last write at the latest.
+    assert!(all[1].last().unwrap().max_txid.0 + 1 >= newest.0);
+
+    // L0: what remains is contiguous, ends at the newest, and holds nothing overdue:
+    // compacted files older than retention + grace + batching are gone.
+    let l1_max = all[1].last().unwrap().max_txid;
+    for f in &all[0][..all[0].len() - 1] {
+        if f.max_txid <= l1_max {
+            let age = sim.end.duration_since(f.created_at).unwrap();
+            assert!(
+                age <= cfg.l0_retention.unwrap() + slack,
+                "overdue L0 file {f:?}, age {age:?}"
+            );
+        }
+    }
+    // ...and nothing young was deleted: every TXID captured within the retention
+    // period is still in L0.
+    let young: Vec<Txid> = sim
+        .states
+        .iter()
+        .filter(|(_, (t, _))| sim.end.duration_since(*t).unwrap() < cfg.l0_retention.unwrap())
+        .map(|(k, _)| *k)
+        .collect();
+    for t in young {
+        assert!(
+            all[0].iter().any(|f| f.max_txid == t),
+            "L0 {t} deleted early"
+        );
+    }
+
+    // Snapshots: written every 2 h window; those older than retention (+ grace) gone,
+    // the others kept; the newest always kept.
+    assert!(sim.snapshots.len() >= 5, "{:?}", sim.snapshots);
+    for (txid, at) in &sim.snapshots {
+        let age = sim.end.duration_since(*at).unwrap();
+        let present = all[9].iter().any(|f| f.max_txid == *txid);
+        if age < cfg.snapshot_retention {
+            assert!(present, "snapshot {txid} (age {age:?}) deleted early");
+        } else if age > cfg.snapshot_retention + slack && *txid != newest_snapshot(&all) {
+            assert!(!present, "snapshot {txid} (age {age:?}) overdue");
+        }
+    }
+    // Cascade: the floor is the newest deleted snapshot; levels 1..=3 keep nothing
+    // below it (besides their newest file) once the grace period has passed.
+    let floor = sim
+        .snapshots
+        .iter()
+        .filter(|(_, at)| sim.end.duration_since(*at).unwrap() > cfg.snapshot_retention + slack)
+        .map(|(t, _)| *t)
+        .max()
+        .expect("some snapshot expired in 9 h");
+    for level in &all[1..=3] {
+        for f in &level[..level.len() - 1] {
+            assert!(f.max_txid >= floor, "level file {f:?} below floor {floor}");
+        }
+    }
+
+    // Restores at many timestamps across the retained window give the recorded state
+    // at or before the timestamp, at most one L1 window and one write stale.
+    let oldest = all[9].iter().map(|f| f.created_at).min().unwrap();
+    let mut t = oldest + Duration::from_millis(1);
+    let mut n = 0;
+    while t <= sim.end {
+        let (txid, _) = check_restore(&sim, &all, Target::Time(t)).await;
+        let at = sim.states[&txid].0;
+        assert!(at < t, "restored TXID {txid} captured after {t:?}");
+        // The newest write before `t` that any level can show.
+        let best = sim
+            .states
+            .range(..)
+            .filter(|(_, (c, _))| *c < t)
+            .map(|(k, (c, _))| (*k, *c))
+            .last()
+            .unwrap();
+        let stale = best.1.duration_since(at).unwrap();
+        assert!(
+            stale <= Duration::from_secs(60) + cfg.levels[0],
+            "at {t:?}: restored TXID {txid} is {stale:?} older than TXID {}",
+            best.0
+        );
+        t += Duration::from_secs(3 * 60 + 7);
+        n += 1;
+    }
+    assert!(n > 40, "{n} timestamps");
+
+    // Every level-file boundary from the oldest snapshot on is a restorable TXID.
+    let from = all[9].iter().map(|f| f.max_txid).min().unwrap();
+    for level in &all {
+        for f in level.iter().filter(|f| f.max_txid >= from).step_by(7) {
+            let (txid, _) = check_restore(&sim, &all, Target::Txid(f.max_txid)).await;
+            assert_eq!(txid, f.max_txid);
+        }
+    }
+    let (txid, files) = check_restore(&sim, &all, Target::Latest).await;
+    assert_eq!(txid, newest);
+    assert!(files <= 6, "latest restore reads {files} files");
+
+    // The meta directory stays small: L0 copies go once compacted into L1.
+    assert!(sim.max_local_l0 <= 3, "{} local L0 files", sim.max_local_l0);
+    // Compactions read local copies, never downloads (counted before the restores).
+    assert_eq!(sim.hourly.last().unwrap()[1], 0);
+    let events = sim.events.lock().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Deleted { level: 9, .. }))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Compacted { level: 3, .. }))
+    );
+}
+
+fn newest_snapshot(all: &[Vec<FileInfo>]) -> Txid {
+    all[9].last().map_or(Txid(0), |f| f.max_txid)
+}
+
+#[tokio::test]
+async fn retention_disabled_deletes_nothing_from_the_replica() {
+    let mut cfg = short_cfg();
+    cfg.retention_enabled = false;
+    let sim = simulate(cfg, 4, Duration::from_secs(60)).await;
+    let all = levels(sim.client.as_ref()).await;
+    // Every L0 file is still there, and every snapshot.
+    assert_eq!(all[0].len(), sim.states.len());
+    assert_eq!(all[9].len(), sim.snapshots.len());
+    assert_eq!(sim.counts.delete.load(Ordering::SeqCst), 0);
+    // Local copies are still cleaned up.
+    assert!(sim.max_local_l0 <= 3);
+}
+
+/// Default levels (30 s, 5 min, 1 h; snapshots daily, kept a day), one write a
+/// minute for 24 simulated hours: requests per hour and files per restore, printed
+/// for `docs/benchmarks.md` (run with `--nocapture`).
+#[tokio::test]
+async fn a_simulated_day_with_default_levels() {
+    let cfg = LevelsConfig::default();
+    let sim = simulate(cfg, 24, Duration::from_secs(60)).await;
+    let all = levels(sim.client.as_ref()).await;
+    for level in &all {
+        contiguous(level);
+    }
+    // Requests after the first hour (its start-up listing aside).
+    let first = sim.hourly[1];
+    let last = *sim.hourly.last().unwrap();
+    let hours = (sim.hourly.len() - 2) as f64;
+    let per_hour: Vec<f64> = (0..4)
+        .map(|i| (last[i] - first[i]) as f64 / hours)
+        .collect();
+    let (_, latest_files) = check_restore(&sim, &all, Target::Latest).await;
+    let mut pitr = Vec::new();
+    let oldest = all[9].iter().map(|f| f.created_at).min().unwrap();
+    let mut t = oldest + Duration::from_secs(60);
+    while t < sim.end {
+        pitr.push(check_restore(&sim, &all, Target::Time(t)).await.1);
+        t += Duration::from_secs(37 * 60 + 11);
+    }
+    let avg = pitr.iter().sum::<usize>() as f64 / pitr.len() as f64;
+    let max = pitr.iter().max().copied().unwrap_or(0);
+    let files: Vec<usize> = all.iter().map(Vec::len).collect();
+    eprintln!(
+        "simulated day, default levels, 1 write/min: requests/hour LIST {:.2} GET {:.2} PUT {:.2} DELETE {:.2} (total {:.1}); \
+         latest restore reads {latest_files} file(s); point-in-time restores read {avg:.1} on average, {max} at most ({} timestamps); \
+         files per level {files:?}",
+        per_hour[0],
+        per_hour[1],
+        per_hour[2],
+        per_hour[3],
+        per_hour.iter().sum::<f64>(),
+        pitr.len()
+    );
+    assert!(per_hour.iter().sum::<f64>() < 160.0, "{per_hour:?}");
+    // Every compaction reads local copies: no downloads at all.
+    assert_eq!(per_hour[1], 0.0);
+    assert!(latest_files <= 5);
+}
