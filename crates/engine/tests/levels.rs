@@ -385,10 +385,10 @@ async fn hours_of_writes_leave_exactly_what_the_rules_say_and_restore_everywhere
         // The newest write before `t` that any level can show.
         let best = sim
             .states
-            .range(..)
+            .iter()
             .filter(|(_, (c, _))| *c < t)
             .map(|(k, (c, _))| (*k, *c))
-            .last()
+            .next_back()
             .unwrap();
         let stale = best.1.duration_since(at).unwrap();
         assert!(
