@@ -216,9 +216,11 @@ fn merge_to_file(
     let mut decoders = Vec::with_capacity(inputs.len());
     let mut local = 0;
     for f in inputs {
+        // A local copy counts only if it has the listed size: a copy left from an
+        // earlier replica (reset, or written by another tool) must not be merged.
         let local_path: Option<PathBuf> = local_dir
             .map(|d| d.join(f.filename()))
-            .filter(|p| p.is_file());
+            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() == f.size));
         let (what, reader): (String, Box<dyn Read + Send>) = match local_path {
             Some(p) => {
                 local += 1;

@@ -203,6 +203,19 @@ impl Maintainer {
             now.duration_since(t)
                 .is_ok_and(|d| d >= self.cfg.relist_interval)
         });
+        if self.cache.is_none() {
+            // Local copies of compaction levels from an earlier run may belong to a
+            // replica that has since been reset or changed by another tool; they are
+            // only a shortcut, so start without them (L0 copies are reconciled with the
+            // replica by replication itself).
+            if let Some(l0) = &self.local_l0
+                && let Some(ltx) = l0.parent()
+            {
+                for level in 1..SNAPSHOT_LEVEL {
+                    let _ = std::fs::remove_dir_all(ltx.join(level.to_string()));
+                }
+            }
+        }
         if self.cache.is_none() || stale {
             self.cache = Some(crate::restore::list_levels(self.client.as_ref()).await?);
             self.listed_at = Some(now);
