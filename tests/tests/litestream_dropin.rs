@@ -86,6 +86,7 @@ impl Tideline {
             once: false,
             shutdown_sync_timeout: Duration::from_secs(10),
             shutdown_sync_interval: Duration::from_millis(100),
+            ..ReplicateSettings::default()
         };
         let task = tokio::spawn(replicate_to(
             vec![(cfg, client)],

@@ -268,3 +268,76 @@ fn sigterm_is_forwarded_to_the_exec_command_before_shutting_down() {
         log_text()
     );
 }
+
+#[test]
+fn replicate_once_force_snapshot_and_enforce_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let app = wal_db(&d.join("app.db"), 100);
+    let replica = d.join("replica");
+    let config = d.join("litestream.yml");
+    fs::write(
+        &config,
+        format!(
+            "snapshot:\n  interval: 24h\n  retention: 1s\ndbs:\n  - path: {}\n    replica:\n      type: file\n      path: {}\n",
+            d.join("app.db").display(),
+            replica.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let snapshots = || -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(replica.join("ltx/9"))
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    ok_in(d, &["replicate", "-once", "-config", cfg]);
+    assert!(
+        snapshots().is_empty(),
+        "no snapshot without -force-snapshot"
+    );
+    insert(&app, 100..200);
+    ok_in(
+        d,
+        &["replicate", "-once", "-force-snapshot", "-config", cfg],
+    );
+    assert_eq!(
+        snapshots(),
+        ["0000000000000001-0000000000000002.ltx"],
+        "a snapshot of TXID 2"
+    );
+    insert(&app, 200..300);
+    ok_in(
+        d,
+        &["replicate", "-once", "-force-snapshot", "-config", cfg],
+    );
+    assert_eq!(snapshots().len(), 2);
+    // Both are past the 1 s retention now; the newest is always kept.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = ok_in(
+        d,
+        &["replicate", "-once", "-enforce-retention", "-config", cfg],
+    );
+    let _ = out;
+    assert_eq!(snapshots(), ["0000000000000001-0000000000000003.ltx"]);
+    // The snapshot restores the latest state.
+    ok_in(
+        d,
+        &[
+            "restore",
+            "-o",
+            "r.db",
+            "-config",
+            cfg,
+            "-txid",
+            "0000000000000003",
+            d.join("app.db").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(count_rows(&d.join("r.db")), 300);
+}

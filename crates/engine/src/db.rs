@@ -563,8 +563,39 @@ impl Database {
         let name = format_filename(txid, txid);
         let path = self.l0_dir.join(&name);
         let tmp = self.l0_dir.join(format!("{name}.tmp"));
+        let (pages, size) = self.write_ltx(wal, &seg.pages, from_db, header, &tmp, created_at)?;
+        fs::rename(&tmp, &path).map_err(Error::io("rename", &path))?;
+        crate::restore::apply::sync_parent(&path)?;
+        Ok(Captured {
+            info: FileInfo {
+                level: 0,
+                min_txid: txid,
+                max_txid: txid,
+                size,
+                created_at,
+            },
+            path,
+            pages,
+            snapshot,
+            more,
+        })
+    }
+
+    /// Writes an LTX file with `header` to `tmp` (fsynced, mtime `created_at`): the
+    /// segment's pages from the WAL merged, in page order, with `from_db` pages read
+    /// from the database file. The file is removed on failure.
+    fn write_ltx(
+        &self,
+        wal: &mut File,
+        wal_pages: &[(u32, u64)],
+        from_db: &[u32],
+        header: Header,
+        tmp: &Path,
+        created_at: SystemTime,
+    ) -> Result<(u32, u64)> {
+        let name = tmp.display().to_string();
         let result = (|| -> Result<(u32, u64)> {
-            let file = File::create(&tmp).map_err(Error::io("create", &tmp))?;
+            let file = File::create(tmp).map_err(Error::io("create", tmp))?;
             let mut enc = Encoder::new(BufWriter::with_capacity(256 * 1024, file), header)
                 .map_err(|source| Error::Ltx {
                     name: name.clone(),
@@ -576,7 +607,7 @@ impl Database {
             let lock = tideline_ltx::lock_pgno(self.page_size);
             let (mut i, mut j) = (0, 0);
             loop {
-                let from_wal = seg.pages.get(i).copied();
+                let from_wal = wal_pages.get(i).copied();
                 let from_file = from_db.get(j).copied();
                 let (pgno, source) = match (from_wal, from_file) {
                     (None, None) => break,
@@ -619,35 +650,108 @@ impl Database {
             })?;
             let file = w
                 .into_inner()
-                .map_err(|e| Error::io("write", &tmp)(e.into_error()))?;
-            file.sync_all().map_err(Error::io("fsync", &tmp))?;
-            let size = file.metadata().map_err(Error::io("stat", &tmp))?.len();
+                .map_err(|e| Error::io("write", tmp)(e.into_error()))?;
+            file.sync_all().map_err(Error::io("fsync", tmp))?;
+            let size = file.metadata().map_err(Error::io("stat", tmp))?.len();
             file.set_modified(created_at)
-                .map_err(Error::io("set mtime of", &tmp))?;
+                .map_err(Error::io("set mtime of", tmp))?;
             Ok((pages, size))
         })();
-        let (pages, size) = match result {
-            Ok(x) => x,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
+        if result.is_err() {
+            let _ = fs::remove_file(tmp);
+        }
+        result
+    }
+
+    /// Writes a full snapshot of the database at the captured position to `dst` (a
+    /// level-9 file: MinTXID 1, MaxTXID the position, no WAL fields, timestamp `now`),
+    /// without blocking the application: pages come from the WAL up to the captured
+    /// offset, the rest from the database file, all under the read transaction we
+    /// already hold. `None` if nothing was captured yet.
+    ///
+    /// Call it right after a sync that reached the end of the WAL and *before*
+    /// [`Database::advance_read_mark`]: our read mark then lies at or before the
+    /// captured offset, so no checkpoint can have copied a newer page into the database
+    /// file, and every page is exactly as of the position's TXID.
+    pub fn write_snapshot(&mut self, dst: &Path, now: SystemTime) -> Result<Option<Captured>> {
+        let Some(pos) = self.pos else { return Ok(None) };
+        let timestamp = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let created_at = SystemTime::UNIX_EPOCH + Duration::from_millis(timestamp.max(0) as u64);
+        let header = Header {
+            flags: FLAG_NO_CHECKSUM,
+            page_size: self.page_size,
+            commit: pos.commit,
+            min_txid: Txid::FIRST,
+            max_txid: pos.txid,
+            timestamp,
+            ..Header::default()
         };
-        fs::rename(&tmp, &path).map_err(Error::io("rename", &path))?;
-        crate::restore::apply::sync_parent(&path)?;
-        Ok(Captured {
+        // The WAL frames of the position's generation up to the captured offset.
+        let mut wal = File::open(&self.wal_path).ok();
+        let wal_header = match wal.as_mut() {
+            Some(w) => {
+                let mut hb = [0u8; WAL_HEADER_SIZE];
+                match w.read_exact(&mut hb) {
+                    Ok(()) => WalHeader::decode(&hb).ok(),
+                    Err(_) => None,
+                }
+            }
+            None => None,
+        };
+        let seg = match (wal.as_mut(), wal_header) {
+            (Some(w), Some(h))
+                if (h.salt1, h.salt2) == pos.salts && pos.wal_end > WAL_HEADER_SIZE as u64 =>
+            {
+                scan_committed(
+                    w,
+                    WAL_HEADER_SIZE as u64,
+                    FrameChain::new(h),
+                    Some(pos.wal_end - WAL_HEADER_SIZE as u64),
+                )
+                .map_err(Error::io("read", &self.wal_path))?
+            }
+            _ => None,
+        };
+        let wal_pages = match seg {
+            Some(seg) if seg.end == pos.wal_end => seg.pages,
+            Some(seg) => {
+                return Err(Error::Wal {
+                    path: self.wal_path.clone(),
+                    reason: format!(
+                        "snapshot: the WAL's committed frames end at {} but the captured position is {}; the snapshot is retried after the next capture",
+                        seg.end, pos.wal_end
+                    ),
+                });
+            }
+            // Nothing of this generation in the WAL: the database file is the state.
+            None => Vec::new(),
+        };
+        let lock = tideline_ltx::lock_pgno(self.page_size);
+        let rest: Vec<u32> = (1..=pos.commit)
+            .filter(|&p| p != lock && wal_pages.binary_search_by_key(&p, |&(q, _)| q).is_err())
+            .collect();
+        let mut wal_file = match wal {
+            Some(w) => w,
+            // No WAL: every page comes from the database file; any handle will do.
+            None => File::open(&self.path).map_err(Error::io("open", &self.path))?,
+        };
+        let (pages, size) =
+            self.write_ltx(&mut wal_file, &wal_pages, &rest, header, dst, created_at)?;
+        Ok(Some(Captured {
             info: FileInfo {
-                level: 0,
-                min_txid: txid,
-                max_txid: txid,
+                level: crate::replica::SNAPSHOT_LEVEL,
+                min_txid: Txid::FIRST,
+                max_txid: pos.txid,
                 size,
                 created_at,
             },
-            path,
+            path: dst.to_owned(),
             pages,
-            snapshot,
-            more,
-        })
+            snapshot: None,
+            more: false,
+        }))
     }
 
     /// Syncs until the WAL is captured to its end.

@@ -33,6 +33,9 @@ pub enum Error {
     /// The replica could not be read or written.
     #[error(transparent)]
     Replica(#[from] ReplicaError),
+    /// A compaction level cannot be built from the level below.
+    #[error(transparent)]
+    Compaction(#[from] crate::compaction::CompactionError),
     /// No restore plan reaches the target.
     #[error(transparent)]
     Plan(#[from] PlanError),

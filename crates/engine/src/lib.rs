@@ -12,6 +12,10 @@
 //! * [`replicate`] — continuous replication: wake on change, capture, ship, checkpoint,
 //!   graceful shutdown;
 //! * [`config`] — Litestream-compatible config files and replica URLs, defaults applied;
+//! * [`compaction`], [`snapshot`], [`retention`] — compaction levels on wall-clock
+//!   windows, level-9 snapshots from the live database, and what may be deleted, as
+//!   pure rules plus the IO that carries them out; [`maintenance`] schedules them per
+//!   database over a cached listing;
 //! * [`restore`] — Litestream's restore plan, and applying it by a streaming merge into
 //!   a temporary file that is verified, synced and renamed.
 //!
@@ -19,12 +23,16 @@
 
 #![deny(missing_docs)]
 
+pub mod compaction;
 pub mod config;
 pub mod db;
 mod error;
+pub mod maintenance;
 pub mod replica;
 pub mod replicate;
 pub mod restore;
+pub mod retention;
+pub mod snapshot;
 pub mod time;
 pub mod wal;
 

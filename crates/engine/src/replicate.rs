@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{Config, DbConfig};
 use crate::db::{Captured, Database, DbOptions, SnapshotReason};
 use crate::error::{Error, Result};
+use crate::maintenance::{DEFAULT_MAX_CONCURRENT_COMPACTIONS, LevelsConfig, Maintainer};
 use crate::replica::{ReplicaClient, RequestCounts, SNAPSHOT_LEVEL, open_client};
 
 /// Replication settings beyond the per-database configuration.
@@ -39,6 +40,14 @@ pub struct ReplicateSettings {
     pub shutdown_sync_timeout: Duration,
     /// Pause between those attempts.
     pub shutdown_sync_interval: Duration,
+    /// Compaction levels, snapshots and retention.
+    pub levels: LevelsConfig,
+    /// Compactions and snapshots running at once, across all databases.
+    pub max_concurrent_compactions: usize,
+    /// With `once`: write a snapshot after shipping.
+    pub force_snapshot: bool,
+    /// With `once`: apply retention after shipping, without the grace period.
+    pub enforce_retention: bool,
 }
 
 impl ReplicateSettings {
@@ -48,6 +57,10 @@ impl ReplicateSettings {
             once: false,
             shutdown_sync_timeout: config.shutdown_sync_timeout,
             shutdown_sync_interval: config.shutdown_sync_interval,
+            levels: LevelsConfig::from_config(config),
+            max_concurrent_compactions: DEFAULT_MAX_CONCURRENT_COMPACTIONS,
+            force_snapshot: false,
+            enforce_retention: false,
         }
     }
 }
@@ -116,6 +129,53 @@ pub enum Event {
         message: String,
         /// When the next attempt is.
         retry_in: Duration,
+    },
+    /// Files of one level were merged into the next level.
+    Compacted {
+        /// The database.
+        db: PathBuf,
+        /// The level written (1..=8).
+        level: u8,
+        /// Input files merged.
+        files: usize,
+        /// Of those, read from local L0 copies instead of the replica.
+        local_files: usize,
+        /// First TXID of the output.
+        min_txid: Txid,
+        /// Last TXID of the output.
+        max_txid: Txid,
+        /// Bytes of the inputs.
+        bytes_in: u64,
+        /// Bytes of the output.
+        bytes: u64,
+        /// Merge and upload time.
+        duration: Duration,
+    },
+    /// A full snapshot (level 9) was written.
+    Snapshotted {
+        /// The database.
+        db: PathBuf,
+        /// Its MaxTXID.
+        txid: Txid,
+        /// Pages.
+        pages: u32,
+        /// Bytes.
+        bytes: u64,
+        /// Read, write and upload time.
+        duration: Duration,
+    },
+    /// Retention deleted files of one level from the replica.
+    Deleted {
+        /// The database.
+        db: PathBuf,
+        /// The level.
+        level: u8,
+        /// Files deleted.
+        files: usize,
+        /// Their bytes.
+        bytes: u64,
+        /// Time of the delete request(s).
+        duration: Duration,
     },
     /// A database's replication stopped.
     Stopped {
@@ -198,6 +258,46 @@ impl std::fmt::Display for Event {
                     retry_in.as_secs_f32()
                 )
             }
+            Event::Compacted {
+                db,
+                level,
+                files,
+                local_files,
+                min_txid,
+                max_txid,
+                bytes_in,
+                bytes,
+                duration,
+            } => write!(
+                f,
+                "{}: compacted {files} file(s) ({local_files} local), {bytes_in} bytes, into level {level} {min_txid}-{max_txid}, {bytes} bytes, in {} ms",
+                db.display(),
+                duration.as_millis()
+            ),
+            Event::Snapshotted {
+                db,
+                txid,
+                pages,
+                bytes,
+                duration,
+            } => write!(
+                f,
+                "{}: snapshot at TXID {txid}: {pages} pages, {bytes} bytes, in {} ms",
+                db.display(),
+                duration.as_millis()
+            ),
+            Event::Deleted {
+                db,
+                level,
+                files,
+                bytes,
+                duration,
+            } => write!(
+                f,
+                "{}: retention deleted {files} level-{level} file(s), {bytes} bytes, in {} ms",
+                db.display(),
+                duration.as_millis()
+            ),
             Event::Stopped { db, txid, pending } => write!(
                 f,
                 "{}: stopped at replica TXID {}{}",
@@ -259,6 +359,10 @@ pub async fn replicate_to(
     });
     let mut started = Vec::new();
     let mut stop = stop_rx.clone();
+    // One bound on compactions and snapshots for every database.
+    let compactions = Arc::new(tokio::sync::Semaphore::new(
+        settings.max_concurrent_compactions.max(1),
+    ));
     for (cfg, client) in dbs {
         let sync_interval = cfg
             .replica
@@ -270,6 +374,7 @@ pub async fn replicate_to(
             client,
             Arc::clone(&events),
             (!settings.once).then_some(&mut stop),
+            (settings.levels.clone(), Arc::clone(&compactions)),
         )
         .await?
         {
@@ -312,6 +417,8 @@ struct DbTask {
     started_at: SystemTime,
     /// The counts last reported.
     reported: Option<RequestCounts>,
+    /// Compaction, snapshots and retention of the replica.
+    maintainer: Maintainer,
 }
 
 impl DbTask {
@@ -324,6 +431,7 @@ impl DbTask {
         client: Arc<dyn ReplicaClient>,
         events: EventSink,
         wait_until: Option<&mut watch::Receiver<bool>>,
+        (levels, compactions): (LevelsConfig, Arc<tokio::sync::Semaphore>),
     ) -> Result<Option<DbTask>> {
         let opts = DbOptions {
             busy_timeout: cfg.busy_timeout,
@@ -352,9 +460,20 @@ impl DbTask {
                     .expect("open task panicked")?
             }
         };
+        let db = Arc::new(Mutex::new(db));
+        let maintainer = Maintainer::new(
+            cfg.path.clone(),
+            Arc::clone(&client),
+            levels,
+            Some(l0_dir),
+            cfg.meta_path.join("ltx"),
+            Some(Arc::clone(&db) as Arc<dyn crate::snapshot::SnapshotSource>),
+            compactions,
+            Arc::clone(&events),
+        );
         let task = DbTask {
             path: cfg.path.clone(),
-            db: Arc::new(Mutex::new(db)),
+            db,
             client,
             events,
             monitor_interval: cfg.monitor_interval,
@@ -363,6 +482,7 @@ impl DbTask {
             meta_dir: cfg.meta_path.clone(),
             started_at: SystemTime::now(),
             reported: None,
+            maintainer,
         };
         let txid = task.with_db(|db| Ok(db.position().map(|p| p.txid))).await?;
         (task.events)(&Event::Started {
@@ -431,8 +551,10 @@ impl DbTask {
         Ok(out)
     }
 
-    /// Uploads local L0 files the replica does not have, oldest first; removes local
-    /// files older than the newest once shipped (the newest is the position).
+    /// Uploads local L0 files the replica does not have, oldest first. Without
+    /// compaction levels, removes local files older than the newest once shipped (the
+    /// newest is the position); with levels they stay until compacted into L1, which
+    /// reads them instead of downloading (the maintainer removes them).
     async fn ship(&mut self) -> Result<usize> {
         let l0_dir = self.with_db(|db| Ok(db.l0_dir().to_owned())).await?;
         let local = crate::db::list_l0(&l0_dir)?;
@@ -450,6 +572,7 @@ impl DbTask {
                 .map_err(Error::io("stat", path))?;
             let info = self.client.write(0, *txid, *txid, created, path).await?;
             bytes += info.size;
+            self.maintainer.note_written(info);
             oldest.get_or_insert(created);
             self.shipped = Some(*txid);
         }
@@ -462,7 +585,9 @@ impl DbTask {
             lag,
         });
         // Keep only the newest local L0: it is the position.
-        if let Some((newest, _)) = local.last() {
+        if !self.maintainer.keeps_local_l0()
+            && let Some((newest, _)) = local.last()
+        {
             for (t, p) in &local {
                 if t < newest && self.shipped.is_some_and(|s| *t <= s) {
                     let _ = std::fs::remove_file(p);
@@ -507,6 +632,12 @@ impl DbTask {
         if settings.once {
             self.capture().await?;
             self.ship().await?;
+            if settings.force_snapshot {
+                self.maintainer.force_snapshot(SystemTime::now()).await?;
+            }
+            if settings.enforce_retention {
+                self.maintainer.enforce_retention(SystemTime::now()).await?;
+            }
             (self.events)(&Event::Stopped {
                 db: self.path.clone(),
                 txid: self.shipped,
@@ -536,11 +667,19 @@ impl DbTask {
                     _ = stop.changed() => break,
                     _ = tokio::time::sleep_until(at) => {}
                 },
-                None => tokio::select! {
-                    _ = stop.changed() => break,
-                    _ = wake.recv() => {}
-                    _ = tokio::time::sleep(poll) => {}
-                },
+                None => {
+                    let maintain_in = self
+                        .maintainer
+                        .due_at()
+                        .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                        .unwrap_or_default();
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = wake.recv() => {}
+                        _ = tokio::time::sleep(poll) => {}
+                        _ = tokio::time::sleep(maintain_in) => {}
+                    }
+                }
             }
             if *stop.borrow() {
                 break;
@@ -582,6 +721,12 @@ impl DbTask {
                 }
                 if self.ship().await? > 0 {
                     last_ship = Some(Instant::now());
+                }
+                // Compaction, snapshots, retention: the rules run on a cached listing,
+                // so this costs requests only when there is work.
+                let now = SystemTime::now();
+                if self.maintainer.is_due(now) {
+                    self.maintainer.tick(now).await?;
                 }
                 Ok::<_, Error>(())
             };

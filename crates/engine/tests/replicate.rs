@@ -87,11 +87,15 @@ fn start(db: &Path, client: Arc<dyn ReplicaClient>) -> Running {
         Arc::new(move |e: &Event| events.lock().unwrap().push(e.clone()))
     };
     let (tx, rx) = oneshot::channel::<()>();
-    let settings = ReplicateSettings {
+    let mut settings = ReplicateSettings {
         once: false,
         shutdown_sync_timeout: Duration::from_secs(5),
         shutdown_sync_interval: Duration::from_millis(100),
+        ..ReplicateSettings::default()
     };
+    // A 1 s L1 window: compaction settles within the tests' idle waits (with the
+    // default 30 s window, an L1 upload could land in the middle of one).
+    settings.levels.levels = vec![Duration::from_secs(1)];
     let task = tokio::spawn(replicate_to(
         vec![(cfg, client)],
         settings,

@@ -49,6 +49,7 @@ fn settings() -> ReplicateSettings {
         once: false,
         shutdown_sync_timeout: Duration::from_secs(20),
         shutdown_sync_interval: Duration::from_millis(200),
+        ..ReplicateSettings::default()
     }
 }
 

@@ -73,12 +73,6 @@ pub async fn run(args: &Args) -> Result<i32> {
     if !args.once && (args.force_snapshot || args.enforce_retention) {
         bail!("-force-snapshot and -enforce-retention only apply with -once");
     }
-    if args.force_snapshot {
-        warn!("-force-snapshot is not supported by Tideline yet; ignored (no snapshot is taken)");
-    }
-    if args.enforce_retention {
-        warn!("-enforce-retention is not supported by Tideline yet; ignored (nothing is deleted)");
-    }
     let exec = args.exec.clone().or_else(|| config.exec.clone());
     if args.once && exec.is_some() {
         bail!(
@@ -126,6 +120,8 @@ pub async fn run(args: &Args) -> Result<i32> {
     };
     let mut settings = ReplicateSettings::from_config(&config);
     settings.once = args.once;
+    settings.force_snapshot = args.force_snapshot;
+    settings.enforce_retention = args.enforce_retention;
     // No task at all for an exec-only config: there is nothing to wait for.
     let mut replication = (!config.dbs.is_empty())
         .then(|| tokio::spawn(replicate(config.dbs.clone(), settings, shutdown, sink)));
