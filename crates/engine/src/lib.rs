@@ -14,6 +14,8 @@
 //! * [`config`] — Litestream-compatible config files and replica URLs, defaults applied;
 //! * [`restore`] — Litestream's restore plan, and applying it by a streaming merge into
 //!   a temporary file that is verified, synced and renamed.
+//! * [`service`] — a long-running replication service controlled at run time (add,
+//!   remove, pause, resume, sync now, status per database), for the desktop app.
 //!
 //! The design map (capture, ship, compact, retain, restore) is `shared/design.md`.
 
@@ -25,6 +27,7 @@ mod error;
 pub mod replica;
 pub mod replicate;
 pub mod restore;
+pub mod service;
 pub mod wal;
 
 pub use error::{Error, Result};
