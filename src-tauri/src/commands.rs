@@ -111,6 +111,14 @@ fn client_for(
 ) -> AppResult<(ReplicaConfig, Arc<dyn ReplicaClient>)> {
     let cfg = replica_config(dest, keys, settings)?;
     let client = open_client(&cfg)?;
+    if let tideline_engine::config::ReplicaTarget::File(f) = &cfg.target {
+        service::check_folder_writable(&f.path).map_err(|e| {
+            AppError::new(
+                ErrorCode::DestinationUnavailable,
+                format!("Cannot back up to {}: {e}", f.path.display()),
+            )
+        })?;
+    }
     Ok((cfg, client))
 }
 

@@ -152,13 +152,18 @@ impl AppState {
 /// makes the engine push every status change to the window, the tray and, when a
 /// database stops being backed up, a notification.
 pub fn setup_state<R: Runtime>(app: &AppHandle<R>) -> AppResult<()> {
-    let dir = store::config_dir();
+    setup_state_in(app, store::config_dir())
+}
+
+/// [`setup_state`] with the config directory given (tests).
+pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult<()> {
     let stored = Stored::load(&dir)?;
     let handle = app.clone();
-    let last: Mutex<HashMap<PathBuf, SyncState>> = Mutex::default();
+    let last: Arc<Mutex<HashMap<PathBuf, SyncState>>> = Arc::default();
+    let last_seen = Arc::clone(&last);
     let listener = Arc::new(move |status: &DbStatus, _event: Option<&_>| {
         let _ = handle.emit("db-status", DbView::from(status));
-        let before = last
+        let before = last_seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(status.path.clone(), status.state);
@@ -209,9 +214,32 @@ pub fn setup_state<R: Runtime>(app: &AppHandle<R>) -> AppResult<()> {
         }
         let _ = app.emit("db-list-changed", ());
         tray::refresh(&app, &state.service.statuses());
+        // States that change with time alone (syncing turning into lagging) are
+        // pushed too: every few seconds, whatever changed since the last push.
+        loop {
+            tokio::time::sleep(STATE_TICK).await;
+            let statuses = state.service.statuses();
+            let mut changed = false;
+            for s in &statuses {
+                let before = last
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(s.path.clone(), s.state);
+                if before.is_some_and(|b| b != s.state) {
+                    changed = true;
+                    let _ = app.emit("db-status", DbView::from(s));
+                }
+            }
+            if changed {
+                tray::refresh(&app, &statuses);
+            }
+        }
     });
     Ok(())
 }
+
+/// How often states that change with time alone are re-checked.
+const STATE_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn commands_client(
     dest: &store::Destination,

@@ -172,3 +172,67 @@ pub fn refresh<R: Runtime>(app: &AppHandle<R>, statuses: &[DbStatus]) {
         let _ = tray.set_tooltip(Some(line));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn status(state: SyncState) -> DbStatus {
+        DbStatus {
+            path: PathBuf::from("/x.db"),
+            replica: "file:///b".into(),
+            state,
+            last_sync: None,
+            lag: None,
+            size: 0,
+            local_txid: None,
+            replica_txid: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn summary_picks_the_most_urgent_state() {
+        assert_eq!(summary(&[]).0, Overall::AllGood);
+        let ok = status(SyncState::InSync);
+        assert_eq!(
+            summary(&[ok.clone(), ok.clone()]),
+            (Overall::AllGood, "Tideline: 2 databases in sync".into())
+        );
+        assert_eq!(
+            summary(&[ok.clone(), status(SyncState::Syncing)]).0,
+            Overall::Syncing
+        );
+        let (o, line) = summary(&[status(SyncState::Syncing), status(SyncState::Error)]);
+        assert_eq!(o, Overall::Attention);
+        assert_eq!(line, "Tideline: 1 database failing");
+        assert_eq!(summary(&[status(SyncState::Lagging)]).0, Overall::Attention);
+        assert_eq!(summary(&[status(SyncState::Paused)]).0, Overall::Paused);
+        assert_eq!(
+            summary(&[ok, status(SyncState::Paused)]).1,
+            "Tideline: 1 database in sync, 1 paused"
+        );
+    }
+
+    #[test]
+    fn menu_ids_route_to_actions() {
+        assert_eq!(menu_action("open"), Some(MenuAction::Open));
+        assert_eq!(menu_action("sync_all"), Some(MenuAction::SyncAll));
+        assert_eq!(menu_action("pause_all"), Some(MenuAction::PauseAll));
+        assert_eq!(menu_action("resume_all"), Some(MenuAction::ResumeAll));
+        assert_eq!(menu_action("quit"), Some(MenuAction::Quit));
+        assert_eq!(menu_action("nope"), None);
+    }
+
+    #[test]
+    fn the_three_states_have_different_icons() {
+        let a = icon(Overall::AllGood);
+        let b = icon(Overall::Syncing);
+        let c = icon(Overall::Attention);
+        assert_ne!(a.rgba(), b.rgba());
+        assert_ne!(b.rgba(), c.rgba());
+        assert_ne!(a.rgba(), c.rgba());
+    }
+}

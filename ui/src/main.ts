@@ -87,12 +87,14 @@ function dbItem(db: DbView, now: number): HTMLLIElement {
     ["Position", db.replica_txid === null ? "—" : `TXID ${db.replica_txid}`, "txid"],
   ];
   for (const [k, v, cls] of facts) {
+    const fact = document.createElement("div");
     const dt = document.createElement("dt");
     dt.textContent = k;
     const dd = document.createElement("dd");
     dd.textContent = v;
     dd.className = cls;
-    dl.append(dt, dd);
+    fact.append(dt, dd);
+    dl.append(fact);
   }
   li.append(h, path, dl);
   if (db.error) {
@@ -313,6 +315,9 @@ async function openRestore(path: string) {
   $("restore-progress-box").hidden = true;
   input("mode-copy").checked = true;
   modeChanged();
+  const now = new Date();
+  now.setMinutes(now.getMinutes() - now.getTimezoneOffset());
+  input("restore-time").value = now.toISOString().slice(0, 19);
   show("restore");
   $("restore-range").textContent = "Loading…";
   try {

@@ -571,6 +571,21 @@ pub async fn probe_replica(client: &dyn ReplicaClient) -> Result<Option<Txid>, E
     replica_txid(client).await
 }
 
+/// Checks that a folder destination can be written: creates it if needed, then
+/// writes, syncs and deletes a small probe file in it.
+pub fn check_folder_writable(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(Error::io("create backup folder", dir))?;
+    let probe = dir.join(".tideline-write-test");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&probe)?;
+        std::io::Write::write_all(&mut f, b"tideline")?;
+        f.sync_all()
+    };
+    let written = write().map_err(Error::io("write a test file in", dir));
+    let _ = std::fs::remove_file(&probe);
+    written
+}
+
 /// What [`inspect_database`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbInfo {

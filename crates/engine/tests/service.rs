@@ -13,8 +13,8 @@ use tideline_engine::replica::open_client;
 use tideline_engine::replicate::ReplicateSettings;
 use tideline_engine::restore::Target;
 use tideline_engine::service::{
-    DbStatus, Service, ServiceError, SyncState, inspect_database, probe_replica, restore_copy,
-    restore_points, restored_copy_path,
+    DbStatus, Service, ServiceError, SyncState, check_folder_writable, inspect_database,
+    probe_replica, restore_copy, restore_points, restored_copy_path,
 };
 
 fn db_with_rows(path: &Path, rows: i64) -> Connection {
@@ -221,6 +221,14 @@ async fn refuses_wrong_files_and_unusable_destinations() {
     let client = open_client(cfg2.replica.as_ref().unwrap()).unwrap();
     let err = service.add(cfg2, client, false).await.unwrap_err();
     assert!(err.to_string().contains("blocker"), "{err}");
+    assert!(check_folder_writable(&bad).is_err());
+    check_folder_writable(&dir.path().join("new").join("backup")).unwrap();
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("new").join("backup"))
+            .unwrap()
+            .count(),
+        0
+    );
     assert!(service.statuses().is_empty());
 
     // A delete-mode database is reported as such (replication switches it to WAL).
