@@ -202,6 +202,32 @@ fn commands_over_a_real_engine() {
         "invalid_input"
     );
 
+    // Import a Litestream config: folder replicas are added, S3 ones are listed as not.
+    let db2 = tmp.path().join("two.db");
+    rusqlite::Connection::open(&db2)
+        .unwrap()
+        .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (x);")
+        .unwrap();
+    let yml = tmp.path().join("litestream.yml");
+    std::fs::write(
+        &yml,
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n      type: file\n      path: {}\n  - path: {}\n    replica:\n      url: s3://bucket/x\n",
+            db2.display(),
+            tmp.path().join("backup2").display(),
+            tmp.path().join("three.db").display(),
+        ),
+    )
+    .unwrap();
+    let imported = invoke(&wv, "import_config", json!({"path": yml})).unwrap();
+    assert_eq!(imported[0].as_array().unwrap().len(), 1, "{imported}");
+    assert_eq!(imported[0][0]["name"], json!("two.db"));
+    assert!(
+        imported[1][0].as_str().unwrap().contains("three.db"),
+        "{imported}"
+    );
+    invoke(&wv, "remove_database", json!({"path": db2})).unwrap();
+
     // Remove: forgotten, backups kept.
     invoke(&wv, "remove_database", json!({"path": db})).unwrap();
     assert_eq!(invoke(&wv, "list_databases", json!({})).unwrap(), json!([]));
