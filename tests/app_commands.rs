@@ -105,6 +105,24 @@ fn commands_over_a_real_engine() {
         code(invoke(&wv, "test_destination", json!({"destination": s3}))),
         "unsupported"
     );
+    let keys = json!({"access_key_id": "AKIAEXAMPLE", "secret_access_key": "very-secret"});
+    let err = invoke(
+        &wv,
+        "add_database",
+        json!({"path": db, "destination": s3, "keys": keys}),
+    )
+    .unwrap_err();
+    assert_eq!(err["code"], json!("unsupported"));
+    assert!(
+        !err.to_string().contains("very-secret"),
+        "keys never come back: {err}"
+    );
+    // A keychain is there (null) or the reason it is not, in words.
+    let kc = invoke(&wv, "keychain_status", json!({})).unwrap();
+    assert!(
+        kc.is_null() || kc.as_str().is_some_and(|m| m.contains("plain text")),
+        "{kc}"
+    );
 
     // Folder destinations: test, then add.
     let folder = json!({"kind": "folder", "path": backup});

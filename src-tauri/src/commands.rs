@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
 use tauri::{AppHandle, Emitter, Runtime, State};
 use tideline_engine::config::{Config, DbConfig, ReplicaConfig};
 use tideline_engine::replica::{ReplicaClient, open_client};
@@ -15,20 +14,8 @@ use tideline_ltx::Txid;
 use crate::AppState;
 use crate::dto::{DbView, InspectView, PointView, RestoreProgress, RestoreView, TestView};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::secrets::{self, Keys};
 use crate::store::{Destination, Settings, StoredDb};
-
-/// S3 keys as typed in the window; used, never stored in the settings file or logged.
-#[derive(Clone, Default, Deserialize)]
-pub struct Keys {
-    access_key_id: String,
-    secret_access_key: String,
-}
-
-impl std::fmt::Debug for Keys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Keys(<redacted>)")
-    }
-}
 
 fn invalid(msg: impl Into<String>) -> AppError {
     AppError::new(ErrorCode::InvalidInput, msg)
@@ -170,19 +157,24 @@ pub async fn add_database(
     let db = absolute(&path, "database path")?;
     let settings = state.settings();
     let (replica, client) = client_for(&destination, keys.as_ref(), &settings)?;
-    if keys
-        .as_ref()
-        .is_some_and(|k| !k.access_key_id.is_empty() || !k.secret_access_key.is_empty())
-    {
-        return Err(AppError::new(
-            ErrorCode::KeychainUnavailable,
-            "No OS keychain is available to this build, and Tideline never stores keys in plain text. Leave the key fields empty and start Tideline with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set instead.",
-        ));
+    let account = db.display().to_string();
+    let keys = keys.filter(|k| !k.is_empty());
+    if let Some(k) = &keys {
+        secrets::store(&account, k)?;
     }
-    let status = state
+    let status = match state
         .service
         .add(db_config(&db, replica, &settings), client, false)
-        .await?;
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            if keys.is_some() {
+                let _ = secrets::delete(&account);
+            }
+            return Err(e.into());
+        }
+    };
     state.remember(StoredDb {
         path: db,
         destination,
@@ -200,7 +192,9 @@ pub async fn remove_database<R: Runtime>(
 ) -> AppResult<()> {
     let p = PathBuf::from(&path);
     state.service.remove(&p).await?;
-    state.forget(&p)?;
+    if state.forget(&p)? {
+        let _ = secrets::delete(&path);
+    }
     let _ = app.emit("db-removed", path);
     crate::tray::refresh(&app, &state.service.statuses());
     Ok(())
@@ -421,4 +415,10 @@ pub async fn import_config(
         }
     }
     Ok((added, skipped))
+}
+
+/// `None` when the OS keychain can hold S3 keys, else why not (shown by the S3 form).
+#[tauri::command]
+pub fn keychain_status() -> Option<String> {
+    secrets::check().err().map(|e| e.message)
 }

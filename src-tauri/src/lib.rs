@@ -14,6 +14,7 @@
 pub mod commands;
 pub mod dto;
 pub mod error;
+pub mod secrets;
 pub mod store;
 pub mod tray;
 
@@ -72,10 +73,16 @@ impl AppState {
         s.save(&self.dir)
     }
 
-    fn forget(&self, path: &Path) -> AppResult<()> {
+    /// Forgets a database; true if its destination was S3 (it may have keys).
+    fn forget(&self, path: &Path) -> AppResult<bool> {
         let mut s = self.stored();
+        let s3 = s
+            .databases
+            .iter()
+            .any(|d| d.path == path && matches!(d.destination, store::Destination::S3 { .. }));
         s.databases.retain(|d| d.path != path);
-        s.save(&self.dir)
+        s.save(&self.dir)?;
+        Ok(s3)
     }
 
     fn set_paused(&self, path: &Path, paused: bool) -> AppResult<()> {
@@ -192,7 +199,7 @@ pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult
         let settings = state.settings();
         for db in to_start {
             let started = async {
-                let (replica, client) = commands_client(&db.destination, &settings)?;
+                let (replica, client) = commands_client(&db, &settings)?;
                 state
                     .service
                     .add(
@@ -242,13 +249,17 @@ pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult
 const STATE_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn commands_client(
-    dest: &store::Destination,
+    db: &StoredDb,
     settings: &Settings,
 ) -> AppResult<(
     tideline_engine::config::ReplicaConfig,
     Arc<dyn tideline_engine::replica::ReplicaClient>,
 )> {
-    let cfg = commands::replica_config(dest, None, settings)?;
+    let keys = match db.destination {
+        store::Destination::S3 { .. } => secrets::load(&db.path.display().to_string())?,
+        store::Destination::Folder { .. } => None,
+    };
+    let cfg = commands::replica_config(&db.destination, keys.as_ref(), settings)?;
     let client = tideline_engine::replica::open_client(&cfg)?;
     Ok((cfg, client))
 }
@@ -296,6 +307,7 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
         commands::get_settings,
         commands::save_settings,
         commands::import_config,
+        commands::keychain_status,
     ])
 }
 

@@ -199,12 +199,18 @@ function openAdd() {
 }
 
 function wireAdd() {
-  const kinds = () => {
+  const kinds = async () => {
     $("dest-folder-fields").hidden = !input("dest-folder").checked;
     $("dest-s3-fields").hidden = !input("dest-s3").checked;
+    if (input("dest-s3").checked) {
+      const why = await invoke<string | null>("keychain_status");
+      $("s3-keychain").textContent = why
+        ? `⚠ ${why}`
+        : "✓ Keys are kept in the system keychain, never in Tideline's settings file.";
+    }
   };
-  input("dest-folder").addEventListener("change", kinds);
-  input("dest-s3").addEventListener("change", kinds);
+  input("dest-folder").addEventListener("change", () => void kinds());
+  input("dest-s3").addEventListener("change", () => void kinds());
   $("add-check").addEventListener("click", () => void checkDb());
   $("add-browse").addEventListener("click", async () => {
     const p = await openDialog({ title: "Choose a SQLite database", multiple: false, directory: false });
