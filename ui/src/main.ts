@@ -48,6 +48,34 @@ function clearError(el: HTMLElement) {
   delete el.dataset.code;
 }
 
+/** An in-window confirmation (keyboard: Enter/Space on the focused button, Escape cancels). */
+function ask(question: string, yes: string): Promise<boolean> {
+  const box = $("confirm");
+  const back = document.activeElement as HTMLElement | null;
+  $("confirm-text").textContent = question;
+  $("confirm-yes").textContent = yes;
+  box.hidden = false;
+  $("confirm-yes").focus();
+  return new Promise((resolve) => {
+    const done = (answer: boolean) => {
+      box.hidden = true;
+      $("confirm-yes").removeEventListener("click", onYes);
+      $("confirm-no").removeEventListener("click", onNo);
+      box.removeEventListener("keydown", onKey);
+      back?.focus();
+      resolve(answer);
+    };
+    const onYes = () => done(true);
+    const onNo = () => done(false);
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === "Escape") done(false);
+    };
+    $("confirm-yes").addEventListener("click", onYes);
+    $("confirm-no").addEventListener("click", onNo);
+    box.addEventListener("keydown", onKey);
+  });
+}
+
 // ---- Database list ----
 
 function button(label: string, cls: string, onClick: () => void, ariaLabel?: string): HTMLButtonElement {
@@ -131,16 +159,15 @@ function renderList() {
 
 async function act(cmd: string, path: string) {
   try {
-    const v = await invoke<DbView | null>(cmd, { path });
-    if (v) dbs.set(v.path, v);
-    renderList();
+    // The new state arrives as a db-status event (a reply could be older than it).
+    await invoke(cmd, { path });
   } catch (e) {
     showError($("banner"), asError(e));
   }
 }
 
 async function removeDb(db: DbView) {
-  if (!window.confirm(`Stop backing up ${db.name}? Its backups at ${db.destination} are kept.`)) return;
+  if (!(await ask(`Stop backing up ${db.name}? Its backups at ${db.destination} are kept.`, `Remove ${db.name}`))) return;
   try {
     await invoke("remove_database", { path: db.path });
     dbs.delete(db.path);
@@ -372,7 +399,7 @@ function wireRestore() {
     $("restore-result").textContent = "";
     $("restore-reveal").hidden = true;
     const inPlace = input("mode-inplace").checked;
-    if (inPlace && !window.confirm("Replace the database with this restore point? A safety copy is made first.")) return;
+    if (inPlace && !(await ask("Replace the database itself with this restore point? A safety copy of it is made first.", "Restore in place"))) return;
     ($("restore-go") as HTMLButtonElement).disabled = true;
     $("restore-progress-box").hidden = false;
     $<HTMLProgressElement>("restore-progress").value = 0;
@@ -403,9 +430,12 @@ function wireRestore() {
         res.append(s);
       }
       $("restore-reveal").hidden = false;
+      $("restore-reveal").scrollIntoView({ block: "end" });
+      $("restore-reveal").focus();
     } catch (e) {
       $("restore-progress-box").hidden = true;
       showError($("restore-error"), asError(e));
+      $("restore-error").scrollIntoView({ block: "end" });
     } finally {
       ($("restore-go") as HTMLButtonElement).disabled = false;
     }
