@@ -165,20 +165,28 @@ pub fn setup_state<R: Runtime>(app: &AppHandle<R>) -> AppResult<()> {
 /// [`setup_state`] with the config directory given (tests).
 pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult<()> {
     let stored = Stored::load(&dir)?;
-    let handle = app.clone();
     let last: Arc<Mutex<HashMap<PathBuf, SyncState>>> = Arc::default();
-    let last_seen = Arc::clone(&last);
+    // The engine's tasks only queue statuses; a task of the app forwards them (in
+    // order) to the window, the tray and notifications, so replication never waits
+    // for the UI thread (tray updates run there).
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DbStatus>();
     let listener = Arc::new(move |status: &DbStatus, _event: Option<&_>| {
-        let _ = handle.emit("db-status", DbView::from(status));
-        let before = last_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(status.path.clone(), status.state);
-        if status.state == SyncState::Error && before != Some(SyncState::Error) {
-            notify_stopped(&handle, status);
-        }
-        if let Some(state) = handle.try_state::<AppState>() {
-            tray::refresh(&handle, &state.service.statuses());
+        let _ = tx.send(status.clone());
+    });
+    let (handle, last_seen) = (app.clone(), Arc::clone(&last));
+    tauri::async_runtime::spawn(async move {
+        while let Some(status) = rx.recv().await {
+            let _ = handle.emit("db-status", DbView::from(&status));
+            let before = last_seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(status.path.clone(), status.state);
+            if status.state == SyncState::Error && before != Some(SyncState::Error) {
+                notify_stopped(&handle, &status);
+            }
+            if let Some(state) = handle.try_state::<AppState>() {
+                tray::refresh(&handle, &state.service.statuses());
+            }
         }
     });
     let service = Service::new(
@@ -311,13 +319,16 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
     ])
 }
 
-/// Ships what is pending, then exits.
+/// Ships what is pending, then exits (without blocking the UI thread meanwhile).
 pub fn quit<R: Runtime>(app: &AppHandle<R>) {
-    if let Some(state) = app.try_state::<AppState>() {
-        let service = state.service.clone();
-        tauri::async_runtime::block_on(service.shutdown());
-    }
-    app.exit(0);
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        if let Some(state) = app.try_state::<AppState>() {
+            let service = state.service.clone();
+            service.shutdown().await;
+        }
+        app.exit(0);
+    });
 }
 
 /// Runs the app.
