@@ -430,12 +430,12 @@ function wireRestore() {
         res.append(s);
       }
       $("restore-reveal").hidden = false;
-      $("restore-reveal").scrollIntoView({ block: "end" });
+      $("restore-reveal").scrollIntoView?.({ block: "end" });
       $("restore-reveal").focus();
     } catch (e) {
       $("restore-progress-box").hidden = true;
       showError($("restore-error"), asError(e));
-      $("restore-error").scrollIntoView({ block: "end" });
+      $("restore-error").scrollIntoView?.({ block: "end" });
     } finally {
       ($("restore-go") as HTMLButtonElement).disabled = false;
     }

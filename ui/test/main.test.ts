@@ -70,5 +70,6 @@ describe("the window", () => {
     const call = calls.find((c) => c.cmd === "restore_copy")!;
     expect(call.args).toMatchObject({ path: "/data/app.db", txid: 1, output: null });
     expect(el("restore-reveal").hidden).toBe(false);
+    expect(el("restore-error").hidden).toBe(true);
   });
 });
