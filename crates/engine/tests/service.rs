@@ -239,3 +239,27 @@ async fn refuses_wrong_files_and_unusable_destinations() {
         .unwrap();
     assert_eq!(inspect_database(&rollback).unwrap().journal_mode, "delete");
 }
+
+/// What the tray's Quit relies on: shutdown ships what was written just before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ships_what_is_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let conn = db_with_rows(&db, 3);
+    let (service, _) = service();
+    add(&service, &db, &replica).await;
+    wait_for(&service, &db, "first sync", |s| {
+        s.state == SyncState::InSync && s.replica_txid.is_some()
+    })
+    .await;
+    insert(&conn, 4);
+    drop(conn);
+    service.shutdown().await;
+    let client = open_client(cfg(&db, &replica).replica.as_ref().unwrap()).unwrap();
+    let out = dir.path().join("after-quit.db");
+    restore_copy(client, Target::Latest, &out, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(count(&out), 7);
+}
