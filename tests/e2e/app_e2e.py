@@ -252,6 +252,21 @@ def main():
             assert "blocker" in err[1], err
             s.shot("10-destination-error.png")
 
+        def replication_error_in_the_list():
+            # The backup folder disappears and a file takes its place: uploads fail.
+            import shutil
+            shutil.rmtree(backup)
+            open(backup, "w").close()
+            subprocess.run([sys.executable, "-c",
+                            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
+                            "c.execute(\"INSERT INTO notes (body) VALUES ('six')\"); c.commit()", db],
+                           check=True, timeout=30)
+            s.click("#nav-list")
+            st = s.wait("the Error state", lambda: (lambda v: v if v and v["state"] == "error" else None)(db_state(s, db)))
+            assert st["err"] and "backup" in st["err"], st
+            assert s.text("li.db .state-text") == "Error"
+            s.shot("11-replication-error.png")
+
         for name, fn in [("first run shows the empty state", first_run),
                          ("add a database with a folder destination", add_database),
                          ("its state reaches In sync", reaches_in_sync),
@@ -262,7 +277,8 @@ def main():
                          ("pause and resume from the list", pause_and_resume),
                          ("the settings screen", settings_screen),
                          ("S3 is refused clearly until it is available", s3_is_not_available_yet),
-                         ("an unwritable destination shows a clear error", unwritable_destination)]:
+                         ("an unwritable destination shows a clear error", unwritable_destination),
+                         ("a failing destination shows Error and why in the list", replication_error_in_the_list)]:
             if not check(name, fn):
                 try:
                     s.shot(f"failed-{name.replace(' ', '-')}.png")
