@@ -157,6 +157,15 @@ function renderList() {
   }
 }
 
+function refreshAges() {
+  const now = Date.now();
+  for (const li of document.querySelectorAll<HTMLLIElement>("li.db")) {
+    const db = dbs.get(li.dataset.path ?? "");
+    const cell = li.querySelector(".last-sync");
+    if (db && cell) cell.textContent = formatAgo(db.last_sync_ms, now);
+  }
+}
+
 async function act(cmd: string, path: string) {
   try {
     // The new state arrives as a db-status event (a reply could be older than it).
@@ -501,8 +510,9 @@ export async function start() {
       : "Verified";
   });
   // Relative times ("12 s ago") age on screen; data still only arrives by events.
+  // Only the text changes: rebuilding the list would swallow a click in progress.
   window.setInterval(() => {
-    if (view === "list") renderList();
+    if (view === "list") refreshAges();
   }, 5000);
   await reload();
   document.body.dataset.ready = "true";
