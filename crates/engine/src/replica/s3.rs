@@ -56,9 +56,9 @@ const TIMESTAMP_KEY: &str = "litestream-timestamp";
 /// DeleteObjects takes at most this many keys.
 const DELETE_BATCH: usize = 1000;
 /// Size of one ranged GET of a whole-file read.
-const READ_CHUNK: u64 = 8 * 1024 * 1024;
+const READ_CHUNK: u64 = 4 * 1024 * 1024;
 /// Chunks of one file fetched ahead of the reader.
-const READ_AHEAD: usize = 3;
+const READ_AHEAD: usize = 2;
 /// Attempts at a chunk whose body was cut short (the SDK retries the rest).
 const BODY_ATTEMPTS: u32 = 4;
 /// HEADs in flight when listing with exact creation times.

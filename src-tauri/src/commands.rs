@@ -1,0 +1,424 @@
+//! The window's commands: each is a few lines of glue over one engine function.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tauri::{AppHandle, Emitter, Runtime, State};
+use tideline_engine::config::{Config, DbConfig, ReplicaConfig};
+use tideline_engine::replica::{ReplicaClient, open_client};
+use tideline_engine::restore::Target;
+use tideline_engine::service::{self, RestorePhase};
+use tideline_ltx::Txid;
+
+use crate::AppState;
+use crate::dto::{DbView, InspectView, PointView, RestoreProgress, RestoreView, TestView};
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::secrets::{self, Keys};
+use crate::store::{Destination, Settings, StoredDb};
+
+fn invalid(msg: impl Into<String>) -> AppError {
+    AppError::new(ErrorCode::InvalidInput, msg)
+}
+
+fn absolute(path: &str, what: &str) -> AppResult<PathBuf> {
+    let p = PathBuf::from(path.trim());
+    if p.as_os_str().is_empty() {
+        return Err(invalid(format!("Enter the {what}.")));
+    }
+    if !p.is_absolute() {
+        return Err(invalid(format!(
+            "The {what} must be a full path, starting with /: {}",
+            p.display()
+        )));
+    }
+    Ok(p)
+}
+
+/// The replica config of a destination, with the app's settings.
+pub fn replica_config(
+    dest: &Destination,
+    keys: Option<&Keys>,
+    settings: &Settings,
+) -> AppResult<ReplicaConfig> {
+    let mut cfg = match dest {
+        Destination::Folder { path } => {
+            let p = absolute(path, "destination folder")?;
+            ReplicaConfig::from_url(&p.to_string_lossy())
+        }
+        Destination::S3 {
+            endpoint,
+            bucket,
+            path,
+            region,
+        } => {
+            if bucket.trim().is_empty() {
+                return Err(invalid("Enter the bucket name."));
+            }
+            let mut url = format!("s3://{}/{}", bucket.trim(), path.trim().trim_matches('/'));
+            let mut query = Vec::new();
+            if !endpoint.trim().is_empty() {
+                query.push(format!("endpoint={}", endpoint.trim()));
+            }
+            if !region.trim().is_empty() {
+                query.push(format!("region={}", region.trim()));
+            }
+            if !query.is_empty() {
+                url = format!("{url}?{}", query.join("&"));
+            }
+            let keys = keys.cloned().unwrap_or_default();
+            ReplicaConfig::from_url_with_env(&url, &move |name| match name {
+                "AWS_ACCESS_KEY_ID" if !keys.access_key_id.is_empty() => {
+                    Some(keys.access_key_id.clone())
+                }
+                "AWS_SECRET_ACCESS_KEY" if !keys.secret_access_key.is_empty() => {
+                    Some(keys.secret_access_key.clone())
+                }
+                other => std::env::var(other).ok(),
+            })
+        }
+    }
+    .map_err(|e| invalid(e.to_string()))?;
+    cfg.sync_interval = Duration::from_millis(settings.sync_interval_ms.max(100));
+    Ok(cfg)
+}
+
+/// A database config for `path` replicated to `replica`, with the app's settings.
+pub fn db_config(path: &Path, replica: ReplicaConfig, settings: &Settings) -> DbConfig {
+    let mut cfg = DbConfig::new(path);
+    cfg.monitor_interval = Duration::from_millis(settings.monitor_interval_ms.max(50));
+    cfg.replica = Some(replica);
+    cfg
+}
+
+fn client_for(
+    dest: &Destination,
+    keys: Option<&Keys>,
+    settings: &Settings,
+) -> AppResult<(ReplicaConfig, Arc<dyn ReplicaClient>)> {
+    let cfg = replica_config(dest, keys, settings)?;
+    let client = open_client(&cfg)?;
+    if let tideline_engine::config::ReplicaTarget::File(f) = &cfg.target {
+        service::check_folder_writable(&f.path).map_err(|e| {
+            AppError::new(
+                ErrorCode::DestinationUnavailable,
+                format!("Cannot back up to {}: {e}", f.path.display()),
+            )
+        })?;
+    }
+    Ok((cfg, client))
+}
+
+/// Every database with its status.
+#[tauri::command]
+pub fn list_databases(state: State<'_, AppState>) -> Vec<DbView> {
+    state.views()
+}
+
+/// Checks a file is a SQLite database and reads its journal mode.
+#[tauri::command]
+pub async fn inspect_database(path: String) -> AppResult<InspectView> {
+    let p = absolute(&path, "database path")?;
+    let info = tauri::async_runtime::spawn_blocking(move || service::inspect_database(&p))
+        .await
+        .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))??;
+    Ok(InspectView {
+        path,
+        size: info.size,
+        is_wal: info.is_wal(),
+        journal_mode: info.journal_mode,
+    })
+}
+
+/// "Test connection": lists the destination.
+#[tauri::command]
+pub async fn test_destination(
+    state: State<'_, AppState>,
+    destination: Destination,
+    keys: Option<Keys>,
+) -> AppResult<TestView> {
+    let settings = state.settings();
+    let (_, client) = client_for(&destination, keys.as_ref(), &settings)?;
+    let txid = service::probe_replica(client.as_ref()).await?;
+    Ok(TestView {
+        destination: client.describe(),
+        replica_txid: txid.map(|t| t.0),
+    })
+}
+
+/// Adds a database and starts backing it up.
+#[tauri::command]
+pub async fn add_database(
+    state: State<'_, AppState>,
+    path: String,
+    destination: Destination,
+    keys: Option<Keys>,
+) -> AppResult<DbView> {
+    let db = absolute(&path, "database path")?;
+    let settings = state.settings();
+    let (replica, client) = client_for(&destination, keys.as_ref(), &settings)?;
+    let account = db.display().to_string();
+    let keys = keys.filter(|k| !k.is_empty());
+    if let Some(k) = &keys {
+        secrets::store(&account, k)?;
+    }
+    let status = match state
+        .service
+        .add(db_config(&db, replica, &settings), client, false)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            if keys.is_some() {
+                let _ = secrets::delete(&account);
+            }
+            return Err(e.into());
+        }
+    };
+    state.remember(StoredDb {
+        path: db,
+        destination,
+        paused: false,
+    })?;
+    Ok(DbView::from(&status))
+}
+
+/// Stops backing up a database; its backups are kept.
+#[tauri::command]
+pub async fn remove_database<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    path: String,
+) -> AppResult<()> {
+    let p = PathBuf::from(&path);
+    state.service.remove(&p).await?;
+    if state.forget(&p)? {
+        let _ = secrets::delete(&path);
+    }
+    let _ = app.emit("db-removed", path);
+    crate::tray::refresh(&app, &state.service.statuses());
+    Ok(())
+}
+
+/// Pauses a database (what is pending is shipped first).
+#[tauri::command]
+pub async fn pause_database(state: State<'_, AppState>, path: String) -> AppResult<DbView> {
+    let p = PathBuf::from(path);
+    let s = state.service.pause(&p).await?;
+    state.set_paused(&p, true)?;
+    Ok(DbView::from(&s))
+}
+
+/// Resumes a paused database.
+#[tauri::command]
+pub fn resume_database(state: State<'_, AppState>, path: String) -> AppResult<DbView> {
+    let p = PathBuf::from(path);
+    let s = state.service.resume(&p)?;
+    state.set_paused(&p, false)?;
+    Ok(DbView::from(&s))
+}
+
+/// Captures and ships a database's changes now.
+#[tauri::command]
+pub fn sync_now(state: State<'_, AppState>, path: String) -> AppResult<()> {
+    Ok(state.service.sync_now(Path::new(&path))?)
+}
+
+/// Syncs every running database now.
+#[tauri::command]
+pub fn sync_all(state: State<'_, AppState>) {
+    state.sync_all();
+}
+
+/// Pauses or resumes every database.
+#[tauri::command]
+pub async fn set_all_paused(state: State<'_, AppState>, paused: bool) -> AppResult<()> {
+    state.set_all_paused(paused).await
+}
+
+/// The restore points of a database, oldest first.
+#[tauri::command]
+pub async fn restore_points(state: State<'_, AppState>, path: String) -> AppResult<Vec<PointView>> {
+    let client = state.service.client(Path::new(&path))?;
+    let points = service::restore_points(client.as_ref()).await?;
+    Ok(points.iter().map(PointView::from).collect())
+}
+
+/// Where a restored copy goes unless the user chooses.
+#[tauri::command]
+pub fn default_restore_path(path: String) -> String {
+    service::restored_copy_path(Path::new(&path), SystemTime::now())
+        .display()
+        .to_string()
+}
+
+fn target(txid: Option<u64>) -> Target {
+    txid.map_or(Target::Latest, |t| Target::Txid(Txid(t)))
+}
+
+/// Restores a point (or the latest) as a new file, verified; progress goes out as
+/// `restore-progress` events.
+#[tauri::command]
+pub async fn restore_copy<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    path: String,
+    txid: Option<u64>,
+    output: Option<String>,
+) -> AppResult<RestoreView> {
+    let db = PathBuf::from(&path);
+    let client = state.service.client(&db)?;
+    let out = match output.filter(|o| !o.trim().is_empty()) {
+        Some(o) => absolute(&o, "restore file")?,
+        None => service::restored_copy_path(&db, SystemTime::now()),
+    };
+    let restored = service::restore_copy(client, target(txid), &out, |phase| {
+        let (phase, files) = match phase {
+            RestorePhase::Planning => ("planning", None),
+            RestorePhase::Writing { files } => ("writing", Some(files)),
+            RestorePhase::Verified => ("verified", None),
+        };
+        let _ = app.emit(
+            "restore-progress",
+            RestoreProgress {
+                path: path.clone(),
+                phase,
+                files,
+            },
+        );
+    })
+    .await?;
+    Ok(RestoreView {
+        output: out.display().to_string(),
+        txid: restored.txid.0,
+        bytes: restored.bytes,
+        verified: true,
+        safety_copy: None,
+    })
+}
+
+/// Restores a point over the database itself, after a safety copy.
+#[tauri::command]
+pub async fn restore_in_place(
+    state: State<'_, AppState>,
+    path: String,
+    txid: Option<u64>,
+) -> AppResult<RestoreView> {
+    let db = PathBuf::from(&path);
+    let safety = state
+        .service
+        .restore_in_place(&db, target(txid), SystemTime::now())
+        .await?;
+    let size = std::fs::metadata(&db).map_or(0, |m| m.len());
+    Ok(RestoreView {
+        output: path,
+        txid: txid.unwrap_or_default(),
+        bytes: size,
+        verified: true,
+        safety_copy: Some(safety.display().to_string()),
+    })
+}
+
+/// Shows a file in the system's file manager.
+#[tauri::command]
+pub fn reveal(path: String) -> AppResult<()> {
+    let p = PathBuf::from(&path);
+    let dir = p.parent().unwrap_or(&p).to_owned();
+    let mut cmd = if cfg!(target_os = "macos") {
+        let mut c = std::process::Command::new("open");
+        c.arg("-R").arg(&p);
+        c
+    } else if cfg!(windows) {
+        let mut c = std::process::Command::new("explorer");
+        c.arg(format!("/select,{}", p.display()));
+        c
+    } else {
+        let mut c = std::process::Command::new("xdg-open");
+        c.arg(&dir);
+        c
+    };
+    cmd.spawn().map(|_| ()).map_err(|e| {
+        AppError::new(
+            ErrorCode::Io,
+            format!(
+                "Could not open the file manager ({e}); the file is {}",
+                p.display()
+            ),
+        )
+    })
+}
+
+/// The app settings.
+#[tauri::command]
+pub fn get_settings(state: State<'_, AppState>) -> Settings {
+    state.settings()
+}
+
+/// Saves the app settings (intervals apply to databases added or resumed later).
+#[tauri::command]
+pub fn save_settings(state: State<'_, AppState>, settings: Settings) -> AppResult<Settings> {
+    if settings.sync_interval_ms < 100 || settings.monitor_interval_ms < 50 {
+        return Err(invalid(
+            "Intervals must be at least 100 ms (sync) and 50 ms (check).",
+        ));
+    }
+    state.set_settings(settings.clone())?;
+    Ok(settings)
+}
+
+/// Adds the folder-replicated databases of a Litestream config file; returns the
+/// databases added and one line per database that was not.
+#[tauri::command]
+pub async fn import_config(
+    state: State<'_, AppState>,
+    path: String,
+) -> AppResult<(Vec<DbView>, Vec<String>)> {
+    let p = absolute(&path, "config file")?;
+    let config = Config::load(&p, true).map_err(|e| invalid(e.to_string()))?;
+    let (mut added, mut skipped) = (Vec::new(), Vec::new());
+    for db in config.dbs {
+        let Some(replica) = db.replica.clone() else {
+            skipped.push(format!("{}: no replica", db.path.display()));
+            continue;
+        };
+        let destination = match &replica.target {
+            tideline_engine::config::ReplicaTarget::File(f) => Destination::Folder {
+                path: f.path.display().to_string(),
+            },
+            other => {
+                skipped.push(format!(
+                    "{}: {} destinations are not available in this build yet",
+                    db.path.display(),
+                    other.kind()
+                ));
+                continue;
+            }
+        };
+        let client = match open_client(&replica) {
+            Ok(c) => c,
+            Err(e) => {
+                skipped.push(format!("{}: {e}", db.path.display()));
+                continue;
+            }
+        };
+        let path = db.path.clone();
+        match state.service.add(db, client, false).await {
+            Ok(s) => {
+                state.remember(StoredDb {
+                    path,
+                    destination,
+                    paused: false,
+                })?;
+                added.push(DbView::from(&s));
+            }
+            Err(e) => skipped.push(e.to_string()),
+        }
+    }
+    Ok((added, skipped))
+}
+
+/// `None` when the OS keychain can hold S3 keys, else why not (shown by the S3 form).
+#[tauri::command]
+pub fn keychain_status() -> Option<String> {
+    secrets::check().err().map(|e| e.message)
+}

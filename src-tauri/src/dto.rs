@@ -1,0 +1,151 @@
+//! What commands and events carry to the window (JSON, times in milliseconds since the
+//! Unix epoch, TXIDs as numbers).
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tideline_engine::service::{DbStatus, PointKind, RestorePoint, SyncState};
+
+/// Milliseconds since the Unix epoch.
+pub fn ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn dur_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A database as the list shows it (also the payload of the `db-status` event).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DbView {
+    /// The database file.
+    pub path: String,
+    /// Its file name.
+    pub name: String,
+    /// The destination, without credentials.
+    pub destination: String,
+    /// `starting`, `in_sync`, `syncing`, `lagging`, `error` or `paused`.
+    pub state: &'static str,
+    /// Last time changes reached the destination.
+    pub last_sync_ms: Option<u64>,
+    /// Commit-to-destination time of the last shipment.
+    pub lag_ms: Option<u64>,
+    /// Bytes of the database and its WAL.
+    pub size: u64,
+    /// Newest TXID captured.
+    pub local_txid: Option<u64>,
+    /// Newest TXID at the destination.
+    pub replica_txid: Option<u64>,
+    /// The last error in words.
+    pub error: Option<String>,
+}
+
+/// The state's name for the window.
+pub fn state_name(s: SyncState) -> &'static str {
+    match s {
+        SyncState::Starting => "starting",
+        SyncState::InSync => "in_sync",
+        SyncState::Syncing => "syncing",
+        SyncState::Lagging => "lagging",
+        SyncState::Error => "error",
+        SyncState::Paused => "paused",
+    }
+}
+
+impl From<&DbStatus> for DbView {
+    fn from(s: &DbStatus) -> DbView {
+        DbView {
+            path: s.path.display().to_string(),
+            name: s
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            destination: s.replica.clone(),
+            state: state_name(s.state),
+            last_sync_ms: s.last_sync.map(ms),
+            lag_ms: s.lag.map(dur_ms),
+            size: s.size,
+            local_txid: s.local_txid.map(|t| t.0),
+            replica_txid: s.replica_txid.map(|t| t.0),
+            error: s.error.clone(),
+        }
+    }
+}
+
+/// One restore point.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PointView {
+    /// TXID after restoring it.
+    pub txid: u64,
+    /// When it reached the destination.
+    pub created_at_ms: u64,
+    /// `snapshot`, `compacted` or `change`.
+    pub kind: &'static str,
+    /// Replica level of the file ending there.
+    pub level: u8,
+}
+
+impl From<&RestorePoint> for PointView {
+    fn from(p: &RestorePoint) -> PointView {
+        PointView {
+            txid: p.txid.0,
+            created_at_ms: ms(p.created_at),
+            kind: match p.kind {
+                PointKind::Snapshot => "snapshot",
+                PointKind::Compacted => "compacted",
+                PointKind::Change => "change",
+            },
+            level: p.level,
+        }
+    }
+}
+
+/// What an inspected file is.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct InspectView {
+    /// The path as given.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+    /// `PRAGMA journal_mode`.
+    pub journal_mode: String,
+    /// Already in WAL mode.
+    pub is_wal: bool,
+}
+
+/// Result of a restore.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RestoreView {
+    /// The restored file (the database itself, in place).
+    pub output: String,
+    /// The TXID it is at.
+    pub txid: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// `PRAGMA integrity_check` said ok.
+    pub verified: bool,
+    /// The safety copy made before an in-place restore.
+    pub safety_copy: Option<String>,
+}
+
+/// Payload of the `restore-progress` event.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RestoreProgress {
+    /// The database being restored.
+    pub path: String,
+    /// `planning`, `writing` or `verified`.
+    pub phase: &'static str,
+    /// Files in the plan (when writing).
+    pub files: Option<usize>,
+}
+
+/// Result of testing a destination.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TestView {
+    /// What was tested, without credentials.
+    pub destination: String,
+    /// Newest TXID already there (a replica of this database from earlier).
+    pub replica_txid: Option<u64>,
+}

@@ -1,0 +1,362 @@
+//! Tideline's desktop app: a window and a tray icon over the replication engine, which
+//! runs inside the app ([`tideline_engine::service::Service`]).
+//!
+//! * [`commands`] — what the window can ask, each a few lines over one engine call;
+//! * events pushed to the window: `db-status` (a [`dto::DbView`] after every engine
+//!   event), `db-removed`, `restore-progress`;
+//! * [`tray`] — an icon whose shape says all-good / syncing / attention, a one-line
+//!   tooltip and a menu; closing the window keeps replication running there;
+//! * [`store`] — settings and the database list, as JSON in the config directory.
+//!
+//! [`configure`] and [`setup_state`] are shared with the mock-runtime tests; the
+//! tray, plugins and window behaviour are added only by [`run`] (they need a display).
+
+pub mod commands;
+pub mod dto;
+pub mod error;
+pub mod secrets;
+pub mod store;
+pub mod tray;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tauri::{AppHandle, Emitter, Manager, Runtime};
+use tideline_engine::replicate::ReplicateSettings;
+use tideline_engine::service::{DbStatus, Service, SyncState};
+
+use crate::dto::DbView;
+use crate::error::AppResult;
+use crate::store::{Settings, Stored, StoredDb};
+
+/// What the commands share.
+pub struct AppState {
+    /// The replication service.
+    pub service: Service,
+    dir: PathBuf,
+    stored: Mutex<Stored>,
+    /// Remembered databases that could not be started, with why.
+    failed: Mutex<HashMap<PathBuf, String>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("dir", &self.dir).finish()
+    }
+}
+
+impl AppState {
+    fn stored(&self) -> std::sync::MutexGuard<'_, Stored> {
+        self.stored.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> Settings {
+        self.stored().settings.clone()
+    }
+
+    fn set_settings(&self, settings: Settings) -> AppResult<()> {
+        let mut s = self.stored();
+        s.settings = settings;
+        s.save(&self.dir)
+    }
+
+    fn remember(&self, db: StoredDb) -> AppResult<()> {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&db.path);
+        let mut s = self.stored();
+        s.databases.retain(|d| d.path != db.path);
+        s.databases.push(db);
+        s.save(&self.dir)
+    }
+
+    /// Forgets a database; true if its destination was S3 (it may have keys).
+    fn forget(&self, path: &Path) -> AppResult<bool> {
+        let mut s = self.stored();
+        let s3 = s
+            .databases
+            .iter()
+            .any(|d| d.path == path && matches!(d.destination, store::Destination::S3 { .. }));
+        s.databases.retain(|d| d.path != path);
+        s.save(&self.dir)?;
+        Ok(s3)
+    }
+
+    fn set_paused(&self, path: &Path, paused: bool) -> AppResult<()> {
+        let mut s = self.stored();
+        for d in s.databases.iter_mut().filter(|d| d.path == path) {
+            d.paused = paused;
+        }
+        s.save(&self.dir)
+    }
+
+    /// Every database as the list shows it, in the order added; those that could not
+    /// start are shown with their error.
+    pub fn views(&self) -> Vec<DbView> {
+        let statuses: HashMap<PathBuf, DbStatus> = self
+            .service
+            .statuses()
+            .into_iter()
+            .map(|s| (s.path.clone(), s))
+            .collect();
+        let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::new();
+        for d in &self.stored().databases {
+            if let Some(s) = statuses.get(&d.path) {
+                out.push(DbView::from(s));
+            } else if let Some(err) = failed.get(&d.path) {
+                out.push(DbView {
+                    path: d.path.display().to_string(),
+                    name: d
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    destination: match &d.destination {
+                        store::Destination::Folder { path } => path.clone(),
+                        store::Destination::S3 { bucket, path, .. } => {
+                            format!("s3://{bucket}/{path}")
+                        }
+                    },
+                    state: "error",
+                    last_sync_ms: None,
+                    lag_ms: None,
+                    size: 0,
+                    local_txid: None,
+                    replica_txid: None,
+                    error: Some(err.clone()),
+                });
+            }
+        }
+        out
+    }
+
+    /// Asks every running database to sync now.
+    pub fn sync_all(&self) {
+        for p in self.service.paths() {
+            let _ = self.service.sync_now(&p);
+        }
+    }
+
+    /// Pauses or resumes every database.
+    pub async fn set_all_paused(&self, paused: bool) -> AppResult<()> {
+        for p in self.service.paths() {
+            if paused {
+                self.service.pause(&p).await?;
+            } else {
+                self.service.resume(&p)?;
+            }
+            self.set_paused(&p, paused)?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates the app state (loading the remembered databases in the background) and
+/// makes the engine push every status change to the window, the tray and, when a
+/// database stops being backed up, a notification.
+pub fn setup_state<R: Runtime>(app: &AppHandle<R>) -> AppResult<()> {
+    setup_state_in(app, store::config_dir())
+}
+
+/// [`setup_state`] with the config directory given (tests).
+pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult<()> {
+    let stored = Stored::load(&dir)?;
+    let last: Arc<Mutex<HashMap<PathBuf, SyncState>>> = Arc::default();
+    // The engine's tasks only queue statuses; a task of the app forwards them (in
+    // order) to the window, the tray and notifications, so replication never waits
+    // for the UI thread (tray updates run there).
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DbStatus>();
+    let listener = Arc::new(move |status: &DbStatus, _event: Option<&_>| {
+        let _ = tx.send(status.clone());
+    });
+    let (handle, last_seen) = (app.clone(), Arc::clone(&last));
+    tauri::async_runtime::spawn(async move {
+        while let Some(status) = rx.recv().await {
+            let _ = handle.emit("db-status", DbView::from(&status));
+            let before = last_seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(status.path.clone(), status.state);
+            if status.state == SyncState::Error && before != Some(SyncState::Error) {
+                notify_stopped(&handle, &status);
+            }
+            if let Some(state) = handle.try_state::<AppState>() {
+                tray::refresh(&handle, &state.service.statuses());
+            }
+        }
+    });
+    let service = Service::new(
+        tauri::async_runtime::handle().inner().clone(),
+        ReplicateSettings::default(),
+        listener,
+    );
+    let to_start = stored.databases.clone();
+    app.manage(AppState {
+        service,
+        dir,
+        stored: Mutex::new(stored),
+        failed: Mutex::default(),
+    });
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let state = app.state::<AppState>();
+        let settings = state.settings();
+        for db in to_start {
+            let started = async {
+                let (replica, client) = commands_client(&db, &settings)?;
+                state
+                    .service
+                    .add(
+                        commands::db_config(&db.path, replica, &settings),
+                        client,
+                        db.paused,
+                    )
+                    .await?;
+                AppResult::Ok(())
+            }
+            .await;
+            if let Err(e) = started {
+                state
+                    .failed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(db.path.clone(), e.message);
+            }
+        }
+        let _ = app.emit("db-list-changed", ());
+        tray::refresh(&app, &state.service.statuses());
+        // States that change with time alone (syncing turning into lagging) are
+        // pushed too: every few seconds, whatever changed since the last push.
+        loop {
+            tokio::time::sleep(STATE_TICK).await;
+            let statuses = state.service.statuses();
+            let mut changed = false;
+            for s in &statuses {
+                let before = last
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(s.path.clone(), s.state);
+                if before.is_some_and(|b| b != s.state) {
+                    changed = true;
+                    let _ = app.emit("db-status", DbView::from(s));
+                }
+            }
+            if changed {
+                tray::refresh(&app, &statuses);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// How often states that change with time alone are re-checked.
+const STATE_TICK: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn commands_client(
+    db: &StoredDb,
+    settings: &Settings,
+) -> AppResult<(
+    tideline_engine::config::ReplicaConfig,
+    Arc<dyn tideline_engine::replica::ReplicaClient>,
+)> {
+    let keys = match db.destination {
+        store::Destination::S3 { .. } => secrets::load(&db.path.display().to_string())?,
+        store::Destination::Folder { .. } => None,
+    };
+    let cfg = commands::replica_config(&db.destination, keys.as_ref(), settings)?;
+    let client = tideline_engine::replica::open_client(&cfg)?;
+    Ok((cfg, client))
+}
+
+fn notify_stopped<R: Runtime>(app: &AppHandle<R>, status: &DbStatus) {
+    let Some(state) = app.try_state::<AppState>() else {
+        return;
+    };
+    if !state.settings().notifications {
+        return;
+    }
+    let Some(n) = app.try_state::<tauri_plugin_notification::Notification<R>>() else {
+        return;
+    };
+    let name = status
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let _ = n
+        .builder()
+        .title(format!("{name} is not being backed up"))
+        .body(status.error.clone().unwrap_or_default())
+        .show();
+}
+
+/// The command handlers (shared with the tests).
+pub fn configure<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
+    builder.invoke_handler(tauri::generate_handler![
+        commands::list_databases,
+        commands::inspect_database,
+        commands::test_destination,
+        commands::add_database,
+        commands::remove_database,
+        commands::pause_database,
+        commands::resume_database,
+        commands::sync_now,
+        commands::sync_all,
+        commands::set_all_paused,
+        commands::restore_points,
+        commands::default_restore_path,
+        commands::restore_copy,
+        commands::restore_in_place,
+        commands::reveal,
+        commands::get_settings,
+        commands::save_settings,
+        commands::import_config,
+        commands::keychain_status,
+    ])
+}
+
+/// Ships what is pending, then exits (without blocking the UI thread meanwhile).
+pub fn quit<R: Runtime>(app: &AppHandle<R>) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        if let Some(state) = app.try_state::<AppState>() {
+            let service = state.service.clone();
+            service.shutdown().await;
+        }
+        app.exit(0);
+    });
+}
+
+/// Runs the app.
+pub fn run() {
+    let builder = tauri::Builder::default()
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            tray::show_window(app);
+        }))
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_notification::init());
+    configure(builder)
+        .setup(|app| {
+            setup_state(app.handle()).map_err(|e| {
+                Box::new(std::io::Error::other(format!(
+                    "{:?}: {}",
+                    e.code, e.message
+                )))
+            })?;
+            tray::create(app)?;
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            // Closing the window keeps replication running in the tray.
+            if let tauri::WindowEvent::CloseRequested { api, .. } = event {
+                api.prevent_close();
+                let _ = window.hide();
+            }
+        })
+        .run(tauri::generate_context!("../tauri.conf.json"))
+        .expect("error while running tauri application");
+}

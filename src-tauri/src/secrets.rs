@@ -1,0 +1,123 @@
+//! S3 keys in the OS keychain (Secret Service, macOS Keychain, Windows Credential
+//! Manager), one entry per database. Keys are never written to the settings file,
+//! logged or sent back to the window; without a keychain, adding keys fails with
+//! [`ErrorCode::KeychainUnavailable`] and says so.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AppError, AppResult, ErrorCode};
+
+const SERVICE: &str = "dev.tideline.app";
+
+/// S3 keys.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keys {
+    /// Access key ID.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+}
+
+impl Keys {
+    /// True when neither key is set.
+    pub fn is_empty(&self) -> bool {
+        self.access_key_id.is_empty() && self.secret_access_key.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(<redacted>)")
+    }
+}
+
+fn unavailable(e: &keyring::Error) -> AppError {
+    AppError::new(
+        ErrorCode::KeychainUnavailable,
+        format!(
+            "No system keychain is available ({e}). Tideline never stores keys in plain text: \
+             leave the key fields empty and start Tideline with AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY set, or start a keychain service (e.g. GNOME Keyring)."
+        ),
+    )
+}
+
+fn entry(account: &str) -> AppResult<keyring::Entry> {
+    keyring::Entry::new(SERVICE, account).map_err(|e| unavailable(&e))
+}
+
+/// Whether a keychain can be used here; `Err` says why not.
+pub fn check() -> AppResult<()> {
+    match entry("tideline-keychain-check")?.get_password() {
+        Ok(_) | Err(keyring::Error::NoEntry) => Ok(()),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+/// Stores the keys of the database `account`.
+pub fn store(account: &str, keys: &Keys) -> AppResult<()> {
+    let json = serde_json::to_string(keys)
+        .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))?;
+    entry(account)?
+        .set_password(&json)
+        .map_err(|e| unavailable(&e))
+}
+
+/// The keys of `account`, if any were stored.
+pub fn load(account: &str) -> AppResult<Option<Keys>> {
+    match entry(account)?.get_password() {
+        Ok(json) => serde_json::from_str(&json).map(Some).map_err(|_| {
+            AppError::new(
+                ErrorCode::KeychainUnavailable,
+                format!("the keychain entry of {account} is not readable; add the database again"),
+            )
+        }),
+        Err(keyring::Error::NoEntry) => Ok(None),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+/// Deletes the keys of `account` (none stored is fine).
+pub fn delete(account: &str) -> AppResult<()> {
+    match entry(account)?.delete_credential() {
+        Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_never_print() {
+        let k = Keys {
+            access_key_id: "AKIAEXAMPLE".into(),
+            secret_access_key: "very-secret".into(),
+        };
+        assert_eq!(format!("{k:?}"), "Keys(<redacted>)");
+    }
+
+    /// Works where a keychain exists; elsewhere it must fail with the code that makes
+    /// the window say so (this machine has no Secret Service running).
+    #[test]
+    fn store_load_delete_or_say_unavailable() {
+        let account = format!("tideline-test-{}", std::process::id());
+        let keys = Keys {
+            access_key_id: "id".into(),
+            secret_access_key: "secret".into(),
+        };
+        match store(&account, &keys) {
+            Ok(()) => {
+                assert_eq!(load(&account).unwrap(), Some(keys));
+                delete(&account).unwrap();
+                assert_eq!(load(&account).unwrap(), None);
+            }
+            Err(e) => {
+                assert_eq!(e.code, ErrorCode::KeychainUnavailable);
+                assert!(e.message.contains("never stores keys in plain text"));
+                assert!(check().is_err());
+            }
+        }
+    }
+}

@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""End-to-end test of the Tideline desktop app on its real window.
+
+Drives the built app through WebKitWebDriver (W3C WebDriver, Python stdlib only):
+starts it with an empty config directory, adds a real database with a folder
+destination through the UI, writes to the database from another process, waits for
+"In sync", opens the restore points, restores a copy at the earlier point and checks
+its rows; then the error path: an unwritable destination shows a clear error.
+
+Usage: app_e2e.py BINARY SCREENSHOT_DIR   (run under xvfb-run and dbus-run-session)
+Every wait is bounded; only processes this script started are stopped, by PID.
+"""
+import base64
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+BIN = os.path.abspath(sys.argv[1])
+SHOTS = os.path.abspath(sys.argv[2])
+os.makedirs(SHOTS, exist_ok=True)
+passed, failed = 0, 0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+PORT = free_port()
+BASE = f"http://127.0.0.1:{PORT}"
+
+
+def call(method, path, body=None, timeout=60):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(BASE + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read() or b"{}").get("value")
+    except urllib.error.HTTPError as e:
+        raise RuntimeError(f"{method} {path}: {e.code} {e.read()[:500]!r}") from None
+
+
+class Session:
+    def __init__(self, sid):
+        self.sid = sid
+
+    def js(self, script, *args):
+        return call("POST", f"/session/{self.sid}/execute/sync", {"script": script, "args": list(args)})
+
+    def find(self, css):
+        v = call("POST", f"/session/{self.sid}/element", {"using": "css selector", "value": css})
+        return next(iter(v.values()))
+
+    def click(self, css):
+        call("POST", f"/session/{self.sid}/element/{self.find(css)}/click", {})
+
+    def type(self, css, text):
+        el = self.find(css)
+        call("POST", f"/session/{self.sid}/element/{el}/clear", {})
+        call("POST", f"/session/{self.sid}/element/{el}/value", {"text": text})
+
+    def text(self, css):
+        return self.js("const e = document.querySelector(arguments[0]); return e ? e.textContent : null;", css)
+
+    def wait(self, what, fn, timeout=30):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            try:
+                last = fn()
+                if last:
+                    return last
+            except RuntimeError as e:
+                last = e
+            time.sleep(0.2)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+    def shot(self, name):
+        time.sleep(0.8)  # the screenshot can lag the DOM by a repaint
+        png = call("GET", f"/session/{self.sid}/screenshot")
+        with open(os.path.join(SHOTS, name), "wb") as f:
+            f.write(base64.b64decode(png))
+
+
+def check(name, fn):
+    global passed, failed
+    t0 = time.time()
+    try:
+        fn()
+        passed += 1
+        print(f"ok   {name} ({time.time() - t0:.1f} s)", flush=True)
+        return True
+    except Exception as e:  # noqa: BLE001 - report and go on
+        failed += 1
+        print(f"FAIL {name}: {e}", flush=True)
+        return False
+
+
+def db_state(s, path):
+    return s.js("const li = [...document.querySelectorAll('li.db')].find(l => l.dataset.path === arguments[0]);"
+                "return li ? {state: li.dataset.state, txid: li.querySelector('.txid').textContent,"
+                " err: (li.querySelector('.err') || {}).textContent || null} : null;", path)
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="tideline-e2e-")
+    config_dir = os.path.join(tmp, "config")
+    data = os.path.join(tmp, "data")
+    os.makedirs(data)
+    db = os.path.join(data, "app.db")
+    backup = os.path.join(tmp, "backup")
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.executemany("INSERT INTO notes (body) VALUES (?)", [("one",), ("two",), ("three",)])
+    conn.commit()
+    conn.close()
+
+    env = dict(os.environ, TAURI_WEBVIEW_AUTOMATION="true", TIDELINE_CONFIG_DIR=config_dir)
+    log = open(os.path.join(SHOTS, "webdriver.log"), "w")
+    driver = subprocess.Popen(["WebKitWebDriver", f"--port={PORT}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    sid = None
+    try:
+        deadline = time.time() + 20
+        while True:
+            try:
+                call("GET", "/status", timeout=2)
+                break
+            except (OSError, RuntimeError):
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+        caps = {"capabilities": {"alwaysMatch": {"webkitgtk:browserOptions": {"binary": BIN, "args": []}}}}
+        sid = call("POST", "/session", caps, timeout=60)["sessionId"]
+        s = Session(sid)
+        state = {}
+
+        def first_run():
+            s.wait("the window to be ready", lambda: s.js("return document.body.dataset.ready === 'true';"))
+            assert s.js("return !document.getElementById('view-empty').hidden;"), "empty state is shown"
+            assert "Add a database" in s.text("#empty-add")
+            s.shot("01-first-run.png")
+
+        def add_database():
+            s.click("#empty-add")
+            s.type("#add-path", db)
+            s.click("#add-check")
+            s.wait("the database check", lambda: "WAL mode" in (s.text("#add-db-info") or ""))
+            s.type("#add-folder", backup)
+            s.shot("02-add-database.png")
+            s.click("#add-submit")
+            s.wait("the list", lambda: db_state(s, db))
+
+        def reaches_in_sync():
+            st = s.wait("In sync", lambda: (lambda v: v if v and v["state"] == "in_sync" and "TXID" in v["txid"] else None)(db_state(s, db)))
+            state["txid_before"] = int(st["txid"].split()[-1])
+            assert s.text("li.db .state-text") == "In sync"
+            time.sleep(1.5)  # so the next restore point has a later time
+
+        def writes_from_another_process():
+            subprocess.run([sys.executable, "-c",
+                            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
+                            "c.executemany('INSERT INTO notes (body) VALUES (?)', [('four',),('five',)]); c.commit()", db],
+                           check=True, timeout=30)
+            st = s.wait("the new rows in sync", lambda: (lambda v: v if v and v["state"] == "in_sync" and int(v["txid"].split()[-1]) > state["txid_before"] else None)(db_state(s, db)))
+            state["txid_after"] = int(st["txid"].split()[-1])
+            s.shot("03-database-list.png")
+
+        def restore_points():
+            s.click("li.db .restore-btn")
+            s.wait("restore points", lambda: s.js("return document.querySelectorAll('input[name=point]').length;") >= 2)
+            assert "Restorable from" in s.text("#restore-range")
+            s.click(f"input[name=point][data-txid='{state['txid_before']}']")
+            assert f"TXID {state['txid_before']}" in s.text("#restore-selected")
+            s.shot("04-restore-points.png")
+
+        def restore_copy():
+            s.click("#restore-go")
+            out = s.wait("the restore result", lambda: s.text("#restore-output-path"), timeout=60)
+            assert "integrity_check: ok" in s.text("#restore-result")
+            assert os.path.basename(out).startswith("app-restored-") and out.endswith(".db"), out
+            assert os.path.dirname(out) == data, out
+            rows = [r[0] for r in sqlite3.connect(out).execute("SELECT body FROM notes ORDER BY id")]
+            assert rows == ["one", "two", "three"], rows
+            s.shot("05-restored.png")
+
+        def restore_in_place():
+            s.click("#mode-inplace")
+            s.click(f"input[name=point][data-txid='{state['txid_before']}']")
+            s.click("#restore-go")
+            s.wait("the confirmation", lambda: s.js("return !document.getElementById('confirm').hidden;"))
+            s.shot("06-confirm-in-place.png")
+            s.click("#confirm-yes")
+            s.wait("the in-place result", lambda: "Restored in place" in (s.text("#restore-result") or ""), timeout=60)
+            safety = s.text("#restore-result").split("kept at ")[-1].strip()
+            assert os.path.basename(safety).startswith("app-before-restore-"), safety
+            count = lambda p: sqlite3.connect(p).execute("SELECT count(*) FROM notes").fetchone()[0]
+            assert count(safety) == 5, count(safety)
+            assert count(db) == 3, count(db)
+            s.shot("06-restored-in-place-result.png")
+
+        def pause_and_resume():
+            s.click("#nav-list")
+            s.wait("the list", lambda: db_state(s, db))
+            s.click("li.db .pause-btn")
+            s.wait("Paused", lambda: (db_state(s, db) or {}).get("state") == "paused")
+            assert s.text("li.db .state-text") == "Paused"
+            assert s.text("li.db .pause-btn") == "Resume"
+            s.shot("07-paused.png")
+            s.click("li.db .pause-btn")
+            s.wait("In sync again", lambda: (db_state(s, db) or {}).get("state") == "in_sync")
+
+        def settings_screen():
+            s.click("#nav-settings")
+            s.wait("the settings", lambda: s.js("return document.getElementById('set-sync').value;") == "1000")
+            s.shot("08-settings.png")
+
+        def s3_test_connection_names_the_failure():
+            s.click("#nav-add")
+            s.click("#dest-s3")
+            s.type("#s3-endpoint", "http://127.0.0.1:9")
+            s.type("#s3-bucket", "backups")
+            s.type("#s3-key", "AKIAEXAMPLE")
+            s.type("#s3-secret", "example-secret")
+            s.click("#add-test")
+            err = s.wait("the S3 error", lambda: s.js("const e = document.getElementById('add-error'); return e.hidden ? null : [e.dataset.code, e.textContent];"))
+            assert err[0] == "destination_unreachable", err
+            assert "cannot reach the endpoint" in err[1] and "127.0.0.1:9" in err[1], err
+            assert "example-secret" not in err[1], err
+            s.shot("09-s3-unreachable.png")
+            s.click("#dest-folder")
+
+        def unwritable_destination():
+            blocker = os.path.join(tmp, "blocker")
+            open(blocker, "w").close()
+            other = os.path.join(data, "other.db")
+            sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+            s.click("#nav-add")
+            s.type("#add-path", other)
+            s.type("#add-folder", os.path.join(blocker, "backup"))
+            s.click("#add-submit")
+            err = s.wait("the error", lambda: s.js("const e = document.getElementById('add-error'); return e.hidden ? null : [e.dataset.code, e.textContent];"))
+            assert err[0] == "destination_unavailable", err
+            assert "blocker" in err[1], err
+            s.shot("10-destination-error.png")
+
+        def replication_error_in_the_list():
+            # The backup folder disappears and a file takes its place: uploads fail.
+            import shutil
+            shutil.rmtree(backup)
+            open(backup, "w").close()
+            subprocess.run([sys.executable, "-c",
+                            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
+                            "c.execute(\"INSERT INTO notes (body) VALUES ('six')\"); c.commit()", db],
+                           check=True, timeout=30)
+            s.click("#nav-list")
+            st = s.wait("the Error state", lambda: (lambda v: v if v and v["state"] == "error" else None)(db_state(s, db)))
+            assert st["err"] and "backup" in st["err"], st
+            assert s.text("li.db .state-text") == "Error"
+            s.shot("11-replication-error.png")
+
+        for name, fn in [("first run shows the empty state", first_run),
+                         ("add a database with a folder destination", add_database),
+                         ("its state reaches In sync", reaches_in_sync),
+                         ("writes from another process are backed up", writes_from_another_process),
+                         ("restore points are listed", restore_points),
+                         ("restore as a copy at the earlier point", restore_copy),
+                         ("restore in place keeps a safety copy", restore_in_place),
+                         ("pause and resume from the list", pause_and_resume),
+                         ("the settings screen", settings_screen),
+                         ("S3 Test connection names what failed", s3_test_connection_names_the_failure),
+                         ("an unwritable destination shows a clear error", unwritable_destination),
+                         ("a failing destination shows Error and why in the list", replication_error_in_the_list)]:
+            if not check(name, fn):
+                try:
+                    s.shot(f"failed-{name.replace(' ', '-')}.png")
+                except Exception:  # noqa: BLE001
+                    pass
+    finally:
+        if sid:
+            try:
+                call("DELETE", f"/session/{sid}", timeout=30)
+            except Exception as e:  # noqa: BLE001
+                print(f"closing the session: {e}")
+        driver.terminate()
+        try:
+            driver.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            driver.kill()
+        log.close()
+    print(f"e2e: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

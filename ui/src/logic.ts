@@ -1,0 +1,186 @@
+// Pure view logic: state labels, times, lag, sizes, restore timeline. No DOM, no IPC,
+// so vitest covers it directly.
+
+export type State = "starting" | "in_sync" | "syncing" | "lagging" | "error" | "paused";
+
+export interface DbView {
+  path: string;
+  name: string;
+  destination: string;
+  state: State;
+  last_sync_ms: number | null;
+  lag_ms: number | null;
+  size: number;
+  local_txid: number | null;
+  replica_txid: number | null;
+  error: string | null;
+}
+
+export interface PointView {
+  txid: number;
+  created_at_ms: number;
+  kind: "snapshot" | "compacted" | "change";
+  level: number;
+}
+
+export interface AppError {
+  code: string;
+  message: string;
+}
+
+/** Each state has a symbol and a word, so it never relies on colour alone. */
+export function stateLabel(state: State): { icon: string; text: string } {
+  switch (state) {
+    case "in_sync":
+      return { icon: "✓", text: "In sync" };
+    case "syncing":
+      return { icon: "↻", text: "Syncing" };
+    case "lagging":
+      return { icon: "⏳", text: "Lagging" };
+    case "error":
+      return { icon: "⚠", text: "Error" };
+    case "paused":
+      return { icon: "⏸", text: "Paused" };
+    default:
+      return { icon: "…", text: "Starting" };
+  }
+}
+
+const pad = (n: number) => String(n).padStart(2, "0");
+
+/** Local date and time, `2026-11-24 15:02:11`. */
+export function formatTime(ms: number): string {
+  const d = new Date(ms);
+  return (
+    `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
+  );
+}
+
+/** "just now", "12 s ago", "3 min ago", "2 h ago", else the date. */
+export function formatAgo(ms: number | null, now: number): string {
+  if (ms === null) return "never";
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 2) return "just now";
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `on ${formatTime(ms)}`;
+}
+
+/** Lag of the last shipment, in words. */
+export function formatLag(ms: number | null): string {
+  if (ms === null) return "—";
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.round(ms / 60000)} min`;
+}
+
+export function formatSize(bytes: number): string {
+  const units = ["bytes", "KB", "MB", "GB", "TB"];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} bytes` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** What the journal mode means for the user. */
+export function journalAdvice(journalMode: string, isWal: boolean): string {
+  if (isWal) return "This is a SQLite database in WAL mode: ready to back up.";
+  return (
+    `This SQLite database uses journal_mode=${journalMode}, not WAL. ` +
+    "Tideline will switch it to WAL mode when it starts backing it up: writers then append " +
+    "to a -wal file beside the database, readers no longer block writers, and the change " +
+    "stays with the file (programs using it need no change, but it must not be on a network share)."
+  );
+}
+
+/** Extra help for an error, chosen by its code (never by the message). */
+export function errorHint(code: string): string {
+  switch (code) {
+    case "unsupported":
+      return "This option is not supported; the message says what to use instead.";
+    case "destination_unreachable":
+      return "Check the endpoint address and that the storage service is running and reachable.";
+    case "wrong_credentials":
+      return "Check the access key ID and secret access key.";
+    case "access_denied":
+      return "The keys work but lack permission: allow listing, reading, writing and deleting in this bucket.";
+    case "no_such_bucket":
+      return "Create the bucket first, or correct its name.";
+    case "clock_skew":
+      return "Set this computer's clock correctly (turn on automatic time), then try again.";
+    case "wrong_region":
+      return "Set the region the bucket was created in.";
+    case "destination_unavailable":
+      return "Check that the destination exists and can be written, then try again.";
+    case "not_sqlite":
+      return "Pick the database file itself (often .db, .sqlite or .sqlite3).";
+    case "database_missing":
+      return "Check the path: the file does not exist.";
+    case "in_use":
+      return "Close the program using the database, or restore as a copy instead.";
+    case "keychain_unavailable":
+      return "Keys are never stored in plain text.";
+    case "no_restore_point":
+      return "Pick another point: nothing in the backup reaches this one.";
+    default:
+      return "";
+  }
+}
+
+export interface PointGroup {
+  title: string;
+  points: PointView[];
+}
+
+/** Newest first, grouped as snapshots, compacted windows and recent changes. */
+export function groupPoints(points: PointView[]): PointGroup[] {
+  const titles: Record<PointView["kind"], string> = {
+    snapshot: "Snapshots",
+    compacted: "Compacted windows",
+    change: "Recent changes",
+  };
+  const order: PointView["kind"][] = ["change", "compacted", "snapshot"];
+  return order
+    .map((kind) => ({
+      title: titles[kind],
+      points: points
+        .filter((p) => p.kind === kind)
+        .sort((a, b) => b.created_at_ms - a.created_at_ms || b.txid - a.txid),
+    }))
+    .filter((g) => g.points.length > 0);
+}
+
+/** "Restorable from … to now", or why nothing is. */
+export function restorableRange(points: PointView[]): string {
+  if (points.length === 0) return "Nothing to restore yet: the first backup has not reached the destination.";
+  const first = Math.min(...points.map((p) => p.created_at_ms));
+  return `Restorable from ${formatTime(first)} to now`;
+}
+
+/** The newest point created at or before `ms` (what a restore "at this time" gives). */
+export function pointAt(points: PointView[], ms: number): PointView | null {
+  let best: PointView | null = null;
+  for (const p of points) {
+    if (p.created_at_ms <= ms && (!best || p.txid > best.txid)) best = p;
+  }
+  return best;
+}
+
+/** Order of the list: attention first, then by name. */
+export function sortDbs(dbs: DbView[]): DbView[] {
+  const rank: Record<State, number> = { error: 0, lagging: 1, syncing: 2, starting: 3, paused: 4, in_sync: 5 };
+  return [...dbs].sort((a, b) => rank[a.state] - rank[b.state] || a.name.localeCompare(b.name) || a.path.localeCompare(b.path));
+}
+
+/** The error of a failed command, whatever was thrown. */
+export function asError(e: unknown): AppError {
+  if (e && typeof e === "object" && "code" in e && "message" in e) {
+    return { code: String((e as AppError).code), message: String((e as AppError).message) };
+  }
+  return { code: "internal", message: String(e) };
+}
