@@ -9,23 +9,8 @@ export DEBIAN_FRONTEND=noninteractive CARGO_TERM_COLOR=never NO_COLOR=1
 t0=$SECONDS
 stamp() { echo "== [$((SECONDS - t0))s] $*"; }
 
-# Build: Tauri's Linux libraries. Run: Xvfb, a session bus, WebKitWebDriver.
-PKGS="build-essential pkg-config file libwebkit2gtk-4.1-dev libgtk-3-dev
-      libayatana-appindicator3-dev librsvg2-dev libssl-dev libxdo-dev
-      xvfb xauth dbus webkit2gtk-driver"
-missing=""
-for p in $PKGS; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  stamp "apt-get install$missing"
-  apt-get update -qq
-  # shellcheck disable=SC2086
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
-
-stamp "npm ci"
-(cd ui && npm ci --no-audit --no-fund --loglevel=error)
+stamp "set-up (Debian packages, npm packages)"
+bash scripts/setup.sh
 stamp "ui build"   # before cargo: ui/dist is embedded at compile time
 (cd ui && npm run --silent build)
 stamp "vitest"
