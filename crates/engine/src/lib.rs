@@ -1,14 +1,14 @@
 //! # tideline-engine
 //!
-//! The replication engine shared by the `tideline` command and the desktop app. It is
-//! being built up module by module; today it holds:
+//! The replication engine shared by the `tideline` command and the desktop app:
 //!
 //! * [`wal`] — a pure reader of SQLite write-ahead logs: header, frames, salts, the
 //!   cumulative checksum chain, commit boundaries, the newest version of each page;
 //! * [`db`] — a watched database: read lock, capture of committed WAL frames into L0
 //!   files, position, continuity checks and low-stall checkpoints;
 //! * [`replica`] — what replicas hold: LTX files by level, the client trait and its
-//!   folder and in-memory backends;
+//!   folder, S3 (cached listings, request counts, errors named for what to fix) and
+//!   in-memory backends;
 //! * [`replicate`] — continuous replication: wake on change, capture, ship, checkpoint,
 //!   graceful shutdown;
 //! * [`config`] — Litestream-compatible config files and replica URLs, defaults applied;
@@ -17,7 +17,8 @@
 //!   pure rules plus the IO that carries them out; [`maintenance`] schedules them per
 //!   database over a cached listing;
 //! * [`restore`] — Litestream's restore plan, and applying it by a streaming merge into
-//!   a temporary file that is verified, synced and renamed.
+//!   a temporary file that is verified, synced and renamed;
+//! * [`time`] — RFC 3339 timestamps (restore targets, S3 object metadata);
 //! * [`service`] — a long-running replication service controlled at run time (add,
 //!   remove, pause, resume, sync now, status per database), for the desktop app.
 //!

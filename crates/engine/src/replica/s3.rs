@@ -319,6 +319,20 @@ impl std::fmt::Debug for Sse {
     }
 }
 
+/// Sets the SSE-C headers (algorithm, key, key MD5) on any request builder that takes
+/// them: S3 needs them on every read and write of an SSE-C object.
+macro_rules! sse_customer {
+    ($req:expr, $sse:expr) => {
+        match &$sse.customer {
+            Some((alg, key, md5)) => $req
+                .sse_customer_algorithm(alg)
+                .sse_customer_key(key)
+                .sse_customer_key_md5(md5),
+            None => $req,
+        }
+    };
+}
+
 /// One level's listing, kept true by this client's own writes and deletes.
 type LevelCache = BTreeMap<(Txid, Txid), FileInfo>;
 
@@ -563,12 +577,7 @@ impl S3Replica {
             .head_object()
             .bucket(&self.inner.bucket)
             .key(&key);
-        if let Some((alg, k, md5)) = &self.inner.sse.customer {
-            req = req
-                .sse_customer_algorithm(alg)
-                .sse_customer_key(k)
-                .sse_customer_key_md5(md5);
-        }
+        req = sse_customer!(req, self.inner.sse);
         let resp = req
             .send()
             .await
@@ -621,12 +630,7 @@ impl S3Replica {
                 .bucket(&self.inner.bucket)
                 .key(&key)
                 .range(format!("bytes={}-{}", range.start, range.end - 1));
-            if let Some((alg, k, md5)) = &self.inner.sse.customer {
-                req = req
-                    .sse_customer_algorithm(alg)
-                    .sse_customer_key(k)
-                    .sse_customer_key_md5(md5);
-            }
+            req = sse_customer!(req, self.inner.sse);
             let resp = req
                 .send()
                 .await
@@ -647,16 +651,19 @@ impl S3Replica {
         ))
     }
 
-    async fn put_whole(
+    /// Bytes `offset..offset + len` of `src` as a request body, streamed from the file
+    /// (and re-read from it when the SDK retries).
+    async fn file_body(
         &self,
         key: &str,
         src: &Path,
-        size: u64,
-        created_at: SystemTime,
-    ) -> ReplicaResult<()> {
-        let body = ByteStream::read_from()
+        offset: u64,
+        len: u64,
+    ) -> ReplicaResult<ByteStream> {
+        ByteStream::read_from()
             .path(src)
-            .length(Length::Exact(size))
+            .offset(offset)
+            .length(Length::Exact(len))
             .build()
             .await
             .map_err(|e| {
@@ -665,7 +672,17 @@ impl S3Replica {
                     key,
                     S3Failure::Other(format!("{}: {e}", src.display())),
                 )
-            })?;
+            })
+    }
+
+    async fn put_whole(
+        &self,
+        key: &str,
+        src: &Path,
+        size: u64,
+        created_at: SystemTime,
+    ) -> ReplicaResult<()> {
+        let body = self.file_body(key, src, 0, size).await?;
         let _permit = self.inner.transfers.acquire().await;
         let mut req = self
             .inner
@@ -688,12 +705,7 @@ impl S3Replica {
         if let Some(c) = &self.inner.storage_class {
             req = req.storage_class(c.clone());
         }
-        if let Some((alg, k, md5)) = &self.inner.sse.customer {
-            req = req
-                .sse_customer_algorithm(alg)
-                .sse_customer_key(k)
-                .sse_customer_key_md5(md5);
-        }
+        req = sse_customer!(req, self.inner.sse);
         if let Some(kms) = &self.inner.sse.kms_key_id {
             req = req
                 .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
@@ -719,12 +731,7 @@ impl S3Replica {
         if let Some(c) = &self.inner.storage_class {
             create = create.storage_class(c.clone());
         }
-        if let Some((alg, k, md5)) = &self.inner.sse.customer {
-            create = create
-                .sse_customer_algorithm(alg)
-                .sse_customer_key(k)
-                .sse_customer_key_md5(md5);
-        }
+        create = sse_customer!(create, self.inner.sse);
         if let Some(kms) = &self.inner.sse.kms_key_id {
             create = create
                 .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
@@ -823,19 +830,7 @@ impl S3Replica {
         len: u64,
         number: i32,
     ) -> ReplicaResult<CompletedPart> {
-        let body = ByteStream::read_from()
-            .path(src)
-            .offset(offset)
-            .length(Length::Exact(len))
-            .build()
-            .await
-            .map_err(|e| {
-                self.fail(
-                    "read",
-                    key,
-                    S3Failure::Other(format!("{}: {e}", src.display())),
-                )
-            })?;
+        let body = self.file_body(key, src, offset, len).await?;
         let _permit = self.inner.transfers.acquire().await;
         let mut req = self
             .inner
@@ -847,12 +842,7 @@ impl S3Replica {
             .part_number(number)
             .content_length(len as i64)
             .body(body);
-        if let Some((alg, k, md5)) = &self.inner.sse.customer {
-            req = req
-                .sse_customer_algorithm(alg)
-                .sse_customer_key(k)
-                .sse_customer_key_md5(md5);
-        }
+        req = sse_customer!(req, self.inner.sse);
         let resp = req
             .send()
             .await
