@@ -322,6 +322,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// e.g. on network file systems): cheap, a stat of the WAL.
 const FALLBACK_POLL: Duration = Duration::from_secs(10);
 
+/// The least time between two captures (or uploads) for an `interval`: a little less
+/// than the interval. With exactly the interval, a writer committing once per
+/// interval would be held back by each wake-up's latency, and the delays would add up
+/// (every commit then waits the largest delay seen so far); the slack lets that delay
+/// shrink by up to 100 ms per commit, for at most ~11 % more files under sustained
+/// writes.
+fn paced(interval: Duration) -> Duration {
+    interval - (interval / 10).min(Duration::from_millis(100))
+}
+
 /// Replicates `dbs` until `shutdown` completes (or once, with `settings.once`).
 /// Fails fast if a database cannot be opened at start (missing, not SQLite, already
 /// replicated, unusable replica config); later failures are retried and reported as
@@ -696,7 +706,7 @@ impl DbTask {
             // Capture at most once per monitor interval: a burst of events within it
             // becomes one L0 file.
             if let Some(t) = last_capture {
-                let next = t + self.monitor_interval;
+                let next = t + paced(self.monitor_interval);
                 if Instant::now() < next {
                     tokio::select! {
                         _ = stop.changed() => break,
@@ -708,20 +718,24 @@ impl DbTask {
                 w.resume();
             }
             let step = async {
+                // Intervals count from the start of a capture or upload, so their own
+                // durations do not add up into lag.
+                let started = Instant::now();
                 let captured = self.capture().await?;
                 if !captured.is_empty() {
-                    last_capture = Some(Instant::now());
+                    last_capture = Some(started);
                 }
                 // Ship now if the replica has been idle for a sync interval, else at
                 // that boundary (the pending files are picked up then).
                 if let Some(t) = last_ship {
-                    let next = t + self.sync_interval;
+                    let next = t + paced(self.sync_interval);
                     if Instant::now() < next {
                         tokio::time::sleep(next - Instant::now()).await;
                     }
                 }
+                let started = Instant::now();
                 if self.ship().await? > 0 {
-                    last_ship = Some(Instant::now());
+                    last_ship = Some(started);
                 }
                 // Compaction, snapshots, retention: the rules run on a cached listing,
                 // so this costs requests only when there is work.

@@ -299,6 +299,7 @@ async fn s3_listing_is_cached_and_an_idle_replica_makes_no_requests() {
     assert_eq!(mine.delete, 1);
     assert_eq!(mine.total(), server.total_requests());
     assert!(mine.bytes_up > 0);
+    assert_eq!(mine.bytes_up, server.bytes_in());
 
     // Idle: nothing at all.
     let before = server.total_requests();

@@ -325,6 +325,13 @@ async fn handle(
         req.uri().path(),
         req.uri().query().unwrap_or(""),
     );
+    // Bytes as sent (with aws-chunked signing, the framing counts too, as billed).
+    let body_len = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    control.bytes_in.fetch_add(body_len, Ordering::SeqCst);
     *control
         .counts
         .lock()
