@@ -63,6 +63,7 @@ struct Args {
     s3: bool,
     big_mb: u64,
     idle_seconds: u64,
+    idle_settle: Duration,
 }
 
 fn parse_args() -> Result<Args> {
@@ -77,6 +78,7 @@ fn parse_args() -> Result<Args> {
         s3: true,
         big_mb: 256,
         idle_seconds: 60,
+        idle_settle: Duration::from_secs(35),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -87,6 +89,7 @@ fn parse_args() -> Result<Args> {
                 a.seconds = 3;
                 a.big_mb = 32;
                 a.idle_seconds = 10;
+                a.idle_settle = Duration::from_secs(5);
             }
             "--no-folder" => a.folder = false,
             "--no-s3" => a.s3 = false,

@@ -419,6 +419,16 @@ async fn s3_errors_name_what_to_fix_without_the_secret() {
     assert_eq!(s3_failure(&err), &S3Failure::Throttled, "{err}");
     server.fail_next(0, 503);
 
+    // A server whose clock differs, and keys without permission, are named as such.
+    server.fail_next_with(1, 403, "RequestTimeTooSkewed");
+    let err = client.list_exact(0).await.unwrap_err();
+    assert_eq!(s3_failure(&err), &S3Failure::ClockSkew, "{err}");
+    assert!(err.to_string().contains("clock"), "{err}");
+    server.fail_next_with(1, 403, "AccessDenied");
+    let err = client.list_exact(0).await.unwrap_err();
+    assert_eq!(s3_failure(&err), &S3Failure::AccessDenied, "{err}");
+    assert!(err.to_string().contains("s3:PutObject"), "{err}");
+
     // A stopped server is unreachable, named with the endpoint.
     server.stop();
     let err = client.check().await.unwrap_err();

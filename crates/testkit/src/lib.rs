@@ -100,8 +100,8 @@ pub type Counts = BTreeMap<Op, u64>;
 struct Control {
     counts: Mutex<Counts>,
     bytes_in: std::sync::atomic::AtomicU64,
-    /// (status, how many more requests to fail).
-    fail: Mutex<Option<(u16, u32)>>,
+    /// (status, S3 error code, how many more requests to fail).
+    fail: Mutex<Option<(u16, &'static str, u32)>>,
     held_op: Mutex<Option<Op>>,
     held_now: AtomicU32,
     release: Notify,
@@ -171,13 +171,26 @@ impl S3Server {
         self.counts().values().sum()
     }
 
-    /// Fails the next `n` requests with HTTP `status` (503 is S3's `SlowDown`).
+    /// Fails the next `n` requests with HTTP `status` (503 is S3's `SlowDown`, 500
+    /// `InternalError`).
     pub fn fail_next(&self, n: u32, status: u16) {
+        let code = match status {
+            503 => "SlowDown",
+            500 => "InternalError",
+            403 => "AccessDenied",
+            _ => "ServiceUnavailable",
+        };
+        self.fail_next_with(n, status, code);
+    }
+
+    /// Fails the next `n` requests with HTTP `status` and S3 error `code` (e.g. 403
+    /// `RequestTimeTooSkewed`, as a server whose clock differs from ours answers).
+    pub fn fail_next_with(&self, n: u32, status: u16, code: &'static str) {
         *self
             .control
             .fail
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some((status, n));
+            .unwrap_or_else(PoisonError::into_inner) = Some((status, code, n));
     }
 
     /// Holds every request of operation `op` until [`S3Server::release`] or a stop.
@@ -342,20 +355,14 @@ async fn handle(
     let injected = {
         let mut fail = control.fail.lock().unwrap_or_else(PoisonError::into_inner);
         match fail.as_mut() {
-            Some((status, n)) if *n > 0 => {
+            Some((status, code, n)) if *n > 0 => {
                 *n -= 1;
-                Some(*status)
+                Some((*status, *code))
             }
             _ => None,
         }
     };
-    if let Some(status) = injected {
-        let code = match status {
-            503 => "SlowDown",
-            500 => "InternalError",
-            403 => "AccessDenied",
-            _ => "ServiceUnavailable",
-        };
+    if let Some((status, code)) = injected {
         let body = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test server</Message></Error>"
         );
