@@ -385,9 +385,29 @@ pub async fn import_config(
             tideline_engine::config::ReplicaTarget::File(f) => Destination::Folder {
                 path: f.path.display().to_string(),
             },
+            tideline_engine::config::ReplicaTarget::S3(s3) => {
+                // Keys the config names (or the environment supplies) go to the
+                // keychain, as keys typed into the window do.
+                if let (Some(id), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) {
+                    let keys = Keys {
+                        access_key_id: id.expose().clone(),
+                        secret_access_key: secret.expose().clone(),
+                    };
+                    if let Err(e) = secrets::store(&db.path.display().to_string(), &keys) {
+                        skipped.push(format!("{}: {}", db.path.display(), e.message));
+                        continue;
+                    }
+                }
+                Destination::S3 {
+                    endpoint: s3.endpoint.clone().unwrap_or_default(),
+                    bucket: s3.bucket.clone(),
+                    path: s3.path.clone(),
+                    region: s3.region.clone().unwrap_or_default(),
+                }
+            }
             other => {
                 skipped.push(format!(
-                    "{}: {} destinations are not available in this build yet",
+                    "{}: {} destinations are not supported",
                     db.path.display(),
                     other.kind()
                 ));
