@@ -1,7 +1,7 @@
 //! Tideline and Litestream 0.5.17 over S3, both directions, on a real S3 server on
 //! 127.0.0.1 that checks SigV4 signatures: each restores (latest, at TXIDs and at a
 //! timestamp, which reads the `litestream-timestamp` metadata) what the other
-//! replicated, and an idle replicator makes no requests.
+//! replicated and compacted, and an idle replicator makes no requests.
 
 use std::fs;
 use std::path::Path;
@@ -119,9 +119,14 @@ async fn litestream_restores_what_tideline_replicated_to_s3() {
         Arc::new(move |e: &Event| events.lock().unwrap().push(e.clone()))
     };
     let tl_client = client(&server);
+    // Short compaction windows and snapshots, so this replica holds every level kind
+    // Litestream must read: L0, L1, L2 and L9 snapshots past TXID 1.
+    let mut settings = ReplicateSettings::default();
+    settings.levels.levels = vec![Duration::from_secs(1), Duration::from_secs(2)];
+    settings.levels.snapshot_interval = Duration::from_secs(3);
     let task = tokio::spawn(replicate_to(
         vec![(cfg, Arc::clone(&tl_client))],
-        ReplicateSettings::default(),
+        settings,
         async move {
             let _ = stop_rx.await;
         },
@@ -133,27 +138,63 @@ async fn litestream_restores_what_tideline_replicated_to_s3() {
         tokio::time::sleep(Duration::from_millis(120)).await;
     }
     wait_rows(&server, dir.path(), 600).await;
-    let mid = *l0_txids(&server).await.iter().max().unwrap();
+    // The replica's newest TXID at any level (a snapshot can be ahead of the uploaded
+    // L0 files: it is taken from the live database).
+    let mid = list_levels(client(&server).as_ref())
+        .await
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|f| f.max_txid)
+        .max()
+        .unwrap();
     // A moment between the 600-row state and the next write, for -timestamp.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let between = SystemTime::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
     write(&c, 5000, 300);
     wait_rows(&server, dir.path(), 900).await;
+    // Wait (bounded) for compactions and a snapshot past TXID 1 on S3.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let levels = list_levels(client(&server).as_ref()).await.unwrap();
+        if !levels[1].is_empty()
+            && !levels[2].is_empty()
+            && levels[9].iter().any(|f| f.max_txid > Txid(1))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no L1/L2/L9 from tideline on S3: {:?}",
+            events.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
-    // Settled and idle: the replicator makes no requests at all.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = tl_client.request_counts().unwrap();
-    let server_before = server.total_requests();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(tl_client.request_counts().unwrap(), before);
-    // (The probes above used their own clients; nothing else talks to the server.)
-    assert_eq!(
-        server.total_requests(),
-        server_before,
-        "{:?}",
-        server.counts()
-    );
+    // Once settled (the last windows compacted, the last snapshot taken), an idle
+    // replicator makes no requests at all.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = tl_client.request_counts().unwrap();
+        let server_before = server.total_requests();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if tl_client.request_counts().unwrap() == before {
+            // (The probes above used their own clients; nothing else talks to it.)
+            assert_eq!(
+                server.total_requests(),
+                server_before,
+                "{:?}",
+                server.counts()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still making requests 30 s after the last write: {:?}",
+            tl_client.request_counts()
+        );
+    }
 
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(30), task)
