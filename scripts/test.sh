@@ -32,7 +32,7 @@ step "cargo test"
 cargo test --workspace --locked
 
 step "benchmarks compile (run them with: cargo bench -p tideline-ltx / -p tideline-engine)"
-cargo bench --workspace --locked --no-run
+cargo bench --locked -p tideline-ltx -p tideline-engine --no-run
 
 step "side-by-side benchmark, quick mode (a smoke run; timings are not checked here)"
 cargo run --locked -q -p tideline-bench -- --quick --tideline target/debug/tideline
