@@ -889,7 +889,7 @@ impl Database {
         let phase2 = (|| -> Result<((i64, i64, i64), bool)> {
             self.sync_all(now, &mut captured)?;
             end_read(&self.reader).map_err(&sq)?;
-            let r = checkpoint_pragma(&self.reader, "PASSIVE").map_err(&sq);
+            let r = passive_while_busy(&self.reader).map_err(&sq);
             begin_read(&self.reader).map_err(&sq)?;
             let r = r?;
             let end = self.pos.map_or(0, |p| p.wal_end);
@@ -966,6 +966,28 @@ fn bump_seq(c: &Connection) -> rusqlite::Result<()> {
     )
     .map(|_| ())
 }
+
+/// A PASSIVE checkpoint that, while we hold the write lock, waits out a checkpoint the
+/// application is running at that moment. SQLite answers PASSIVE with "busy" at once
+/// when another connection holds the checkpointer lock, and under a busy writer that
+/// is often: SQLite's automatic checkpoint runs after every commit once the WAL is past
+/// `wal_autocheckpoint` pages. Without the retry the WAL could not restart, grew to
+/// `truncate-page-n` and was cut by a TRUNCATE (a full-database L0 and a long stall).
+/// The application's checkpoint cannot start a new commit meanwhile (we hold the
+/// write lock), so it ends soon; the wait is bounded all the same.
+fn passive_while_busy(c: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
+    let deadline = Instant::now() + CHECKPOINT_BUSY_WAIT;
+    loop {
+        let r = checkpoint_pragma(c, "PASSIVE")?;
+        if r.0 == 0 || Instant::now() >= deadline {
+            return Ok(r);
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// How long phase 2 waits for the application's own checkpoint to finish.
+const CHECKPOINT_BUSY_WAIT: Duration = Duration::from_millis(50);
 
 fn checkpoint_pragma(c: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)> {
     c.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
