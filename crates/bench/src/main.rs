@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rusqlite::Connection;
 
+mod heavy;
 mod s3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,13 @@ struct Args {
     big_mb: u64,
     idle_seconds: u64,
     idle_settle: Duration,
+    big_tx: bool,
+    bulk: bool,
+    restore: bool,
+    tx_mb: u64,
+    bulk_mb: u64,
+    huge_mb: u64,
+    heavy_rounds: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -79,6 +87,13 @@ fn parse_args() -> Result<Args> {
         big_mb: 256,
         idle_seconds: 60,
         idle_settle: Duration::from_secs(35),
+        big_tx: true,
+        bulk: true,
+        restore: true,
+        tx_mb: 64,
+        bulk_mb: 256,
+        huge_mb: 1024,
+        heavy_rounds: 2,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -90,7 +105,18 @@ fn parse_args() -> Result<Args> {
                 a.big_mb = 32;
                 a.idle_seconds = 10;
                 a.idle_settle = Duration::from_secs(5);
+                a.tx_mb = 8;
+                a.bulk_mb = 16;
+                a.huge_mb = 64;
+                a.heavy_rounds = 1;
             }
+            "--no-bigtx" => a.big_tx = false,
+            "--no-bulk" => a.bulk = false,
+            "--no-restore" => a.restore = false,
+            "--tx-mb" => a.tx_mb = val("--tx-mb")?.parse()?,
+            "--bulk-mb" => a.bulk_mb = val("--bulk-mb")?.parse()?,
+            "--huge-mb" => a.huge_mb = val("--huge-mb")?.parse()?,
+            "--heavy-rounds" => a.heavy_rounds = val("--heavy-rounds")?.parse()?,
             "--no-folder" => a.folder = false,
             "--no-s3" => a.s3 = false,
             "--big-mb" => a.big_mb = val("--big-mb")?.parse()?,
@@ -356,10 +382,8 @@ fn main() -> Result<()> {
         Replicator::Litestream,
         Replicator::Tideline,
     ];
-    let mut rate: Vec<(Replicator, Vec<MaxRate>)> =
-        order.iter().map(|&r| (r, Vec::new())).collect();
-    let mut lag: Vec<(Replicator, Vec<Sparse>)> =
-        order[1..].iter().map(|&r| (r, Vec::new())).collect();
+    let mut rate: Rates = order.iter().map(|&r| (r, Vec::new())).collect();
+    let mut lag: Lags = order[1..].iter().map(|&r| (r, Vec::new())).collect();
     for round in 0..a.rounds {
         if !a.folder {
             break;
@@ -376,9 +400,25 @@ fn main() -> Result<()> {
     if a.s3 {
         run_s3(&a, &dir)?;
     }
-    if !a.folder {
-        return Ok(());
+    if a.folder {
+        print_folder(&a, &rate, &lag);
     }
+    if a.big_tx || a.bulk || a.restore {
+        let server = tideline_testkit::S3Server::start(&dir.join("heavy-s3-server"))?;
+        if a.big_tx || a.bulk {
+            heavy::run_writes(&a, &server, &dir)?;
+        }
+        if a.restore {
+            heavy::run_restores(&a, &server, &dir)?;
+        }
+    }
+    Ok(())
+}
+
+type Rates = Vec<(Replicator, Vec<MaxRate>)>;
+type Lags = Vec<(Replicator, Vec<Sparse>)>;
+
+fn print_folder(a: &Args, rate: &Rates, lag: &Lags) {
     println!(
         "\n{} round(s), {} s per max-rate run; median (spread) over rounds\n",
         a.rounds, a.seconds
@@ -418,7 +458,6 @@ fn main() -> Result<()> {
             .collect();
         println!("| sparse 1 tx/s | {name} | — | {} |", cells.join(" | "));
     }
-    Ok(())
 }
 
 /// The S3 group: every workload for Litestream then tideline, alternating, per round.
