@@ -5,6 +5,8 @@
 //! ```text
 //! cargo run --release -p tideline-bench -- [--quick] [--rounds N] [--seconds S]
 //!     [--litestream PATH] [--tideline PATH] [--dir DIR]
+//!     [--no-folder] [--no-s3] [--no-bigtx] [--no-bulk] [--no-restore]
+//!     [--big-mb N] [--huge-mb N] [--tx-mb N] [--bulk-mb N] [--heavy-rounds N]
 //! ```
 //!
 //! Workloads (a real writer, WAL, `synchronous=NORMAL`, SQLite's default
@@ -21,6 +23,27 @@
 //! idle requests per minute, and the initial sync and restore of a large database.
 //! `--no-folder` / `--no-s3` skip a group; `--big-mb N` sizes the large database
 //! (256 MiB; 32 with `--quick`).
+//!
+//! Then the heavy groups (see [`heavy`]), each for none / Litestream / tideline against
+//! a folder replica and an S3 replica, `--heavy-rounds` rounds (2; 1 with `--quick`):
+//!
+//! * **one big transaction** of `--tx-mb` MiB (64; 8 with `--quick`) on the seeded
+//!   database: the application's transaction and COMMIT time, lag from COMMIT until
+//!   the replica holds it, replicator CPU and peak RSS, S3 uploads and bytes
+//!   (`--no-bigtx` skips it);
+//! * **bulk load** of `--bulk-mb` MiB (256; 16 with `--quick`) in 1000-row (~1 MiB)
+//!   transactions as fast as possible: elapsed, MB/s, worst COMMIT, lag of the last
+//!   commit, CPU, RSS, uploads (`--no-bulk`);
+//! * **initial sync and restore** at `--big-mb` (`--heavy-rounds` rounds) and
+//!   `--huge-mb` MiB (1024; 64 with `--quick`; 1 round): `replicate -once` until
+//!   restorable, then two small transactions a few seconds apart through a running
+//!   replicator; `restore` latest and `restore -timestamp` between them, timed by
+//!   `/usr/bin/time` (seconds, MB/s, peak RSS) and checked by row count, beside
+//!   `cp` + fsync of the same file (`--no-restore`).
+//!
+//! Large databases are built once per run directory (`big-N.db`); replicas, copies and
+//! restored files are deleted after each measurement. With default arguments the whole
+//! suite takes about half an hour on two cores; `--quick` a few minutes.
 //!
 //! Replicators run as separate processes (`replicate DB file://REPLICA`), started after
 //! the database exists and stopped with SIGTERM; CPU and RSS are read from /proc. Every
