@@ -15,7 +15,7 @@
 //!   running replicator ships two small transactions a few seconds apart; `restore`
 //!   latest and `restore -timestamp T` (a time between the two) are timed with
 //!   `/usr/bin/time` and checked by row count. `cp` + fsync of the same file is the
-//!   physical limit printed beside.
+//!   physical limit printed beside (the better of two copies per round).
 
 use std::collections::HashSet;
 use std::fs;
@@ -681,7 +681,8 @@ pub fn run_restores(a: &Args, server: &S3Server, dir: &Path) -> Result<()> {
         let mut cp = Vec::new();
         let mut res: Vec<Vec<Vec<Restore>>> = vec![vec![Vec::new(); 2]; 2];
         for round in 0..rounds {
-            cp.push(cp_fsync(&big, dir)?);
+            // The physical limit: the better of two copies (the disk is shared).
+            cp.push(cp_fsync(&big, dir)?.min(cp_fsync(&big, dir)?));
             for (d, dest) in [Dest::Folder, Dest::S3].into_iter().enumerate() {
                 for (i, &r) in tools.iter().enumerate() {
                     eprintln!(
