@@ -146,7 +146,7 @@ fn start(a: &Args, r: Replicator, t: &Target, db: &Path) -> Result<Option<Proc>>
 struct Watch {
     stop: Arc<AtomicBool>,
     found: Arc<Mutex<Vec<(Instant, u64)>>>,
-    thread: std::thread::JoinHandle<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watch {
@@ -192,7 +192,7 @@ impl Watch {
         Watch {
             stop,
             found,
-            thread,
+            thread: Some(thread),
         }
     }
 
@@ -218,9 +218,18 @@ impl Watch {
         }
     }
 
-    fn finish(self) {
+    fn finish(mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Stopped on every path out, errors included.
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
