@@ -5,6 +5,8 @@
 //! ```text
 //! cargo run --release -p tideline-bench -- [--quick] [--rounds N] [--seconds S]
 //!     [--litestream PATH] [--tideline PATH] [--dir DIR]
+//!     [--no-folder] [--no-s3] [--no-bigtx] [--no-bulk] [--no-restore]
+//!     [--big-mb N] [--huge-mb N] [--tx-mb N] [--bulk-mb N] [--heavy-rounds N]
 //! ```
 //!
 //! Workloads (a real writer, WAL, `synchronous=NORMAL`, SQLite's default
@@ -22,6 +24,27 @@
 //! `--no-folder` / `--no-s3` skip a group; `--big-mb N` sizes the large database
 //! (256 MiB; 32 with `--quick`).
 //!
+//! Then the heavy groups (see [`heavy`]), each for none / Litestream / tideline against
+//! a folder replica and an S3 replica, `--heavy-rounds` rounds (2; 1 with `--quick`):
+//!
+//! * **one big transaction** of `--tx-mb` MiB (64; 8 with `--quick`) on the seeded
+//!   database: the application's transaction and COMMIT time, lag from COMMIT until
+//!   the replica holds it, replicator CPU and peak RSS, S3 uploads and bytes
+//!   (`--no-bigtx` skips it);
+//! * **bulk load** of `--bulk-mb` MiB (256; 16 with `--quick`) in 1000-row (~1 MiB)
+//!   transactions as fast as possible: elapsed, MB/s, worst COMMIT, lag of the last
+//!   commit, CPU, RSS, uploads (`--no-bulk`);
+//! * **initial sync and restore** at `--big-mb` (`--heavy-rounds` rounds) and
+//!   `--huge-mb` MiB (1024; 64 with `--quick`; 1 round): `replicate -once` until
+//!   restorable, then two small transactions a few seconds apart through a running
+//!   replicator; `restore` latest and `restore -timestamp` between them, timed by
+//!   `/usr/bin/time` (seconds, MB/s, peak RSS) and checked by row count, beside
+//!   `cp` + fsync of the same file (`--no-restore`).
+//!
+//! Large databases are built once per run directory (`big-N.db`); replicas, copies and
+//! restored files are deleted after each measurement. With default arguments the whole
+//! suite takes about half an hour on two cores; `--quick` a few minutes.
+//!
 //! Replicators run as separate processes (`replicate DB file://REPLICA`), started after
 //! the database exists and stopped with SIGTERM; CPU and RSS are read from /proc. Every
 //! loop is bounded in time; only processes started here are stopped, by PID.
@@ -34,6 +57,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rusqlite::Connection;
 
+mod heavy;
 mod s3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +88,13 @@ struct Args {
     big_mb: u64,
     idle_seconds: u64,
     idle_settle: Duration,
+    big_tx: bool,
+    bulk: bool,
+    restore: bool,
+    tx_mb: u64,
+    bulk_mb: u64,
+    huge_mb: u64,
+    heavy_rounds: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -79,6 +110,13 @@ fn parse_args() -> Result<Args> {
         big_mb: 256,
         idle_seconds: 60,
         idle_settle: Duration::from_secs(35),
+        big_tx: true,
+        bulk: true,
+        restore: true,
+        tx_mb: 64,
+        bulk_mb: 256,
+        huge_mb: 1024,
+        heavy_rounds: 2,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -90,7 +128,18 @@ fn parse_args() -> Result<Args> {
                 a.big_mb = 32;
                 a.idle_seconds = 10;
                 a.idle_settle = Duration::from_secs(5);
+                a.tx_mb = 8;
+                a.bulk_mb = 16;
+                a.huge_mb = 64;
+                a.heavy_rounds = 1;
             }
+            "--no-bigtx" => a.big_tx = false,
+            "--no-bulk" => a.bulk = false,
+            "--no-restore" => a.restore = false,
+            "--tx-mb" => a.tx_mb = val("--tx-mb")?.parse()?,
+            "--bulk-mb" => a.bulk_mb = val("--bulk-mb")?.parse()?,
+            "--huge-mb" => a.huge_mb = val("--huge-mb")?.parse()?,
+            "--heavy-rounds" => a.heavy_rounds = val("--heavy-rounds")?.parse()?,
             "--no-folder" => a.folder = false,
             "--no-s3" => a.s3 = false,
             "--big-mb" => a.big_mb = val("--big-mb")?.parse()?,
@@ -356,10 +405,8 @@ fn main() -> Result<()> {
         Replicator::Litestream,
         Replicator::Tideline,
     ];
-    let mut rate: Vec<(Replicator, Vec<MaxRate>)> =
-        order.iter().map(|&r| (r, Vec::new())).collect();
-    let mut lag: Vec<(Replicator, Vec<Sparse>)> =
-        order[1..].iter().map(|&r| (r, Vec::new())).collect();
+    let mut rate: Rates = order.iter().map(|&r| (r, Vec::new())).collect();
+    let mut lag: Lags = order[1..].iter().map(|&r| (r, Vec::new())).collect();
     for round in 0..a.rounds {
         if !a.folder {
             break;
@@ -376,9 +423,25 @@ fn main() -> Result<()> {
     if a.s3 {
         run_s3(&a, &dir)?;
     }
-    if !a.folder {
-        return Ok(());
+    if a.folder {
+        print_folder(&a, &rate, &lag);
     }
+    if a.big_tx || a.bulk || a.restore {
+        let server = tideline_testkit::S3Server::start(&dir.join("heavy-s3-server"))?;
+        if a.big_tx || a.bulk {
+            heavy::run_writes(&a, &server, &dir)?;
+        }
+        if a.restore {
+            heavy::run_restores(&a, &server, &dir)?;
+        }
+    }
+    Ok(())
+}
+
+type Rates = Vec<(Replicator, Vec<MaxRate>)>;
+type Lags = Vec<(Replicator, Vec<Sparse>)>;
+
+fn print_folder(a: &Args, rate: &Rates, lag: &Lags) {
     println!(
         "\n{} round(s), {} s per max-rate run; median (spread) over rounds\n",
         a.rounds, a.seconds
@@ -418,7 +481,6 @@ fn main() -> Result<()> {
             .collect();
         println!("| sparse 1 tx/s | {name} | — | {} |", cells.join(" | "));
     }
-    Ok(())
 }
 
 /// The S3 group: every workload for Litestream then tideline, alternating, per round.

@@ -25,7 +25,7 @@ use tideline_testkit::{ACCESS_KEY, BUCKET, Op, REGION, S3Server, SECRET_KEY};
 use crate::{Args, Proc, Replicator, median, open};
 
 /// The replica config both tools read.
-fn config(dir: &Path, db: &Path, server: &S3Server, prefix: &str) -> Result<PathBuf> {
+pub(crate) fn config(dir: &Path, db: &Path, server: &S3Server, prefix: &str) -> Result<PathBuf> {
     let path = dir.join(format!("{prefix}.yml"));
     fs::write(
         &path,
@@ -38,14 +38,14 @@ fn config(dir: &Path, db: &Path, server: &S3Server, prefix: &str) -> Result<Path
     Ok(path)
 }
 
-fn url(server: &S3Server, prefix: &str) -> String {
+pub(crate) fn url(server: &S3Server, prefix: &str) -> String {
     format!(
         "s3://{BUCKET}/{prefix}?endpoint={}&region={REGION}&forcePathStyle=true",
         server.endpoint()
     )
 }
 
-fn uploads(server: &S3Server) -> u64 {
+pub(crate) fn uploads(server: &S3Server) -> u64 {
     let c = server.counts();
     c.get(&Op::Put).copied().unwrap_or(0) + c.get(&Op::UploadPart).copied().unwrap_or(0)
 }
@@ -59,7 +59,7 @@ struct Observer {
 
 const MARK: &[u8] = b"lagmark:";
 
-fn newest_mark(bytes: &[u8]) -> Option<Option<u64>> {
+pub(crate) fn newest_mark(bytes: &[u8]) -> Option<Option<u64>> {
     let mut dec = tideline_ltx::Decoder::new(bytes).ok()?;
     let mut best = None;
     while let Some(_pgno) = dec.next_page().ok()? {
@@ -283,42 +283,69 @@ pub fn steady(
     })
 }
 
-fn unique() -> u128 {
+pub(crate) fn unique() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
 }
 
-/// A large database, built once: `mb` MiB of rows with incompressible-ish text.
+/// A large database, built once per run directory: `mb` MiB of rows with
+/// compressible text (~2:1). Built without a journal (fast), then switched to WAL; a
+/// build that was interrupted leaves only a `.part` file, never a cached half database.
 pub fn big_db(dir: &Path, mb: u64) -> Result<PathBuf> {
     let db = dir.join(format!("big-{mb}.db"));
     if db.exists() {
         return Ok(db);
     }
-    let c = open(&db)?;
-    c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")?;
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let rows = mb * 1024 * 1024 / 1000;
-    let tx = c.unchecked_transaction()?;
-    let mut s = String::with_capacity(1000);
-    for _ in 0..rows {
-        s.clear();
-        // Hex of a xorshift stream: compresses like real text data (~2:1).
-        while s.len() < 900 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            s.push_str(&format!("{:08x} ", x as u32));
+    let part = dir.join(format!("big-{mb}.db.part"));
+    let _ = fs::remove_file(&part);
+    {
+        let c = rusqlite::Connection::open(&part)?;
+        c.pragma_update(None, "journal_mode", "off")?;
+        c.pragma_update(None, "synchronous", "off")?;
+        c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")?;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let rows = mb * 1024 * 1024 / 1000;
+        let tx = c.unchecked_transaction()?;
+        {
+            let mut stmt = tx.prepare("INSERT INTO t(v) VALUES (?1)")?;
+            let mut s = String::with_capacity(1000);
+            for _ in 0..rows {
+                s.clear();
+                hex_text(&mut s, &mut x, 900);
+                stmt.execute([&s])?;
+            }
         }
-        tx.execute("INSERT INTO t(v) VALUES (?1)", [&s])?;
+        tx.commit()?;
+        c.pragma_update(None, "journal_mode", "wal")?;
+        c.pragma_update(None, "synchronous", "normal")?;
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     }
-    tx.commit()?;
-    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    fs::File::open(&part)?.sync_all()?;
+    fs::rename(&part, &db)?;
     Ok(db)
 }
 
+/// Appends hex words of a xorshift stream (`{:08x} ` each) to `s` until it holds at
+/// least `len` bytes: compresses like real text data (~2:1).
+pub(crate) fn hex_text(s: &mut String, x: &mut u64, len: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut word = [b' '; 9];
+    while s.len() < len {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        let v = *x as u32;
+        for (i, b) in word[..8].iter_mut().enumerate() {
+            *b = HEX[((v >> (28 - 4 * i)) & 0xf) as usize];
+        }
+        // ASCII only, so always valid UTF-8.
+        s.push_str(std::str::from_utf8(&word).unwrap_or_default());
+    }
+}
+
 /// Seconds and peak RSS (KiB) of a command, by `/usr/bin/time`.
-fn timed(cmd: &mut Command, log: &Path) -> Result<(f64, u64)> {
+pub(crate) fn timed(cmd: &mut Command, log: &Path) -> Result<(f64, u64)> {
     let times = log.with_extension("time");
     let status = Command::new("/usr/bin/time")
         .arg("-f")

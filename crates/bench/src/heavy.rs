@@ -1,0 +1,766 @@
+//! The heavy workloads, each against a folder replica and an S3 replica (the same
+//! in-process S3 server on 127.0.0.1 as [`crate::s3`]):
+//!
+//! * **one big transaction** (`--tx-mb`, 64 MiB): the usual seeded database, then ONE
+//!   transaction of ~1 KiB rows of ~2:1 compressible text, each row carrying a marker.
+//!   The application's time for the whole transaction and for its COMMIT (writer
+//!   impact), the lag from COMMIT returning until the replica holds a level-0 file with
+//!   the marker (a watcher decodes every new L0 file once), the replicator's CPU
+//!   seconds and peak RSS, and for S3 the uploads and bytes uploaded.
+//! * **bulk load** (`--bulk-mb`, 256 MiB): transactions of 1000 rows (~1 MiB) as fast
+//!   as possible, default auto-checkpoint: elapsed time, MB/s of row data, worst
+//!   COMMIT, lag of the last commit, CPU, RSS, uploads.
+//! * **restore** of the large (`--big-mb`) and huge (`--huge-mb`) databases: each tool
+//!   builds its own replica (`replicate -once`: initial sync until restorable), then a
+//!   running replicator ships two small transactions a few seconds apart; `restore`
+//!   latest and `restore -timestamp T` (a time between the two) are timed with
+//!   `/usr/bin/time` and checked by row count. `cp` + fsync of the same file is the
+//!   physical limit printed beside (the better of two copies per round).
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use tideline_testkit::{ACCESS_KEY, S3Server, SECRET_KEY};
+
+use crate::s3::{self, hex_text, newest_mark, timed, unique};
+use crate::{Args, Proc, Replicator, median, open, spread};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    Folder,
+    S3,
+}
+
+impl Dest {
+    fn name(self) -> &'static str {
+        match self {
+            Dest::Folder => "folder",
+            Dest::S3 => "s3",
+        }
+    }
+}
+
+/// One run's replica: a folder inside the run directory or a prefix on the server.
+struct Target<'a> {
+    dest: Dest,
+    server: &'a S3Server,
+    prefix: String,
+    run: PathBuf,
+}
+
+impl Target<'_> {
+    fn replica_dir(&self) -> PathBuf {
+        self.run.join("replica")
+    }
+
+    fn url(&self) -> String {
+        match self.dest {
+            Dest::Folder => format!("file://{}", self.replica_dir().display()),
+            Dest::S3 => s3::url(self.server, &self.prefix),
+        }
+    }
+
+    /// Where level-0 files land (layouts differ: `ltx/0` in folders, `0000` on S3).
+    fn l0_dir(&self) -> PathBuf {
+        match self.dest {
+            Dest::Folder => self.replica_dir().join("ltx/0"),
+            Dest::S3 => self.server.object_path(&format!("{}/0000", self.prefix)),
+        }
+    }
+
+    fn config(&self, db: &Path) -> Result<PathBuf> {
+        match self.dest {
+            Dest::Folder => {
+                let path = self.run.join(format!("{}.yml", self.prefix));
+                fs::write(
+                    &path,
+                    format!(
+                        "dbs:\n  - path: {}\n    replica:\n      url: {}\n",
+                        db.display(),
+                        self.url()
+                    ),
+                )?;
+                Ok(path)
+            }
+            Dest::S3 => s3::config(&self.run, db, self.server, &self.prefix),
+        }
+    }
+
+    /// (uploads, bytes uploaded) so far; zero for folders.
+    fn sent(&self) -> (u64, u64) {
+        match self.dest {
+            Dest::Folder => (0, 0),
+            Dest::S3 => (s3::uploads(self.server), self.server.bytes_in()),
+        }
+    }
+
+    fn cleanup(&self) {
+        let _ = fs::remove_dir_all(&self.run);
+        if self.dest == Dest::S3 {
+            let _ = fs::remove_dir_all(self.server.object_path(&self.prefix));
+        }
+    }
+}
+
+fn bin(a: &Args, r: Replicator) -> Option<&Path> {
+    match r {
+        Replicator::None => None,
+        Replicator::Litestream => Some(&a.litestream),
+        Replicator::Tideline => Some(&a.tideline),
+    }
+}
+
+/// Starts `r` on `db` (config file) and waits (bounded) for its first level-0 file.
+fn start(a: &Args, r: Replicator, t: &Target, db: &Path) -> Result<Option<Proc>> {
+    let Some(bin) = bin(a, r) else {
+        return Ok(None);
+    };
+    let cfg = t.config(db)?;
+    let p = Proc::start_config(bin, &cfg, &t.run.join(format!("{}.log", r.name())))?;
+    let l0 = t.l0_dir();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while fs::read_dir(&l0).map_or(0, |d| d.count()) == 0 {
+        if Instant::now() > deadline {
+            bail!(
+                "{} wrote nothing to {} within 120 s",
+                r.name(),
+                l0.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let the initial copy and any start-up work settle.
+    std::thread::sleep(Duration::from_millis(1500));
+    Ok(Some(p))
+}
+
+/// Watches a level-0 directory in the background and decodes each new LTX file once,
+/// recording when it was listed and the newest row marker in it.
+struct Watch {
+    stop: Arc<AtomicBool>,
+    found: Arc<Mutex<Vec<(Instant, u64)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    /// Files already there are skipped (not decoded).
+    fn start(l0: PathBuf) -> Watch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let found = Arc::new(Mutex::new(Vec::new()));
+        let (s, f) = (Arc::clone(&stop), Arc::clone(&found));
+        let mut seen: HashSet<String> = fs::read_dir(&l0)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let thread = std::thread::spawn(move || {
+            // Bounded: the caller stops it, and it gives up after 30 minutes regardless.
+            let deadline = Instant::now() + Duration::from_secs(1800);
+            while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
+                if let Ok(rd) = fs::read_dir(&l0) {
+                    for e in rd.flatten() {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        if !name.ends_with(".ltx") || seen.contains(&name) {
+                            continue;
+                        }
+                        let now = Instant::now();
+                        // A file still being written does not decode yet: next time.
+                        if let Ok(bytes) = fs::read(e.path())
+                            && let Some(mark) = newest_mark(&bytes)
+                        {
+                            seen.insert(name);
+                            if let Some(m) = mark
+                                && let Ok(mut v) = f.lock()
+                            {
+                                v.push((now, m));
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Watch {
+            stop,
+            found,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits (bounded) until a file holding marker `want` (or newer) has landed; its time.
+    fn wait(&self, want: u64, timeout: Duration, who: &str) -> Result<Instant> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(at) = self.found.lock().ok().and_then(|v| {
+                v.iter()
+                    .filter(|(_, m)| *m >= want)
+                    .map(|(at, _)| *at)
+                    .min()
+            }) {
+                return Ok(at);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{who}: no replica file held marker {want} within {} s",
+                    timeout.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Stopped on every path out, errors included.
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Row text: a marker, then hex to ~`ROW` bytes.
+const ROW: usize = 1000;
+
+fn row(s: &mut String, x: &mut u64, mark: u64) {
+    s.clear();
+    s.push_str(&format!("lagmark:{mark:010} "));
+    hex_text(s, x, ROW);
+}
+
+/// Figures of the one-big-transaction and bulk-load runs.
+#[derive(Debug, Default, Clone)]
+pub struct Write {
+    /// Whole transaction (big tx) or whole load (bulk), seconds.
+    pub elapsed_s: f64,
+    /// Row data written per second (bulk).
+    pub mb_s: f64,
+    /// The big transaction's COMMIT, or the worst COMMIT of the load, ms.
+    pub commit_ms: f64,
+    /// COMMIT (of the last transaction) returning → the replica holds it.
+    pub lag_ms: f64,
+    pub cpu_s: f64,
+    pub rss_mib: f64,
+    pub uploads: f64,
+    pub mb_up: f64,
+}
+
+/// The application's side of a write run: (figures, when its last COMMIT returned,
+/// the marker that COMMIT carried).
+type Writer<'a> = dyn Fn(&rusqlite::Connection) -> Result<(Write, Instant, u64)> + 'a;
+
+/// Starts the replicator (if any) on a freshly seeded database; runs `write`, which
+/// returns (figures, instant its last COMMIT returned, the marker it carried).
+fn measured(
+    a: &Args,
+    r: Replicator,
+    dest: Dest,
+    server: &S3Server,
+    dir: &Path,
+    what: &str,
+    write: &Writer<'_>,
+) -> Result<Write> {
+    let prefix = format!("{what}-{}-{}-{}", dest.name(), r.name(), unique());
+    let (db, _, c) = crate::fresh(dir, &prefix)?;
+    let t = Target {
+        dest,
+        server,
+        prefix: prefix.clone(),
+        run: dir.join(&prefix),
+    };
+    let res = (|| {
+        let proc = start(a, r, &t, &db)?;
+        let watch = proc.as_ref().map(|_| Watch::start(t.l0_dir()));
+        let (cpu0, _) = proc.as_ref().map_or((0.0, 0), Proc::usage);
+        let (ups0, bytes0) = t.sent();
+        let (mut w, done, mark) = write(&c)?;
+        if let Some(watch) = &watch {
+            let at = watch.wait(mark, Duration::from_secs(300), r.name())?;
+            w.lag_ms = at.saturating_duration_since(done).as_secs_f64() * 1e3;
+        }
+        let (cpu1, rss) = proc.as_ref().map_or((0.0, 0), Proc::usage);
+        let (ups1, bytes1) = t.sent();
+        w.cpu_s = cpu1 - cpu0;
+        w.rss_mib = rss as f64 / 1024.0;
+        w.uploads = (ups1 - ups0) as f64;
+        w.mb_up = (bytes1 - bytes0) as f64 / 1e6;
+        if let Some(watch) = watch {
+            watch.finish();
+        }
+        if let Some(p) = proc {
+            p.stop();
+        }
+        Ok(w)
+    })();
+    drop(c);
+    t.cleanup();
+    res
+}
+
+/// ONE transaction of `mb` MiB.
+pub fn big_tx(
+    a: &Args,
+    r: Replicator,
+    dest: Dest,
+    server: &S3Server,
+    dir: &Path,
+    mb: u64,
+) -> Result<Write> {
+    measured(a, r, dest, server, dir, "bigtx", &|c| {
+        let rows = mb * 1024 * 1024 / ROW as u64;
+        let (mut s, mut x) = (String::with_capacity(ROW + 16), 0x2545_f491_4f6c_dd1du64);
+        let t0 = Instant::now();
+        let tx = c.unchecked_transaction()?;
+        {
+            let mut stmt = tx.prepare("INSERT INTO t(k, v) VALUES (?1, ?2)")?;
+            for i in 0..rows {
+                row(&mut s, &mut x, 1);
+                stmt.execute((i as i64 % 10_007, &s))?;
+            }
+        }
+        let tc = Instant::now();
+        tx.commit()?;
+        let done = Instant::now();
+        let w = Write {
+            elapsed_s: done.duration_since(t0).as_secs_f64(),
+            commit_ms: done.duration_since(tc).as_secs_f64() * 1e3,
+            ..Write::default()
+        };
+        Ok((w, done, 1))
+    })
+}
+
+/// `mb` transactions of 1000 rows (~1 MiB) each, as fast as possible.
+pub fn bulk(
+    a: &Args,
+    r: Replicator,
+    dest: Dest,
+    server: &S3Server,
+    dir: &Path,
+    mb: u64,
+) -> Result<Write> {
+    measured(a, r, dest, server, dir, "bulk", &|c| {
+        let (mut s, mut x) = (String::with_capacity(ROW + 16), 0x2545_f491_4f6c_dd1du64);
+        let mut stmt = c.prepare("INSERT INTO t(k, v) VALUES (?1, ?2)")?;
+        let (mut worst, mut bytes) = (Duration::ZERO, 0usize);
+        let t0 = Instant::now();
+        let mut done = t0;
+        for n in 1..=mb.max(1) {
+            c.execute_batch("BEGIN")?;
+            for i in 0..1000 {
+                row(&mut s, &mut x, n);
+                bytes += s.len();
+                stmt.execute((i % 10_007, &s))?;
+            }
+            let tc = Instant::now();
+            c.execute_batch("COMMIT")?;
+            done = Instant::now();
+            worst = worst.max(done.duration_since(tc));
+        }
+        let secs = done.duration_since(t0).as_secs_f64();
+        let w = Write {
+            elapsed_s: secs,
+            mb_s: bytes as f64 / 1e6 / secs,
+            commit_ms: worst.as_secs_f64() * 1e3,
+            ..Write::default()
+        };
+        Ok((w, done, mb.max(1)))
+    })
+}
+
+/// Initial sync and restore (latest and point in time) figures of one tool.
+#[derive(Debug, Default, Clone)]
+pub struct Restore {
+    pub sync_s: f64,
+    pub sync_rss_mib: f64,
+    pub latest_s: f64,
+    pub latest_rss_mib: f64,
+    pub pit_s: f64,
+    pub pit_rss_mib: f64,
+}
+
+fn rows(db: &Path) -> Result<i64> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)
+}
+
+/// RFC 3339 UTC, whole seconds, of `secs` since the epoch.
+fn rfc3339(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `r` builds its replica of `big` on `dest` and restores it, latest and at a time.
+pub fn restore(
+    a: &Args,
+    r: Replicator,
+    dest: Dest,
+    server: &S3Server,
+    dir: &Path,
+    big: &Path,
+) -> Result<Restore> {
+    let bin = bin(a, r).context("restore needs a replicator")?;
+    let prefix = format!("restore-{}-{}-{}", dest.name(), r.name(), unique());
+    let t = Target {
+        dest,
+        server,
+        prefix: prefix.clone(),
+        run: dir.join(&prefix),
+    };
+    fs::create_dir_all(&t.run)?;
+    let res = (|| {
+        let db = t.run.join("big.db");
+        fs::copy(big, &db)?;
+        let base = rows(&db)?;
+        let cfg = t.config(&db)?;
+        let (sync_s, sync_rss) = timed(
+            Command::new(bin)
+                .args(["replicate", "-once", "-config"])
+                .arg(&cfg),
+            &t.run.join("sync.log"),
+        )?;
+        // A running replicator ships two small transactions a few seconds apart; the
+        // point in time lies between them.
+        let proc = Proc::start_config(bin, &cfg, &t.run.join(format!("{}.log", r.name())))?;
+        std::thread::sleep(Duration::from_millis(1500));
+        let watch = Watch::start(t.l0_dir());
+        let c = open(&db)?;
+        let small = |mark: u64| -> Result<()> {
+            let (mut s, mut x) = (String::new(), 0x1234_5678_9abc_def1u64 ^ mark);
+            let tx = c.unchecked_transaction()?;
+            for _ in 0..100 {
+                row(&mut s, &mut x, mark);
+                tx.execute("INSERT INTO t(v) VALUES (?1)", [&s])?;
+            }
+            tx.commit()?;
+            Ok(())
+        };
+        let shipped = (|| {
+            small(1)?;
+            watch.wait(1, Duration::from_secs(120), r.name())?;
+            // A whole second after the first transaction landed, and a second before
+            // the second one commits.
+            let pit = (now_secs() + 1.0).floor();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while now_secs() < pit + 1.2 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            small(2)?;
+            watch.wait(2, Duration::from_secs(120), r.name())?;
+            Ok::<_, anyhow::Error>(pit as u64)
+        })();
+        watch.finish();
+        proc.stop();
+        drop(c);
+        let pit = shipped?;
+        let src_len = fs::metadata(big)?.len();
+        let run_restore = |extra: &[String], tag: &str| -> Result<(f64, u64, PathBuf)> {
+            let out = t.run.join(format!("restored-{tag}.db"));
+            let (secs, rss) = timed(
+                Command::new(bin)
+                    .arg("restore")
+                    .arg("-o")
+                    .arg(&out)
+                    .args(extra)
+                    .arg(t.url())
+                    .env("LITESTREAM_ACCESS_KEY_ID", ACCESS_KEY)
+                    .env("LITESTREAM_SECRET_ACCESS_KEY", SECRET_KEY),
+                &t.run.join(format!("restore-{tag}.log")),
+            )?;
+            Ok((secs, rss, out))
+        };
+        // Checking opens the restored database, which leaves -wal and -shm files.
+        let remove = |db: &Path| {
+            for ext in ["", "-wal", "-shm"] {
+                let _ = fs::remove_file(format!("{}{ext}", db.display()));
+            }
+        };
+        let (latest_s, latest_rss, out) = run_restore(&[], "latest")?;
+        let (len, n) = (fs::metadata(&out)?.len(), rows(&out)?);
+        if len < src_len || n != base + 200 {
+            bail!(
+                "{} {}: latest restore has {len} bytes (source {src_len}) and {n} rows (expected {})",
+                r.name(),
+                dest.name(),
+                base + 200
+            );
+        }
+        remove(&out);
+        let (pit_s, pit_rss, out) = run_restore(&["-timestamp".into(), rfc3339(pit)], "pit")?;
+        let n = rows(&out)?;
+        if n != base + 100 {
+            bail!(
+                "{} {}: restore at {} has {n} rows (expected {})",
+                r.name(),
+                dest.name(),
+                rfc3339(pit),
+                base + 100
+            );
+        }
+        remove(&out);
+        Ok(Restore {
+            sync_s,
+            sync_rss_mib: sync_rss as f64 / 1024.0,
+            latest_s,
+            latest_rss_mib: latest_rss as f64 / 1024.0,
+            pit_s,
+            pit_rss_mib: pit_rss as f64 / 1024.0,
+        })
+    })();
+    t.cleanup();
+    res
+}
+
+/// Seconds to copy `src` and fsync the copy: the physical limit of a restore.
+pub fn cp_fsync(src: &Path, dir: &Path) -> Result<f64> {
+    let dst = dir.join("cp-fsync.db");
+    let t = Instant::now();
+    let mut i = fs::File::open(src)?;
+    let mut o = fs::File::create(&dst)?;
+    std::io::copy(&mut i, &mut o)?;
+    o.flush()?;
+    o.sync_all()?;
+    let secs = t.elapsed().as_secs_f64();
+    drop(o);
+    fs::remove_file(&dst)?;
+    Ok(secs)
+}
+
+fn cell(v: &[f64], digits: usize) -> String {
+    if v.is_empty() {
+        "—".into()
+    } else if v.len() >= 2 {
+        format!("{:.*} ({:.*})", digits, median(v), digits, spread(v))
+    } else {
+        format!("{:.*}", digits, median(v))
+    }
+}
+
+fn ratio(l: &[f64], t: &[f64]) -> String {
+    let (l, t) = (median(l), median(t));
+    if l > 0.0 && !t.is_nan() {
+        format!("{:.2}×", t / l)
+    } else {
+        "—".into()
+    }
+}
+
+const TOOLS: [Replicator; 3] = [
+    Replicator::None,
+    Replicator::Litestream,
+    Replicator::Tideline,
+];
+
+/// The big-transaction and bulk-load groups; prints their tables.
+pub fn run_writes(a: &Args, server: &S3Server, dir: &Path) -> Result<()> {
+    // [kind][dest][tool] → rounds
+    let mut res: Vec<Vec<Vec<Vec<Write>>>> = vec![vec![vec![Vec::new(); 3]; 2]; 2];
+    let kinds: Vec<usize> = [(0, a.big_tx), (1, a.bulk)]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(k, _)| *k)
+        .collect();
+    for round in 0..a.heavy_rounds {
+        for &k in &kinds {
+            for (d, dest) in [Dest::Folder, Dest::S3].into_iter().enumerate() {
+                for (i, &r) in TOOLS.iter().enumerate() {
+                    eprintln!(
+                        "round {}: {} {}, {}",
+                        round + 1,
+                        if k == 0 {
+                            "one big transaction"
+                        } else {
+                            "bulk load"
+                        },
+                        dest.name(),
+                        r.name()
+                    );
+                    let w = if k == 0 {
+                        big_tx(a, r, dest, server, dir, a.tx_mb)?
+                    } else {
+                        bulk(a, r, dest, server, dir, a.bulk_mb)?
+                    };
+                    res[k][d][i].push(w);
+                }
+            }
+        }
+    }
+    for &k in &kinds {
+        let title = if k == 0 {
+            format!("one {} MiB transaction", a.tx_mb)
+        } else {
+            format!("bulk load of {} MiB, 1000-row transactions", a.bulk_mb)
+        };
+        println!("\n{title}, {} round(s); median (spread)\n", a.heavy_rounds);
+        println!("| workload | figure | none | litestream | tideline | ratio |");
+        println!("|---|---|---:|---:|---:|---:|");
+        type Get = fn(&Write) -> f64;
+        let mut figures: Vec<(&str, Get, usize, bool, bool)> = Vec::new();
+        // (name, get, digits, with none, S3 only)
+        if k == 0 {
+            figures.push(("transaction time, s", |w| w.elapsed_s, 2, true, false));
+            figures.push(("COMMIT, ms", |w| w.commit_ms, 1, true, false));
+        } else {
+            figures.push(("elapsed, s", |w| w.elapsed_s, 2, true, false));
+            figures.push(("MB/s (row data)", |w| w.mb_s, 1, true, false));
+            figures.push(("worst COMMIT, ms", |w| w.commit_ms, 1, true, false));
+        }
+        figures.push(("lag after COMMIT, ms", |w| w.lag_ms, 0, false, false));
+        figures.push(("replicator CPU s", |w| w.cpu_s, 2, false, false));
+        figures.push(("replicator peak RSS, MiB", |w| w.rss_mib, 1, false, false));
+        figures.push(("uploads", |w| w.uploads, 0, false, true));
+        figures.push(("MB uploaded", |w| w.mb_up, 1, false, true));
+        for (d, dest) in [Dest::Folder, Dest::S3].into_iter().enumerate() {
+            for &(name, get, digits, with_none, s3_only) in &figures {
+                if s3_only && dest != Dest::S3 {
+                    continue;
+                }
+                let v: Vec<Vec<f64>> = res[k][d]
+                    .iter()
+                    .map(|ws| ws.iter().map(get).collect())
+                    .collect();
+                let none = if with_none {
+                    cell(&v[0], digits)
+                } else {
+                    "—".into()
+                };
+                println!(
+                    "| {} | {name} | {none} | {} | {} | {} |",
+                    dest.name(),
+                    cell(&v[1], digits),
+                    cell(&v[2], digits),
+                    ratio(&v[1], &v[2])
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The restore group at the large and huge sizes; prints its table.
+pub fn run_restores(a: &Args, server: &S3Server, dir: &Path) -> Result<()> {
+    let tools = [Replicator::Litestream, Replicator::Tideline];
+    let mut sizes = vec![(a.big_mb, a.heavy_rounds)];
+    if a.huge_mb != a.big_mb {
+        sizes.push((a.huge_mb, 1));
+    }
+    // per size: (db MB, cp+fsync seconds, [dest][tool] → rounds)
+    let mut all = Vec::new();
+    for &(mb, rounds) in &sizes {
+        eprintln!("building a {mb} MiB database");
+        let t = Instant::now();
+        let big = s3::big_db(dir, mb)?;
+        eprintln!("  ({:.1} s)", t.elapsed().as_secs_f64());
+        let db_mb = fs::metadata(&big)?.len() as f64 / 1e6;
+        let mut cp = Vec::new();
+        let mut res: Vec<Vec<Vec<Restore>>> = vec![vec![Vec::new(); 2]; 2];
+        for round in 0..rounds {
+            // The physical limit: the better of two copies (the disk is shared).
+            cp.push(cp_fsync(&big, dir)?.min(cp_fsync(&big, dir)?));
+            for (d, dest) in [Dest::Folder, Dest::S3].into_iter().enumerate() {
+                for (i, &r) in tools.iter().enumerate() {
+                    eprintln!(
+                        "round {}: {mb} MiB initial sync + restore, {}, {}",
+                        round + 1,
+                        dest.name(),
+                        r.name()
+                    );
+                    res[d][i].push(restore(a, r, dest, server, dir, &big)?);
+                }
+            }
+        }
+        all.push((mb, rounds, db_mb, cp, res));
+    }
+    println!(
+        "\ninitial sync and restore (latest, and -timestamp between two later transactions); median (spread) where ≥ 2 rounds\n"
+    );
+    println!("| database | from | figure | cp+fsync | litestream | tideline | ratio |");
+    println!("|---|---|---|---:|---:|---:|---:|");
+    type Get = fn(&Restore) -> f64;
+    for (mb, rounds, db_mb, cp, res) in &all {
+        let cp_mbs: Vec<f64> = cp.iter().map(|s| db_mb / s.max(0.001)).collect();
+        let figures: [(&str, Get, usize, Option<&Vec<f64>>); 8] = [
+            ("initial sync until restorable, s", |r| r.sync_s, 2, None),
+            ("initial sync peak RSS, MiB", |r| r.sync_rss_mib, 1, None),
+            ("restore latest, s", |r| r.latest_s, 2, Some(cp)),
+            ("restore latest, MB/s", |r| r.latest_s, 0, Some(&cp_mbs)),
+            (
+                "restore latest peak RSS, MiB",
+                |r| r.latest_rss_mib,
+                1,
+                None,
+            ),
+            ("restore point in time, s", |r| r.pit_s, 2, Some(cp)),
+            ("restore point in time, MB/s", |r| r.pit_s, 0, Some(&cp_mbs)),
+            (
+                "restore point in time peak RSS, MiB",
+                |r| r.pit_rss_mib,
+                1,
+                None,
+            ),
+        ];
+        for (d, dest) in [Dest::Folder, Dest::S3].into_iter().enumerate() {
+            for &(name, get, digits, cpv) in &figures {
+                let per_s = name.ends_with("MB/s");
+                let v: Vec<Vec<f64>> = res[d]
+                    .iter()
+                    .map(|rs| {
+                        rs.iter()
+                            .map(|r| {
+                                if per_s {
+                                    db_mb / get(r).max(0.001)
+                                } else {
+                                    get(r)
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let cpc = cpv.map_or("—".into(), |c| cell(c, digits));
+                println!(
+                    "| {db_mb:.0} MB ({mb} MiB, {rounds} round(s)) | {} | {name} | {cpc} | {} | {} | {} |",
+                    dest.name(),
+                    cell(&v[0], digits),
+                    cell(&v[1], digits),
+                    ratio(&v[0], &v[1])
+                );
+            }
+        }
+    }
+    Ok(())
+}
