@@ -819,8 +819,16 @@ impl Database {
         self.last_checkpoint = Some(clock);
         let mut captured = Vec::new();
         if mode == "TRUNCATE" {
-            // Rare (a WAL of ~500 MB): blocks writers until done; the next sync sees the
-            // reset WAL and writes a full-database L0, as Litestream does.
+            // The WAL reached truncate-page-n (~500 MB): a bulk load, or a writer that
+            // kept our barrier out. Try the PASSIVE protocol first, as Litestream does:
+            // when it restarts the WAL nothing is lost and no full copy is needed.
+            let passive = self.checkpoint("PASSIVE", now, clock)?;
+            if passive.restarted {
+                return Ok(passive);
+            }
+            captured = passive.captured;
+            // Then TRUNCATE: blocks writers until done; the next sync sees the reset
+            // WAL and writes a full-database L0, as Litestream does.
             let t = Instant::now();
             self.sync_all(now, &mut captured)?;
             end_read(&self.reader).map_err(&sq)?;
@@ -936,8 +944,12 @@ const PHASE1_ROUNDS: usize = 3;
 /// A tail of at most this many uncaptured frames is left to the locked second phase.
 const SMALL_TAIL_FRAMES: u64 = 256;
 
-/// How long phase 2 of a checkpoint waits for the write lock before deferring.
-const BARRIER_WAIT: Duration = Duration::from_millis(100);
+/// How long phase 2 of a checkpoint first waits for the write lock before deferring
+/// (doubling at each deferral, up to `busy-timeout`). Waiting holds nothing, so it costs
+/// the application nothing; it only delays our own loop. 100 ms was too short for a
+/// writer committing 1 MiB transactions back to back: the barrier was deferred until
+/// the WAL reached truncate-page-n and was cut by a TRUNCATE (a full-database L0).
+const BARRIER_WAIT: Duration = Duration::from_millis(250);
 
 fn read_wal_header(path: &Path) -> io::Result<WalHeader> {
     let mut b = [0u8; WAL_HEADER_SIZE];

@@ -350,6 +350,35 @@ fn an_application_checkpointing_after_every_commit_does_not_stop_restarts() {
     assert_eq!(digest(&Connection::open(&out).unwrap()), digest(&c));
 }
 
+/// At truncate-page-n the PASSIVE protocol is tried first: when it restarts the WAL,
+/// nothing is lost, and no full-database L0 follows (a TRUNCATE would force one).
+#[test]
+fn a_due_truncate_restarts_without_a_full_copy_when_it_can() {
+    let (dir, path, c) = setup();
+    let meta = default_meta_dir(&path);
+    let opts = DbOptions {
+        truncate_page_n: 200,
+        ..quick()
+    };
+    let mut db = Database::open(&path, opts).unwrap();
+    db.sync(SystemTime::now()).unwrap();
+    for step in 0..40 {
+        transaction(&c, step);
+    }
+    while db.sync(SystemTime::now()).unwrap().is_some_and(|c| c.more) {}
+    assert_eq!(db.checkpoint_due(Instant::now()), Some("TRUNCATE"));
+    let ck = db
+        .checkpoint("TRUNCATE", SystemTime::now(), Instant::now())
+        .unwrap();
+    assert_eq!((ck.mode, ck.restarted), ("PASSIVE", true));
+    transaction(&c, 40);
+    let next = db.sync(SystemTime::now()).unwrap().unwrap();
+    assert_eq!(next.snapshot, None, "incremental across the restart");
+    let out = dir.path().join("restored.db");
+    restore_to(&meta, Target::Latest, &out).unwrap();
+    assert_eq!(digest(&Connection::open(&out).unwrap()), digest(&c));
+}
+
 #[test]
 fn a_truncate_checkpoint_never_loses_frames() {
     let (dir, path, c) = setup();
@@ -371,9 +400,25 @@ fn a_truncate_checkpoint_never_loses_frames() {
     while db.sync(SystemTime::now()).unwrap().is_some_and(|c| c.more) {}
     transaction(&c, 40);
     assert_eq!(db.checkpoint_due(Instant::now()), Some("TRUNCATE"));
+    // Another writer keeps our barrier out (longer than its first wait), so the
+    // PASSIVE attempt that comes first is deferred and the TRUNCATE runs.
+    let (held_tx, held) = std::sync::mpsc::channel();
+    let holder = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let other = app(&path);
+            other.execute_batch("BEGIN IMMEDIATE").unwrap();
+            held_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(700));
+            other.execute_batch("ROLLBACK").unwrap();
+        })
+    };
+    held.recv_timeout(Duration::from_secs(10)).unwrap();
     let ck = db
         .checkpoint("TRUNCATE", SystemTime::now(), Instant::now())
         .unwrap();
+    holder.join().unwrap();
+    assert_eq!(ck.mode, "TRUNCATE");
     assert!(
         !ck.captured.is_empty(),
         "the last transaction was captured first"
