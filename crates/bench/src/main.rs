@@ -32,7 +32,7 @@
 //!   the replica holds it, replicator CPU and peak RSS, S3 uploads and bytes
 //!   (`--no-bigtx` skips it);
 //! * **bulk load** of `--bulk-mb` MiB (256; 16 with `--quick`) in 1000-row (~1 MiB)
-//!   transactions as fast as possible: elapsed, MB/s, worst COMMIT, lag of the last
+//!   transactions as fast as possible: elapsed, MB/s, worst transaction, lag of the last
 //!   commit, CPU, RSS, uploads (`--no-bulk`);
 //! * **initial sync and restore** at `--big-mb` (`--heavy-rounds` rounds) and
 //!   `--huge-mb` MiB (1024; 64 with `--quick`; 1 round): `replicate -once` until
