@@ -9,7 +9,8 @@
 //!   seconds and peak RSS, and for S3 the uploads and bytes uploaded.
 //! * **bulk load** (`--bulk-mb`, 256 MiB): transactions of 1000 rows (~1 MiB) as fast
 //!   as possible, default auto-checkpoint: elapsed time, MB/s of row data, worst
-//!   COMMIT, lag of the last commit, CPU, RSS, uploads.
+//!   transaction (BEGIN to the end of COMMIT), lag of the last commit, CPU, RSS,
+//!   uploads.
 //! * **restore** of the large (`--big-mb`) and huge (`--huge-mb`) databases: each tool
 //!   builds its own replica (`replicate -once`: initial sync until restorable), then a
 //!   running replicator ships two small transactions a few seconds apart; `restore`
