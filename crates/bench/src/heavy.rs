@@ -18,19 +18,17 @@
 //!   `/usr/bin/time` and checked by row count. `cp` + fsync of the same file is the
 //!   physical limit printed beside (the better of two copies per round).
 
-use std::collections::HashSet;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use tideline_testkit::{ACCESS_KEY, S3Server, SECRET_KEY};
 
-use crate::s3::{self, hex_text, newest_mark, timed, unique};
+use crate::s3::{self, hex_text, timed, unique};
+use crate::watch::Watch;
 use crate::{Args, Proc, Replicator, median, open, spread};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,98 +138,6 @@ fn start(a: &Args, r: Replicator, t: &Target, db: &Path) -> Result<Option<Proc>>
     // Let the initial copy and any start-up work settle.
     std::thread::sleep(Duration::from_millis(1500));
     Ok(Some(p))
-}
-
-/// Watches a level-0 directory in the background and decodes each new LTX file once,
-/// recording when it was listed and the newest row marker in it.
-struct Watch {
-    stop: Arc<AtomicBool>,
-    found: Arc<Mutex<Vec<(Instant, u64)>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Watch {
-    /// Files already there are skipped (not decoded).
-    fn start(l0: PathBuf) -> Watch {
-        let stop = Arc::new(AtomicBool::new(false));
-        let found = Arc::new(Mutex::new(Vec::new()));
-        let (s, f) = (Arc::clone(&stop), Arc::clone(&found));
-        let mut seen: HashSet<String> = fs::read_dir(&l0)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let thread = std::thread::spawn(move || {
-            // Bounded: the caller stops it, and it gives up after 30 minutes regardless.
-            let deadline = Instant::now() + Duration::from_secs(1800);
-            while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
-                if let Ok(rd) = fs::read_dir(&l0) {
-                    for e in rd.flatten() {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        if !name.ends_with(".ltx") || seen.contains(&name) {
-                            continue;
-                        }
-                        let now = Instant::now();
-                        // A file still being written does not decode yet: next time.
-                        if let Ok(bytes) = fs::read(e.path())
-                            && let Some(mark) = newest_mark(&bytes)
-                        {
-                            seen.insert(name);
-                            if let Some(m) = mark
-                                && let Ok(mut v) = f.lock()
-                            {
-                                v.push((now, m));
-                            }
-                        }
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        Watch {
-            stop,
-            found,
-            thread: Some(thread),
-        }
-    }
-
-    /// Waits (bounded) until a file holding marker `want` (or newer) has landed; its time.
-    fn wait(&self, want: u64, timeout: Duration, who: &str) -> Result<Instant> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(at) = self.found.lock().ok().and_then(|v| {
-                v.iter()
-                    .filter(|(_, m)| *m >= want)
-                    .map(|(at, _)| *at)
-                    .min()
-            }) {
-                return Ok(at);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{who}: no replica file held marker {want} within {} s",
-                    timeout.as_secs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn finish(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Stopped on every path out, errors included.
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }
 
 /// Row text: a marker, then hex to ~`ROW` bytes.
@@ -402,25 +308,10 @@ fn rows(db: &Path) -> Result<i64> {
     Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)
 }
 
-/// RFC 3339 UTC, whole seconds, of `secs` since the epoch.
+/// RFC 3339 UTC, whole seconds, of `secs` since the epoch (the engine's formatter, the
+/// one `tideline restore -timestamp` parses back).
 fn rfc3339(secs: u64) -> String {
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    tideline_engine::time::format_rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 fn now_secs() -> f64 {

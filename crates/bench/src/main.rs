@@ -59,6 +59,7 @@ use rusqlite::Connection;
 
 mod heavy;
 mod s3;
+mod watch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Replicator {

@@ -11,17 +11,15 @@
 //!   restorable, then `restore` of the same replica by each tool: seconds, MB/s and
 //!   peak RSS (`/usr/bin/time`).
 
-use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tideline_testkit::{ACCESS_KEY, BUCKET, Op, REGION, S3Server, SECRET_KEY};
 
+use crate::watch::Watch;
 use crate::{Args, Proc, Replicator, median, open};
 
 /// The replica config both tools read.
@@ -48,81 +46,6 @@ pub(crate) fn url(server: &S3Server, prefix: &str) -> String {
 pub(crate) fn uploads(server: &S3Server) -> u64 {
     let c = server.counts();
     c.get(&Op::Put).copied().unwrap_or(0) + c.get(&Op::UploadPart).copied().unwrap_or(0)
-}
-
-/// Watches a level-0 directory of the server and records, for each L0 object as it
-/// lands, the arrival time and the newest row marker in it.
-struct Observer {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<(Instant, u64)>>,
-}
-
-const MARK: &[u8] = b"lagmark:";
-
-pub(crate) fn newest_mark(bytes: &[u8]) -> Option<Option<u64>> {
-    let mut dec = tideline_ltx::Decoder::new(bytes).ok()?;
-    let mut best = None;
-    while let Some(_pgno) = dec.next_page().ok()? {
-        let page = dec.page();
-        let mut at = 0;
-        while let Some(pos) = find(&page[at..], MARK) {
-            let start = at + pos + MARK.len();
-            if let Some(d) = page.get(start..start + 10)
-                && let Ok(s) = std::str::from_utf8(d)
-                && let Ok(n) = s.parse::<u64>()
-            {
-                best = best.max(Some(n));
-            }
-            at = start;
-        }
-    }
-    dec.finish().ok()?;
-    Some(best)
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-impl Observer {
-    fn start(l0_dir: PathBuf) -> Observer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let mut seen = HashSet::new();
-            let mut out = Vec::new();
-            // Bounded: the caller stops it, and it gives up after 10 minutes regardless.
-            let deadline = Instant::now() + Duration::from_secs(600);
-            while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
-                if let Ok(rd) = fs::read_dir(&l0_dir) {
-                    for e in rd.flatten() {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        if !name.ends_with(".ltx") || seen.contains(&name) {
-                            continue;
-                        }
-                        let now = Instant::now();
-                        // A file still being written does not decode yet: next time.
-                        if let Ok(bytes) = fs::read(e.path())
-                            && let Some(mark) = newest_mark(&bytes)
-                        {
-                            seen.insert(name);
-                            if let Some(m) = mark {
-                                out.push((now, m));
-                            }
-                        }
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            out
-        });
-        Observer { stop, thread }
-    }
-
-    fn finish(self) -> Vec<(Instant, u64)> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or_default()
-    }
 }
 
 /// One steady-rate run's figures.
@@ -186,7 +109,7 @@ pub fn steady(
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let observer = Observer::start(l0_dir);
+    let watch = Watch::start(l0_dir);
     let (ups0, bytes0) = (uploads(server), server.bytes_in());
     let (cpu0, _) = proc.usage();
 
@@ -203,37 +126,8 @@ pub fn steady(
         committed.push(Instant::now());
     }
     // Wait (bounded) for the last commit to land.
-    let last = n - 1;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let arrivals = loop {
-        std::thread::sleep(Duration::from_millis(50));
-        if Instant::now() > deadline {
-            break None;
-        }
-        // Peek without stopping: the observer's results come at the end; poll files.
-        if server
-            .object_path(&format!("{prefix}/0000"))
-            .read_dir()
-            .map(|d| {
-                d.flatten().any(|e| {
-                    fs::read(e.path())
-                        .ok()
-                        .and_then(|b| newest_mark(&b))
-                        .flatten()
-                        .is_some_and(|m| m >= last)
-                })
-            })
-            .unwrap_or(false)
-        {
-            break Some(());
-        }
-    };
-    // Let the observer see it too.
-    std::thread::sleep(Duration::from_millis(20));
-    let arrivals_list = observer.finish();
-    if arrivals.is_none() {
-        bail!("{}: the last commit did not reach S3 within 30 s", r.name());
-    }
+    watch.wait(n - 1, Duration::from_secs(30), r.name())?;
+    let arrivals_list = watch.finish();
     let (cpu1, rss) = proc.usage();
     let (ups, bytes) = (uploads(server) - ups0, server.bytes_in() - bytes0);
 

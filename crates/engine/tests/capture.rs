@@ -180,6 +180,23 @@ fn every_txid_restores_the_state_the_application_had() {
     );
 }
 
+/// An application thread committing `transaction`s until `stop` (or 20 s): busy, but
+/// not a tight loop that never releases the lock. Returns how many it committed.
+fn busy_writer(path: &Path, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    let (stop, path) = (Arc::clone(stop), path.to_owned());
+    std::thread::spawn(move || {
+        let c = app(&path);
+        let mut step = 0;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            transaction(&c, step);
+            step += 1;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        step
+    })
+}
+
 #[test]
 fn a_concurrent_writer_loses_nothing_across_checkpoints() {
     let (dir, path, c) = setup();
@@ -193,21 +210,7 @@ fn a_concurrent_writer_loses_nothing_across_checkpoints() {
     db.sync(SystemTime::now()).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (stop, path) = (Arc::clone(&stop), path.clone());
-        std::thread::spawn(move || {
-            let c = app(&path);
-            let mut step = 0;
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                transaction(&c, step);
-                step += 1;
-                // A busy application, not a tight loop that never releases the lock.
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            step
-        })
-    };
+    let writer = busy_writer(&path, &stop);
     let clock = Instant::now();
     let (mut checkpoints, mut restarts, mut deferred, mut worst) = (0, 0, 0, Duration::ZERO);
     let mut snapshots = 0;
@@ -292,21 +295,8 @@ fn an_application_checkpointing_after_every_commit_does_not_stop_restarts() {
     db.sync(SystemTime::now()).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (stop, path) = (Arc::clone(&stop), path.clone());
-        std::thread::spawn(move || {
-            // SQLite's default automatic checkpoint (1000 pages).
-            let c = app(&path);
-            let mut step = 0;
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                transaction(&c, step);
-                step += 1;
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            step
-        })
-    };
+    // (SQLite's default automatic checkpoint: 1000 pages.)
+    let writer = busy_writer(&path, &stop);
     let clock = Instant::now();
     let (mut done, mut restarts, mut snapshots) = (0, 0, 0usize);
     while clock.elapsed() < Duration::from_secs(3) {
