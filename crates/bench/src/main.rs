@@ -98,6 +98,17 @@ struct Args {
     heavy_rounds: usize,
 }
 
+const USAGE: &str = "\
+usage: tideline-bench [--quick] [--rounds N] [--seconds S] [--litestream PATH]
+                      [--tideline PATH] [--dir DIR] [--no-folder] [--no-s3]
+                      [--no-bigtx] [--no-bulk] [--no-restore] [--big-mb N] [--huge-mb N]
+                      [--tx-mb N] [--bulk-mb N] [--heavy-rounds N] [--idle-seconds N]
+
+Runs the same workloads against no replication, Litestream and tideline, alternating,
+and prints one table of medians and spreads. The full suite takes about 30 minutes on
+two cores; --quick a few minutes. Workloads and flags: docs/benchmarks.md and the doc
+comment of crates/bench/src/main.rs.";
+
 fn parse_args() -> Result<Args> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut a = Args {
@@ -123,6 +134,10 @@ fn parse_args() -> Result<Args> {
     while let Some(arg) = it.next() {
         let mut val = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
         match arg.as_str() {
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             "--quick" => {
                 a.rounds = 1;
                 a.seconds = 3;
@@ -151,7 +166,7 @@ fn parse_args() -> Result<Args> {
             "--tideline" => a.tideline = val("--tideline")?.into(),
             "--dir" => a.dir = Some(val("--dir")?.into()),
             other => {
-                bail!("unknown argument {other:?}; see the doc comment in crates/bench/src/main.rs")
+                bail!("unknown argument {other:?}\n\n{USAGE}")
             }
         }
     }
