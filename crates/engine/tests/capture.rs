@@ -80,6 +80,15 @@ fn digest(c: &Connection) -> String {
     c.query_row("SELECT count(*) || ':' || ifnull(sum(length(v) * id + n), 0) || ':' || ifnull(max(id), 0) FROM t", [], |r| r.get(0)).unwrap()
 }
 
+/// Restores the latest state from `meta` to `<dir>/restored.db` and asserts it holds
+/// what `app` sees. The restored file's path.
+fn assert_restores_latest(meta: &Path, dir: &Path, app: &Connection) -> PathBuf {
+    let out = dir.join("restored.db");
+    restore_to(meta, Target::Latest, &out).unwrap();
+    assert_eq!(digest(&Connection::open(&out).unwrap()), digest(app));
+    out
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -333,11 +342,8 @@ fn an_application_checkpointing_after_every_commit_does_not_stop_restarts() {
     // copies everything at the instant our read mark moves, its next write restarts
     // the WAL, which we answer with a full copy. The restore below covers it.)
     eprintln!("{snapshots} full-database L0 files after the first");
-    let out = dir.path().join("restored.db");
-    restore_to(&meta, Target::Latest, &out).unwrap();
     drop(db);
-    let c = app(&path);
-    assert_eq!(digest(&Connection::open(&out).unwrap()), digest(&c));
+    assert_restores_latest(&meta, dir.path(), &app(&path));
 }
 
 /// At truncate-page-n the PASSIVE protocol is tried first: when it restarts the WAL,
@@ -364,9 +370,7 @@ fn a_due_truncate_restarts_without_a_full_copy_when_it_can() {
     transaction(&c, 40);
     let next = db.sync(SystemTime::now()).unwrap().unwrap();
     assert_eq!(next.snapshot, None, "incremental across the restart");
-    let out = dir.path().join("restored.db");
-    restore_to(&meta, Target::Latest, &out).unwrap();
-    assert_eq!(digest(&Connection::open(&out).unwrap()), digest(&c));
+    assert_restores_latest(&meta, dir.path(), &c);
 }
 
 #[test]
@@ -461,9 +465,7 @@ fn the_position_survives_a_restart_of_the_replicator() {
         (Txid(3), None),
         "incremental after a restart"
     );
-    let out = dir.path().join("r.db");
-    restore_to(&meta, Target::Latest, &out).unwrap();
-    assert_eq!(digest(&Connection::open(&out).unwrap()), digest(&c));
+    assert_restores_latest(&meta, dir.path(), &c);
 }
 
 #[test]
@@ -498,9 +500,7 @@ fn a_wal_reset_while_stopped_gives_a_full_copy_that_restores() {
         "{:?}",
         cap.snapshot
     );
-    let out = dir.path().join("r.db");
-    restore_to(&meta, Target::Latest, &out).unwrap();
-    assert_eq!(digest(&Connection::open(&out).unwrap()), digest(&c));
+    let out = assert_restores_latest(&meta, dir.path(), &c);
     // And the TXID before the reset still restores to its own state.
     restore_to(&meta, Target::Txid(Txid(2)), &out).unwrap();
 }
@@ -555,12 +555,7 @@ fn another_process_closing_last_cannot_take_the_wal() {
     );
     let cap = db.sync(SystemTime::now()).unwrap().unwrap();
     assert_eq!(cap.snapshot, None, "capture continues incrementally");
-    let out = dir.path().join("r.db");
-    restore_to(&meta, Target::Latest, &out).unwrap();
-    assert_eq!(
-        digest(&Connection::open(&out).unwrap()),
-        digest(&app(&path))
-    );
+    assert_restores_latest(&meta, dir.path(), &app(&path));
 }
 
 #[test]
@@ -586,9 +581,7 @@ fn large_transactions_are_read_in_bounded_steps() {
         assert!(files < 1000, "bounded");
     }
     assert!(files > 2, "split into {files} files");
-    let out = dir.path().join("r.db");
-    restore_to(&meta, Target::Latest, &out).unwrap();
-    assert_eq!(digest(&Connection::open(&out).unwrap()), digest(&c));
+    assert_restores_latest(&meta, dir.path(), &c);
 }
 
 #[test]
