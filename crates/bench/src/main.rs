@@ -327,7 +327,7 @@ struct MaxRate {
 
 fn max_rate(a: &Args, r: Replicator, dir: &Path) -> Result<MaxRate> {
     let (db, replica, c) = fresh(dir, &format!("maxrate-{}", r.name()))?;
-    let proc = start(a, r, &db, &replica, dir)?;
+    let proc = start(a, r, &db, &replica)?;
     let t0 = Instant::now();
     let (mut n, mut worst) = (0u64, Duration::ZERO);
     let mut stmt =
@@ -358,7 +358,7 @@ struct Sparse {
 
 fn sparse(a: &Args, r: Replicator, dir: &Path) -> Result<Sparse> {
     let (db, replica, c) = fresh(dir, &format!("sparse-{}", r.name()))?;
-    let proc = start(a, r, &db, &replica, dir)?.context("sparse needs a replicator")?;
+    let proc = start(a, r, &db, &replica)?.context("sparse needs a replicator")?;
     // Let the initial copy and any start-up work settle.
     std::thread::sleep(Duration::from_millis(1500));
     let mut lags = Vec::new();
@@ -382,13 +382,16 @@ fn sparse(a: &Args, r: Replicator, dir: &Path) -> Result<Sparse> {
     })
 }
 
-fn start(a: &Args, r: Replicator, db: &Path, replica: &Path, dir: &Path) -> Result<Option<Proc>> {
+/// Starts `r` on `db`, logging to `<db's directory>/<replicator>.log` (one log per
+/// workload, kept after the run for a look at what the replicator did).
+fn start(a: &Args, r: Replicator, db: &Path, replica: &Path) -> Result<Option<Proc>> {
     let bin = match r {
         Replicator::None => return Ok(None),
         Replicator::Litestream => &a.litestream,
         Replicator::Tideline => &a.tideline,
     };
-    let p = Proc::start(bin, db, replica, &dir.join(format!("{}.log", r.name())))?;
+    let log = db.with_file_name(format!("{}.log", r.name()));
+    let p = Proc::start(bin, db, replica, &log)?;
     wait_first_copy(replica)?;
     Ok(Some(p))
 }

@@ -332,6 +332,11 @@ fn paced(interval: Duration) -> Duration {
     interval - (interval / 10).min(Duration::from_millis(100))
 }
 
+/// WAL captured at once beyond which it is flushed before the read mark moves (see
+/// `Database::flush_wal`); below it, as after a few small commits, the application's
+/// own fsync is short and ours would only add lag.
+const FLUSH_WAL_BYTES: u64 = 4 << 20;
+
 /// Replicates `dbs` until `shutdown` completes (or once, with `settings.once`).
 /// Fails fast if a database cannot be opened at start (missing, not SQLite, already
 /// replicated, unusable replica config); later failures are retried and reported as
@@ -528,6 +533,9 @@ impl DbTask {
                     }
                 }
                 if out.last().is_some_and(|c| !c.more) {
+                    if out.iter().map(|c| c.wal_bytes).sum::<u64>() >= FLUSH_WAL_BYTES {
+                        db.flush_wal();
+                    }
                     db.advance_read_mark()?;
                 }
                 let ck = match db.checkpoint_due(Instant::now()) {

@@ -148,6 +148,13 @@ fn every_txid_restores_the_state_the_application_had() {
             cap.snapshot, None,
             "step {step}: incremental, not a full copy"
         );
+        // What the application wrote: whole frames, at least one per transaction.
+        let frame = 24 + u64::from(db.page_size());
+        assert!(
+            cap.wal_bytes >= frame && cap.wal_bytes.is_multiple_of(frame),
+            "step {step}: {} WAL bytes",
+            cap.wal_bytes
+        );
         states.push((cap.info.max_txid, digest(&c)));
         if step % 10 == 9 {
             let ck = db.checkpoint("PASSIVE", SystemTime::now(), clock).unwrap();
