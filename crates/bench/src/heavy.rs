@@ -100,7 +100,15 @@ impl Target<'_> {
         }
     }
 
+    /// Removes the run's files, keeping the replicator's log beside them
+    /// (`<prefix>.log`) for a look at what it did.
     fn cleanup(&self) {
+        for r in [Replicator::Litestream, Replicator::Tideline] {
+            let _ = fs::rename(
+                self.run.join(format!("{}.log", r.name())),
+                self.run.with_extension("log"),
+            );
+        }
         let _ = fs::remove_dir_all(&self.run);
         if self.dest == Dest::S3 {
             let _ = fs::remove_dir_all(self.server.object_path(&self.prefix));

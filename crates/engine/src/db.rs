@@ -783,7 +783,7 @@ impl Database {
     }
 
     /// Writes the application's WAL pages to disk (best effort, no lock held), before
-    /// our read mark moves over them. The application's next automatic checkpoint
+    /// the replicator moves our read mark over them after a large capture. The application's next automatic checkpoint
     /// fsyncs the WAL up to the mark inside one of its COMMITs; under a fast writer that
     /// was everything written since the last mark, hundreds of MB and a 200–300 ms
     /// commit. Flushed here, what is left for it is what was written meanwhile. An
@@ -874,7 +874,6 @@ impl Database {
             if round > 0 {
                 self.sync_all(now, &mut captured)?;
             }
-            self.flush_wal();
             end_read(&self.reader).map_err(&sq)?;
             begin_read(&self.reader).map_err(&sq)?;
             // `log` is the number of frames in the current WAL generation (the file
