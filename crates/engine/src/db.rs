@@ -782,13 +782,14 @@ impl Database {
         begin_read(&self.reader).map_err(&sq)
     }
 
-    /// Writes the application's WAL pages to disk (best effort, no lock held), before
-    /// the replicator moves our read mark over them after a large capture. The application's next automatic checkpoint
-    /// fsyncs the WAL up to the mark inside one of its COMMITs; under a fast writer that
-    /// was everything written since the last mark, hundreds of MB and a 200–300 ms
-    /// commit. Flushed here, what is left for it is what was written meanwhile. An
-    /// error is not ours to report: SQLite's own fsync still runs and sees it. (On
-    /// Windows flushing needs a handle with write access, so there it does nothing.)
+    /// Writes the application's WAL pages to disk (best effort, no lock held); the
+    /// replicator calls it after a large capture, before it moves our read mark. The
+    /// application's next automatic checkpoint fsyncs the WAL up to the mark inside one
+    /// of its COMMITs; under a fast writer that was everything written since the last
+    /// mark, hundreds of MB and a 200–300 ms commit. Flushed here, what is left for it
+    /// is what was written meanwhile. An error is not ours to report: SQLite's own
+    /// fsync still runs and sees it. (On Windows flushing needs a handle with write
+    /// access, so there it does nothing.)
     pub fn flush_wal(&self) {
         if let Ok(f) = File::open(&self.wal_path) {
             let _ = f.sync_data();
