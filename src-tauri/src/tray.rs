@@ -190,6 +190,7 @@ mod tests {
             local_txid: None,
             replica_txid: None,
             error: None,
+            syncs: 0,
         }
     }
 

@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release -p tideline-bench -- [--quick] [--rounds N] [--seconds S]
 //!     [--litestream PATH] [--tideline PATH] [--dir DIR]
-//!     [--no-folder] [--no-s3] [--no-bigtx] [--no-bulk] [--no-restore]
+//!     [--no-folder] [--no-s3] [--no-idle] [--no-bigtx] [--no-bulk] [--no-restore]
 //!     [--big-mb N] [--huge-mb N] [--tx-mb N] [--bulk-mb N] [--heavy-rounds N]
 //! ```
 //!
@@ -21,7 +21,10 @@
 //! and, against a real S3 server on 127.0.0.1 (see [`s3`]): steady 200 tx/s and
 //! 1 tx/s with the lag of every commit, uploads and bytes per 1000 transactions,
 //! idle requests per minute, and the initial sync and restore of a large database.
-//! `--no-folder` / `--no-s3` skip a group; `--big-mb N` sizes the large database
+//! The idle group (see [`idle`]) measures CPU seconds and S3 requests of both tools
+//! watching databases nobody writes, on a folder and on S3, in one window
+//! (`--idle-seconds`, 60; 10 with `--quick`). `--no-folder` / `--no-s3` / `--no-idle`
+//! skip a group; `--big-mb N` sizes the large database
 //! (256 MiB; 32 with `--quick`).
 //!
 //! Then the heavy groups (see [`heavy`]), each for none / Litestream / tideline against
@@ -58,6 +61,7 @@ use anyhow::{Context, Result, bail};
 use rusqlite::Connection;
 
 mod heavy;
+mod idle;
 mod s3;
 mod watch;
 
@@ -86,6 +90,7 @@ struct Args {
     dir: Option<PathBuf>,
     folder: bool,
     s3: bool,
+    idle: bool,
     big_mb: u64,
     idle_seconds: u64,
     idle_settle: Duration,
@@ -100,7 +105,7 @@ struct Args {
 
 const USAGE: &str = "\
 usage: tideline-bench [--quick] [--rounds N] [--seconds S] [--litestream PATH]
-                      [--tideline PATH] [--dir DIR] [--no-folder] [--no-s3]
+                      [--tideline PATH] [--dir DIR] [--no-folder] [--no-s3] [--no-idle]
                       [--no-bigtx] [--no-bulk] [--no-restore] [--big-mb N] [--huge-mb N]
                       [--tx-mb N] [--bulk-mb N] [--heavy-rounds N] [--idle-seconds N]
 
@@ -119,6 +124,7 @@ fn parse_args() -> Result<Args> {
         dir: None,
         folder: true,
         s3: true,
+        idle: true,
         big_mb: 256,
         idle_seconds: 60,
         idle_settle: Duration::from_secs(35),
@@ -158,6 +164,7 @@ fn parse_args() -> Result<Args> {
             "--heavy-rounds" => a.heavy_rounds = val("--heavy-rounds")?.parse()?,
             "--no-folder" => a.folder = false,
             "--no-s3" => a.s3 = false,
+            "--no-idle" => a.idle = false,
             "--big-mb" => a.big_mb = val("--big-mb")?.parse()?,
             "--idle-seconds" => a.idle_seconds = val("--idle-seconds")?.parse()?,
             "--rounds" => a.rounds = val("--rounds")?.parse()?,
@@ -444,6 +451,9 @@ fn main() -> Result<()> {
     }
     if a.folder {
         print_folder(&a, &rate, &lag);
+    }
+    if a.idle {
+        idle::run(&a, &dir)?;
     }
     if a.big_tx || a.bulk || a.restore {
         let server = tideline_testkit::S3Server::start(&dir.join("heavy-s3-server"))?;

@@ -19,6 +19,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -398,7 +399,7 @@ pub async fn replicate_to(
     }
     let handles: Vec<_> = started
         .into_iter()
-        .map(|t| tokio::spawn(t.run(settings.clone(), stop_rx.clone(), None)))
+        .map(|t| tokio::spawn(t.run(settings.clone(), stop_rx.clone(), None, Arc::default())))
         .collect();
     let mut first_err = None;
     for h in handles {
@@ -647,6 +648,7 @@ impl DbTask {
         settings: ReplicateSettings,
         mut stop: watch::Receiver<bool>,
         wake: Option<Wake>,
+        stats: Arc<TaskStats>,
     ) -> Result<()> {
         if settings.once {
             self.capture().await?;
@@ -665,7 +667,7 @@ impl DbTask {
             return Ok(());
         }
         let (wake_tx, mut wake) = wake.unwrap_or_else(wake_channel);
-        let mut watcher = WalWatcher::new(&self.path, wake_tx.clone());
+        let watcher = WalWatcher::new(&self.path, wake_tx.clone());
         let poll = if watcher.is_some() {
             FALLBACK_POLL
         } else {
@@ -703,14 +705,6 @@ impl DbTask {
             if *stop.borrow() {
                 break;
             }
-            // Under sustained writes every WAL write is a file-system event; once woken
-            // they carry no news until the capture, so stop listening (a busy writer
-            // would otherwise cost the watcher thread tens of thousands of events a
-            // second) and listen again just before capturing, so that nothing written
-            // after the capture can go unnoticed.
-            if let Some(w) = watcher.as_mut() {
-                w.pause();
-            }
             // Capture at most once per monitor interval: a burst of events within it
             // becomes one L0 file.
             if let Some(t) = last_capture {
@@ -722,9 +716,7 @@ impl DbTask {
                     }
                 }
             }
-            if let Some(w) = watcher.as_mut() {
-                w.resume();
-            }
+            stats.syncs.fetch_add(1, Ordering::Relaxed);
             let step = async {
                 // Intervals count from the start of a capture or upload, so their own
                 // durations do not add up into lag.
@@ -861,19 +853,48 @@ pub fn wake_channel() -> Wake {
     mpsc::channel(1)
 }
 
-/// Replicates one database until `stop` turns true, then ships what is pending as
-/// [`replicate_to`] does at shutdown. `wake` lets the caller ask for a sync now. A
-/// database that does not exist yet is waited for. `compactions` bounds compactions
-/// and snapshots across every database the caller runs. Used by [`crate::service`].
+/// What one database's task has done so far, readable while it runs.
+#[derive(Debug, Default)]
+pub struct TaskStats {
+    syncs: AtomicU64,
+}
+
+impl TaskStats {
+    /// Capture attempts (Litestream's sync count): one per wake-up by a change, a
+    /// timer or the caller. An idle database adds only the timers' ticks.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+}
+
+/// How the caller steers one database's task.
+#[derive(Debug)]
+pub struct TaskControl {
+    /// The task stops (shipping what is pending first) when this turns true.
+    pub stop: watch::Receiver<bool>,
+    /// Sending on it asks for a sync now.
+    pub wake: Wake,
+    /// Counts the task keeps for its caller.
+    pub stats: Arc<TaskStats>,
+}
+
+/// Replicates one database until `control.stop` turns true, then ships what is pending
+/// as [`replicate_to`] does at shutdown. A database that does not exist yet is waited
+/// for. `compactions` bounds compactions and snapshots across every database the
+/// caller runs. Used by [`crate::service`].
 pub async fn replicate_one(
     cfg: DbConfig,
     client: Arc<dyn ReplicaClient>,
     settings: ReplicateSettings,
     compactions: Arc<tokio::sync::Semaphore>,
-    mut stop: watch::Receiver<bool>,
-    wake: Wake,
+    control: TaskControl,
     events: EventSink,
 ) -> Result<()> {
+    let TaskControl {
+        mut stop,
+        wake,
+        stats,
+    } = control;
     let sync_interval = cfg
         .replica
         .as_ref()
@@ -889,7 +910,7 @@ pub async fn replicate_one(
     )
     .await?
     {
-        Some(task) => task.run(settings, stop, Some(wake)).await,
+        Some(task) => task.run(settings, stop, Some(wake), stats).await,
         None => Ok(()),
     }
 }
@@ -1001,12 +1022,11 @@ async fn reconcile_local(
     Ok(())
 }
 
-/// Watches the database's directory and sends a wake-up when its `-wal` (or the
-/// database file) changes; can stop and restart listening cheaply.
+/// Watches the database's directory and sends a wake-up when the `-wal` or the database
+/// file may hold news. Armed once for the task's life: re-arming costs two syscalls
+/// and leaves a window in which a change goes unseen.
 struct WalWatcher {
-    watcher: notify::RecommendedWatcher,
-    dir: PathBuf,
-    listening: bool,
+    _watcher: notify::RecommendedWatcher,
 }
 
 impl WalWatcher {
@@ -1018,12 +1038,14 @@ impl WalWatcher {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_owned();
-        let wal = crate::db::wal_path(db);
-        let dbp = db.to_owned();
+        let watched = WatchedPaths {
+            wal: crate::db::wal_path(db),
+            db: db.to_owned(),
+            dir: dir.clone(),
+        };
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(ev) = res
-                && ev.paths.iter().any(|p| p == &wal || p == &dbp)
-            {
+            // An error from the watcher may mean lost events: look, to be safe.
+            if res.as_ref().map_or(true, |ev| watched.wakes(ev)) {
                 // A full channel already holds a wake-up: coalesce.
                 let _ = wake.try_send(());
             }
@@ -1032,29 +1054,103 @@ impl WalWatcher {
         watcher
             .watch(&dir, notify::RecursiveMode::NonRecursive)
             .ok()?;
-        Some(WalWatcher {
-            watcher,
-            dir,
-            listening: true,
-        })
+        Some(WalWatcher { _watcher: watcher })
     }
+}
 
-    fn pause(&mut self) {
-        use notify::Watcher;
-        if self.listening {
-            let _ = self.watcher.unwatch(&self.dir);
-            self.listening = false;
+/// The paths whose events can wake a database's task.
+struct WatchedPaths {
+    wal: PathBuf,
+    db: PathBuf,
+    dir: PathBuf,
+}
+
+impl WatchedPaths {
+    /// True for an event that can mean new frames or a replaced file: data written,
+    /// a file created, removed or renamed, a writer's close. Never an open, a read or
+    /// a close after reading: the replicator's own look at the `-wal` causes those,
+    /// and waking on them made an idle replicator poll itself at a kilohertz. Nor a
+    /// metadata change (permissions, times), which carries no frames.
+    fn wakes(&self, ev: &notify::Event) -> bool {
+        use notify::EventKind;
+        use notify::event::{AccessKind, AccessMode, ModifyKind};
+        // The kernel's queue overflowed: events were lost, so any file may have changed.
+        if ev.need_rescan() {
+            return true;
+        }
+        let news = match ev.kind {
+            EventKind::Create(_) | EventKind::Remove(_) => true,
+            EventKind::Modify(ModifyKind::Metadata(_)) => false,
+            EventKind::Modify(_) => true,
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+            EventKind::Access(_) => false,
+            EventKind::Any | EventKind::Other => true,
+        };
+        news && ev
+            .paths
+            .iter()
+            .any(|p| p == &self.wal || p == &self.db || p == &self.dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::EventKind;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, Flag, MetadataKind, ModifyKind, RemoveKind,
+        RenameMode,
+    };
+
+    fn watched() -> WatchedPaths {
+        WatchedPaths {
+            wal: PathBuf::from("/d/app.db-wal"),
+            db: PathBuf::from("/d/app.db"),
+            dir: PathBuf::from("/d"),
         }
     }
 
-    /// Listens again; if that fails, the fallback poll still covers changes.
-    fn resume(&mut self) {
-        use notify::Watcher;
-        if !self.listening {
-            self.listening = self
-                .watcher
-                .watch(&self.dir, notify::RecursiveMode::NonRecursive)
-                .is_ok();
+    fn on(kind: EventKind, path: &str) -> notify::Event {
+        notify::Event::new(kind).add_path(PathBuf::from(path))
+    }
+
+    #[test]
+    fn opens_reads_and_metadata_never_wake() {
+        let w = watched();
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+        ] {
+            assert!(!w.wakes(&on(kind, "/d/app.db-wal")), "{kind:?} on the WAL");
+            assert!(!w.wakes(&on(kind, "/d/app.db")), "{kind:?} on the database");
         }
+    }
+
+    #[test]
+    fn writes_creates_removes_and_renames_of_the_wal_or_database_wake() {
+        let w = watched();
+        for kind in [
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Remove(RemoveKind::File),
+        ] {
+            assert!(w.wakes(&on(kind, "/d/app.db-wal")), "{kind:?} on the WAL");
+            assert!(w.wakes(&on(kind, "/d/app.db")), "{kind:?} on the database");
+            assert!(!w.wakes(&on(kind, "/d/other.db-wal")), "{kind:?} elsewhere");
+            assert!(!w.wakes(&on(kind, "/d/app.db-shm")), "{kind:?} on the -shm");
+        }
+        assert!(w.wakes(&on(EventKind::Remove(RemoveKind::Folder), "/d")));
+    }
+
+    #[test]
+    fn lost_events_wake() {
+        let ev = notify::Event::new(EventKind::Other).set_flag(Flag::Rescan);
+        assert!(watched().wakes(&ev));
     }
 }

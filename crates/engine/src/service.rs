@@ -47,7 +47,9 @@ use tokio::task::JoinHandle;
 use crate::config::DbConfig;
 use crate::error::Error;
 use crate::replica::{FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
-use crate::replicate::{Event, EventSink, ReplicateSettings, replicate_one, wake_channel};
+use crate::replicate::{
+    Event, EventSink, ReplicateSettings, TaskControl, TaskStats, replicate_one, wake_channel,
+};
 use crate::restore::{IntegrityCheck, Restored, Target, list_levels, plan, restore_plan};
 
 /// Changes captured but not shipped for longer than this make a database "lagging".
@@ -120,6 +122,8 @@ pub struct DbStatus {
     pub replica_txid: Option<Txid>,
     /// The last error, in words (cleared by the next success).
     pub error: Option<String>,
+    /// Capture attempts since the task last started (see [`TaskStats::syncs`]).
+    pub syncs: u64,
 }
 
 /// Receives a database's status after every change, with the engine event that caused
@@ -159,6 +163,7 @@ struct Entry {
 struct Running {
     stop: watch::Sender<bool>,
     wake: mpsc::Sender<()>,
+    stats: Arc<TaskStats>,
     task: JoinHandle<()>,
 }
 
@@ -252,6 +257,7 @@ impl Entry {
             local_txid: self.track.local,
             replica_txid: self.track.replica,
             error: self.track.error.clone(),
+            syncs: self.running.as_ref().map_or(0, |r| r.stats.syncs()),
         }
     }
 }
@@ -499,6 +505,7 @@ impl Service {
         }
         let (stop, stop_rx) = watch::channel(false);
         let (wake, wake_rx) = wake_channel();
+        let stats = Arc::new(TaskStats::default());
         let key = path.to_owned();
         let sink_weak = weak.clone();
         let sink_key = key.clone();
@@ -508,8 +515,11 @@ impl Service {
             Arc::clone(&entry.client),
             self.inner.settings.clone(),
             Arc::clone(&self.inner.compactions),
-            stop_rx,
-            (wake.clone(), wake_rx),
+            TaskControl {
+                stop: stop_rx,
+                wake: (wake.clone(), wake_rx),
+                stats: Arc::clone(&stats),
+            },
             events,
         );
         let task = self.inner.runtime.spawn(async move {
@@ -527,7 +537,12 @@ impl Service {
                 }
             }
         });
-        entry.running = Some(Running { stop, wake, task });
+        entry.running = Some(Running {
+            stop,
+            wake,
+            stats,
+            task,
+        });
         entry.track.started = false;
         Ok(())
     }

@@ -14,7 +14,10 @@ use rusqlite::Connection;
 use tideline_engine::config::DbConfig;
 use tideline_engine::replica::file::FileReplica;
 use tideline_engine::replica::{FileInfo, ReplicaClient, ReplicaResult};
-use tideline_engine::replicate::{Event, EventSink, ReplicateSettings, replicate_to};
+use tideline_engine::replicate::{
+    Event, EventSink, ReplicateSettings, TaskControl, TaskStats, replicate_one, replicate_to,
+    wake_channel,
+};
 use tideline_engine::restore::{IntegrityCheck, Target, list_levels, restore};
 use tideline_ltx::Txid;
 use tokio::sync::oneshot;
@@ -265,6 +268,62 @@ async fn an_idle_database_makes_no_replica_requests() {
     wait_rows(&replica, dir.path(), 21).await;
     assert!(client.requests.load(Ordering::SeqCst) > settled);
     run.stop().await;
+}
+
+/// The replicator's own look at the `-wal` must not wake it again: over a few idle
+/// seconds it syncs no more often than its timers tick (the 10 s fallback poll, the
+/// compaction window and the L0 retention check: at most one each in the window),
+/// whether the application keeps its connection open (and reads) or closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_database_wakes_only_on_its_timers() {
+    let (dir, replica, db, c) = setup();
+    let mut cfg = DbConfig::new(&db);
+    cfg.monitor_interval = Duration::from_millis(100);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let stats = Arc::new(TaskStats::default());
+    let task = tokio::spawn(replicate_one(
+        cfg,
+        Arc::new(FileReplica::new(&replica)),
+        ReplicateSettings::default(),
+        Arc::new(tokio::sync::Semaphore::new(1)),
+        TaskControl {
+            stop,
+            wake: wake_channel(),
+            stats: Arc::clone(&stats),
+        },
+        Arc::new(|_: &Event| {}),
+    ));
+    wait_rows(&replica, dir.path(), 10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The application's connection stays open and reads.
+    let before = stats.syncs();
+    for _ in 0..30 {
+        assert_eq!(rows(&c), 10);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let open = stats.syncs() - before;
+    assert!(open <= 3, "{open} syncs in 3 idle seconds, connection open");
+
+    // Closing it is one event (the -wal's writer closed it); then nothing.
+    drop(c);
+    let before = stats.syncs();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let closed = stats.syncs() - before;
+    assert!(
+        closed <= 4,
+        "{closed} syncs in 3 idle seconds, connection closed"
+    );
+
+    // Still awake to real changes.
+    write(&app(&db), 100, 5);
+    wait_rows(&replica, dir.path(), 15).await;
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("stops within 30 s")
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
