@@ -208,14 +208,11 @@ pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult
         for db in to_start {
             let started = async {
                 let (replica, client) = commands_client(&db, &settings)?;
-                state
-                    .service
-                    .add(
-                        commands::db_config(&db.path, replica, &settings),
-                        client,
-                        db.paused,
-                    )
-                    .await?;
+                state.service.add_saved(
+                    commands::db_config(&db.path, replica, &settings),
+                    client,
+                    db.paused,
+                )?;
                 AppResult::Ok(())
             }
             .await;

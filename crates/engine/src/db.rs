@@ -253,7 +253,11 @@ impl Database {
         let l0_dir = meta.join("ltx").join("0");
         fs::create_dir_all(&l0_dir).map_err(Error::io("create meta directory", &l0_dir))?;
         let lock = take_lock(&meta, &path)?;
-        remove_tmp_files(&l0_dir)?;
+        // A crash leaves temporaries: of L0 files, and of compactions and snapshots
+        // (written in `ltx/`) and state files (in the meta directory itself).
+        for dir in [&l0_dir, &meta.join("ltx"), &meta] {
+            remove_tmp_files(dir)?;
+        }
 
         let sq = sqlite_err(&path);
         let open = || -> Result<Connection> {
@@ -348,6 +352,28 @@ impl Database {
             salts: (h.wal_salt1, h.wal_salt2),
             checksum: None,
         }))
+    }
+
+    /// Replaces the position after reconciling with the replica: every local L0 file
+    /// goes; with `newest` (the replica's newest file: its TXID and bytes) that file
+    /// becomes the position and the next sync writes the whole database at the TXID
+    /// after it (its WAL fields cannot be proven to match the live WAL), without it
+    /// the next sync starts a new chain at TXID 1.
+    pub fn reset_position(&mut self, newest: Option<(Txid, &[u8])>) -> Result<()> {
+        for (_, p) in self.local_l0()? {
+            fs::remove_file(&p).map_err(Error::io("remove", &p))?;
+        }
+        self.pos = None;
+        self.force_snapshot = None;
+        if let Some((txid, bytes)) = newest {
+            // A compaction's header names a TXID range; the position file is named by
+            // its max TXID, which is all the position reads besides the WAL fields.
+            let dst = self.l0_dir.join(format_filename(txid, txid));
+            crate::durable::write_atomic(&dst, bytes).map_err(Error::io("write", &dst))?;
+            self.pos = self.load_position()?;
+            self.force_snapshot = Some(SnapshotReason::ReplicaPosition);
+        }
+        Ok(())
     }
 
     /// Captures newly committed WAL frames into the next L0 file, if there are any.

@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use tideline_ltx::Txid;
+
 use crate::replica::ReplicaError;
 use crate::restore::PlanError;
 
@@ -82,6 +84,18 @@ pub enum Error {
         db: PathBuf,
         /// The lock file.
         lock: PathBuf,
+    },
+    /// The replica shows nothing, though this database had shipped to it: a drive not
+    /// mounted, a renamed or emptied folder, an emptied bucket. Nothing is written to
+    /// it meanwhile; capture goes on locally and uploads resume when it is back.
+    #[error("destination missing or changed — is the drive connected? {replica} holds no backup, but this database had shipped TXID {shipped} there; nothing is written to it until it is back (changes are kept locally meanwhile). If it was emptied on purpose, delete {} to start a new backup there", record.display())]
+    DestinationMissing {
+        /// The replica (no credentials).
+        replica: String,
+        /// The newest TXID known to have reached it.
+        shipped: Txid,
+        /// The shipped record to delete to start afresh.
+        record: PathBuf,
     },
     /// The WAL file is malformed.
     #[error("write-ahead log {}: {reason}", path.display())]

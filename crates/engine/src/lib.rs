@@ -29,8 +29,10 @@
 pub mod compaction;
 pub mod config;
 pub mod db;
+mod durable;
 mod error;
 pub mod maintenance;
+mod reconcile;
 pub mod replica;
 pub mod replicate;
 pub mod restore;

@@ -176,6 +176,13 @@ impl Maintainer {
         self.cache.as_deref().unwrap_or(&[])
     }
 
+    /// Forgets the cached listing (and the local copies of compaction levels): the
+    /// replica was found changed, so the next tick lists it afresh.
+    pub fn invalidate(&mut self) {
+        self.cache = None;
+        self.listed_at = None;
+    }
+
     /// Records a file written to the replica by someone else in this process (L0
     /// uploads), keeping the cache true without a listing.
     pub fn note_written(&mut self, info: FileInfo) {

@@ -30,7 +30,8 @@ use crate::config::{Config, DbConfig};
 use crate::db::{Captured, Database, DbOptions, SnapshotReason};
 use crate::error::{Error, Result};
 use crate::maintenance::{DEFAULT_MAX_CONCURRENT_COMPACTIONS, LevelsConfig, Maintainer};
-use crate::replica::{ReplicaClient, RequestCounts, SNAPSHOT_LEVEL, open_client};
+use crate::reconcile::{self, Decision, ShippedRecord};
+use crate::replica::{ReplicaClient, RequestCounts, open_client};
 
 /// Replication settings beyond the per-database configuration.
 #[derive(Debug, Clone)]
@@ -122,14 +123,35 @@ pub enum Event {
         /// How long the application's writers were held off.
         writers_blocked: Duration,
     },
-    /// Something failed; it is retried.
+    /// Something failed; it is retried. The other stages go on: a failing upload does
+    /// not stop capture, a failing compaction neither capture nor upload.
     Error {
         /// The database.
         db: PathBuf,
+        /// Which stage failed.
+        stage: Stage,
         /// What failed, in words.
         message: String,
         /// When the next attempt is.
         retry_in: Duration,
+    },
+    /// A stage that had failed works again.
+    Recovered {
+        /// The database.
+        db: PathBuf,
+        /// The stage.
+        stage: Stage,
+    },
+    /// The replica did not hold what this machine had shipped to it (another writer,
+    /// a restored or emptied-and-refilled destination): replication starts a
+    /// consistent new generation there, the whole database at `txid`.
+    NewGeneration {
+        /// The database.
+        db: PathBuf,
+        /// What was found, in words.
+        reason: String,
+        /// The TXID the whole-database copy will have.
+        txid: Txid,
     },
     /// Files of one level were merged into the next level.
     Compacted {
@@ -187,6 +209,31 @@ pub enum Event {
         /// Files still waiting to be shipped (0 after a clean stop).
         pending: usize,
     },
+}
+
+/// The stages of a database's replication, each retried on its own after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Opening the database (a missing file, a lock held by another replicator).
+    Open,
+    /// Capturing committed WAL frames into local L0 files.
+    Capture,
+    /// Matching with the replica and uploading L0 files to it.
+    Ship,
+    /// Compaction, snapshots and retention.
+    Maintain,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Open => "opening the database",
+            Stage::Capture => "capture",
+            Stage::Ship => "upload",
+            Stage::Maintain => "maintenance",
+        })
+    }
 }
 
 impl Event {
@@ -249,16 +296,25 @@ impl std::fmt::Display for Event {
             ),
             Event::Error {
                 db,
+                stage,
                 message,
                 retry_in,
             } => {
                 write!(
                     f,
-                    "{}: {message}; retrying in {} s",
+                    "{}: {stage} failed: {message}; retrying in {} s",
                     db.display(),
                     retry_in.as_secs_f32()
                 )
             }
+            Event::Recovered { db, stage } => {
+                write!(f, "{}: {stage} works again", db.display())
+            }
+            Event::NewGeneration { db, reason, txid } => write!(
+                f,
+                "{}: the replica was changed by someone else ({reason}); starting a new generation there with the whole database at TXID {txid}",
+                db.display()
+            ),
             Event::Compacted {
                 db,
                 level,
@@ -426,9 +482,16 @@ struct DbTask {
     events: EventSink,
     monitor_interval: Duration,
     sync_interval: Duration,
-    /// The replica's TXID.
+    /// The replica's TXID, once matched with it (see `reconciled`).
     shipped: Option<Txid>,
-    /// Where request counts are reported for `tideline status`.
+    /// True once the local position was matched with the replica; false again after
+    /// a failed upload, since the destination may come back changed.
+    reconciled: bool,
+    /// What this machine knows reached the replica (the meta directory's record).
+    record: Option<ShippedRecord>,
+    /// When the record was last written (it is kept at most a minute behind).
+    record_written: Option<Instant>,
+    /// The meta directory: request counts for `tideline status`, the shipped record.
     meta_dir: PathBuf,
     started_at: SystemTime,
     /// The counts last reported.
@@ -437,10 +500,35 @@ struct DbTask {
     maintainer: Maintainer,
 }
 
+/// How often the shipped record is rewritten while uploads go on: it only has to
+/// show that something reached the replica and roughly how far, and each write costs
+/// two fsyncs.
+const RECORD_EVERY: Duration = Duration::from_secs(60);
+
+/// One stage's retry state after failures.
+#[derive(Debug, Default)]
+struct Retry {
+    backoff: Duration,
+    at: Option<tokio::time::Instant>,
+}
+
+impl Retry {
+    /// True unless the stage is waiting out a backoff.
+    fn ready(&self) -> bool {
+        self.at.is_none_or(|at| tokio::time::Instant::now() >= at)
+    }
+
+    fn failing(&self) -> bool {
+        self.at.is_some()
+    }
+}
+
 impl DbTask {
-    /// Opens the database and reconciles with the replica. With `wait_until`, a
-    /// database that does not exist yet is waited for (`None` if shutdown came first);
-    /// without it (`-once`) a missing database is an error.
+    /// Opens the database. With `wait_until`, a database that does not exist yet is
+    /// waited for (`None` if shutdown came first); without it (`-once`) a missing
+    /// database is an error. The replica is not contacted here: matching with it is
+    /// the upload stage's first step, retried until the destination can be reached,
+    /// while capture goes on locally.
     async fn start(
         cfg: DbConfig,
         sync_interval: Duration,
@@ -457,9 +545,8 @@ impl DbTask {
             checkpoint_interval: cfg.checkpoint_interval,
             meta_dir: Some(cfg.meta_path.clone()),
         };
-        let shipped = replica_txid(client.as_ref()).await?;
         let l0_dir = cfg.meta_path.join("ltx").join("0");
-        reconcile_local(&l0_dir, shipped, client.as_ref()).await?;
+        let continuous = wait_until.is_some();
         let db = match wait_until {
             Some(stop) => {
                 match open_when_present(&cfg.path, opts, cfg.monitor_interval, &events, stop)
@@ -487,6 +574,7 @@ impl DbTask {
             compactions,
             Arc::clone(&events),
         );
+        let record = ShippedRecord::load(&cfg.meta_path, &client.describe());
         let task = DbTask {
             path: cfg.path.clone(),
             db,
@@ -494,7 +582,10 @@ impl DbTask {
             events,
             monitor_interval: cfg.monitor_interval,
             sync_interval,
-            shipped,
+            shipped: None,
+            reconciled: false,
+            record,
+            record_written: None,
             meta_dir: cfg.meta_path.clone(),
             started_at: SystemTime::now(),
             reported: None,
@@ -506,6 +597,16 @@ impl DbTask {
             replica: task.client.describe(),
             txid,
         });
+        // A first look at the replica: a configuration only the user can fix fails the
+        // start with the fix named; anything else (a server down, a drive not mounted)
+        // is retried by the loop, which reports it meanwhile.
+        if continuous {
+            let mut task = task;
+            match task.reconcile().await {
+                Err(Error::Replica(e)) if e.needs_config_fix() => return Err(Error::Replica(e)),
+                _ => return Ok(Some(task)),
+            }
+        }
         Ok(Some(task))
     }
 
@@ -570,11 +671,67 @@ impl DbTask {
         Ok(out)
     }
 
-    /// Uploads local L0 files the replica does not have, oldest first. Without
-    /// compaction levels, removes local files older than the newest once shipped (the
-    /// newest is the position); with levels they stay until compacted into L1, which
-    /// reads them instead of downloading (the maintainer removes them).
+    /// Matches the local position with the replica (see [`crate::reconcile`]): what
+    /// to upload, whether to start afresh or a new generation, or to write nothing
+    /// because the destination is missing.
+    async fn reconcile(&mut self) -> Result<()> {
+        let levels = crate::restore::list_levels(self.client.as_ref()).await?;
+        let local: Vec<Txid> = self
+            .with_db(|db| Ok(db.local_l0()?.into_iter().map(|(t, _)| t).collect()))
+            .await?;
+        match reconcile::decide(self.record.as_ref(), &levels, &local) {
+            Decision::Resume { replica } => self.shipped = replica,
+            Decision::Fresh => {
+                self.client.start_new_backup();
+                self.with_db(|db| db.reset_position(None)).await?;
+                self.shipped = None;
+                self.maintainer.invalidate();
+            }
+            Decision::Adopt { file, changed } => {
+                let r = file.max_txid;
+                if let Some(reason) = changed {
+                    (self.events)(&Event::NewGeneration {
+                        db: self.path.clone(),
+                        reason,
+                        txid: r.next(),
+                    });
+                }
+                let bytes = self.client.read_range(&file, 0..file.size).await?;
+                self.with_db(move |db| db.reset_position(Some((r, &bytes))))
+                    .await?;
+                self.shipped = Some(r);
+                self.maintainer.invalidate();
+            }
+            Decision::Refuse { shipped } => {
+                return Err(Error::DestinationMissing {
+                    replica: self.client.describe(),
+                    shipped,
+                    record: reconcile::record_path(&self.meta_dir),
+                });
+            }
+        }
+        self.reconciled = true;
+        Ok(())
+    }
+
+    /// Uploads local L0 files the replica does not have, oldest first, after matching
+    /// with the replica if that is still to be done. Without compaction levels,
+    /// removes local files older than the newest once shipped (the newest is the
+    /// position); with levels they stay until compacted into L1, which reads them
+    /// instead of downloading (the maintainer removes them).
     async fn ship(&mut self) -> Result<usize> {
+        if !self.reconciled {
+            self.reconcile().await?;
+        }
+        let result = self.upload_pending().await;
+        if result.is_err() {
+            // The destination may have gone; it is matched again before the next upload.
+            self.reconciled = false;
+        }
+        result
+    }
+
+    async fn upload_pending(&mut self) -> Result<usize> {
         let l0_dir = self.with_db(|db| Ok(db.l0_dir().to_owned())).await?;
         let local = crate::db::list_l0(&l0_dir)?;
         let pending: Vec<&(Txid, PathBuf)> = local
@@ -585,15 +742,20 @@ impl DbTask {
             return Ok(0);
         }
         let (mut bytes, mut oldest) = (0u64, None::<SystemTime>);
+        let mut last = None;
         for (txid, path) in &pending {
             let created = std::fs::metadata(path)
                 .and_then(|m| m.modified())
                 .map_err(Error::io("stat", path))?;
             let info = self.client.write(0, *txid, *txid, created, path).await?;
             bytes += info.size;
+            last = Some((info.max_txid, info.size));
             self.maintainer.note_written(info);
             oldest.get_or_insert(created);
             self.shipped = Some(*txid);
+        }
+        if let Some((txid, size)) = last {
+            self.note_shipped(txid, size, false);
         }
         let lag = oldest.and_then(|t| t.elapsed().ok()).unwrap_or_default();
         (self.events)(&Event::Shipped {
@@ -614,6 +776,26 @@ impl DbTask {
             }
         }
         Ok(pending.len())
+    }
+
+    /// Keeps the shipped record: written at once the first time (and with `now`), then
+    /// at most every [`RECORD_EVERY`]. Best effort: a record that cannot be written
+    /// (a full disk) only weakens the missing-destination check, it loses nothing.
+    fn note_shipped(&mut self, txid: Txid, size: u64, now: bool) {
+        let rec = ShippedRecord {
+            replica: self.client.describe(),
+            txid: txid.0,
+            size,
+        };
+        let due = now
+            || self.record.is_none()
+            || self
+                .record_written
+                .is_none_or(|t| t.elapsed() >= RECORD_EVERY);
+        if due && self.record.as_ref() != Some(&rec) && rec.store(&self.meta_dir).is_ok() {
+            self.record_written = Some(Instant::now());
+        }
+        self.record = Some(rec);
     }
 
     /// Writes the replica's request counts for `tideline status` when they changed
@@ -643,6 +825,32 @@ impl DbTask {
             .count())
     }
 
+    /// Reports a stage's failure and schedules its retry (doubling, up to 5 minutes).
+    fn failed(&self, stage: Stage, e: &Error, retry: &mut Retry) {
+        retry.backoff = (retry.backoff * 2).clamp(
+            self.monitor_interval.max(Duration::from_millis(100)),
+            MAX_BACKOFF,
+        );
+        retry.at = Some(tokio::time::Instant::now() + retry.backoff);
+        (self.events)(&Event::Error {
+            db: self.path.clone(),
+            stage,
+            message: e.to_string(),
+            retry_in: retry.backoff,
+        });
+    }
+
+    /// Clears a stage's retry state, telling listeners if it had been failing.
+    fn succeeded(&self, stage: Stage, retry: &mut Retry) {
+        if retry.failing() {
+            (self.events)(&Event::Recovered {
+                db: self.path.clone(),
+                stage,
+            });
+        }
+        *retry = Retry::default();
+    }
+
     async fn run(
         mut self,
         settings: ReplicateSettings,
@@ -651,6 +859,7 @@ impl DbTask {
         stats: Arc<TaskStats>,
     ) -> Result<()> {
         if settings.once {
+            self.reconcile().await?;
             self.capture().await?;
             self.ship().await?;
             if settings.force_snapshot {
@@ -659,6 +868,7 @@ impl DbTask {
             if settings.enforce_retention {
                 self.maintainer.enforce_retention(SystemTime::now()).await?;
             }
+            self.report_requests();
             (self.events)(&Event::Stopped {
                 db: self.path.clone(),
                 txid: self.shipped,
@@ -678,29 +888,34 @@ impl DbTask {
 
         let mut last_capture: Option<Instant> = None;
         let mut last_ship: Option<Instant> = None;
-        let mut backoff = Duration::ZERO;
-        let mut retry_at: Option<tokio::time::Instant> = None;
+        let (mut capture, mut ship, mut maintain) =
+            (Retry::default(), Retry::default(), Retry::default());
         loop {
-            match retry_at {
-                // Backing off after a failure: changes wait for the retry (they are
-                // picked up then), so a failing replica is not hammered.
-                Some(at) => tokio::select! {
-                    _ = stop.changed() => break,
-                    _ = tokio::time::sleep_until(at) => {}
-                },
+            let now = tokio::time::Instant::now();
+            let maintain_at = match maintain.at {
+                Some(at) => at,
                 None => {
-                    let maintain_in = self
+                    let in_ = self
                         .maintainer
                         .due_at()
                         .and_then(|t| t.duration_since(SystemTime::now()).ok())
                         .unwrap_or_default();
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        _ = wake.recv() => {}
-                        _ = tokio::time::sleep(poll) => {}
-                        _ = tokio::time::sleep(maintain_in) => {}
-                    }
+                    now + in_
                 }
+            };
+            // The next timer: the fallback poll, maintenance, a stage's retry.
+            let timer = [Some(now + poll), Some(maintain_at), capture.at, ship.at]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("the poll is always set");
+            // While capture backs off, changes wait for its retry (they are picked up
+            // then), so a failing step is not run at the writer's pace.
+            let listen = capture.ready();
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = wake.recv(), if listen => {}
+                _ = tokio::time::sleep_until(timer) => {}
             }
             if *stop.borrow() {
                 break;
@@ -717,14 +932,29 @@ impl DbTask {
                 }
             }
             stats.syncs.fetch_add(1, Ordering::Relaxed);
-            let step = async {
-                // Intervals count from the start of a capture or upload, so their own
-                // durations do not add up into lag.
+            // Match with the replica before capturing: a new position it calls for
+            // replaces whatever capture would write from the old one.
+            if !self.reconciled
+                && ship.ready()
+                && let Err(e) = self.reconcile().await
+            {
+                self.failed(Stage::Ship, &e, &mut ship);
+            }
+            // Intervals count from the start of a capture or upload, so their own
+            // durations do not add up into lag.
+            if capture.ready() {
                 let started = Instant::now();
-                let captured = self.capture().await?;
-                if !captured.is_empty() {
-                    last_capture = Some(started);
+                match self.capture().await {
+                    Ok(captured) => {
+                        if !captured.is_empty() {
+                            last_capture = Some(started);
+                        }
+                        self.succeeded(Stage::Capture, &mut capture);
+                    }
+                    Err(e) => self.failed(Stage::Capture, &e, &mut capture),
                 }
+            }
+            if ship.ready() {
                 // Ship now if the replica has been idle for a sync interval, else at
                 // that boundary (the pending files are picked up then).
                 if let Some(t) = last_ship {
@@ -734,37 +964,30 @@ impl DbTask {
                     }
                 }
                 let started = Instant::now();
-                if self.ship().await? > 0 {
-                    last_ship = Some(started);
-                }
-                // Compaction, snapshots, retention: the rules run on a cached listing,
-                // so this costs requests only when there is work.
-                let now = SystemTime::now();
-                if self.maintainer.is_due(now) {
-                    self.maintainer.tick(now).await?;
-                }
-                Ok::<_, Error>(())
-            };
-            let result = step.await;
-            self.report_requests();
-            match result {
-                Ok(()) => {
-                    backoff = Duration::ZERO;
-                    retry_at = None;
-                }
-                Err(e) => {
-                    backoff = (backoff * 2).clamp(
-                        self.monitor_interval.max(Duration::from_millis(100)),
-                        MAX_BACKOFF,
-                    );
-                    (self.events)(&Event::Error {
-                        db: self.path.clone(),
-                        message: e.to_string(),
-                        retry_in: backoff,
-                    });
-                    retry_at = Some(tokio::time::Instant::now() + backoff);
+                match self.ship().await {
+                    Ok(n) => {
+                        if n > 0 {
+                            last_ship = Some(started);
+                        }
+                        self.succeeded(Stage::Ship, &mut ship);
+                    }
+                    Err(e) => self.failed(Stage::Ship, &e, &mut ship),
                 }
             }
+            // Compaction, snapshots, retention: the rules run on a cached listing, so
+            // this costs requests only when there is work. Not before the replica is
+            // matched: a missing destination must not be written by them either.
+            let now = SystemTime::now();
+            if self.reconciled
+                && maintain.ready()
+                && (maintain.failing() || self.maintainer.is_due(now))
+            {
+                match self.maintainer.tick(now).await {
+                    Ok(()) => self.succeeded(Stage::Maintain, &mut maintain),
+                    Err(e) => self.failed(Stage::Maintain, &e, &mut maintain),
+                }
+            }
+            self.report_requests();
         }
         self.shutdown(&settings).await
     }
@@ -783,6 +1006,7 @@ impl DbTask {
                 Err(e) if Instant::now() + settings.shutdown_sync_interval < deadline => {
                     (self.events)(&Event::Error {
                         db: self.path.clone(),
+                        stage: Stage::Ship,
                         message: format!("final sync: {e}"),
                         retry_in: settings.shutdown_sync_interval,
                     });
@@ -791,12 +1015,16 @@ impl DbTask {
                 Err(e) => {
                     (self.events)(&Event::Error {
                         db: self.path.clone(),
+                        stage: Stage::Ship,
                         message: format!("final sync gave up: {e}"),
                         retry_in: Duration::ZERO,
                     });
                     break;
                 }
             }
+        }
+        if let Some(rec) = self.record.clone() {
+            self.note_shipped(Txid(rec.txid), rec.size, true);
         }
         self.report_requests();
         let pending = self.pending().await.unwrap_or(0);
@@ -827,12 +1055,8 @@ fn request_report_path(meta_dir: &Path) -> PathBuf {
 
 fn write_request_report(meta_dir: &Path, report: &RequestReport) -> std::io::Result<()> {
     let path = request_report_path(meta_dir);
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(&tmp, &path)
+    let bytes = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+    crate::durable::write_atomic(&path, &bytes)
 }
 
 /// The request report a replicator left in `meta_dir` (the newest one, also after it
@@ -937,6 +1161,7 @@ async fn open_when_present(
                     told = true;
                     (events)(&Event::Error {
                         db: path.to_owned(),
+                        stage: Stage::Open,
                         message: "database does not exist yet; waiting for it to be created".into(),
                         retry_in: poll,
                     });
@@ -952,74 +1177,6 @@ async fn open_when_present(
             Err(e) => return Err(e),
         }
     }
-}
-
-/// The newest TXID the replica holds at any level.
-async fn replica_txid(client: &dyn ReplicaClient) -> Result<Option<Txid>> {
-    let mut max = None;
-    for level in 0..=SNAPSHOT_LEVEL {
-        if let Some(f) = client.list(level).await?.last() {
-            max = max.max(Some(f.max_txid));
-        }
-    }
-    Ok(max)
-}
-
-/// Makes the local position continuable against the replica (before the database is
-/// opened, which reads the position):
-/// * replica empty → start afresh at TXID 1 (local files would not form a chain that
-///   starts at 1 in the replica);
-/// * local files continue the replica without a gap → keep them (they get uploaded);
-/// * otherwise (replica ahead, or local files missing) → replace the local position
-///   with the replica's newest file, so the next capture continues its TXIDs (with a
-///   full-database L0, since the WAL position cannot be proven).
-async fn reconcile_local(
-    l0_dir: &Path,
-    replica: Option<Txid>,
-    client: &dyn ReplicaClient,
-) -> Result<()> {
-    std::fs::create_dir_all(l0_dir).map_err(Error::io("create meta directory", l0_dir))?;
-    let local = crate::db::list_l0(l0_dir)?;
-    let wipe = |local: &[(Txid, PathBuf)]| -> Result<()> {
-        for (_, p) in local {
-            std::fs::remove_file(p).map_err(Error::io("remove", p))?;
-        }
-        Ok(())
-    };
-    let Some(r) = replica else {
-        return wipe(&local);
-    };
-    let local_max = local.last().map(|(t, _)| *t);
-    let continues = local_max.is_some_and(|m| m >= r) && {
-        let above: Vec<Txid> = local.iter().map(|(t, _)| *t).filter(|t| *t > r).collect();
-        above.first().is_none_or(|f| *f == r.next())
-            && above.windows(2).all(|w| w[1] == w[0].next())
-    };
-    if continues {
-        return Ok(());
-    }
-    // Use the replica's newest file as the position. Its WAL fields (zero for
-    // compactions) never match the live WAL, so the next capture is a full L0 at r+1.
-    let mut newest = None;
-    for level in 0..=SNAPSHOT_LEVEL {
-        if let Some(f) = client
-            .list(level)
-            .await?
-            .into_iter()
-            .rfind(|f| f.max_txid == r)
-        {
-            newest = Some(f);
-            break;
-        }
-    }
-    let Some(f) = newest else { return wipe(&local) };
-    wipe(&local)?;
-    let bytes = client.read_range(&f, 0..f.size).await?;
-    let dst = l0_dir.join(tideline_ltx::format_filename(r, r));
-    // A compaction's header names a TXID range; the position file must be named by
-    // its max TXID, which is all the position reads besides the WAL fields.
-    std::fs::write(&dst, &bytes).map_err(Error::io("write", &dst))?;
-    Ok(())
 }
 
 /// Watches the database's directory and sends a wake-up when the `-wal` or the database

@@ -48,7 +48,7 @@ use crate::config::DbConfig;
 use crate::error::Error;
 use crate::replica::{FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
 use crate::replicate::{
-    Event, EventSink, ReplicateSettings, TaskControl, TaskStats, replicate_one, wake_channel,
+    Event, EventSink, ReplicateSettings, Stage, TaskControl, TaskStats, replicate_one, wake_channel,
 };
 use crate::restore::{IntegrityCheck, Restored, Target, list_levels, plan, restore_plan};
 
@@ -176,7 +176,8 @@ struct Track {
     replica: Option<Txid>,
     last_sync: Option<SystemTime>,
     lag: Option<Duration>,
-    error: Option<String>,
+    /// The failing stages, each with its last error (cleared when it recovers).
+    errors: BTreeMap<Stage, String>,
     unshipped_since: Option<SystemTime>,
 }
 
@@ -184,7 +185,7 @@ impl Track {
     fn state(&self, now: SystemTime) -> SyncState {
         if self.paused {
             SyncState::Paused
-        } else if self.error.is_some() {
+        } else if !self.errors.is_empty() {
             SyncState::Error
         } else if !self.started {
             SyncState::Starting
@@ -207,21 +208,21 @@ impl Track {
         match event {
             Event::Started { txid, .. } => {
                 self.started = true;
-                self.error = None;
+                self.errors.clear();
                 self.local = self.local.max(*txid);
                 if self.local <= self.replica {
                     self.last_sync.get_or_insert(now);
                 }
             }
             Event::Captured { txid, .. } => {
-                self.error = None;
+                self.errors.remove(&Stage::Capture);
                 self.local = self.local.max(Some(*txid));
                 if self.local > self.replica {
                     self.unshipped_since.get_or_insert(now);
                 }
             }
             Event::Shipped { txid, lag, .. } => {
-                self.error = None;
+                self.errors.remove(&Stage::Ship);
                 self.replica = self.replica.max(Some(*txid));
                 self.last_sync = Some(now);
                 self.lag = Some(*lag);
@@ -229,9 +230,15 @@ impl Track {
                     self.unshipped_since = None;
                 }
             }
-            Event::Error { message, .. } => self.error = Some(message.clone()),
+            Event::Error { stage, message, .. } => {
+                self.errors.insert(*stage, message.clone());
+            }
+            Event::Recovered { stage, .. } => {
+                self.errors.remove(stage);
+            }
             // Maintenance of the replica does not change how far it is behind.
             Event::Stopped { .. }
+            | Event::NewGeneration { .. }
             | Event::Checkpointed { .. }
             | Event::Compacted { .. }
             | Event::Snapshotted { .. }
@@ -256,7 +263,7 @@ impl Entry {
             size,
             local_txid: self.track.local,
             replica_txid: self.track.replica,
-            error: self.track.error.clone(),
+            error: self.track.errors.values().next().cloned(),
             syncs: self.running.as_ref().map_or(0, |r| r.stats.syncs()),
         }
     }
@@ -305,6 +312,34 @@ impl Service {
             .await
             .expect("inspect task panicked")?;
         let replica = replica_txid(client.as_ref()).await?;
+        self.insert(cfg, client, paused, replica)
+    }
+
+    /// Adds a database that was already being backed up (the app's saved list at
+    /// start) and starts it unless `paused`, without checking the file or the
+    /// destination first: a database not there yet is waited for, a destination that
+    /// is down or missing is retried, and either shows as an error meanwhile, instead
+    /// of the database dropping out of the list.
+    pub fn add_saved(
+        &self,
+        cfg: DbConfig,
+        client: Arc<dyn ReplicaClient>,
+        paused: bool,
+    ) -> Result<DbStatus, ServiceError> {
+        if self.dbs().contains_key(&cfg.path) {
+            return Err(ServiceError::AlreadyAdded(cfg.path));
+        }
+        self.insert(cfg, client, paused, None)
+    }
+
+    fn insert(
+        &self,
+        cfg: DbConfig,
+        client: Arc<dyn ReplicaClient>,
+        paused: bool,
+        replica: Option<Txid>,
+    ) -> Result<DbStatus, ServiceError> {
+        let path = cfg.path.clone();
         {
             let mut dbs = self.dbs();
             if dbs.contains_key(&path) {
@@ -354,7 +389,7 @@ impl Service {
         let was_paused = self.with_entry(path, |e| {
             let was = e.running.is_none();
             e.track.paused = false;
-            e.track.error = None;
+            e.track.errors.clear();
             was
         })?;
         if was_paused {
@@ -528,7 +563,7 @@ impl Service {
                 let service = Service { inner };
                 let _ = service.with_entry(&key, |e| {
                     if let Err(err) = &result {
-                        e.track.error = Some(err.to_string());
+                        e.track.errors.insert(Stage::Open, err.to_string());
                     }
                     e.track.started = false;
                 });
@@ -911,6 +946,7 @@ mod tests {
         t.apply(
             &Event::Error {
                 db,
+                stage: Stage::Ship,
                 message: "boom".into(),
                 retry_in: Duration::from_secs(1),
             },

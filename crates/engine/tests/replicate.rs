@@ -15,8 +15,8 @@ use tideline_engine::config::DbConfig;
 use tideline_engine::replica::file::FileReplica;
 use tideline_engine::replica::{FileInfo, ReplicaClient, ReplicaResult};
 use tideline_engine::replicate::{
-    Event, EventSink, ReplicateSettings, TaskControl, TaskStats, replicate_one, replicate_to,
-    wake_channel,
+    Event, EventSink, ReplicateSettings, Stage, TaskControl, TaskStats, replicate_one,
+    replicate_to, wake_channel,
 };
 use tideline_engine::restore::{IntegrityCheck, Target, list_levels, restore};
 use tideline_ltx::Txid;
@@ -70,6 +70,22 @@ struct Running {
 }
 
 impl Running {
+    /// Waits (bounded) for an event matching `f`; returns it.
+    async fn wait_for(&self, f: impl Fn(&Event) -> bool) -> Event {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(e) = self.events.lock().unwrap().iter().find(|e| f(e)) {
+                return e.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such event within 20 s: {:#?}",
+                self.events.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn stop(mut self) -> Vec<Event> {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(Duration::from_secs(30), self.task)
@@ -357,11 +373,50 @@ async fn replication_resumes_after_a_restart_and_after_a_replica_reset() {
     );
     assert_eq!(replica_txid(client.as_ref()).await.unwrap().0, before.0 + 1);
 
-    // The replica is wiped: replication starts afresh at TXID 1 with the whole database.
-    fs::remove_dir_all(&replica).unwrap();
+    // The destination disappears (a drive not mounted yet, a renamed folder): nothing
+    // is written where it was, the problem is reported, local files stay.
+    let away = dir.path().join("replica-away");
+    fs::rename(&replica, &away).unwrap();
     write(&c, 200, 10);
     let run = start(&db, Arc::clone(&client));
+    let missing = run
+        .wait_for(|e| {
+            matches!(e, Event::Error { stage: Stage::Ship, message, .. }
+                if message.contains("destination missing") && message.contains("tideline-shipped.json"))
+        })
+        .await;
+    assert!(!replica.exists(), "the replica root was not recreated");
+    // When it is back, replication resumes from the local position, incrementally.
+    fs::rename(&away, &replica).unwrap();
     wait_rows(&replica, dir.path(), 30).await;
+    let events = run.stop().await;
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Recovered {
+                stage: Stage::Ship,
+                ..
+            }
+        )),
+        "{missing:?}"
+    );
+    assert!(!events.iter().any(|e| matches!(
+        e,
+        Event::Captured {
+            snapshot: Some(_),
+            ..
+        }
+    )));
+    assert_eq!(replica_txid(client.as_ref()).await.unwrap().0, before.0 + 2);
+
+    // Emptied on purpose, and the shipped record deleted as the error says: a new
+    // backup starts there at TXID 1 with the whole database.
+    fs::remove_dir_all(&replica).unwrap();
+    fs::remove_file(tideline_engine::db::default_meta_dir(&db).join("tideline-shipped.json"))
+        .unwrap();
+    write(&c, 300, 10);
+    let run = start(&db, Arc::clone(&client));
+    wait_rows(&replica, dir.path(), 40).await;
     let events = run.stop().await;
     assert!(
         events.iter().any(|e| matches!(
@@ -374,4 +429,206 @@ async fn replication_resumes_after_a_restart_and_after_a_replica_reset() {
         )),
         "{events:#?}"
     );
+}
+
+/// Every row of `t`, for row-for-row comparisons.
+fn all_rows(c: &Connection) -> Vec<(i64, String)> {
+    let mut stmt = c.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Restores the latest state of the folder replica at `replica` and checks it holds
+/// exactly the application's rows.
+async fn assert_latest_equals(replica: &Path, scratch: &Path, c: &Connection) {
+    let out = scratch.join("latest.db");
+    let _ = fs::remove_file(&out);
+    restore(
+        Arc::new(FileReplica::new(replica)),
+        Target::Latest,
+        &out,
+        IntegrityCheck::Full,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        all_rows(&Connection::open(&out).unwrap()),
+        all_rows(c),
+        "restore latest differs from the database"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_comes_back_different_gets_a_consistent_new_generation() {
+    let (dir, replica, db, c) = setup();
+    let client: Arc<dyn ReplicaClient> = Arc::new(FileReplica::new(&replica));
+    let run = start(&db, Arc::clone(&client));
+    wait_rows(&replica, dir.path(), 10).await;
+    write(&c, 100, 10);
+    wait_rows(&replica, dir.path(), 20).await;
+    run.stop().await;
+
+    // Another machine's backup of another database now stands where ours was: its
+    // TXIDs overlap ours, with other files.
+    let other_db = dir.path().join("other.db");
+    let other = app(&other_db);
+    other
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    let other_replica = dir.path().join("other-replica");
+    let run = start(&other_db, Arc::new(FileReplica::new(&other_replica)));
+    for k in 0..6 {
+        write(&other, 1000 + k * 100, 50);
+        wait_rows(&other_replica, dir.path(), 50 * (k + 1)).await;
+    }
+    run.stop().await;
+    fs::remove_dir_all(&replica).unwrap();
+    fs::rename(&other_replica, &replica).unwrap();
+
+    write(&c, 200, 10);
+    let run = start(&db, Arc::clone(&client));
+    let new_gen = run
+        .wait_for(|e| matches!(e, Event::NewGeneration { .. }))
+        .await;
+    wait_rows(&replica, dir.path(), 30).await;
+    write(&c, 300, 5);
+    wait_rows(&replica, dir.path(), 35).await;
+    let events = run.stop().await;
+    assert!(!events.iter().any(Event::is_error), "{events:#?}");
+    let Event::NewGeneration { txid, .. } = new_gen else {
+        unreachable!()
+    };
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Captured { txid: t, snapshot: Some(_), .. } if *t == txid)),
+        "the new generation starts with the whole database at {txid}: {events:#?}"
+    );
+    assert_latest_equals(&replica, dir.path(), &c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_vanishes_while_replicating_is_not_recreated_and_catches_up() {
+    let (dir, replica, db, c) = setup();
+    let run = start(&db, Arc::new(FileReplica::new(&replica)));
+    wait_rows(&replica, dir.path(), 10).await;
+    let away = dir.path().join("unmounted");
+    fs::rename(&replica, &away).unwrap();
+    write(&c, 100, 10);
+    run.wait_for(|e| {
+        matches!(e, Event::Error { stage: Stage::Ship, message, .. } if message.contains("destination missing"))
+    })
+    .await;
+    // Commits go on being captured locally meanwhile, and nothing is written where the
+    // replica was.
+    write(&c, 200, 10);
+    run.wait_for(|e| matches!(e, Event::Captured { .. })).await;
+    assert!(!replica.exists(), "the replica root was recreated");
+    fs::rename(&away, &replica).unwrap();
+    wait_rows(&replica, dir.path(), 30).await;
+    let events = run.stop().await;
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Recovered {
+            stage: Stage::Ship,
+            ..
+        }
+    )));
+    assert!(matches!(
+        events.last(),
+        Some(Event::Stopped { pending: 0, .. })
+    ));
+    assert_latest_equals(&replica, dir.path(), &c).await;
+}
+
+/// A folder replica whose compaction uploads (levels 1 to 9) and deletes fail, as a
+/// bucket policy forbidding deletes or a corrupt level would make them.
+#[derive(Debug)]
+struct MaintenanceFails {
+    inner: FileReplica,
+}
+
+#[async_trait::async_trait]
+impl ReplicaClient for MaintenanceFails {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn list(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {
+        self.inner.list(level).await
+    }
+    async fn read_range(&self, file: &FileInfo, range: Range<u64>) -> ReplicaResult<Vec<u8>> {
+        self.inner.read_range(file, range).await
+    }
+    fn open(&self, file: &FileInfo) -> ReplicaResult<Box<dyn Read + Send>> {
+        self.inner.open(file)
+    }
+    async fn write(
+        &self,
+        level: u8,
+        min: Txid,
+        max: Txid,
+        at: SystemTime,
+        src: &Path,
+    ) -> ReplicaResult<FileInfo> {
+        if level > 0 {
+            return Err(forbidden("write"));
+        }
+        self.inner.write(level, min, max, at, src).await
+    }
+    async fn delete(&self, _: &[FileInfo]) -> ReplicaResult<()> {
+        Err(forbidden("delete"))
+    }
+    fn start_new_backup(&self) {
+        self.inner.start_new_backup();
+    }
+}
+
+fn forbidden(op: &'static str) -> tideline_engine::replica::ReplicaError {
+    tideline_engine::replica::ReplicaError::Io {
+        replica: "test".into(),
+        op,
+        path: "compaction level".into(),
+        source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "forbidden"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_maintenance_never_stops_capture_and_upload() {
+    let (dir, replica, db, c) = setup();
+    let run = start(
+        &db,
+        Arc::new(MaintenanceFails {
+            inner: FileReplica::new(&replica),
+        }),
+    );
+    wait_rows(&replica, dir.path(), 10).await;
+    run.wait_for(|e| {
+        matches!(
+            e,
+            Event::Error {
+                stage: Stage::Maintain,
+                ..
+            }
+        )
+    })
+    .await;
+    // Each commit still reaches the replica within the usual second or so.
+    for k in 0..5 {
+        write(&c, 100 + k * 10, 10);
+        wait_rows(&replica, dir.path(), 20 + k * 10).await;
+    }
+    let events = run.stop().await;
+    assert!(
+        !events.iter().any(|e| matches!(
+            e,
+            Event::Error {
+                stage: Stage::Ship | Stage::Capture,
+                ..
+            }
+        )),
+        "{events:#?}"
+    );
+    assert_latest_equals(&replica, dir.path(), &c).await;
 }

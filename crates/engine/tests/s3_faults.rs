@@ -237,3 +237,88 @@ async fn a_wrong_secret_fails_at_start_with_the_fix_and_loses_nothing() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_down_at_start_is_waited_for_and_caught_up_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let c = app(&db);
+    c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    let insert = |from: i64, n: i64| {
+        for i in from..from + n {
+            c.execute("INSERT INTO t VALUES (?1, ?2)", (i, format!("row {i}")))
+                .unwrap();
+        }
+    };
+    insert(0, 20);
+    let mut server = S3Server::start(&dir.path().join("s3")).unwrap();
+    let client = s3_client(&server, SECRET_KEY);
+    server.stop();
+
+    let (events, seen) = sink();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(replicate_to(
+        vec![(DbConfig::new(&db), client)],
+        settings(),
+        async move {
+            let _ = stop_rx.await;
+        },
+        events,
+    ));
+    // The replicator keeps running, says what is wrong, and captures meanwhile.
+    wait_until("an upload error naming the endpoint", 30, async || {
+        seen.lock().unwrap().iter().any(
+            |e| matches!(e, Event::Error { message, .. } if message.contains(&server.endpoint())),
+        )
+    })
+    .await;
+    insert(100, 20);
+    wait_until("a local capture while the server is down", 30, async || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::Captured { .. }))
+    })
+    .await;
+    assert!(!task.is_finished(), "the replicator gave up");
+
+    server.restart().unwrap();
+    let probe = dir.path().join("probe.db");
+    let fresh = s3_client(&server, SECRET_KEY);
+    wait_until("the replica catching up", 60, async || {
+        let _ = fs::remove_file(&probe);
+        restore(
+            Arc::clone(&fresh),
+            Target::Latest,
+            &probe,
+            IntegrityCheck::None,
+        )
+        .await
+        .is_ok()
+            && Connection::open(&probe)
+                .unwrap()
+                .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+                == 40
+    })
+    .await;
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("stops")
+        .unwrap()
+        .unwrap();
+    let rows = |c: &Connection| -> Vec<(i64, String)> {
+        let mut s = c.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let out = dir.path().join("restored.db");
+    restore(fresh, Target::Latest, &out, IntegrityCheck::Full)
+        .await
+        .unwrap();
+    assert_eq!(rows(&Connection::open(&out).unwrap()), rows(&c));
+}

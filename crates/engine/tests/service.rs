@@ -263,3 +263,51 @@ async fn shutdown_ships_what_is_pending() {
         .unwrap();
     assert_eq!(count(&out), 7);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_database_whose_destination_is_missing_at_start_shows_an_error_until_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("drive").join("backups");
+    let c = db_with_rows(&db, 5);
+    let (first, _) = service();
+    let client = open_client(cfg(&db, &replica).replica.as_ref().unwrap()).unwrap();
+    first.add(cfg(&db, &replica), client, false).await.unwrap();
+    wait_for(&first, &db, "in sync", |s| s.state == SyncState::InSync).await;
+    first.shutdown().await;
+
+    // The app starts again while the drive is not mounted.
+    let unmounted = dir.path().join("drive-unmounted");
+    std::fs::rename(dir.path().join("drive"), &unmounted).unwrap();
+    insert(&c, 5);
+    let (service, _) = service();
+    let client = open_client(cfg(&db, &replica).replica.as_ref().unwrap()).unwrap();
+    service
+        .add_saved(cfg(&db, &replica), client, false)
+        .unwrap();
+    let s = wait_for(&service, &db, "the Error state", |s| {
+        s.state == SyncState::Error
+    })
+    .await;
+    let err = s.error.unwrap();
+    assert!(err.contains("is the drive connected?"), "{err}");
+    assert!(!replica.exists(), "nothing is written where the drive was");
+
+    std::fs::rename(&unmounted, dir.path().join("drive")).unwrap();
+    wait_for(&service, &db, "in sync again", |s| {
+        s.state == SyncState::InSync && s.error.is_none()
+    })
+    .await;
+    service.shutdown().await;
+    let out = dir.path().join("restored.db");
+    let client = open_client(cfg(&db, &replica).replica.as_ref().unwrap()).unwrap();
+    tideline_engine::restore::restore(
+        client,
+        Target::Latest,
+        &out,
+        tideline_engine::restore::IntegrityCheck::Full,
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&out), 10);
+}

@@ -6,6 +6,8 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use tideline_ltx::{Txid, format_filename, parse_filename};
@@ -16,12 +18,38 @@ use super::{FileInfo, ReplicaClient, ReplicaError, ReplicaResult, check_level};
 #[derive(Debug, Clone)]
 pub struct FileReplica {
     root: PathBuf,
+    /// Set once the root was seen to exist: from then on a missing root is an error,
+    /// never created again, so that a drive unmounted under a running replicator does
+    /// not get a new, partial backup written onto its empty mount point.
+    seen_root: Arc<AtomicBool>,
 }
 
 impl FileReplica {
-    /// A replica rooted at `root` (created on first write).
+    /// A replica rooted at `root` (created on the first write if it does not exist
+    /// then; once seen, never recreated).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FileReplica { root: root.into() }
+        FileReplica {
+            root: root.into(),
+            seen_root: Arc::default(),
+        }
+    }
+
+    /// Creates the root on the first write; refuses if it was seen and is now gone
+    /// (unless a new backup was started since).
+    fn ensure_root(&self) -> ReplicaResult<()> {
+        if self.root.is_dir() {
+            self.seen_root.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        if self.seen_root.load(Ordering::Relaxed) {
+            return Err(ReplicaError::Missing {
+                replica: self.describe(),
+                what: format!("the folder {} is gone", self.root.display()),
+            });
+        }
+        fs::create_dir_all(&self.root).map_err(self.err("create directory", &self.root))?;
+        self.seen_root.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The replica's root folder.
@@ -49,6 +77,9 @@ impl FileReplica {
     }
 
     fn list_blocking(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {
+        if self.root.is_dir() {
+            self.seen_root.store(true, Ordering::Relaxed);
+        }
         let dir = self.level_dir(level);
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
@@ -90,6 +121,7 @@ impl FileReplica {
         created_at: SystemTime,
         src: &Path,
     ) -> ReplicaResult<FileInfo> {
+        self.ensure_root()?;
         let dir = self.level_dir(level);
         fs::create_dir_all(&dir).map_err(self.err("create directory", &dir))?;
         let dst = self.path(level, min, max);
@@ -150,6 +182,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 impl ReplicaClient for FileReplica {
     fn describe(&self) -> String {
         format!("file://{}", self.root.display())
+    }
+
+    fn start_new_backup(&self) {
+        self.seen_root.store(false, Ordering::Relaxed);
     }
 
     async fn list(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {

@@ -66,6 +66,17 @@ pub enum ReplicaError {
         /// The file name.
         name: String,
     },
+    /// The destination is gone (a folder removed or a drive unmounted while
+    /// replicating); it is not recreated.
+    #[error(
+        "{replica}: destination missing — is the drive connected? ({what}; it is not recreated, so that no partial backup starts on an empty mount point)"
+    )]
+    Missing {
+        /// The replica.
+        replica: String,
+        /// What is missing.
+        what: String,
+    },
     /// Level outside 0..=9.
     #[error("level {0} is not a replica level (0 to 9)")]
     BadLevel(u8),
@@ -94,6 +105,25 @@ pub enum ReplicaError {
         /// Why, in terms of what to fix.
         failure: S3Failure,
     },
+}
+
+impl ReplicaError {
+    /// True for failures only a change of configuration fixes (wrong or missing
+    /// credentials, no permission, no such bucket, another region): worth failing
+    /// at start for, where a destination that is down or missing is waited for.
+    pub fn needs_config_fix(&self) -> bool {
+        matches!(
+            self,
+            ReplicaError::S3 {
+                failure: S3Failure::WrongCredentials { .. }
+                    | S3Failure::NoCredentials(_)
+                    | S3Failure::AccessDenied
+                    | S3Failure::NoSuchBucket
+                    | S3Failure::WrongRegion(_),
+                ..
+            }
+        )
+    }
 }
 
 /// Result alias for replica operations.
@@ -136,6 +166,12 @@ pub trait ReplicaClient: Debug + Send + Sync {
     async fn list_exact(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {
         self.list(level).await
     }
+
+    /// A new backup starts here (nothing was shipped to this replica before): its root
+    /// may be created. A folder replica otherwise refuses to recreate a root it has
+    /// seen, so that a backup never restarts on the empty mount point of a drive that
+    /// went away. Object stores need nothing.
+    fn start_new_backup(&self) {}
 
     /// Requests made since the client was created, for backends that bill by request
     /// (S3); `None` for the others.
