@@ -120,7 +120,12 @@ use serde_yaml_ng::Value;
 
 pub use duration::{ParseDurationError, deserialize_duration, format_duration, parse_duration};
 pub use error::{ConfigError, Origin};
-pub use replica::{FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3ReplicaConfig};
+pub use replica::{
+    FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3Credentials, S3ReplicaConfig,
+    resolve_s3_credentials,
+};
+pub use url::redact as redact_url;
+pub(crate) use url::strip_userinfo;
 
 use crate::replica::MAX_COMPACTION_LEVEL;
 use duration::Interval;
