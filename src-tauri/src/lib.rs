@@ -211,7 +211,7 @@ pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult
                 state
                     .service
                     .add(
-                        commands::db_config(&db.path, replica, &settings),
+                        commands::stored_db_config(&db, replica, &settings),
                         client,
                         db.paused,
                     )

@@ -126,7 +126,7 @@ pub use replica::{
     resolve_s3_credentials,
 };
 pub use url::redact as redact_url;
-pub(crate) use url::strip_userinfo;
+pub use url::strip_userinfo;
 
 use crate::replica::MAX_COMPACTION_LEVEL;
 use duration::Interval;

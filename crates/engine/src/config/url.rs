@@ -109,7 +109,7 @@ fn redact_userinfo(s: &str) -> String {
 /// An endpoint URL without its `user:password@` part. S3 requests are signed with the
 /// access key, never with URL credentials, so they are dropped where the endpoint is
 /// read, and nothing downstream (the HTTP client, its errors, descriptions) holds them.
-pub(crate) fn strip_userinfo(endpoint: &str) -> String {
+pub fn strip_userinfo(endpoint: &str) -> String {
     let Some(i) = endpoint.find("://") else {
         return endpoint.to_owned();
     };
