@@ -415,6 +415,35 @@ struct Changes {
     deleted: std::collections::BTreeSet<(Txid, Txid)>,
 }
 
+impl Listing {
+    /// Ends one listing under way: the changes to apply over it (kept for the others
+    /// still under way, dropped after the last).
+    fn end_listing(&mut self) -> Changes {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if self.in_flight == 0 {
+            std::mem::take(&mut self.changes)
+        } else {
+            self.changes.clone()
+        }
+    }
+}
+
+/// Ends a listing whose future was dropped half way (a shutdown past its deadline),
+/// so that writes stop being recorded for a listing that will never arrive.
+struct ListingInFlight<'a> {
+    /// `None` once the listing ended normally.
+    replica: Option<&'a S3Replica>,
+    level: u8,
+}
+
+impl Drop for ListingInFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.replica {
+            r.cache()[usize::from(self.level)].end_listing();
+        }
+    }
+}
+
 impl S3Replica {
     /// A client for the configured bucket. Makes no request: the first one tells
     /// whether the bucket and credentials work (see [`S3Replica::check`]).
@@ -585,15 +614,15 @@ impl S3Replica {
             return Ok(self.list_remote(level).await?.into_values().collect());
         }
         self.cache()[usize::from(level)].in_flight += 1;
+        let mut flight = ListingInFlight {
+            replica: Some(self),
+            level,
+        };
         let result = self.list_remote(level).await;
+        flight.replica = None;
         let mut cache = self.cache();
         let entry = &mut cache[usize::from(level)];
-        entry.in_flight -= 1;
-        let changes = if entry.in_flight == 0 {
-            std::mem::take(&mut entry.changes)
-        } else {
-            entry.changes.clone()
-        };
+        let changes = entry.end_listing();
         let mut listed = result?;
         // LIST gives upload times; files this client wrote keep their LTX timestamps.
         let known = entry.files.take().into_iter().flatten();
@@ -1371,6 +1400,25 @@ impl Read for ChunkReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dropped_listing_stops_recording_changes() {
+        let cfg = crate::config::ReplicaConfig::from_url_with_env("s3://b/p", &|_| None).unwrap();
+        let crate::config::ReplicaTarget::S3(s3) = cfg.target else {
+            unreachable!()
+        };
+        let r = S3Replica::new(&s3).unwrap();
+        r.cache()[3].in_flight += 1;
+        let flight = ListingInFlight {
+            replica: Some(&r),
+            level: 3,
+        };
+        r.cache()[3].changes.deleted.insert((Txid(1), Txid(1)));
+        drop(flight);
+        let cache = r.cache();
+        assert_eq!(cache[3].in_flight, 0);
+        assert!(cache[3].changes.deleted.is_empty());
+    }
 
     #[test]
     fn parts_grow_to_stay_within_the_part_limit() {
