@@ -444,7 +444,8 @@ pub fn save_settings(state: State<'_, AppState>, settings: Settings) -> AppResul
     Ok(settings)
 }
 
-/// Adds the folder-replicated databases of a Litestream config file; returns the
+/// Adds the databases of a Litestream config file (folder and S3 replicas, each S3
+/// setting and meta path kept for later starts, see [`imported`]); returns the
 /// databases added and one line per database that was not.
 #[tauri::command]
 pub async fn import_config(
