@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tauri::{AppHandle, Emitter, Runtime, State};
-use tideline_engine::config::{Config, DbConfig, ReplicaConfig};
+use tideline_engine::config::{
+    Config, DbConfig, ReplicaConfig, ReplicaTarget, Sensitive, meta_path_for, strip_userinfo,
+};
 use tideline_engine::replica::{ReplicaClient, open_client};
 use tideline_engine::restore::Target;
 use tideline_engine::service::{self, RestorePhase};
@@ -15,7 +17,7 @@ use crate::AppState;
 use crate::dto::{DbView, InspectView, PointView, RestoreProgress, RestoreView, TestView};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secrets::{self, Keys};
-use crate::store::{Destination, Settings, StoredDb};
+use crate::store::{Destination, S3Options, Settings, StoredDb};
 
 fn invalid(msg: impl Into<String>) -> AppError {
     AppError::new(ErrorCode::InvalidInput, msg)
@@ -51,6 +53,7 @@ pub fn replica_config(
             bucket,
             path,
             region,
+            ..
         } => {
             if bucket.trim().is_empty() {
                 return Err(invalid("Enter the bucket name."));
@@ -79,6 +82,14 @@ pub fn replica_config(
         }
     }
     .map_err(|e| invalid(e.to_string()))?;
+    if let (Destination::S3 { options, .. }, ReplicaTarget::S3(s3)) = (dest, &mut cfg.target) {
+        options.apply(s3);
+        if let Some(key) = keys.and_then(|k| k.sse_customer_key.clone()) {
+            s3.sse_customer_key = Some(Sensitive::new(key));
+            s3.sse_customer_algorithm
+                .get_or_insert_with(|| "AES256".to_owned());
+        }
+    }
     cfg.sync_interval = Duration::from_millis(settings.sync_interval_ms.max(100));
     Ok(cfg)
 }
@@ -89,6 +100,67 @@ pub fn db_config(path: &Path, replica: ReplicaConfig, settings: &Settings) -> Db
     cfg.monitor_interval = Duration::from_millis(settings.monitor_interval_ms.max(50));
     cfg.replica = Some(replica);
     cfg
+}
+
+/// [`db_config`] of a remembered database, with the meta directory it was given.
+pub fn stored_db_config(db: &StoredDb, replica: ReplicaConfig, settings: &Settings) -> DbConfig {
+    let mut cfg = db_config(&db.path, replica, settings);
+    if let Some(meta) = &db.meta_path {
+        cfg.meta_path = meta.clone();
+    }
+    cfg
+}
+
+/// What the app remembers of a database of a Litestream config, and the keys that go
+/// to the keychain: every S3 setting the config gave (encryption, storage class, part
+/// size, path style…) and its meta directory, so later starts replicate the same way.
+/// `Err` says why the database cannot be imported.
+pub fn imported(db: &DbConfig) -> Result<(StoredDb, Option<Keys>), String> {
+    let Some(replica) = &db.replica else {
+        return Err(format!("{}: no replica", db.path.display()));
+    };
+    let (destination, keys) = match &replica.target {
+        ReplicaTarget::File(f) => (
+            Destination::Folder {
+                path: f.path.display().to_string(),
+            },
+            None,
+        ),
+        ReplicaTarget::S3(s3) => {
+            // Keys the config names (or the environment supplies) go to the keychain,
+            // as keys typed into the window do; so does an inline SSE-C key.
+            let expose = |k: &Option<Sensitive<String>>| {
+                k.as_ref().map(|k| k.expose().clone()).unwrap_or_default()
+            };
+            let keys = Keys {
+                access_key_id: expose(&s3.access_key_id),
+                secret_access_key: expose(&s3.secret_access_key),
+                sse_customer_key: s3.sse_customer_key.as_ref().map(|k| k.expose().clone()),
+            };
+            let destination = Destination::S3 {
+                endpoint: s3.endpoint.clone().unwrap_or_default(),
+                bucket: s3.bucket.clone(),
+                path: s3.path.clone(),
+                region: s3.region.clone().unwrap_or_default(),
+                options: S3Options::from_config(s3),
+            };
+            (destination, Some(keys).filter(|k| !k.is_empty()))
+        }
+        other => {
+            return Err(format!(
+                "{}: {} destinations are not supported",
+                db.path.display(),
+                other.kind()
+            ));
+        }
+    };
+    let stored = StoredDb {
+        path: db.path.clone(),
+        destination,
+        paused: false,
+        meta_path: (db.meta_path != meta_path_for(&db.path)).then(|| db.meta_path.clone()),
+    };
+    Ok((stored, keys))
 }
 
 fn client_for(
@@ -157,6 +229,11 @@ pub async fn add_database(
     let db = absolute(&path, "database path")?;
     let settings = state.settings();
     let (replica, client) = client_for(&destination, keys.as_ref(), &settings)?;
+    // The settings file never holds credentials, also not typed into the endpoint.
+    let mut destination = destination;
+    if let Destination::S3 { endpoint, .. } = &mut destination {
+        *endpoint = strip_userinfo(endpoint);
+    }
     let account = db.display().to_string();
     let keys = keys.filter(|k| !k.is_empty());
     if let Some(k) = &keys {
@@ -179,6 +256,7 @@ pub async fn add_database(
         path: db,
         destination,
         paused: false,
+        meta_path: None,
     })?;
     Ok(DbView::from(&status))
 }
@@ -366,7 +444,8 @@ pub fn save_settings(state: State<'_, AppState>, settings: Settings) -> AppResul
     Ok(settings)
 }
 
-/// Adds the folder-replicated databases of a Litestream config file; returns the
+/// Adds the databases of a Litestream config file (folder and S3 replicas, each S3
+/// setting and meta path kept for later starts, see [`imported`]); returns the
 /// databases added and one line per database that was not.
 #[tauri::command]
 pub async fn import_config(
@@ -377,42 +456,21 @@ pub async fn import_config(
     let config = Config::load(&p, true).map_err(|e| invalid(e.to_string()))?;
     let (mut added, mut skipped) = (Vec::new(), Vec::new());
     for db in config.dbs {
-        let Some(replica) = db.replica.clone() else {
-            skipped.push(format!("{}: no replica", db.path.display()));
-            continue;
-        };
-        let destination = match &replica.target {
-            tideline_engine::config::ReplicaTarget::File(f) => Destination::Folder {
-                path: f.path.display().to_string(),
-            },
-            tideline_engine::config::ReplicaTarget::S3(s3) => {
-                // Keys the config names (or the environment supplies) go to the
-                // keychain, as keys typed into the window do.
-                if let (Some(id), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) {
-                    let keys = Keys {
-                        access_key_id: id.expose().clone(),
-                        secret_access_key: secret.expose().clone(),
-                    };
-                    if let Err(e) = secrets::store(&db.path.display().to_string(), &keys) {
-                        skipped.push(format!("{}: {}", db.path.display(), e.message));
-                        continue;
-                    }
-                }
-                Destination::S3 {
-                    endpoint: s3.endpoint.clone().unwrap_or_default(),
-                    bucket: s3.bucket.clone(),
-                    path: s3.path.clone(),
-                    region: s3.region.clone().unwrap_or_default(),
-                }
-            }
-            other => {
-                skipped.push(format!(
-                    "{}: {} destinations are not supported",
-                    db.path.display(),
-                    other.kind()
-                ));
+        let (stored, keys) = match imported(&db) {
+            Ok(x) => x,
+            Err(why) => {
+                skipped.push(why);
                 continue;
             }
+        };
+        if let Some(keys) = &keys
+            && let Err(e) = secrets::store(&db.path.display().to_string(), keys)
+        {
+            skipped.push(format!("{}: {}", db.path.display(), e.message));
+            continue;
+        }
+        let Some(replica) = db.replica.clone() else {
+            continue;
         };
         let client = match open_client(&replica) {
             Ok(c) => c,
@@ -421,14 +479,9 @@ pub async fn import_config(
                 continue;
             }
         };
-        let path = db.path.clone();
         match state.service.add(db, client, false).await {
             Ok(s) => {
-                state.remember(StoredDb {
-                    path,
-                    destination,
-                    paused: false,
-                })?;
+                state.remember(stored)?;
                 added.push(DbView::from(&s));
             }
             Err(e) => skipped.push(e.to_string()),
@@ -441,4 +494,77 @@ pub async fn import_config(
 #[tauri::command]
 pub fn keychain_status() -> Option<String> {
     secrets::check().err().map(|e| e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3_of(cfg: &ReplicaConfig) -> &tideline_engine::config::S3ReplicaConfig {
+        match &cfg.target {
+            ReplicaTarget::S3(s3) => s3,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Every S3 setting of an imported Litestream config survives the trip through
+    /// the app's settings file and keychain entry: the config a later start builds is
+    /// the one the import replicated with.
+    #[test]
+    fn an_imported_s3_replica_keeps_every_setting_for_later_starts() {
+        let sse_key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let yml = format!(
+            "dbs:
+  - path: /data/kms.db
+    meta-path: /data/kms-meta
+    replica:
+      type: s3
+      bucket: bkt
+      path: kms
+      endpoint: https://s3.example.com
+      region: eu-west-1
+      access-key-id: AKIMPORT
+      secret-access-key: import-secret
+      force-path-style: false
+      sign-payload: false
+      require-content-md5: false
+      storage-class: STANDARD_IA
+      part-size: 16MiB
+      concurrency: 3
+      sse-kms-key-id: kms-key-1
+  - path: /data/ssec.db
+    replica:
+      url: s3://bkt/ssec
+      sse-customer-key: {sse_key}
+  - path: /data/keyfile.db
+    replica:
+      url: s3://bkt/keyfile
+      sse-customer-key-path: /etc/tideline/ssec.key
+"
+        );
+        let config = Config::parse(&yml, &|_| None, true).unwrap();
+        assert_eq!(config.dbs.len(), 3);
+        for db in &config.dbs {
+            let (stored, keys) = imported(db).unwrap();
+            // What the settings file holds, read back as a later start reads it.
+            let saved = serde_json::to_string(&stored).unwrap();
+            for secret in ["import-secret", sse_key] {
+                assert!(
+                    !saved.contains(secret),
+                    "a secret in the settings file: {saved}"
+                );
+            }
+            let stored: StoredDb = serde_json::from_str(&saved).unwrap();
+            let settings = Settings::default();
+            let rebuilt = replica_config(&stored.destination, keys.as_ref(), &settings).unwrap();
+            let original = db.replica.as_ref().unwrap();
+            assert_eq!(s3_of(&rebuilt), s3_of(original), "{}", db.path.display());
+            let later = stored_db_config(&stored, rebuilt, &settings);
+            assert_eq!(later.meta_path, db.meta_path, "{}", db.path.display());
+        }
+        let kms = s3_of(config.dbs[0].replica.as_ref().unwrap());
+        assert_eq!(kms.part_size, 16 << 20);
+        assert!(!kms.force_path_style);
+        assert_eq!(config.dbs[0].meta_path, Path::new("/data/kms-meta"));
+    }
 }

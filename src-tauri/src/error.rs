@@ -96,9 +96,9 @@ impl From<Error> for AppError {
                 S3Failure::WrongRegion(_) => ErrorCode::WrongRegion,
                 _ => ErrorCode::DestinationUnavailable,
             },
-            Error::Replica(_) | Error::DestinationMissing { .. } => {
-                ErrorCode::DestinationUnavailable
-            }
+            Error::Replica(_)
+            | Error::DestinationMissing { .. }
+            | Error::ShutdownSyncTimedOut { .. } => ErrorCode::DestinationUnavailable,
             Error::Plan(_) => ErrorCode::NoRestorePoint,
             Error::OutputExists(_) => ErrorCode::OutputExists,
             Error::IntegrityCheck { .. } => ErrorCode::IntegrityFailed,

@@ -209,7 +209,7 @@ pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult
             let started = async {
                 let (replica, client) = commands_client(&db, &settings)?;
                 state.service.add_saved(
-                    commands::db_config(&db.path, replica, &settings),
+                    commands::stored_db_config(&db, replica, &settings),
                     client,
                     db.paused,
                 )?;

@@ -16,12 +16,17 @@ pub struct Keys {
     pub access_key_id: String,
     /// Secret access key.
     pub secret_access_key: String,
+    /// An SSE-C key (base64) a Litestream config import brought (`sse-customer-key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_customer_key: Option<String>,
 }
 
 impl Keys {
-    /// True when neither key is set.
+    /// True when no key is set.
     pub fn is_empty(&self) -> bool {
-        self.access_key_id.is_empty() && self.secret_access_key.is_empty()
+        self.access_key_id.is_empty()
+            && self.secret_access_key.is_empty()
+            && self.sse_customer_key.is_none()
     }
 }
 
@@ -94,6 +99,7 @@ mod tests {
         let k = Keys {
             access_key_id: "AKIAEXAMPLE".into(),
             secret_access_key: "very-secret".into(),
+            sse_customer_key: Some("c2VjcmV0".into()),
         };
         assert_eq!(format!("{k:?}"), "Keys(<redacted>)");
     }
@@ -106,6 +112,7 @@ mod tests {
         let keys = Keys {
             access_key_id: "id".into(),
             secret_access_key: "secret".into(),
+            sse_customer_key: None,
         };
         match store(&account, &keys) {
             Ok(()) => {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use tideline_engine::config::S3ReplicaConfig;
 
 use crate::error::{AppError, AppResult, ErrorCode};
 
@@ -37,6 +38,8 @@ impl Default for Settings {
 /// Where a database is backed up, as the window enters it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// One per database and rarely moved: boxing the S3 variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Destination {
     /// A folder.
     Folder {
@@ -56,7 +59,96 @@ pub enum Destination {
         /// Region; empty to let the client decide.
         #[serde(default)]
         region: String,
+        /// Settings the form does not show, kept from a Litestream config import.
+        #[serde(default, skip_serializing_if = "S3Options::is_empty")]
+        options: S3Options,
     },
+}
+
+/// S3 settings beyond the window's form, as a Litestream config import brings them
+/// (SSE-KMS, SSE-C key file, storage class, part size…), kept so that every later start
+/// replicates the way the config said. `None` leaves a setting to the engine's default.
+/// An inline SSE-C key is a secret: it goes to the keychain with the access keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct S3Options {
+    /// `force-path-style`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub force_path_style: Option<bool>,
+    /// `skip-verify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_verify: Option<bool>,
+    /// `sign-payload`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sign_payload: Option<bool>,
+    /// `require-content-md5`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_content_md5: Option<bool>,
+    /// `part-size`, bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part_size: Option<u64>,
+    /// `concurrency`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    /// `storage-class`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// `sse-kms-key-id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sse_kms_key_id: Option<String>,
+    /// `sse-customer-algorithm`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sse_customer_algorithm: Option<String>,
+    /// `sse-customer-key-path` (the file, not the key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sse_customer_key_path: Option<PathBuf>,
+}
+
+impl S3Options {
+    /// True when nothing is set (destinations entered in the window).
+    pub fn is_empty(&self) -> bool {
+        self == &S3Options::default()
+    }
+
+    /// Every setting of an engine S3 config, as an import keeps them.
+    pub fn from_config(s3: &S3ReplicaConfig) -> S3Options {
+        S3Options {
+            force_path_style: Some(s3.force_path_style),
+            skip_verify: Some(s3.skip_verify),
+            sign_payload: Some(s3.sign_payload),
+            require_content_md5: Some(s3.require_content_md5),
+            part_size: Some(s3.part_size),
+            concurrency: Some(s3.concurrency),
+            storage_class: s3.storage_class.clone(),
+            sse_kms_key_id: s3.sse_kms_key_id.clone(),
+            sse_customer_algorithm: s3.sse_customer_algorithm.clone(),
+            sse_customer_key_path: s3.sse_customer_key_path.clone(),
+        }
+    }
+
+    /// Sets what is kept on a config built from the form's fields.
+    pub fn apply(&self, s3: &mut S3ReplicaConfig) {
+        fn set<T: Clone>(to: &mut T, from: &Option<T>) {
+            if let Some(v) = from {
+                *to = v.clone();
+            }
+        }
+        fn set_opt<T: Clone>(to: &mut Option<T>, from: &Option<T>) {
+            if from.is_some() {
+                to.clone_from(from);
+            }
+        }
+        set(&mut s3.force_path_style, &self.force_path_style);
+        set(&mut s3.skip_verify, &self.skip_verify);
+        set(&mut s3.sign_payload, &self.sign_payload);
+        set(&mut s3.require_content_md5, &self.require_content_md5);
+        set(&mut s3.part_size, &self.part_size);
+        set(&mut s3.concurrency, &self.concurrency);
+        set_opt(&mut s3.storage_class, &self.storage_class);
+        set_opt(&mut s3.sse_kms_key_id, &self.sse_kms_key_id);
+        set_opt(&mut s3.sse_customer_algorithm, &self.sse_customer_algorithm);
+        set_opt(&mut s3.sse_customer_key_path, &self.sse_customer_key_path);
+    }
 }
 
 /// One remembered database.
@@ -69,6 +161,10 @@ pub struct StoredDb {
     /// Paused by the user.
     #[serde(default)]
     pub paused: bool,
+    /// The meta directory, when a Litestream config import set one (`meta-path`);
+    /// `None` is the default beside the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_path: Option<PathBuf>,
 }
 
 /// The whole file.

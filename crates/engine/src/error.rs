@@ -108,6 +108,13 @@ pub enum Error {
     /// A feature this build does not have.
     #[error("{0}")]
     Unsupported(String),
+    /// The final sync at shutdown did not finish within `shutdown-sync-timeout` (the
+    /// replica stalled); what was not shipped stays in the meta directory.
+    #[error("the replica did not finish the final sync within shutdown-sync-timeout ({}); the files not shipped stay in the meta directory and are shipped at the next start (raise shutdown-sync-timeout to wait longer)", crate::config::format_duration(*.timeout))]
+    ShutdownSyncTimedOut {
+        /// The `shutdown-sync-timeout` that ran out.
+        timeout: std::time::Duration,
+    },
     /// Restore inputs do not make up a whole database.
     #[error("restore inputs are incomplete: {0}")]
     IncompleteRestore(String),

@@ -224,7 +224,14 @@ impl Maintainer {
             }
         }
         if self.cache.is_none() || stale {
-            self.cache = Some(crate::restore::list_levels(self.client.as_ref()).await?);
+            // Fresh from the replica, not from the client's own cache (which S3 keeps
+            // true only against this process's writes): this is where another writer
+            // or a lifecycle rule is noticed.
+            let mut levels = Vec::with_capacity(usize::from(SNAPSHOT_LEVEL) + 1);
+            for level in 0..=SNAPSHOT_LEVEL {
+                levels.push(self.client.list_fresh(level).await?);
+            }
+            self.cache = Some(levels);
             self.listed_at = Some(now);
         }
         Ok(())

@@ -1001,7 +1001,15 @@ impl DbTask {
                 self.ship().await?;
                 Ok::<_, Error>(())
             };
-            match attempt.await {
+            // An attempt against a stalled server would never return: the deadline
+            // bounds each attempt too, not only the retries between them.
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let outcome = tokio::time::timeout(remaining, attempt)
+                .await
+                .unwrap_or(Err(Error::ShutdownSyncTimedOut {
+                    timeout: settings.shutdown_sync_timeout,
+                }));
+            match outcome {
                 Ok(()) => break,
                 Err(e) if Instant::now() + settings.shutdown_sync_interval < deadline => {
                     (self.events)(&Event::Error {

@@ -3,6 +3,12 @@
 //! middle of an upload and started again. Replication recovers with every TXID in the
 //! replica exactly once and the replica restoring to the database byte for byte; a
 //! wrong secret fails at once with an error that names the fix, and loses nothing.
+//!
+//! Also the S3 client's own guarantees against the same server: multipart parts grow to
+//! stay within the part limit, a failed completion is aborted, a stalled server cannot
+//! hold a shutdown past `shutdown-sync-timeout`, the periodic re-list sees what another
+//! writer (or a lifecycle rule) changed, and credentials in an endpoint URL are neither
+//! shown nor needed.
 
 use std::fs;
 use std::path::Path;
@@ -11,19 +17,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use tideline_engine::config::{DbConfig, ReplicaConfig, ReplicaTarget};
+use tideline_engine::config::{DbConfig, ReplicaConfig, ReplicaTarget, S3ReplicaConfig};
+use tideline_engine::maintenance::{LevelsConfig, Maintainer};
 use tideline_engine::replica::ReplicaClient;
 use tideline_engine::replica::s3::S3Replica;
 use tideline_engine::replicate::{Event, EventSink, ReplicateSettings, replicate_to};
 use tideline_engine::restore::{IntegrityCheck, Target, list_levels, restore};
+use tideline_ltx::Txid;
 use tideline_testkit::{ACCESS_KEY, BUCKET, Op, REGION, S3Server, SECRET_KEY};
 use tokio::sync::oneshot;
 
-fn s3_client(server: &S3Server, secret: &str) -> Arc<dyn ReplicaClient> {
-    let url = format!(
-        "s3://{BUCKET}/app?endpoint={}&region={REGION}&forcePathStyle=true",
-        server.endpoint()
-    );
+fn s3_config_at(endpoint: &str, secret: &str) -> S3ReplicaConfig {
+    let url = format!("s3://{BUCKET}/app?endpoint={endpoint}&region={REGION}&forcePathStyle=true");
     let secret = secret.to_string();
     let env = move |k: &str| match k {
         "LITESTREAM_ACCESS_KEY_ID" => Some(ACCESS_KEY.to_string()),
@@ -31,10 +36,14 @@ fn s3_client(server: &S3Server, secret: &str) -> Arc<dyn ReplicaClient> {
         _ => None,
     };
     let cfg = ReplicaConfig::from_url_with_env(&url, &env).unwrap();
-    let ReplicaTarget::S3(s3) = &cfg.target else {
+    let ReplicaTarget::S3(s3) = cfg.target else {
         unreachable!()
     };
-    Arc::new(S3Replica::new(s3).unwrap())
+    *s3
+}
+
+fn s3_client(server: &S3Server, secret: &str) -> Arc<dyn ReplicaClient> {
+    Arc::new(S3Replica::new(&s3_config_at(&server.endpoint(), secret)).unwrap())
 }
 
 fn app(path: &Path) -> Connection {
@@ -236,6 +245,302 @@ async fn a_wrong_secret_fails_at_start_with_the_fix_and_loses_nothing() {
         .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 1);
+}
+
+const MIB: usize = 1 << 20;
+
+/// `len` bytes that differ from part to part (so a part out of place shows).
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i / 4096 + i) as u8).collect()
+}
+
+fn count(server: &S3Server, op: Op) -> u64 {
+    server.counts().get(&op).copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_parts_grow_to_stay_within_the_part_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&dir.path().join("s3")).unwrap();
+    // S3 allows 10,000 parts; with the limit lowered to 2, a 12 MiB file at the
+    // configured 5 MiB part size needs 6 MiB parts (5 MiB would take 3).
+    let cfg = s3_config_at(&server.endpoint(), SECRET_KEY);
+    assert_eq!(cfg.part_size, 5 * MIB as u64);
+    let client = S3Replica::with_max_parts(&cfg, 2).unwrap();
+    let src = dir.path().join("big.ltx");
+    let data = pattern(12 * MIB);
+    fs::write(&src, &data).unwrap();
+    let info = client
+        .write(9, Txid(1), Txid(7), std::time::SystemTime::now(), &src)
+        .await
+        .unwrap();
+    assert_eq!(info.size, data.len() as u64);
+    assert_eq!(count(&server, Op::CreateMultipart), 1);
+    assert_eq!(count(&server, Op::UploadPart), 2, "{:?}", server.counts());
+    assert_eq!(count(&server, Op::CompleteMultipart), 1);
+    let stored = fs::read(server.object_path(&format!("app/0009/{}", info.filename()))).unwrap();
+    assert!(stored == data, "the object differs from the file");
+    assert_eq!(server.pending_uploads(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_multipart_completion_is_aborted_and_the_retry_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&dir.path().join("s3")).unwrap();
+    let client = s3_client(&server, SECRET_KEY);
+    let src = dir.path().join("big.ltx");
+    let data = pattern(6 * MIB);
+    fs::write(&src, &data).unwrap();
+    let write = || client.write(9, Txid(1), Txid(3), std::time::SystemTime::now(), &src);
+
+    // A completion the server refuses (not retried by the SDK: a 400).
+    server.fail_next_op(Op::CompleteMultipart, 1, 400, "InvalidPart");
+    let err = write().await.unwrap_err().to_string();
+    assert!(err.contains("complete multipart upload"), "{err}");
+    assert!(err.contains("InvalidPart"), "{err}");
+    assert_eq!(count(&server, Op::UploadPart), 2);
+    assert_eq!(
+        count(&server, Op::AbortMultipart),
+        1,
+        "{:?}",
+        server.counts()
+    );
+    assert_eq!(
+        server.pending_uploads(),
+        0,
+        "the failed upload's parts are left"
+    );
+    let key = "app/0009/0000000000000001-0000000000000003.ltx";
+    assert!(!server.object_path(key).exists());
+
+    // Trying again writes the file whole.
+    write().await.unwrap();
+    assert!(fs::read(server.object_path(key)).unwrap() == data);
+    assert_eq!(server.pending_uploads(), 0);
+    assert_eq!(count(&server, Op::AbortMultipart), 1);
+}
+
+fn rows(c: &Connection) -> Vec<(i64, String)> {
+    let mut st = c.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_server_cannot_hold_shutdown_past_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let c = app(&db);
+    c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    for i in 0..50 {
+        c.execute("INSERT INTO t VALUES (?1, ?2)", (i, format!("first {i}")))
+            .unwrap();
+    }
+    let mut server = S3Server::start(&dir.path().join("s3")).unwrap();
+    let client = s3_client(&server, SECRET_KEY);
+
+    let mut cfg = DbConfig::new(&db);
+    // Captures are paced a long monitor interval apart, so the commits below wait for
+    // the final sync (the pacing wait ends at the stop) and stall only that one.
+    cfg.monitor_interval = Duration::from_secs(30);
+    let meta = cfg.meta_path.clone();
+    let timeout = Duration::from_secs(2);
+    let shutdown = ReplicateSettings {
+        shutdown_sync_timeout: timeout,
+        ..settings()
+    };
+    let (events, seen) = sink();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(replicate_to(
+        vec![(cfg.clone(), Arc::clone(&client))],
+        shutdown,
+        async move {
+            let _ = stop_rx.await;
+        },
+        events,
+    ));
+    let shipped = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, Event::Shipped { .. }))
+            .count()
+    };
+    wait_until("the first upload", 20, async || shipped() >= 1).await;
+    // The stall must hit the final sync, not the start's compactions and snapshot
+    // (the loop does not look at the stop while a pass is under way): wait for quiet.
+    let mut last = server.total_requests();
+    wait_until("the replicator going idle", 20, async || {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = server.total_requests();
+        std::mem::replace(&mut last, now) == now
+    })
+    .await;
+
+    server.hold(Op::Put);
+    for i in 50..80 {
+        c.execute("INSERT INTO t VALUES (?1, ?2)", (i, format!("late {i}")))
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = Instant::now();
+    let _ = stop_tx.send(());
+    let done = tokio::time::timeout(timeout + Duration::from_secs(10), task).await;
+    let events = seen.lock().unwrap().clone();
+    done.unwrap_or_else(|_| {
+        panic!("shutdown is not bounded by shutdown-sync-timeout: {events:#?}")
+    })
+    .unwrap()
+    .unwrap();
+    let took = stopping.elapsed();
+    assert!(
+        took < timeout + Duration::from_secs(2),
+        "stopping took {took:?}"
+    );
+    assert!(server.held() > 0, "the final upload was the stalled one");
+    let events = seen.lock().unwrap().clone();
+    let Some(Event::Stopped { pending, .. }) = events.last() else {
+        panic!("{:?}", events.last())
+    };
+    assert!(*pending >= 1, "reports what was not shipped");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.to_string().contains("shutdown-sync-timeout")),
+        "says why: {events:?}"
+    );
+    let l0 = fs::read_dir(meta.join("ltx/0")).unwrap().count();
+    assert!(l0 >= 1, "the unshipped L0 file stays in the meta directory");
+
+    // Once the server answers again, the next start ships it.
+    server.restart().unwrap();
+    let client = s3_client(&server, SECRET_KEY);
+    let (events, _) = sink();
+    let once = ReplicateSettings {
+        once: true,
+        ..settings()
+    };
+    replicate_to(vec![(cfg, client)], once, async {}, events)
+        .await
+        .unwrap();
+    let out = dir.path().join("restored.db");
+    restore(
+        s3_client(&server, SECRET_KEY),
+        Target::Latest,
+        &out,
+        IntegrityCheck::Full,
+    )
+    .await
+    .unwrap();
+    let want = rows(&c);
+    assert_eq!(want.len(), 80);
+    assert_eq!(rows(&Connection::open(&out).unwrap()), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_relist_sees_what_another_writer_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&dir.path().join("s3")).unwrap();
+    let ours = s3_client(&server, SECRET_KEY);
+    let src = dir.path().join("f.ltx");
+    fs::write(&src, b"not parsed by a listing").unwrap();
+    let t0 = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let mut written = Vec::new();
+    for i in 1..=3u64 {
+        let at = t0 + Duration::from_secs(i);
+        written.push(ours.write(0, Txid(i), Txid(i), at, &src).await.unwrap());
+    }
+
+    let relist = Duration::from_secs(60);
+    let cfg = LevelsConfig {
+        levels: Vec::new(),
+        l0_retention: None,
+        retention_enabled: false,
+        snapshot_interval: Duration::from_secs(365 * 86_400),
+        relist_interval: relist,
+        ..LevelsConfig::default()
+    };
+    let (events, _) = sink();
+    let mut m = Maintainer::new(
+        dir.path().join("app.db"),
+        Arc::clone(&ours),
+        cfg,
+        None,
+        dir.path().to_path_buf(),
+        None,
+        Arc::new(tokio::sync::Semaphore::new(1)),
+        events,
+    );
+    let now = std::time::SystemTime::now();
+    m.tick(now).await.unwrap();
+    assert_eq!(m.listing()[0], written);
+
+    // Behind its back: a lifecycle rule removes file 1, another writer adds file 4.
+    fs::remove_file(server.object_path(&format!("app/0000/{}", written[0].filename()))).unwrap();
+    let other = s3_client(&server, SECRET_KEY);
+    other.write(0, Txid(4), Txid(4), t0, &src).await.unwrap();
+
+    // Before the interval the cache answers (no request)…
+    let lists = count(&server, Op::List);
+    m.tick(now + relist / 2).await.unwrap();
+    assert_eq!(m.listing()[0].len(), 3);
+    assert_eq!(count(&server, Op::List), lists);
+    // …after it, the server does.
+    m.tick(now + relist).await.unwrap();
+    assert!(count(&server, Op::List) > lists);
+    let seen: Vec<u64> = m.listing()[0].iter().map(|f| f.max_txid.0).collect();
+    assert_eq!(seen, vec![2, 3, 4]);
+    // Files this client wrote keep their exact creation times (LIST gives upload times).
+    assert_eq!(m.listing()[0][..2], written[1..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_an_endpoint_url_are_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let c = app(&db);
+    c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let server = S3Server::start(&dir.path().join("s3")).unwrap();
+    let secret_user = "endpointuser";
+    let secret_pass = "hunter2-endpoint-pass";
+    let endpoint = server
+        .endpoint()
+        .replace("http://", &format!("http://{secret_user}:{secret_pass}@"));
+    let leaks = |text: &str| text.contains(secret_pass) || text.contains(secret_user);
+
+    let cfg = s3_config_at(&endpoint, SECRET_KEY);
+    assert!(!leaks(&format!("{cfg:?}")), "{cfg:?}");
+    let client = S3Replica::new(&cfg).unwrap();
+    assert!(!leaks(&client.describe()), "{}", client.describe());
+    assert!(client.describe().contains(&server.endpoint()));
+    // The requests go to the server all the same (S3 signs with the keys).
+    client.check().await.unwrap();
+
+    // Events of a whole replication, and an error.
+    let (events, seen) = sink();
+    let once = ReplicateSettings {
+        once: true,
+        ..settings()
+    };
+    let client: Arc<dyn ReplicaClient> = Arc::new(client);
+    replicate_to(vec![(DbConfig::new(&db), client)], once, async {}, events)
+        .await
+        .unwrap();
+    let events = seen.lock().unwrap().clone();
+    assert!(events.len() >= 2, "{events:?}");
+    for e in &events {
+        assert!(!leaks(&format!("{e} {e:?}")), "{e:?}");
+    }
+    let wrong = S3Replica::new(&s3_config_at(&endpoint, "wrong-secret")).unwrap();
+    let err = wrong.check().await.unwrap_err();
+    assert!(!leaks(&format!("{err} {err:?}")), "{err:?}");
+    let err = ReplicaConfig::from_url(&format!("s3://{BUCKET}/p?endpoint={endpoint}&bogus=1"))
+        .unwrap_err();
+    assert!(!leaks(&format!("{err} {err:?}")), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

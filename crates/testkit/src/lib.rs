@@ -10,7 +10,8 @@
 //! * it counts requests by S3 operation ([`S3Server::counts`]), so tests and the
 //!   benchmark measure what a replicator costs on a metered store;
 //! * it fails the next requests with a chosen status ([`S3Server::fail_next`]), e.g.
-//!   `503 SlowDown` or `500 InternalError`;
+//!   `503 SlowDown` or `500 InternalError`, or only those of one operation
+//!   ([`S3Server::fail_next_op`]);
 //! * it can hold requests of one operation ([`S3Server::hold`]) so a test can stop the
 //!   server in the middle of an upload ([`S3Server::stop`]) and start it again on the
 //!   same port ([`S3Server::restart`]).
@@ -96,12 +97,23 @@ impl Op {
 /// Requests seen, by operation.
 pub type Counts = BTreeMap<Op, u64>;
 
+/// Requests to fail next.
+#[derive(Debug, Clone, Copy)]
+struct Fault {
+    /// Only requests of this operation, or any.
+    only: Option<Op>,
+    status: u16,
+    /// The S3 error code in the body.
+    code: &'static str,
+    /// How many more to fail.
+    left: u32,
+}
+
 #[derive(Debug, Default)]
 struct Control {
     counts: Mutex<Counts>,
     bytes_in: std::sync::atomic::AtomicU64,
-    /// (status, S3 error code, how many more requests to fail).
-    fail: Mutex<Option<(u16, &'static str, u32)>>,
+    fail: Mutex<Option<Fault>>,
     held_op: Mutex<Option<Op>>,
     held_now: AtomicU32,
     release: Notify,
@@ -190,7 +202,41 @@ impl S3Server {
             .control
             .fail
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some((status, code, n));
+            .unwrap_or_else(PoisonError::into_inner) = Some(Fault {
+            only: None,
+            status,
+            code,
+            left: n,
+        });
+    }
+
+    /// Fails the next `n` requests of operation `op` only, with HTTP `status` and S3
+    /// error `code` (e.g. `CompleteMultipart`, 400 `InvalidPart`); others pass.
+    pub fn fail_next_op(&self, op: Op, n: u32, status: u16, code: &'static str) {
+        *self
+            .control
+            .fail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Fault {
+            only: Some(op),
+            status,
+            code,
+            left: n,
+        });
+    }
+
+    /// Multipart uploads started and neither completed nor aborted. s3s-fs keeps
+    /// each as `.upload-<id>.json` in its root until then (its parts beside it).
+    pub fn pending_uploads(&self) -> usize {
+        std::fs::read_dir(&self.root).map_or(0, |rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    name.starts_with(".upload-") && name.ends_with(".json")
+                })
+                .count()
+        })
     }
 
     /// Holds every request of operation `op` until [`S3Server::release`] or a stop.
@@ -355,9 +401,9 @@ async fn handle(
     let injected = {
         let mut fail = control.fail.lock().unwrap_or_else(PoisonError::into_inner);
         match fail.as_mut() {
-            Some((status, code, n)) if *n > 0 => {
-                *n -= 1;
-                Some((*status, *code))
+            Some(f) if f.left > 0 && f.only.is_none_or(|o| o == op) => {
+                f.left -= 1;
+                Some((f.status, f.code))
             }
             _ => None,
         }

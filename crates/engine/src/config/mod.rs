@@ -18,8 +18,9 @@
 //! * a bare number where a duration belongs (`monitor-interval: 5`) is refused instead
 //!   of being read as nanoseconds.
 //!
-//! Secrets (`secret-access-key`, `sse-customer-key`, access keys) are held in
-//! [`Sensitive`], whose `Debug` and `Display` print `<redacted>`.
+//! Secrets (`secret-access-key`, `sse-customer-key`, access keys, session tokens) are
+//! held in [`Sensitive`], whose `Debug` and `Display` print `<redacted>`; URLs shown
+//! anywhere go through [`redact_url`].
 //!
 //! # Example
 //!
@@ -92,12 +93,12 @@
 //! | `sync-interval` | 1s | |
 //! | `max-sync-ltx-files` | 256 | 0 = no limit |
 //! | `auto-recover` | false | |
-//! | `bucket`, `region`, `endpoint` | — | s3 |
-//! | `access-key-id` / `secret-access-key` | env `AWS_*`, else `LITESTREAM_*` | s3 |
+//! | `bucket`, `region`, `endpoint` | — | s3; `user:pass@` in the endpoint is dropped (S3 signs with the keys) |
+//! | `access-key-id` / `secret-access-key` | env `AWS_*`, else `LITESTREAM_*` | s3; `AWS_SESSION_TOKEN` only with keys from `AWS_*` |
 //! | `force-path-style` | on with a custom endpoint | s3 |
 //! | `skip-verify` | false | s3 |
 //! | `sign-payload` / `require-content-md5` | true / true (false for Tigris) | s3 |
-//! | `part-size` | 5 MiB | integer bytes or `"10MiB"`, `"8MB"` |
+//! | `part-size` | 5 MiB | integer bytes or `"10MiB"`, `"8MB"`; grown per file to stay within 10,000 parts |
 //! | `concurrency` | 5 (2 for Cloudflare R2) | s3 |
 //! | `storage-class`, `sse-kms-key-id`, `sse-customer-algorithm` / `-key` / `-key-path` | — | s3 |
 //!
@@ -120,7 +121,12 @@ use serde_yaml_ng::Value;
 
 pub use duration::{ParseDurationError, deserialize_duration, format_duration, parse_duration};
 pub use error::{ConfigError, Origin};
-pub use replica::{FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3ReplicaConfig};
+pub use replica::{
+    FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3Credentials, S3ReplicaConfig,
+    resolve_s3_credentials,
+};
+pub use url::redact as redact_url;
+pub use url::strip_userinfo;
 
 use crate::replica::MAX_COMPACTION_LEVEL;
 use duration::Interval;

@@ -90,6 +90,10 @@ pub struct S3ReplicaConfig {
     pub access_key_id: Option<Sensitive<String>>,
     /// Secret key, found like [`access_key_id`](Self::access_key_id).
     pub secret_access_key: Option<Sensitive<String>>,
+    /// `AWS_SESSION_TOKEN`, only when the keys themselves came from `AWS_ACCESS_KEY_ID`
+    /// and `AWS_SECRET_ACCESS_KEY`: a token belongs to the temporary keys it was issued
+    /// with, and sent with other keys it makes every request fail (`InvalidToken`).
+    pub session_token: Option<Sensitive<String>>,
     /// Path-style addressing (`bucket` in the path, not the host name). Default: on
     /// when an endpoint is set, and for B2, Filebase, MinIO-like hosts and Supabase.
     pub force_path_style: bool,
@@ -626,23 +630,19 @@ fn build_s3(
         None
     };
 
-    let from_env = |names: [&str; 2]| {
-        names
-            .iter()
-            .find_map(|n| env(n).filter(|v| !v.is_empty()))
-            .map(Sensitive::new)
-    };
+    let credentials = resolve_s3_credentials(
+        non_empty(&eff.access_key_id),
+        non_empty(&eff.secret_access_key),
+        env,
+    );
     Ok(S3ReplicaConfig {
         bucket,
         path,
         region,
-        endpoint,
-        access_key_id: non_empty(&eff.access_key_id)
-            .map(Sensitive::new)
-            .or_else(|| from_env(["AWS_ACCESS_KEY_ID", "LITESTREAM_ACCESS_KEY_ID"])),
-        secret_access_key: non_empty(&eff.secret_access_key)
-            .map(Sensitive::new)
-            .or_else(|| from_env(["AWS_SECRET_ACCESS_KEY", "LITESTREAM_SECRET_ACCESS_KEY"])),
+        endpoint: endpoint.map(|e| url::strip_userinfo(&e)),
+        access_key_id: credentials.access_key_id,
+        secret_access_key: credentials.secret_access_key,
+        session_token: credentials.session_token,
         force_path_style,
         skip_verify,
         sign_payload: sign_payload.unwrap_or(true),
@@ -655,4 +655,110 @@ fn build_s3(
         sse_customer_key_path: sse_key_path,
         sse_kms_key_id: non_empty(&eff.sse_kms_key_id),
     })
+}
+
+/// Static S3 credentials as a replica uses them; all `None` leaves them to the
+/// standard AWS chain (profiles, web identity, instance roles).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Credentials {
+    /// The access key id.
+    pub access_key_id: Option<Sensitive<String>>,
+    /// The secret key.
+    pub secret_access_key: Option<Sensitive<String>>,
+    /// The session token of temporary keys.
+    pub session_token: Option<Sensitive<String>>,
+}
+
+/// Where each key comes from, as Litestream finds them: the config's
+/// `access-key-id` / `secret-access-key`, else `AWS_ACCESS_KEY_ID` /
+/// `AWS_SECRET_ACCESS_KEY`, else `LITESTREAM_ACCESS_KEY_ID` /
+/// `LITESTREAM_SECRET_ACCESS_KEY`. `AWS_SESSION_TOKEN` goes only with keys that both
+/// came from the `AWS_*` variables, never with keys from the config (or `LITESTREAM_*`):
+/// a token of other, temporary keys would make every request fail.
+pub fn resolve_s3_credentials(
+    config_id: Option<String>,
+    config_secret: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> S3Credentials {
+    let get = |n: &str| env(n).filter(|v| !v.is_empty());
+    let aws_id = get("AWS_ACCESS_KEY_ID");
+    let aws_secret = get("AWS_SECRET_ACCESS_KEY");
+    let both_from_aws =
+        config_id.is_none() && config_secret.is_none() && aws_id.is_some() && aws_secret.is_some();
+    let session_token = if both_from_aws {
+        get("AWS_SESSION_TOKEN").map(Sensitive::new)
+    } else {
+        None
+    };
+    S3Credentials {
+        access_key_id: config_id
+            .or(aws_id)
+            .or_else(|| get("LITESTREAM_ACCESS_KEY_ID"))
+            .map(Sensitive::new),
+        secret_access_key: config_secret
+            .or(aws_secret)
+            .or_else(|| get("LITESTREAM_SECRET_ACCESS_KEY"))
+            .map(Sensitive::new),
+        session_token,
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::*;
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn shown(c: &S3Credentials) -> (Option<&str>, Option<&str>, Option<&str>) {
+        (
+            c.access_key_id.as_ref().map(|s| s.expose().as_str()),
+            c.secret_access_key.as_ref().map(|s| s.expose().as_str()),
+            c.session_token.as_ref().map(|s| s.expose().as_str()),
+        )
+    }
+
+    const AWS: &[(&str, &str)] = &[
+        ("AWS_ACCESS_KEY_ID", "ASIAENV"),
+        ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+        ("AWS_SESSION_TOKEN", "env-token"),
+        ("LITESTREAM_ACCESS_KEY_ID", "LSKEY"),
+        ("LITESTREAM_SECRET_ACCESS_KEY", "ls-secret"),
+    ];
+
+    #[test]
+    fn keys_from_the_config_never_take_the_environment_token() {
+        let c = resolve_s3_credentials(Some("AKCFG".into()), Some("cfg-secret".into()), &env(AWS));
+        assert_eq!(shown(&c), (Some("AKCFG"), Some("cfg-secret"), None));
+        // Half from the config is still not the token's key pair.
+        let c = resolve_s3_credentials(Some("AKCFG".into()), None, &env(AWS));
+        assert_eq!(shown(&c), (Some("AKCFG"), Some("env-secret"), None));
+    }
+
+    #[test]
+    fn keys_from_aws_variables_keep_their_token() {
+        let c = resolve_s3_credentials(None, None, &env(AWS));
+        assert_eq!(
+            shown(&c),
+            (Some("ASIAENV"), Some("env-secret"), Some("env-token"))
+        );
+    }
+
+    #[test]
+    fn litestream_variables_have_no_token() {
+        const LS: &[(&str, &str)] = &[
+            ("AWS_SESSION_TOKEN", "env-token"),
+            ("LITESTREAM_ACCESS_KEY_ID", "LSKEY"),
+            ("LITESTREAM_SECRET_ACCESS_KEY", "ls-secret"),
+        ];
+        let c = resolve_s3_credentials(None, None, &env(LS));
+        assert_eq!(shown(&c), (Some("LSKEY"), Some("ls-secret"), None));
+        let c = resolve_s3_credentials(None, None, &env(&[]));
+        assert_eq!(shown(&c), (None, None, None));
+    }
 }

@@ -37,8 +37,64 @@ pub(crate) fn looks_like_url(s: &str) -> bool {
     }
 }
 
-/// The URL with any `user:password@` part replaced, safe for messages and logs.
-pub(crate) fn redact(s: &str) -> String {
+/// The URL (or plain path) safe for messages, logs, events and the UI: any
+/// `user:password@` part is replaced, so are the values of query parameters that carry
+/// secrets (`secret-access-key=`, `X-Amz-Signature=`, `token=`…), and a URL given as a
+/// query value (`?endpoint=https://user:pass@host`) is redacted the same way.
+pub fn redact(s: &str) -> String {
+    let (head, query) = match s.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (s, None),
+    };
+    let mut out = redact_userinfo(head);
+    if let Some(q) = query {
+        out.push('?');
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if is_secret_param(k) => format!("{k}=<redacted>"),
+                Some((k, v)) => {
+                    // Values are percent-encoded as often as not: judge the decoded one.
+                    let decoded = decode(v, true).unwrap_or_else(|_| v.to_owned());
+                    let safe = redact_userinfo(&decoded);
+                    if safe == decoded {
+                        pair.to_owned()
+                    } else {
+                        format!("{k}={safe}")
+                    }
+                }
+                None => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+/// Query parameter names whose values are secrets (matched case-insensitively on
+/// the name without `-`/`_`).
+fn is_secret_param(name: &str) -> bool {
+    let n: String = name
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    [
+        "secret",
+        "password",
+        "token",
+        "signature",
+        "credential",
+        "customerkey",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+        || n == "accesskeyid"
+        || n == "awsaccesskeyid"
+}
+
+/// `scheme://user:pass@host…` with the user-info part replaced by `<redacted>`.
+fn redact_userinfo(s: &str) -> String {
     let Some(i) = s.find("://") else {
         return s.to_owned();
     };
@@ -47,6 +103,21 @@ pub(crate) fn redact(s: &str) -> String {
     match after[..authority_end].rfind('@') {
         Some(at) => format!("{}<redacted>@{}", &s[..i + 3], &after[at + 1..]),
         None => s.to_owned(),
+    }
+}
+
+/// An endpoint URL without its `user:password@` part. S3 requests are signed with the
+/// access key, never with URL credentials, so they are dropped where the endpoint is
+/// read, and nothing downstream (the HTTP client, its errors, descriptions) holds them.
+pub fn strip_userinfo(endpoint: &str) -> String {
+    let Some(i) = endpoint.find("://") else {
+        return endpoint.to_owned();
+    };
+    let after = &endpoint[i + 3..];
+    let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    match after[..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &endpoint[..i + 3], &after[at + 1..]),
+        None => endpoint.to_owned(),
     }
 }
 
@@ -377,6 +448,34 @@ mod tests {
         );
         assert_eq!(redact("s3://bucket/p@x"), "s3://bucket/p@x");
         assert_eq!(redact("/plain/path"), "/plain/path");
+        assert_eq!(
+            redact("https://user:pass@host/"),
+            "https://<redacted>@host/"
+        );
+        // A URL inside the query, plain or percent-encoded, and secret parameters.
+        for url in [
+            "s3://b/p?endpoint=https://user:pass@host:9000&region=x",
+            "s3://b/p?endpoint=https%3A%2F%2Fuser%3Apass%40host%3A9000&region=x",
+            "s3://b/p?secret-access-key=pass&X-Amz-Signature=pass&token=pass&region=x",
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains("pass"), "{shown}");
+            assert!(shown.contains("region=x"), "{shown}");
+        }
+        assert_eq!(
+            redact("s3://b/p?endpoint=http://h:9000&x=1"),
+            "s3://b/p?endpoint=http://h:9000&x=1"
+        );
+    }
+
+    #[test]
+    fn endpoint_userinfo_is_dropped() {
+        assert_eq!(
+            strip_userinfo("https://user:pass@host:9000/x"),
+            "https://host:9000/x"
+        );
+        assert_eq!(strip_userinfo("https://host/a@b"), "https://host/a@b");
+        assert_eq!(strip_userinfo("host:9000"), "host:9000");
     }
 
     #[test]

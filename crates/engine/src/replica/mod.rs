@@ -160,6 +160,13 @@ pub trait ReplicaClient: Debug + Send + Sync {
     /// Deletes files; files already gone are not an error.
     async fn delete(&self, files: &[FileInfo]) -> ReplicaResult<()>;
 
+    /// Like [`list`](Self::list), but asked of the replica itself even where `list` is
+    /// answered from a cache (S3): how a long-running replicator notices files that
+    /// another writer or a bucket lifecycle rule added or removed.
+    async fn list_fresh(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {
+        self.list(level).await
+    }
+
     /// Like [`list`](Self::list), with `created_at` exactly the header timestamp even
     /// where a listing only approximates it (S3 listings give the upload time; the
     /// creation time is in each object's metadata). Restores by timestamp use this.

@@ -6,11 +6,16 @@
 //! * **Listing cache.** Tideline is the only writer of its replica while it runs, so
 //!   once a client has written (it is the replicator), each level is listed once and
 //!   then kept true by the client's own writes and deletes; an idle database makes no
-//!   requests at all. A level is listed again only after something went wrong with it
-//!   (a failed request, a missing file). Clients that only read (restores, status)
-//!   never cache: someone else is writing.
+//!   requests at all. A level is listed again after something went wrong with it (a
+//!   failed request, a missing file), and whenever asked for a fresh listing
+//!   ([`ReplicaClient::list_fresh`], the maintainer's periodic re-list), which is how
+//!   another writer or a lifecycle rule is noticed. Writes and deletes made while a
+//!   listing is in flight are applied over it. Clients that only read (restores,
+//!   status) never cache: someone else is writing.
 //! * **Uploads** stream from the local file: one PUT below `part-size`, else a
-//!   multipart upload with `concurrency` parts in flight, aborted on failure.
+//!   multipart upload with `concurrency` parts in flight, its parts grown past
+//!   `part-size` where needed to stay within S3's 10,000 parts, and aborted when a
+//!   part or the completion fails.
 //! * **Deletes** go in `DeleteObjects` batches of 1000.
 //! * **Reads** are ranged GETs; a whole-file reader fetches large files in chunks,
 //!   several at once, ahead of the decoder, with memory bounded by the chunks in
@@ -74,6 +79,20 @@ fn read_ahead() -> usize {
 const BODY_ATTEMPTS: u32 = 4;
 /// HEADs in flight when listing with exact creation times.
 const HEAD_CONCURRENCY: usize = 32;
+/// S3's most parts in one multipart upload.
+pub const MAX_PARTS: u64 = 10_000;
+/// S3's smallest part (all but the last).
+const MIN_PART_SIZE: u64 = 5 << 20;
+const MIB: u64 = 1 << 20;
+
+/// The part size for a file of `size` bytes: the configured one, grown (in whole
+/// MiB) just enough for the file to fit in `max_parts` parts. With the default 5 MiB
+/// that happens above 48.8 GiB; without it S3 rejects part 10,001 and the upload of a
+/// large snapshot fails forever.
+pub fn part_size_for(configured: u64, size: u64, max_parts: u64) -> u64 {
+    let needed = size.div_ceil(max_parts.max(1)).div_ceil(MIB) * MIB;
+    configured.max(needed)
+}
 
 /// Why an S3 request failed, in terms of what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,8 +378,13 @@ struct Inner {
     bucket: String,
     /// Key prefix without leading or trailing slashes; empty for the bucket root.
     prefix: String,
+    /// Without URL credentials.
     endpoint: Option<String>,
+    /// The configured part size (at least [`MIN_PART_SIZE`]); grown per file by
+    /// [`part_size_for`].
     part_size: u64,
+    /// [`MAX_PARTS`], lowered only by tests ([`S3Replica::with_max_parts`]).
+    max_parts: u64,
     concurrency: usize,
     storage_class: Option<aws_sdk_s3::types::StorageClass>,
     sse: Sse,
@@ -378,6 +402,46 @@ struct Inner {
 struct Listing {
     files: Option<LevelCache>,
     written: LevelCache,
+    /// Listings of this level under way.
+    in_flight: u32,
+    /// This client's writes and deletes while a listing was under way: the listing
+    /// may or may not show them, so they are applied over it.
+    changes: Changes,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Changes {
+    written: LevelCache,
+    deleted: std::collections::BTreeSet<(Txid, Txid)>,
+}
+
+impl Listing {
+    /// Ends one listing under way: the changes to apply over it (kept for the others
+    /// still under way, dropped after the last).
+    fn end_listing(&mut self) -> Changes {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if self.in_flight == 0 {
+            std::mem::take(&mut self.changes)
+        } else {
+            self.changes.clone()
+        }
+    }
+}
+
+/// Ends a listing whose future was dropped half way (a shutdown past its deadline),
+/// so that writes stop being recorded for a listing that will never arrive.
+struct ListingInFlight<'a> {
+    /// `None` once the listing ended normally.
+    replica: Option<&'a S3Replica>,
+    level: u8,
+}
+
+impl Drop for ListingInFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.replica {
+            r.cache()[usize::from(self.level)].end_listing();
+        }
+    }
 }
 
 impl S3Replica {
@@ -391,24 +455,23 @@ impl S3Replica {
             .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
             .unwrap_or_else(|| "us-east-1".to_string());
         let credentials = match (&cfg.access_key_id, &cfg.secret_access_key) {
+            // The token was resolved with the keys (never an environment token with
+            // keys from the config): see `config::resolve_s3_credentials`.
             (Some(id), Some(secret)) => SharedCredentialsProvider::new(Credentials::new(
                 id.expose().clone(),
                 secret.expose().clone(),
-                std::env::var("AWS_SESSION_TOKEN").ok(),
+                cfg.session_token.as_ref().map(|t| t.expose().clone()),
                 None,
                 "tideline-config",
             )),
             _ => SharedCredentialsProvider::new(StandardChain::default()),
         };
-        if cfg.skip_verify
-            && cfg
-                .endpoint
-                .as_deref()
-                .is_some_and(|e| e.starts_with("https:"))
-        {
+        // A config built by hand (not parsed) may still carry URL credentials.
+        let endpoint = cfg.endpoint.as_deref().map(crate::config::strip_userinfo);
+        if cfg.skip_verify && endpoint.as_deref().is_some_and(|e| e.starts_with("https:")) {
             return Err(crate::Error::Unsupported(format!(
                 "skip-verify is not supported for {}: add the server's certificate to the system's trusted certificates instead",
-                cfg.endpoint.as_deref().unwrap_or_default()
+                crate::config::redact_url(endpoint.as_deref().unwrap_or_default())
             )));
         }
         let counters = Arc::new(Counters::default());
@@ -435,7 +498,7 @@ impl S3Replica {
             )
             .stalled_stream_protection(StalledStreamProtectionConfig::enabled().build())
             .interceptor(CountRequests(Arc::clone(&counters)));
-        if let Some(endpoint) = &cfg.endpoint {
+        if let Some(endpoint) = &endpoint {
             builder = builder.endpoint_url(endpoint);
         }
         let sse = Sse {
@@ -448,8 +511,9 @@ impl S3Replica {
                 client: aws_sdk_s3::Client::from_conf(builder.build()),
                 bucket: cfg.bucket.clone(),
                 prefix: cfg.path.trim_matches('/').to_string(),
-                endpoint: cfg.endpoint.clone(),
-                part_size: cfg.part_size.max(5 * 1024 * 1024),
+                endpoint,
+                part_size: cfg.part_size.max(MIN_PART_SIZE),
+                max_parts: MAX_PARTS,
                 concurrency,
                 storage_class: cfg
                     .storage_class
@@ -462,6 +526,17 @@ impl S3Replica {
                 writer: std::sync::atomic::AtomicBool::new(false),
             }),
         })
+    }
+
+    /// This client with S3's 10,000-part limit lowered to `max_parts`, so tests can
+    /// exercise the part-size growth with files of a few MiB instead of 50 GiB.
+    #[doc(hidden)]
+    pub fn with_max_parts(cfg: &S3ReplicaConfig, max_parts: u64) -> crate::Result<S3Replica> {
+        let mut r = S3Replica::new(cfg)?;
+        if let Some(inner) = Arc::get_mut(&mut r.inner) {
+            inner.max_parts = max_parts.max(1);
+        }
+        Ok(r)
     }
 
     /// Tries the bucket with one small listing: the "test connection" of the app and
@@ -530,6 +605,41 @@ impl S3Replica {
             key: key.to_string(),
             failure,
         }
+    }
+
+    /// Lists `level` from the server; a writer's client then caches the listing, with
+    /// the exact creation times it knows and its own changes made meanwhile.
+    async fn relist(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {
+        if !self.inner.writer.load(Ordering::Acquire) {
+            return Ok(self.list_remote(level).await?.into_values().collect());
+        }
+        self.cache()[usize::from(level)].in_flight += 1;
+        let mut flight = ListingInFlight {
+            replica: Some(self),
+            level,
+        };
+        let result = self.list_remote(level).await;
+        flight.replica = None;
+        let mut cache = self.cache();
+        let entry = &mut cache[usize::from(level)];
+        let changes = entry.end_listing();
+        let mut listed = result?;
+        // LIST gives upload times; files this client wrote keep their LTX timestamps.
+        let known = entry.files.take().into_iter().flatten();
+        for (k, mine) in known.chain(std::mem::take(&mut entry.written)) {
+            if let Some(f) = listed.get_mut(&k) {
+                f.created_at = mine.created_at;
+            }
+        }
+        for (k, f) in changes.written {
+            listed.insert(k, f);
+        }
+        for k in &changes.deleted {
+            listed.remove(k);
+        }
+        let out = listed.values().cloned().collect();
+        entry.files = Some(listed);
+        Ok(out)
     }
 
     async fn list_remote(&self, level: u8) -> ReplicaResult<LevelCache> {
@@ -760,39 +870,50 @@ impl S3Replica {
                 S3Failure::Other("the server returned no upload id".into()),
             ));
         };
-        let result = self.upload_parts(key, &upload_id, src, size).await;
-        match result {
-            Ok(parts) => {
-                self.inner
-                    .client
-                    .complete_multipart_upload()
-                    .bucket(&self.inner.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| self.error("complete multipart upload", key, e))?;
-                Ok(())
-            }
-            Err(e) => {
-                // Parts of an unfinished upload are billed until aborted.
-                let _ = self
-                    .inner
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&self.inner.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
-                Err(e)
-            }
+        // Should this future be dropped half way (a shutdown past its deadline), the
+        // guard aborts the upload in the background.
+        let guard = AbortOnDrop {
+            client: self.inner.client.clone(),
+            bucket: self.inner.bucket.clone(),
+            key: key.to_string(),
+            upload_id: Some(upload_id.clone()),
+        };
+        let result = match self.upload_parts(key, &upload_id, src, size).await {
+            Ok(parts) => self
+                .inner
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.inner.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.error("complete multipart upload", key, e)),
+            Err(e) => Err(e),
+        };
+        guard.disarm();
+        if result.is_err() {
+            // Parts of an unfinished upload are billed until aborted, and a failed
+            // completion leaves the upload unfinished just as a failed part does. (An
+            // upload that did complete despite the error is unaffected: S3 answers
+            // NoSuchUpload.) The write's own error is the one to report.
+            let _ = self
+                .inner
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.inner.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
         }
+        result
     }
 
     async fn upload_parts(
@@ -802,7 +923,7 @@ impl S3Replica {
         src: &Path,
         size: u64,
     ) -> ReplicaResult<Vec<CompletedPart>> {
-        let part_size = self.inner.part_size;
+        let part_size = part_size_for(self.inner.part_size, size, self.inner.max_parts);
         let count = size.div_ceil(part_size);
         let mut tasks = tokio::task::JoinSet::new();
         let mut parts = Vec::with_capacity(count as usize);
@@ -863,6 +984,40 @@ impl S3Replica {
             .part_number(number)
             .set_e_tag(resp.e_tag().map(str::to_string))
             .build())
+    }
+}
+
+/// Aborts a multipart upload when dropped armed: its parts are billed until then.
+struct AbortOnDrop {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    upload_id: Option<String>,
+}
+
+impl AbortOnDrop {
+    fn disarm(mut self) {
+        self.upload_id = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(upload_id) = self.upload_id.take() else {
+            return;
+        };
+        // Best effort: a runtime shutting down may not run it.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let req = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(upload_id);
+            handle.spawn(async move {
+                let _ = req.send().await;
+            });
+        }
     }
 }
 
@@ -972,7 +1127,8 @@ impl ReplicaClient for S3Replica {
     fn describe(&self) -> String {
         let mut out = format!("s3://{}/{}", self.inner.bucket, self.inner.prefix);
         if let Some(e) = &self.inner.endpoint {
-            out.push_str(&format!(" (endpoint {e})"));
+            // Already without user-info; the redaction also covers query credentials.
+            out.push_str(&format!(" (endpoint {})", crate::config::redact_url(e)));
         }
         out
     }
@@ -982,20 +1138,12 @@ impl ReplicaClient for S3Replica {
         if let Some(cached) = &self.cache()[usize::from(level)].files {
             return Ok(cached.values().cloned().collect());
         }
-        let mut listed = self.list_remote(level).await?;
-        if !self.inner.writer.load(Ordering::Acquire) {
-            return Ok(listed.into_values().collect());
-        }
-        let mut cache = self.cache();
-        let entry = &mut cache[usize::from(level)];
-        for (k, mine) in std::mem::take(&mut entry.written) {
-            if let Some(f) = listed.get_mut(&k) {
-                f.created_at = mine.created_at;
-            }
-        }
-        let out = listed.values().cloned().collect();
-        entry.files = Some(listed);
-        Ok(out)
+        self.relist(level).await
+    }
+
+    async fn list_fresh(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {
+        check_level(level)?;
+        self.relist(level).await
     }
 
     async fn list_exact(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {
@@ -1097,6 +1245,10 @@ impl ReplicaClient for S3Replica {
             Some(cached) => cached.insert((min, max), info.clone()),
             None => entry.written.insert((min, max), info.clone()),
         };
+        if entry.in_flight > 0 {
+            entry.changes.deleted.remove(&(min, max));
+            entry.changes.written.insert((min, max), info.clone());
+        }
         Ok(info)
     }
 
@@ -1147,6 +1299,10 @@ impl ReplicaClient for S3Replica {
                     entry.written.remove(&(f.min_txid, f.max_txid));
                     if let Some(c) = &mut entry.files {
                         c.remove(&(f.min_txid, f.max_txid));
+                    }
+                    if entry.in_flight > 0 {
+                        entry.changes.written.remove(&(f.min_txid, f.max_txid));
+                        entry.changes.deleted.insert((f.min_txid, f.max_txid));
                     }
                 }
             }
@@ -1238,5 +1394,50 @@ impl Read for ChunkReader {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_listing_stops_recording_changes() {
+        let cfg = crate::config::ReplicaConfig::from_url_with_env("s3://b/p", &|_| None).unwrap();
+        let crate::config::ReplicaTarget::S3(s3) = cfg.target else {
+            unreachable!()
+        };
+        let r = S3Replica::new(&s3).unwrap();
+        r.cache()[3].in_flight += 1;
+        let flight = ListingInFlight {
+            replica: Some(&r),
+            level: 3,
+        };
+        r.cache()[3].changes.deleted.insert((Txid(1), Txid(1)));
+        drop(flight);
+        let cache = r.cache();
+        assert_eq!(cache[3].in_flight, 0);
+        assert!(cache[3].changes.deleted.is_empty());
+    }
+
+    #[test]
+    fn parts_grow_to_stay_within_the_part_limit() {
+        const GIB: u64 = 1 << 30;
+        let five = 5 * MIB;
+        // Small and ordinary files keep the configured size.
+        assert_eq!(part_size_for(five, 12 * MIB, MAX_PARTS), five);
+        assert_eq!(part_size_for(five, 10_000 * five, MAX_PARTS), five);
+        // One byte more needs a bigger part, in whole MiB.
+        assert_eq!(part_size_for(five, 10_000 * five + 1, MAX_PARTS), 6 * MIB);
+        // A larger configured size is kept when it is enough.
+        assert_eq!(part_size_for(64 * MIB, 100 * GIB, MAX_PARTS), 64 * MIB);
+        for size in [50 * GIB, 100 * GIB + 7, 4 << 40, 5 << 40] {
+            let part = part_size_for(five, size, MAX_PARTS);
+            assert!(size.div_ceil(part) <= MAX_PARTS, "{size}: {part}");
+            assert_eq!(part % MIB, 0);
+            // Not grown more than a MiB past what is needed.
+            assert!(size.div_ceil(part - MIB) > MAX_PARTS, "{size}: {part}");
+        }
+        assert_eq!(part_size_for(five, 12 * MIB, 2), 6 * MIB);
     }
 }
