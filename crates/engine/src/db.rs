@@ -183,7 +183,7 @@ pub struct Database {
     /// Consecutive checkpoints whose second phase could not get the write lock; each
     /// doubles the next wait.
     deferrals: u32,
-    _lock: File,
+    _locks: Vec<File>,
     /// The database file, opened once for reading pages. POSIX advisory locks belong
     /// to the process: closing *any* descriptor of the file would drop the locks our
     /// SQLite connections hold on it (then an application closing last could checkpoint
@@ -303,7 +303,7 @@ impl Database {
             force_snapshot: None,
             last_checkpoint: None,
             deferrals: 0,
-            _lock: lock,
+            _locks: lock,
             db_file,
         };
         db.pos = db.load_position()?;
@@ -590,6 +590,20 @@ impl Database {
         };
         let name = format_filename(txid, txid);
         let path = self.l0_dir.join(&name);
+        // The next TXID is ours to write: a file already there was written by another
+        // program on this meta directory (Litestream on the same database), whose
+        // chain and ours would otherwise mix under the same TXIDs.
+        if path.exists() {
+            return Err(Error::AnotherReplicator {
+                meta: self
+                    .l0_dir
+                    .parent()
+                    .and_then(Path::parent)
+                    .unwrap_or(&self.l0_dir)
+                    .to_owned(),
+                file: path,
+            });
+        }
         let tmp = self.l0_dir.join(format!("{name}.tmp"));
         let (pages, size) = self.write_ltx(wal, &seg.pages, from_db, header, &tmp, created_at)?;
         fs::rename(&tmp, &path).map_err(Error::io("rename", &path))?;
@@ -1113,23 +1127,86 @@ fn persist_wal(c: &Connection) {
     );
 }
 
-/// Takes the one-replicator-per-database lock: an advisory lock on a file in the meta
-/// directory, released by the OS when the process ends however it ends.
-fn take_lock(meta: &Path, db: &Path) -> Result<File> {
-    let path = meta.join("tideline.lock");
-    let f = File::options()
+/// Takes the one-replicator-per-database locks: an advisory lock on `tideline.lock` in
+/// the meta directory, and, when the meta directory is configured elsewhere, one in the
+/// default meta directory of the database's *canonical* path too, so that two
+/// replicators reaching one database by different meta paths or through a symlink
+/// still exclude each other (the app and `tideline replicate` included). The OS
+/// releases them when the process ends, however it ends. The holder writes its PID
+/// and name into the file, so the refusal can name it. A default meta directory that
+/// cannot be created (a read-only folder) only skips the second lock.
+fn take_lock(meta: &Path, db: &Path) -> Result<Vec<File>> {
+    let mut locks = vec![lock_file(&meta.join(LOCK_FILE), db)?];
+    if let Ok(canonical) = fs::canonicalize(db) {
+        let shared = default_meta_dir(&canonical);
+        let same = fs::canonicalize(meta).is_ok_and(|m| m == shared);
+        if !same && fs::create_dir_all(&shared).is_ok() {
+            locks.push(lock_file(&shared.join(LOCK_FILE), db)?);
+        }
+    }
+    Ok(locks)
+}
+
+/// The lock file's name in a meta directory.
+const LOCK_FILE: &str = "tideline.lock";
+
+fn lock_file(path: &Path, db: &Path) -> Result<File> {
+    use std::io::Write;
+    let mut f = File::options()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
-        .open(&path)
-        .map_err(Error::io("open lock file", &path))?;
+        .open(path)
+        .map_err(Error::io("open lock file", path))?;
     match f.try_lock() {
-        Ok(()) => Ok(f),
+        Ok(()) => {
+            // Who holds it, for the next one's refusal. Best effort: the lock itself
+            // is what excludes.
+            let _ = f
+                .set_len(0)
+                .and_then(|()| writeln!(f, "{}", holder_description(std::process::id())));
+            Ok(f)
+        }
         Err(fs::TryLockError::WouldBlock) => Err(Error::AlreadyReplicating {
             db: db.to_owned(),
-            lock: path,
+            lock: path.to_owned(),
+            holder: fs::read_to_string(path)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
         }),
-        Err(fs::TryLockError::Error(e)) => Err(Error::io("lock", &path)(e)),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io("lock", path)(e)),
+    }
+}
+
+/// "process 1234 (tideline replicate)": the PID, and the program and its first argument
+/// where the OS shows them (no further arguments: a URL may carry credentials).
+fn holder_description(pid: u32) -> String {
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .take(2)
+                .enumerate()
+                .map(|(i, a)| {
+                    let a = String::from_utf8_lossy(a).into_owned();
+                    if i == 0 {
+                        Path::new(&a)
+                            .file_name()
+                            .map_or(a.clone(), |n| n.to_string_lossy().into_owned())
+                    } else {
+                        a
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|c| !c.is_empty());
+    match cmdline {
+        Some(c) => format!("process {pid} ({c})"),
+        None => format!("process {pid}"),
     }
 }
 

@@ -78,12 +78,23 @@ pub enum Error {
         detail: String,
     },
     /// Another replicator holds the database's lock.
-    #[error("{} is already being replicated by another process (it holds {}); stop that one first, one replicator per database", db.display(), lock.display())]
+    #[error("{} is already being replicated by {} (it holds {}); stop that one first, one replicator per database", db.display(), holder.as_deref().unwrap_or("another process"), lock.display())]
     AlreadyReplicating {
         /// The database.
         db: PathBuf,
         /// The lock file.
         lock: PathBuf,
+        /// The holder as its lock file names it ("process 1234 (tideline replicate)").
+        holder: Option<String>,
+    },
+    /// Another program writes L0 files into this database's meta directory (Litestream
+    /// running on the same database, or a replicator with another lock directory).
+    #[error("another replicator is writing to {} (a Litestream process on the same database?): it wrote {}, which this replicator did not; run one replicator per database", meta.display(), file.display())]
+    AnotherReplicator {
+        /// The meta directory.
+        meta: PathBuf,
+        /// The file it wrote.
+        file: PathBuf,
     },
     /// The replica shows nothing, though this database had shipped to it: a drive not
     /// mounted, a renamed or emptied folder, an emptied bucket. Nothing is written to

@@ -630,3 +630,68 @@ fn bad_input_is_refused_with_a_clear_error() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+#[cfg(unix)]
+#[test]
+fn one_replicator_per_database_whatever_path_or_meta_directory_it_uses() {
+    let (dir, path, c) = setup();
+    transaction(&c, 0);
+    let first = Database::open(&path, quick()).unwrap();
+    // The same database through a symlinked folder, with its own meta directory.
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+    let other_meta = DbOptions {
+        meta_dir: Some(dir.path().join("elsewhere")),
+        ..quick()
+    };
+    for (via, opts) in [
+        (link.join("app.db"), other_meta.clone()),
+        (path.clone(), other_meta),
+        (link.join("app.db"), quick()),
+    ] {
+        let err = Database::open(&via, opts).unwrap_err();
+        assert!(matches!(err, Error::AlreadyReplicating { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("process {}", std::process::id())),
+            "names the holder: {text}"
+        );
+    }
+    drop(first);
+    // Released with the first: the second path works now.
+    let mut db = Database::open(
+        &link.join("app.db"),
+        DbOptions {
+            meta_dir: Some(dir.path().join("elsewhere")),
+            ..quick()
+        },
+    )
+    .unwrap();
+    assert!(db.sync(SystemTime::now()).unwrap().is_some());
+}
+
+#[test]
+fn another_program_writing_l0_files_into_the_meta_directory_is_refused() {
+    let (dir, path, c) = setup();
+    let meta = default_meta_dir(&path);
+    let mut db = Database::open(&path, quick()).unwrap();
+    transaction(&c, 0);
+    let first = db.sync(SystemTime::now()).unwrap().unwrap();
+    // Litestream on the same database writes the next TXID first.
+    let theirs = meta.join("ltx/0").join(tideline_ltx::format_filename(
+        first.info.max_txid.next(),
+        first.info.max_txid.next(),
+    ));
+    fs::copy(&first.path, &theirs).unwrap();
+    let before = fs::read(&theirs).unwrap();
+    transaction(&c, 1);
+    let err = db.sync(SystemTime::now()).unwrap_err();
+    assert!(matches!(err, Error::AnotherReplicator { .. }), "{err}");
+    assert!(err.to_string().contains("Litestream"), "{err}");
+    assert_eq!(
+        fs::read(&theirs).unwrap(),
+        before,
+        "their file is left alone"
+    );
+    let _ = dir;
+}
