@@ -168,8 +168,12 @@ pub struct Database {
     wal_path: PathBuf,
     l0_dir: PathBuf,
     opts: DbOptions,
-    /// Holds the long-lived read transaction; nothing else.
-    reader: Connection,
+    /// Two connections that take turns holding our read transaction: the next one
+    /// begins before the current one ends, so there is never an instant without our
+    /// read mark (see [`Database::advance_read_mark`]).
+    readers: [Connection; 2],
+    /// Which of `readers` holds the read transaction.
+    active: usize,
     /// Writes (`_litestream_seq`), the write-lock barrier and checkpoints.
     writer: Connection,
     page_size: u32,
@@ -177,6 +181,13 @@ pub struct Database {
     /// Set by our own checkpoint when the WAL may restart with nothing uncaptured:
     /// the salts of the generation that may follow.
     restart_expected: Option<(u32, u32)>,
+    /// A capture reached the end of the WAL since the read lock was last handed over.
+    captured_since_handover: bool,
+    /// The read transaction held now began after a capture that reached the WAL's end
+    /// (and was handed over, never let go): a restart by the application, which it
+    /// can then do only after copying the WAL into the database, discards only frames
+    /// we captured (see [`Database::advance_read_mark`]), so it continues the chain.
+    restart_safe: bool,
     /// The next sync must write the whole database, for this reason.
     force_snapshot: Option<SnapshotReason>,
     last_checkpoint: Option<Instant>,
@@ -285,9 +296,11 @@ impl Database {
         if fs::metadata(&wal).map_or(0, |m| m.len()) < WAL_HEADER_SIZE as u64 {
             bump_seq(&writer).map_err(&sq)?;
         }
-        let reader = open()?;
-        persist_wal(&reader);
-        begin_read(&reader).map_err(&sq)?;
+        let readers = [open()?, open()?];
+        for r in &readers {
+            persist_wal(r);
+        }
+        begin_read(&readers[0]).map_err(&sq)?;
         let db_file = File::open(&path).map_err(Error::io("open", &path))?;
 
         let mut db = Database {
@@ -295,11 +308,14 @@ impl Database {
             wal_path: wal,
             l0_dir,
             opts,
-            reader,
+            readers,
+            active: 0,
             writer,
             page_size,
             pos: None,
             restart_expected: None,
+            captured_since_handover: false,
+            restart_safe: false,
             force_snapshot: None,
             last_checkpoint: None,
             deferrals: 0,
@@ -365,6 +381,7 @@ impl Database {
         }
         self.pos = None;
         self.force_snapshot = None;
+        self.restart_safe = false;
         if let Some((txid, bytes)) = newest {
             // A compaction's header names a TXID range; the position file is named by
             // its max TXID, which is all the position reads besides the WAL fields.
@@ -379,6 +396,14 @@ impl Database {
     /// Captures newly committed WAL frames into the next L0 file, if there are any.
     /// `now` is the file's timestamp.
     pub fn sync(&mut self, now: SystemTime) -> Result<Option<Captured>> {
+        let r = self.sync_step(now);
+        if matches!(&r, Ok(None)) || matches!(&r, Ok(Some(c)) if !c.more) {
+            self.captured_since_handover = true;
+        }
+        r
+    }
+
+    fn sync_step(&mut self, now: SystemTime) -> Result<Option<Captured>> {
         let mut wal = match File::open(&self.wal_path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return self.sync_without_wal(now),
@@ -448,7 +473,9 @@ impl Database {
                 }
                 (pos.wal_end, FrameChain::resume(header, fh.checksum))
             }
-        } else if self.restart_expected == Some(salts) {
+        } else if self.restart_expected == Some(salts)
+            || (self.restart_safe && salts.0 == pos.salts.0.wrapping_add(1))
+        {
             (WAL_HEADER_SIZE as u64, FrameChain::new(header))
         } else {
             return self
@@ -817,9 +844,37 @@ impl Database {
     /// WAL was already copied in full) shows up as unexpected salts, and is answered
     /// with a full-database L0.
     pub fn advance_read_mark(&mut self) -> Result<()> {
+        // Hand the read lock over: the other connection begins (its mark at the WAL's
+        // end) while the current one still holds the old mark, then the old one ends.
+        // Letting go first and beginning again left an instant in which the
+        // application could copy the whole WAL and restart it with its next write,
+        // folding every frame committed since our capture into the database file:
+        // the next capture was then a full-database copy, and the history between
+        // them was lost.
+        //
+        // Why a restart the application makes afterwards loses nothing: SQLite restarts
+        // the WAL only when every frame was copied into the database and no reader
+        // holds a mark in it. Ours always does, except when it began on a WAL already
+        // copied in full (SQLite then reads the database file alone, "read mark 0").
+        // While the previous reader still held its mark, nothing past that mark could
+        // be copied; that mark is at most where the capture before this hand-over
+        // ended. So a fully copied WAL at this instant holds only captured frames, and
+        // a reader on read mark 0 keeps anything newer from being copied at all: the
+        // restart that may follow drops captured frames only, and `sync` continues the
+        // chain into the new generation (salt-1 + 1) instead of copying the database.
         let sq = sqlite_err(&self.path);
-        end_read(&self.reader).map_err(&sq)?;
-        begin_read(&self.reader).map_err(&sq)
+        let next = 1 - self.active;
+        begin_read(&self.readers[next]).map_err(&sq)?;
+        let ended = end_read(&self.readers[self.active]).map_err(&sq);
+        self.active = next;
+        self.restart_safe = self.captured_since_handover;
+        self.captured_since_handover = false;
+        ended
+    }
+
+    /// The connection holding our read transaction.
+    fn reader(&self) -> &Connection {
+        &self.readers[self.active]
     }
 
     /// Writes the application's WAL pages to disk (best effort, no lock held); the
@@ -889,12 +944,13 @@ impl Database {
             // WAL and writes a full-database L0, as Litestream does.
             let t = Instant::now();
             self.sync_all(now, &mut captured)?;
-            end_read(&self.reader).map_err(&sq)?;
-            let r = checkpoint_pragma(&self.reader, "TRUNCATE").map_err(&sq);
+            end_read(self.reader()).map_err(&sq)?;
+            let r = checkpoint_pragma(self.reader(), "TRUNCATE").map_err(&sq);
             // Frames committed between that capture and the checkpoint went into the
             // database file uncaptured: the next sync writes the whole database.
             self.force_snapshot = Some(SnapshotReason::TruncateCheckpoint);
-            begin_read(&self.reader).map_err(&sq)?;
+            begin_read(self.reader()).map_err(&sq)?;
+            self.restart_safe = false;
             let (_, log, done) = r?;
             return Ok(Checkpointed {
                 mode,
@@ -915,8 +971,7 @@ impl Database {
             if round > 0 {
                 self.sync_all(now, &mut captured)?;
             }
-            end_read(&self.reader).map_err(&sq)?;
-            begin_read(&self.reader).map_err(&sq)?;
+            self.advance_read_mark()?;
             // `log` is the number of frames in the current WAL generation (the file
             // itself is reused, not shrunk, so its length says nothing).
             let (_, log, _) = checkpoint_pragma(&self.writer, "PASSIVE").map_err(&sq)?;
@@ -954,9 +1009,11 @@ impl Database {
         let t = Instant::now();
         let phase2 = (|| -> Result<((i64, i64, i64), bool)> {
             self.sync_all(now, &mut captured)?;
-            end_read(&self.reader).map_err(&sq)?;
-            let r = passive_while_busy(&self.reader).map_err(&sq);
-            begin_read(&self.reader).map_err(&sq)?;
+            end_read(self.reader()).map_err(&sq)?;
+            let r = passive_while_busy(self.reader()).map_err(&sq);
+            begin_read(self.reader()).map_err(&sq)?;
+            // Everything committed was captured just now, under the write lock.
+            self.restart_safe = true;
             let r = r?;
             let end = self.pos.map_or(0, |p| p.wal_end);
             let frames_end = WAL_HEADER_SIZE as u64
@@ -983,8 +1040,7 @@ impl Database {
             } else {
                 self.restart_expected = None;
             }
-            end_read(&self.reader).map_err(&sq)?;
-            begin_read(&self.reader).map_err(&sq)?;
+            self.advance_read_mark()?;
         }
         Ok(Checkpointed {
             mode,

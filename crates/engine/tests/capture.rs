@@ -695,3 +695,131 @@ fn another_program_writing_l0_files_into_the_meta_directory_is_refused() {
     );
     let _ = dir;
 }
+
+/// No history is lost to a WAL restart: an application that checkpoints after every
+/// commit, racing our read mark as it moves after each capture, never gets the chance
+/// to copy and restart the WAL past frames not yet captured (the read lock is handed
+/// over between two connections, never let go). So no capture is a full-database
+/// copy after the first, which would fold every transaction since the previous
+/// capture into one TXID, and each captured TXID restores to a state the application
+/// committed.
+#[test]
+fn an_application_checkpointing_aggressively_never_costs_history() {
+    let (dir, path, c) = setup();
+    drop(c);
+    let meta = default_meta_dir(&path);
+    let mut db = Database::open(&path, quick()).unwrap();
+    db.sync(SystemTime::now()).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, path) = (Arc::clone(&stop), path.clone());
+        std::thread::spawn(move || {
+            let c = app(&path);
+            let mut step = 0;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                transaction(&c, step);
+                // Copy everything it can into the database at once, every commit.
+                let _: (i64, i64, i64) = c
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .unwrap();
+                step += 1;
+            }
+            step
+        })
+    };
+    let clock = Instant::now();
+    let (mut captures, mut snapshots) = (0usize, Vec::new());
+    // WAL generations seen: the application's restarts, which capture must follow.
+    let mut generations = std::collections::BTreeSet::new();
+    while clock.elapsed() < Duration::from_secs(3) {
+        while let Some(c) = db.sync(SystemTime::now()).unwrap() {
+            captures += 1;
+            generations.insert(db.position().unwrap().salts);
+            if let Some(r) = c.snapshot {
+                snapshots.push((c.info.max_txid, r));
+            }
+            if !c.more {
+                break;
+            }
+        }
+        db.advance_read_mark().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let steps = writer.join().unwrap();
+    while let Some(c) = db.sync(SystemTime::now()).unwrap() {
+        if let Some(r) = c.snapshot {
+            snapshots.push((c.info.max_txid, r));
+        }
+    }
+    eprintln!(
+        "{steps} transactions, {captures} captures, {} WAL generations, full copies: {snapshots:?}",
+        generations.len()
+    );
+    assert!(
+        steps > 100 && captures > 10,
+        "{steps} transactions, {captures} captures"
+    );
+    assert!(
+        snapshots.is_empty(),
+        "history folded into full-database copies at {snapshots:?}"
+    );
+    drop(db);
+    assert_restores_latest(&meta, dir.path(), &app(&path));
+}
+
+/// The one restart the application can still make while we replicate, and that it
+/// must be free to make (or its WAL would only grow): right after our read lock was
+/// handed over on a WAL it had copied in full. Every frame was captured then, so the
+/// capture continues into the new generation incrementally: no full copy, and every
+/// TXID restores to the application's state.
+#[test]
+fn an_application_restart_after_the_read_lock_moved_continues_the_chain() {
+    let (dir, path, c) = setup();
+    let meta = default_meta_dir(&path);
+    transaction(&c, 0);
+    let mut db = Database::open(&path, quick()).unwrap();
+    db.sync(SystemTime::now()).unwrap().unwrap();
+    let states = vec![digest(&c)];
+    let before = read_salt1(&path);
+    // The application copies the whole WAL into the database; our mark moves.
+    let (_, log, done): (i64, i64, i64) = c
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(log, done, "the WAL was copied in full");
+    db.advance_read_mark().unwrap();
+    // Its next commit restarts the WAL.
+    transaction(&c, 1);
+    assert_eq!(
+        read_salt1(&path),
+        before.wrapping_add(1),
+        "the WAL restarted"
+    );
+    let next = db.sync(SystemTime::now()).unwrap().unwrap();
+    assert_eq!(next.snapshot, None, "continued, not copied in full");
+    let mut states = states;
+    states.push(digest(&c));
+    drop(db);
+    for (i, want) in states.iter().enumerate() {
+        let out = dir.path().join(format!("at-{i}.db"));
+        let txid = Txid(next.info.max_txid.0 - (states.len() - 1 - i) as u64);
+        restore_to(&meta, Target::Txid(txid), &out).unwrap();
+        assert_eq!(
+            &digest(&Connection::open(&out).unwrap()),
+            want,
+            "TXID {txid}"
+        );
+    }
+}
+
+fn read_salt1(db: &Path) -> u32 {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let b = fs::read(PathBuf::from(wal)).unwrap();
+    u32::from_be_bytes(b[16..20].try_into().unwrap())
+}
