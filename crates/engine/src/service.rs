@@ -602,7 +602,7 @@ async fn replace_stopped(
     source: Source,
     now: SystemTime,
 ) -> Result<InPlaceRestore, ServiceError> {
-    let safety = sibling_path(path, "before-restore", now);
+    let safety = free_sibling_path(path, "before-restore", now);
     let (db, copy) = (path.to_owned(), safety.clone());
     let hold = tokio::task::spawn_blocking(move || {
         let hold = ExclusiveHold::take(&db)?;
@@ -916,6 +916,28 @@ fn sibling_path(db: &Path, what: &str, now: SystemTime) -> PathBuf {
         .map(|e| format!(".{}", e.to_string_lossy()))
         .unwrap_or_default();
     db.with_file_name(format!("{stem}-{what}-{}{ext}", file_timestamp(now)))
+}
+
+/// [`sibling_path`], or with `-2`, `-3`, … appended to the stem when that exists (an
+/// undo within the second of its restore would otherwise collide with its safety
+/// copy).
+fn free_sibling_path(db: &Path, what: &str, now: SystemTime) -> PathBuf {
+    let first = sibling_path(db, what, now);
+    if !first.exists() {
+        return first;
+    }
+    let stem = first
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = first
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (2u32..)
+        .map(|n| first.with_file_name(format!("{stem}-{n}{ext}")))
+        .find(|p| !p.exists())
+        .expect("some numbered name is free")
 }
 
 /// `YYYY-MM-DDTHH-MM-SS` in UTC (no colons, so it is a valid file name everywhere).

@@ -379,10 +379,8 @@ async fn in_place_restore_waits_for_other_processes_and_can_be_undone() {
     service.resume(&db).unwrap();
 
     // Once it has closed: restored, with a safety copy of the state before.
-    let done = service
-        .restore_in_place(&db, target, SystemTime::now())
-        .await
-        .unwrap();
+    let at = SystemTime::now();
+    let done = service.restore_in_place(&db, target, at).await.unwrap();
     assert_eq!(done.restored.txid, first.replica_txid.unwrap());
     assert_eq!(count(&db), 10);
     assert_eq!(count(&done.safety_copy), 15);
@@ -395,11 +393,12 @@ async fn in_place_restore_waits_for_other_processes_and_can_be_undone() {
 
     // Undo: the safety copy goes back in place, by the same steps (so the restored
     // state gets a safety copy of its own).
-    let later = SystemTime::now() + Duration::from_secs(2);
+    // At the same time as the restore: the new safety copy gets a name of its own.
     let undone = service
-        .undo_restore(&db, &done.safety_copy, later)
+        .undo_restore(&db, &done.safety_copy, at)
         .await
         .unwrap();
+    assert_ne!(undone.safety_copy, done.safety_copy);
     assert_eq!(count(&db), 15);
     assert_eq!(count(&undone.safety_copy), 10);
     assert!(
