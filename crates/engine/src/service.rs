@@ -1040,6 +1040,37 @@ pub fn open_by_other_processes(db: &Path) -> Vec<u32> {
 mod tests {
     use super::*;
 
+    /// A task that ignores the stop signal is aborted after [`STOP_TIMEOUT`], and
+    /// `join` returns only once its state (what would hold the database open) is
+    /// dropped — never detached.
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_does_not_stop_is_aborted_and_joined() {
+        struct Held(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Held {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let held = Held(Arc::clone(&released));
+        let (stop, _stop_rx) = watch::channel(false);
+        let (wake, _wake_rx) = wake_channel();
+        let task = tokio::spawn(async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        });
+        let started = tokio::time::Instant::now();
+        join(Running {
+            stop,
+            wake,
+            stats: Arc::default(),
+            task,
+        })
+        .await;
+        assert!(released.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(started.elapsed() >= STOP_TIMEOUT);
+    }
+
     #[test]
     fn timestamps_are_file_names() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_964_531);
