@@ -3,7 +3,7 @@
 //! status snapshot (state, last sync, lag, size, error in words) that is pushed to a
 //! listener on every engine event.
 //!
-//! Each database runs [`replicate_one`](crate::replicate::replicate_one), the same task
+//! Each database runs [`crate::replicate::replicate_one`], the same task
 //! `tideline replicate` runs, with a stop signal and a wake-up channel. Pausing stops
 //! the task (which ships what is pending first, like any shutdown); resuming starts it
 //! again from the position kept in the meta directory.
@@ -659,9 +659,9 @@ async fn replace_stopped(
 /// other connection, in any process, can read or write it.
 ///
 /// Taking it is the portable "is another program using this database" check. In
-/// WAL mode every SQLite connection keeps a SHARED lock on the database file for as
-/// long as it is open (that is how SQLite itself decides whether it is the last
-/// connection when closing), so the EXCLUSIVE lock that `locking_mode=EXCLUSIVE`
+/// WAL mode every SQLite connection keeps a SHARED lock on the database file from
+/// its first read until it closes (that is how SQLite itself decides whether it is
+/// the last connection when closing), so the EXCLUSIVE lock that `locking_mode=EXCLUSIVE`
 /// takes on first access is refused while any other connection exists — through
 /// the VFS's own locks: POSIX advisory locks on Linux and macOS, `LockFileEx` on
 /// Windows, which a probe of our own could get subtly wrong. Busy timeout 0: a

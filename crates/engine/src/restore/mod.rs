@@ -1,6 +1,7 @@
-//! Point-in-time restore: choosing the files ([`plan`]), writing the database from
-//! them ([`apply`]), putting it at its output without mixing old and new files
-//! ([`output`]), and all three over a replica client ([`restore_to`]).
+//! Point-in-time restore: choosing the files ([`plan`](mod@plan)), writing the
+//! database from them ([`apply`](mod@apply)), putting it at its output without mixing
+//! old and new files ([`output`]), and all three over a replica client
+//! ([`restore_to`]).
 pub mod apply;
 pub mod output;
 pub mod plan;

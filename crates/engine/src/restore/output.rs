@@ -7,7 +7,7 @@
 //!
 //! 1. Refuse what the policy refuses ([`check_output`]) before any work.
 //! 2. Write the database to `<out>.tmp` and fsync it; every input's checksum is
-//!    verified while it is merged ([`apply`](super::apply)).
+//!    verified while it is merged ([`apply`](mod@super::apply)).
 //! 3. Run the integrity check asked for on the temporary file, opened `immutable=1`:
 //!    SQLite then reads exactly the bytes that will be installed, never a `-wal`
 //!    beside them, and creates no `-wal`/`-shm` of its own. On failure the temporary
