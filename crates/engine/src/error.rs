@@ -46,6 +46,10 @@ pub enum Error {
     /// replacing it was not asked for.
     #[error("{} exists; SQLite would apply it to the restored database and corrupt it. Restore to another path with -o, or delete it (`tideline restore -force` removes it)", .0.display())]
     StaleSidecar(PathBuf),
+    /// A database file to restore from has a non-empty `-wal` beside it: copying the
+    /// file alone would miss the changes in it.
+    #[error("{} holds changes not yet in the database file beside it; open and close that database once with SQLite (which checkpoints them), then try again", .0.display())]
+    SourceHasWal(PathBuf),
     /// The restore output is a directory.
     #[error("{} is a directory; give the restored database's file path (-o)", .0.display())]
     OutputIsDirectory(PathBuf),

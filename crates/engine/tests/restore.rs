@@ -15,7 +15,7 @@ use tideline_engine::replica::FileInfo;
 use tideline_engine::replica::open_client;
 use tideline_engine::restore::{
     IntegrityCheck, Overwrite, RestoreOptions, Target, apply, check_integrity, plan, restore_to,
-    stage,
+    stage, stage_file,
 };
 use tideline_ltx::{
     CompactOptions, Decoder, Encoder, FLAG_NO_CHECKSUM, Header, Txid, compact, format_filename,
@@ -565,4 +565,35 @@ fn a_failure_between_install_steps_never_puts_the_new_database_beside_the_old_wa
     stage(inputs(), &out, opts).unwrap().install().unwrap();
     assert!(fs::read(&out).unwrap() == *states.last().unwrap());
     assert_eq!(leftovers(&out), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_database_file_is_put_back_the_same_way_unless_its_wal_holds_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let states = states(dir.path());
+    let copy = dir.path().join("safety.db");
+    fs::write(&copy, &states[2]).unwrap();
+    let out = dir.path().join("out.db");
+    let (old_db, old_wal, _) = old_db_with_wal(dir.path(), &out);
+    let opts = RestoreOptions::new(Overwrite::Replace, IntegrityCheck::Full);
+
+    // The copy's own -wal would be lost by copying the file alone: refused.
+    fs::write(wal_of(&copy), &old_wal).unwrap();
+    let err = stage_file(&copy, &out, opts).unwrap_err();
+    assert!(
+        matches!(&err, Error::SourceHasWal(p) if *p == wal_of(&copy)),
+        "{err}"
+    );
+    assert_eq!(fs::read(&out).unwrap(), old_db);
+    fs::remove_file(wal_of(&copy)).unwrap();
+
+    let r = stage_file(&copy, &out, opts).unwrap().install().unwrap();
+    assert_eq!(r.bytes, states[2].len() as u64);
+    assert_eq!(fs::read(&out).unwrap(), states[2]);
+    assert_eq!(
+        leftovers(&out),
+        Vec::<PathBuf>::new(),
+        "the old WAL went first"
+    );
+    assert!(copy.exists(), "the copy is kept");
 }

@@ -186,8 +186,13 @@ pub fn stage<R: Read>(
 
 /// Stages a copy of an existing database file `src` (a safety copy, to undo a
 /// restore) the same way as [`stage`]. The result's TXID is 0: a plain database file
-/// records none.
+/// records none. A non-empty `-wal` beside `src` is refused ([`Error::SourceHasWal`]):
+/// the file alone would not hold its last changes.
 pub fn stage_file(src: &Path, out: &Path, opts: RestoreOptions) -> Result<Staged> {
+    let src_wal = sidecars(src)[2].clone();
+    if fs::metadata(&src_wal).is_ok_and(|m| m.len() > 0) {
+        return Err(Error::SourceHasWal(src_wal));
+    }
     prepare(out, opts.overwrite)?;
     let tmp = temp_path(out);
     let copied = fs::copy(src, &tmp)
