@@ -230,6 +230,23 @@ fn commands_over_a_real_engine() {
     let resumed = invoke(&wv, "resume_database", json!({"path": db})).unwrap();
     assert_ne!(resumed["state"], json!("paused"));
 
+    // In place, then undone from its safety copy. The test's own connection closes
+    // first: the exclusive hold sees every other connection, this process's included.
+    drop(conn);
+    let done = invoke(&wv, "restore_in_place", json!({"path": db, "txid": first})).unwrap();
+    assert_eq!(done["txid"], json!(first));
+    assert_eq!(rows(&db), 3);
+    let safety = done["safety_copy"].as_str().unwrap().to_owned();
+    assert_eq!(rows(Path::new(&safety)), 5);
+    let undone = invoke(
+        &wv,
+        "undo_restore",
+        json!({"path": db, "safetyCopy": safety}),
+    )
+    .unwrap();
+    assert_eq!(rows(&db), 5);
+    assert_ne!(undone["safety_copy"], json!(safety));
+
     // Settings.
     let mut settings = invoke(&wv, "get_settings", json!({})).unwrap();
     settings["notifications"] = json!(false);

@@ -375,7 +375,8 @@ pub async fn restore_copy<R: Runtime>(
     })
 }
 
-/// Restores a point over the database itself, after a safety copy.
+/// Restores a point over the database itself, after a safety copy (the result
+/// names it, so the window can offer to undo with it).
 #[tauri::command]
 pub async fn restore_in_place(
     state: State<'_, AppState>,
@@ -383,18 +384,27 @@ pub async fn restore_in_place(
     txid: Option<u64>,
 ) -> AppResult<RestoreView> {
     let db = PathBuf::from(&path);
-    let safety = state
+    let done = state
         .service
         .restore_in_place(&db, target(txid), SystemTime::now())
         .await?;
-    let size = std::fs::metadata(&db).map_or(0, |m| m.len());
-    Ok(RestoreView {
-        output: path,
-        txid: txid.unwrap_or_default(),
-        bytes: size,
-        verified: true,
-        safety_copy: Some(safety.display().to_string()),
-    })
+    Ok(RestoreView::in_place(path, &done))
+}
+
+/// Undoes an in-place restore: puts its safety copy back over the database (itself
+/// after a safety copy).
+#[tauri::command]
+pub async fn undo_restore(
+    state: State<'_, AppState>,
+    path: String,
+    safety_copy: String,
+) -> AppResult<RestoreView> {
+    let copy = absolute(&safety_copy, "safety copy")?;
+    let done = state
+        .service
+        .undo_restore(Path::new(&path), &copy, SystemTime::now())
+        .await?;
+    Ok(RestoreView::in_place(path, &done))
 }
 
 /// Shows a file in the system's file manager.

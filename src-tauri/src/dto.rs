@@ -126,8 +126,22 @@ pub struct RestoreView {
     pub bytes: u64,
     /// `PRAGMA integrity_check` said ok.
     pub verified: bool,
-    /// The safety copy made before an in-place restore.
+    /// The safety copy made before an in-place restore: the restore point to undo
+    /// it with (`undo_restore`).
     pub safety_copy: Option<String>,
+}
+
+impl RestoreView {
+    /// The view of an in-place restore (or its undo).
+    pub fn in_place(path: String, done: &tideline_engine::service::InPlaceRestore) -> Self {
+        RestoreView {
+            output: path,
+            txid: done.restored.txid.0,
+            bytes: done.restored.bytes,
+            verified: true,
+            safety_copy: Some(done.safety_copy.display().to_string()),
+        }
+    }
 }
 
 /// Payload of the `restore-progress` event.

@@ -100,7 +100,10 @@ impl From<Error> for AppError {
             | Error::DestinationMissing { .. }
             | Error::ShutdownSyncTimedOut { .. } => ErrorCode::DestinationUnavailable,
             Error::Plan(_) => ErrorCode::NoRestorePoint,
-            Error::OutputExists(_) => ErrorCode::OutputExists,
+            // A stale sidecar blocks the output as much as an existing file does.
+            Error::OutputExists(_) | Error::StaleSidecar(_) => ErrorCode::OutputExists,
+            Error::OutputIsDirectory(_) => ErrorCode::InvalidInput,
+            Error::SourceHasWal(_) => ErrorCode::InUse,
             Error::IntegrityCheck { .. } => ErrorCode::IntegrityFailed,
             Error::Ltx { .. } | Error::IncompleteRestore(_) | Error::Wal { .. } => {
                 ErrorCode::ReplicaCorrupt

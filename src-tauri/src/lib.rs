@@ -308,6 +308,7 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
         commands::default_restore_path,
         commands::restore_copy,
         commands::restore_in_place,
+        commands::undo_restore,
         commands::reveal,
         commands::get_settings,
         commands::save_settings,

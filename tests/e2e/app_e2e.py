@@ -28,6 +28,16 @@ os.makedirs(SHOTS, exist_ok=True)
 passed, failed = 0, 0
 
 
+def notes_count(path):
+    """Rows in `notes`, with the connection closed at once: a connection left to the
+    garbage collector keeps the database open, which an in-place restore refuses."""
+    c = sqlite3.connect(path)
+    try:
+        return c.execute("SELECT count(*) FROM notes").fetchone()[0]
+    finally:
+        c.close()
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -275,10 +285,22 @@ def main():
             s.wait("the in-place result", lambda: "Restored in place" in (s.text("#restore-result") or ""), timeout=60)
             safety = s.text("#restore-result").split("kept at ")[-1].strip()
             assert os.path.basename(safety).startswith("app-before-restore-"), safety
-            count = lambda p: sqlite3.connect(p).execute("SELECT count(*) FROM notes").fetchone()[0]
+            count = notes_count
             assert count(safety) == 5, count(safety)
             assert count(db) == 3, count(db)
             s.shot("06-restored-in-place-result.png")
+
+        def undo_in_place():
+            s.click("#restore-undo")
+            s.wait("the undo confirmation", lambda: s.js("return !document.getElementById('confirm').hidden;"))
+            s.click("#confirm-yes")
+            s.wait("the undo result", lambda: "Undone" in (s.text("#restore-result") or ""), timeout=60)
+            count = notes_count
+            assert count(db) == 5, count(db)
+            safety = s.text("#restore-result").split("kept at ")[-1].strip()
+            assert os.path.basename(safety).startswith("app-before-restore-"), safety
+            assert count(safety) == 3, count(safety)
+            s.shot("06b-undone.png")
 
         def pause_and_resume():
             s.click("#nav-list")
@@ -348,6 +370,7 @@ def main():
                          ("restore points are listed", restore_points),
                          ("restore as a copy at the earlier point", restore_copy),
                          ("restore in place keeps a safety copy", restore_in_place),
+                         ("undo puts the safety copy back", undo_in_place),
                          ("pause and resume from the list", pause_and_resume),
                          ("the settings screen", settings_screen),
                          ("S3 Test connection names what failed", s3_test_connection_names_the_failure),

@@ -354,6 +354,8 @@ async function openRestore(path: string) {
   clearError($("restore-error"));
   $("restore-result").textContent = "";
   $("restore-reveal").hidden = true;
+  $("restore-undo").hidden = true;
+  undoFrom = null;
   $("restore-progress-box").hidden = true;
   input("mode-copy").checked = true;
   modeChanged();
@@ -407,6 +409,8 @@ function wireRestore() {
     clearError($("restore-error"));
     $("restore-result").textContent = "";
     $("restore-reveal").hidden = true;
+    $("restore-undo").hidden = true;
+    undoFrom = null;
     const inPlace = input("mode-inplace").checked;
     if (inPlace && !(await ask("Replace the database itself with this restore point? A safety copy of it is made first.", "Restore in place"))) return;
     ($("restore-go") as HTMLButtonElement).disabled = true;
@@ -433,11 +437,7 @@ function wireRestore() {
       out.id = "restore-output-path";
       out.textContent = r.output;
       res.append(line, out);
-      if ("safety_copy" in r && r.safety_copy) {
-        const s = document.createElement("p");
-        s.textContent = `The database as it was before is kept at ${r.safety_copy}`;
-        res.append(s);
-      }
+      if ("safety_copy" in r && r.safety_copy) offerUndo(restoreDb, r.safety_copy);
       $("restore-reveal").hidden = false;
       $("restore-reveal").scrollIntoView?.({ block: "end" });
       $("restore-reveal").focus();
@@ -447,6 +447,45 @@ function wireRestore() {
       $("restore-error").scrollIntoView?.({ block: "end" });
     } finally {
       ($("restore-go") as HTMLButtonElement).disabled = false;
+    }
+  });
+}
+
+/** The safety copy the last in-place restore (or undo) made, which the Undo button
+ * puts back (the engine's undo_restore, which makes a safety copy of its own first). */
+let undoFrom: { db: string; safety: string } | null = null;
+
+function offerUndo(db: string, safety: string) {
+  const s = document.createElement("p");
+  s.textContent = `The database as it was before is kept at ${safety}`;
+  $("restore-result").append(s);
+  undoFrom = { db, safety };
+  $("restore-undo").hidden = false;
+  ($("restore-undo") as HTMLButtonElement).disabled = false;
+}
+
+function wireUndo() {
+  const undo = $("restore-undo") as HTMLButtonElement;
+  undo.addEventListener("click", async () => {
+    if (!undoFrom) return;
+    const { db, safety } = undoFrom;
+    if (!(await ask(`Put the database back as it was before the restore, from ${safety}? The current state gets a safety copy first.`, "Undo restore"))) return;
+    clearError($("restore-error"));
+    undo.disabled = true;
+    try {
+      const r = await invoke<{ output: string; safety_copy: string | null }>("undo_restore", { path: db, safetyCopy: safety });
+      const res = $("restore-result");
+      res.replaceChildren();
+      const line = document.createElement("p");
+      line.id = "restore-undone";
+      line.textContent = "✓ Undone: the database is back as it was before the restore (PRAGMA integrity_check: ok).";
+      res.append(line);
+      undo.hidden = true;
+      undoFrom = null;
+      if (r.safety_copy) offerUndo(db, r.safety_copy);
+    } catch (e) {
+      undo.disabled = false;
+      showError($("restore-error"), asError(e));
     }
   });
 }
@@ -490,6 +529,7 @@ export async function start() {
   $("nav-settings").addEventListener("click", () => void openSettings());
   wireAdd();
   wireRestore();
+  wireUndo();
   wireSettings();
   await listen<DbView>("db-status", (e) => {
     dbs.set(e.payload.path, e.payload);

@@ -1,6 +1,7 @@
 // @vitest-environment jsdom
 // The window's views over mocked IPC: first-run empty state, a pushed db-status event
-// filling the list, the restore timeline and a restore as a copy.
+// filling the list, the restore timeline, a restore as a copy, and an in-place
+// restore undone from its safety copy.
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -33,6 +34,8 @@ beforeAll(async () => {
       ];
       case "default_restore_path": return "/data/app-restored-x.db";
       case "restore_copy": return { output: "/data/app-restored-x.db", txid: 1, bytes: 4096, verified: true, safety_copy: null };
+      case "restore_in_place": return { output: "/data/app.db", txid: 1, bytes: 4096, verified: true, safety_copy: "/data/app-before-restore-1.db" };
+      case "undo_restore": return { output: "/data/app.db", txid: 0, bytes: 8192, verified: true, safety_copy: "/data/app-before-restore-2.db" };
       default: return null;
     }
   }, { shouldMockEvents: true });
@@ -71,5 +74,23 @@ describe("the window", () => {
     expect(call.args).toMatchObject({ path: "/data/app.db", txid: 1, output: null });
     expect(el("restore-reveal").hidden).toBe(false);
     expect(el("restore-error").hidden).toBe(true);
+  });
+
+  it("restores in place and offers to undo it from the safety copy", async () => {
+    el("mode-inplace").click();
+    el("restore-go").click();
+    await until(() => !el("confirm").hidden);
+    el("confirm-yes").click();
+    await until(() => !el("restore-undo").hidden);
+    expect(el("restore-result").textContent).toContain("kept at /data/app-before-restore-1.db");
+    el("restore-undo").click();
+    await until(() => !el("confirm").hidden);
+    el("confirm-yes").click();
+    await until(() => el("restore-undone") !== null);
+    const call = calls.find((c) => c.cmd === "undo_restore")!;
+    expect(call.args).toMatchObject({ path: "/data/app.db", safetyCopy: "/data/app-before-restore-1.db" });
+    // The undo made a safety copy of its own, which the button now offers.
+    expect(el("restore-result").textContent).toContain("kept at /data/app-before-restore-2.db");
+    expect(el("restore-undo").hidden).toBe(false);
   });
 });

@@ -389,3 +389,97 @@ fn restores_a_configured_database_to_its_own_path() {
         "{err}"
     );
 }
+
+#[test]
+fn force_with_a_failing_integrity_check_keeps_the_old_database() {
+    let s = two_states();
+    let d = s.dir.path();
+    // A replica whose checksums are valid but whose database is damaged: page 2 (the
+    // table's root) starts with garbage instead of a b-tree page header.
+    let mut damaged = s.v2.clone();
+    let ps = usize::from(u16::from_be_bytes([damaged[16], damaged[17]]));
+    damaged[ps..ps + 100].fill(0xA5);
+    let bad = d.join("bad");
+    write_ltx(&bad, 0, 1, 1, &damaged, s.t1);
+    fs::write(d.join("x.db"), &s.v1).unwrap();
+    fs::write(d.join("x.db-wal"), b"the old database's frames").unwrap();
+
+    let out = run_in(
+        d,
+        &[
+            "restore",
+            "-force",
+            "-integrity-check",
+            "full",
+            "-o",
+            "x.db",
+            &file_url(&bad),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("integrity_check") && err.contains("x.db was left untouched"),
+        "{err}"
+    );
+    // Checked before anything was touched: the old database and its WAL are as they
+    // were, and no temporary file is left.
+    assert_eq!(fs::read(d.join("x.db")).unwrap(), s.v1);
+    assert_eq!(
+        fs::read(d.join("x.db-wal")).unwrap(),
+        b"the old database's frames"
+    );
+    assert!(!d.join("x.db.tmp").exists());
+
+    // The same with a good replica replaces both.
+    ok_in(
+        d,
+        &[
+            "restore",
+            "-force",
+            "-integrity-check",
+            "full",
+            "-o",
+            "x.db",
+            &file_url(&s.replica),
+        ],
+    );
+    assert_eq!(fs::read(d.join("x.db")).unwrap(), s.v2);
+    assert!(!d.join("x.db-wal").exists() && !d.join("x.db.tmp").exists());
+}
+
+#[test]
+fn restore_if_db_not_exists_refuses_a_stale_wal_of_the_missing_database() {
+    let s = two_states();
+    let d = s.dir.path();
+    let url = file_url(&s.replica);
+    fs::write(d.join("app.db-wal"), b"frames of a deleted database").unwrap();
+    let out = run_in(
+        d,
+        &[
+            "replicate",
+            "-once",
+            "-restore-if-db-not-exists",
+            "app.db",
+            &url,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("app.db-wal exists"), "{err}");
+    assert!(!d.join("app.db").exists());
+
+    fs::remove_file(d.join("app.db-wal")).unwrap();
+    let out = run_in(
+        d,
+        &[
+            "replicate",
+            "-once",
+            "-restore-if-db-not-exists",
+            "app.db",
+            &url,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(count_rows(&d.join("app.db")), 60);
+}

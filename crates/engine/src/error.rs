@@ -44,13 +44,27 @@ pub enum Error {
     /// Restore output already exists and overwriting was not asked for.
     #[error("{} already exists; restore to another path with -o, or pass -force to overwrite it", .0.display())]
     OutputExists(PathBuf),
-    /// A restored database failed SQLite's integrity check; it was deleted.
-    #[error("the restored database failed PRAGMA {mode}: {detail}; the output was removed")]
+    /// A SQLite sidecar of another database lies beside the restore output, and
+    /// replacing it was not asked for.
+    #[error("{} exists; SQLite would apply it to the restored database and corrupt it. Restore to another path with -o, or delete it (`tideline restore -force` removes it)", .0.display())]
+    StaleSidecar(PathBuf),
+    /// A database file to restore from has a non-empty `-wal` beside it: copying the
+    /// file alone would miss the changes in it.
+    #[error("{} holds changes not yet in the database file beside it; open and close that database once with SQLite (which checkpoints them), then try again", .0.display())]
+    SourceHasWal(PathBuf),
+    /// The restore output is a directory.
+    #[error("{} is a directory; give the restored database's file path (-o)", .0.display())]
+    OutputIsDirectory(PathBuf),
+    /// A restored database failed SQLite's integrity check. It was checked before it
+    /// was put in place, so the output path was left as it was.
+    #[error("the restored database failed PRAGMA {mode}: {detail}; {} was left untouched and the restored copy was deleted (the replica may hold a damaged file: try an earlier restore point)", path.display())]
     IntegrityCheck {
         /// quick_check or integrity_check.
         mode: &'static str,
         /// SQLite's first complaint.
         detail: String,
+        /// The output that was not replaced.
+        path: PathBuf,
     },
     /// SQLite reported an error.
     #[error("SQLite error on {}: {source}", path.display())]

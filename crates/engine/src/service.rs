@@ -3,14 +3,16 @@
 //! status snapshot (state, last sync, lag, size, error in words) that is pushed to a
 //! listener on every engine event.
 //!
-//! Each database runs [`replicate_one`](crate::replicate::replicate_one), the same task
+//! Each database runs [`crate::replicate::replicate_one`], the same task
 //! `tideline replicate` runs, with a stop signal and a wake-up channel. Pausing stops
 //! the task (which ships what is pending first, like any shutdown); resuming starts it
 //! again from the position kept in the meta directory.
 //!
 //! The module also holds what the app needs around restores: [`inspect_database`]
 //! (is it SQLite, is it in WAL mode), [`restore_points`] (the timeline of restorable
-//! states), [`restored_copy_path`] and [`restore_copy`].
+//! states), [`restored_copy_path`], [`restore_copy`], [`Service::restore_in_place`]
+//! and its undo, [`Service::undo_restore`], and [`ExclusiveHold`], the portable "is
+//! another program using this database" check they rely on.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), tideline_engine::service::ServiceError> {
@@ -50,12 +52,16 @@ use crate::replica::{FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
 use crate::replicate::{
     Event, EventSink, ReplicateSettings, Stage, TaskControl, TaskStats, replicate_one, wake_channel,
 };
-use crate::restore::{IntegrityCheck, Restored, Target, list_levels, plan, restore_plan};
+use crate::restore::{
+    IntegrityCheck, Overwrite, RestoreOptions, Restored, Target, check_output, list_levels, plan,
+    restore_plan_to, stage_file, stage_plan,
+};
 
 /// Changes captured but not shipped for longer than this make a database "lagging".
 pub const LAGGING_AFTER: Duration = Duration::from_secs(15);
 
-/// How long stopping one database's task may take (it ships what is pending first).
+/// How long stopping one database's task may take (it ships what is pending first);
+/// past it the task is aborted.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What can go wrong controlling the service.
@@ -71,13 +77,14 @@ pub enum ServiceError {
     /// The database is paused, so it cannot sync now.
     #[error("{} is paused; resume it first", .0.display())]
     Paused(PathBuf),
-    /// Another process has the database open, so it cannot be replaced.
-    #[error("{} is open in another program (process {pids}); close it, then restore in place again", path.display())]
+    /// Another process (or connection) has the database open, so it cannot be
+    /// replaced.
+    #[error("{} is open in another program{}; close it, then restore in place again", path.display(), pid_list(.pids))]
     InUse {
         /// The database.
         path: PathBuf,
-        /// The other processes, comma separated.
-        pids: String,
+        /// The other processes, where the OS can name them (Linux); may be empty.
+        pids: Vec<u32>,
     },
     /// The engine failed.
     #[error(transparent)]
@@ -455,56 +462,59 @@ impl Service {
             let _ = r.stop.send(true);
         }
         for r in running {
-            let _ = tokio::time::timeout(STOP_TIMEOUT, r.task).await;
+            join(r).await;
         }
     }
 
-    /// Restores `target` over the database itself: refuses while another process has
-    /// it open; pauses replication, writes a safety copy next to it
-    /// (`<name>-before-restore-<time>.db`), restores into a temporary file that is
-    /// verified with `PRAGMA integrity_check`, renames it over the database, and
-    /// resumes replication (which then ships the restored state as the newest).
-    /// Returns the safety copy's path.
+    /// Restores `target` over the database itself. Replication is stopped (and
+    /// joined) first; then the database is held with SQLite's exclusive lock, which
+    /// refuses while any other program has it open ([`ExclusiveHold`]) and keeps
+    /// others out until the new file is ready; a safety copy is written next to it
+    /// (`<name>-before-restore-<time>.db`); the restore is verified with `PRAGMA
+    /// integrity_check` on a temporary file; the hold is released and the file put in
+    /// place ([`Staged::install`](crate::restore::Staged::install): stale sidecars
+    /// first, rename, directory fsync). Replication resumes (shipping the restored
+    /// state as the newest) whether or not the restore succeeded. The safety copy is
+    /// the restore point to undo with ([`Service::undo_restore`]).
     pub async fn restore_in_place(
         &self,
         path: &Path,
         target: Target,
         now: SystemTime,
-    ) -> Result<PathBuf, ServiceError> {
+    ) -> Result<InPlaceRestore, ServiceError> {
+        self.replace(path, Source::Replica(target), now).await
+    }
+
+    /// Undoes an in-place restore: puts the safety copy `safety_copy` back in place
+    /// of the database, by the same steps as [`Service::restore_in_place`] (so the
+    /// current state gets a safety copy of its own, and the copy must pass the
+    /// integrity check). The safety copy itself is kept.
+    pub async fn undo_restore(
+        &self,
+        path: &Path,
+        safety_copy: &Path,
+        now: SystemTime,
+    ) -> Result<InPlaceRestore, ServiceError> {
+        self.replace(path, Source::File(safety_copy.to_owned()), now)
+            .await
+    }
+
+    async fn replace(
+        &self,
+        path: &Path,
+        source: Source,
+        now: SystemTime,
+    ) -> Result<InPlaceRestore, ServiceError> {
         let client = self.client(path)?;
+        // Named processes refuse before replication is interrupted (Linux only; the
+        // lock below is the check that holds everywhere).
         let others = open_by_other_processes(path);
         if !others.is_empty() {
-            return Err(in_use(path, &others));
+            return Err(in_use(path, others));
         }
         let was_running = self.with_entry(path, |e| e.running.is_some())?;
         self.stop(path).await?;
-        let result = async {
-            let others = open_by_other_processes(path);
-            if !others.is_empty() {
-                return Err(in_use(path, &others));
-            }
-            let safety = sibling_path(path, "before-restore", now);
-            let (db, out) = (path.to_owned(), safety.clone());
-            tokio::task::spawn_blocking(move || vacuum_into(&db, &out))
-                .await
-                .expect("safety copy task panicked")?;
-            let files = crate::restore::plan_restore(client.as_ref(), target).await?;
-            let tmp = sibling_path(path, "restoring", now);
-            restore_plan(client, files, &tmp, IntegrityCheck::Full).await?;
-            let wal = crate::db::wal_path(path);
-            let mut shm = path.as_os_str().to_owned();
-            shm.push("-shm");
-            for p in [wal, PathBuf::from(shm)] {
-                match std::fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("remove", p)(e).into()),
-                }
-            }
-            std::fs::rename(&tmp, path).map_err(Error::io("rename restored database to", path))?;
-            Ok(safety)
-        }
-        .await;
+        let result = replace_stopped(path, client, source, now).await;
         if was_running {
             self.resume(path)?;
         }
@@ -586,10 +596,170 @@ impl Service {
     async fn stop(&self, path: &Path) -> Result<(), ServiceError> {
         let running = self.with_entry(path, |e| e.running.take())?;
         if let Some(r) = running {
-            let _ = r.stop.send(true);
-            let _ = tokio::time::timeout(STOP_TIMEOUT, r.task).await;
+            join(r).await;
         }
         Ok(())
+    }
+}
+
+/// Asks a task to stop (it ships what is pending) and waits for it; past
+/// [`STOP_TIMEOUT`] it is aborted and the abort awaited, so no task outlives this
+/// call still holding the database. (A blocking SQLite call it was inside finishes
+/// on its own thread; [`ExclusiveHold`] then sees that connection and refuses.)
+async fn join(r: Running) {
+    let _ = r.stop.send(true);
+    let mut task = r.task;
+    if tokio::time::timeout(STOP_TIMEOUT, &mut task).await.is_err() {
+        task.abort();
+        let _ = task.await;
+    }
+}
+
+/// What an in-place restore puts over the database.
+enum Source {
+    Replica(Target),
+    File(PathBuf),
+}
+
+/// What an in-place restore (or its undo) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InPlaceRestore {
+    /// What was restored (TXID 0 for an undo: a plain file records none).
+    pub restored: Restored,
+    /// The copy of the database as it was before: the restore point to undo with.
+    pub safety_copy: PathBuf,
+}
+
+/// The in-place steps, with replication stopped.
+async fn replace_stopped(
+    path: &Path,
+    client: Arc<dyn ReplicaClient>,
+    source: Source,
+    now: SystemTime,
+) -> Result<InPlaceRestore, ServiceError> {
+    let safety = free_sibling_path(path, "before-restore", now);
+    let (db, copy) = (path.to_owned(), safety.clone());
+    let hold = tokio::task::spawn_blocking(move || {
+        let hold = ExclusiveHold::take(&db)?;
+        hold.copy_to(&copy)?;
+        Ok::<_, ServiceError>(hold)
+    })
+    .await
+    .expect("safety copy task panicked")?;
+    let opts = RestoreOptions::new(Overwrite::Replace, IntegrityCheck::Full);
+    let staged = match source {
+        Source::Replica(target) => {
+            match crate::restore::plan_restore(client.as_ref(), target).await {
+                Ok(files) => stage_plan(client, files, path, opts).await,
+                Err(e) => Err(e),
+            }
+        }
+        Source::File(src) => {
+            let db = path.to_owned();
+            tokio::task::spawn_blocking(move || stage_file(&src, &db, opts))
+                .await
+                .expect("restore task panicked")
+        }
+    };
+    let db = path.to_owned();
+    let installed = tokio::task::spawn_blocking(move || {
+        let staged = staged?;
+        // Released just before the rename: on Windows a file open elsewhere cannot be
+        // replaced, and closing a WAL database's last connection deletes `<db>-wal`
+        // by name, which must happen before the new database can have one. Closing
+        // also checkpoints, so the old database loses no frames to the removal.
+        hold.release()?;
+        let others = open_by_other_processes(&db);
+        if !others.is_empty() {
+            return Err(in_use(&db, others));
+        }
+        Ok(staged.install()?)
+    })
+    .await
+    .expect("restore task panicked");
+    match installed {
+        Ok(restored) => Ok(InPlaceRestore {
+            restored,
+            safety_copy: safety,
+        }),
+        Err(e) => {
+            // The database was not replaced, so its copy is not needed.
+            let _ = std::fs::remove_file(&safety);
+            Err(e)
+        }
+    }
+}
+
+/// A connection holding SQLite's exclusive lock on a database: while it lives no
+/// other connection, in any process, can read or write it.
+///
+/// Taking it is the portable "is another program using this database" check. In
+/// WAL mode every SQLite connection keeps a SHARED lock on the database file from
+/// its first read until it closes (that is how SQLite itself decides whether it is
+/// the last connection when closing), so the EXCLUSIVE lock that `locking_mode=EXCLUSIVE`
+/// takes on first access is refused while any other connection exists — through
+/// the VFS's own locks: POSIX advisory locks on Linux and macOS, `LockFileEx` on
+/// Windows, which a probe of our own could get subtly wrong. Busy timeout 0: a
+/// refusal is immediate. A database in rollback-journal mode is seen only while
+/// another connection is inside a transaction (idle ones hold no lock there), and
+/// programs that open the file without SQLite hold no lock at all; on Linux
+/// [`open_by_other_processes`] covers both, and names the processes.
+#[derive(Debug)]
+pub struct ExclusiveHold {
+    conn: rusqlite::Connection,
+    path: PathBuf,
+}
+
+impl ExclusiveHold {
+    /// Takes the lock, or says who is in the way ([`ServiceError::InUse`]).
+    pub fn take(db: &Path) -> Result<ExclusiveHold, ServiceError> {
+        let sqlite = |source| Error::Sqlite {
+            path: db.to_owned(),
+            source,
+        };
+        let conn = rusqlite::Connection::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite)?;
+        conn.busy_timeout(Duration::ZERO).map_err(sqlite)?;
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(sqlite)?;
+        match conn.execute_batch("BEGIN EXCLUSIVE; COMMIT") {
+            Ok(()) => Ok(ExclusiveHold {
+                conn,
+                path: db.to_owned(),
+            }),
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                Err(in_use(db, open_by_other_processes(db)))
+            }
+            Err(e) => Err(sqlite(e).into()),
+        }
+    }
+
+    /// Writes a compact copy of the database (its WAL included) to `out`.
+    pub fn copy_to(&self, out: &Path) -> Result<(), Error> {
+        self.conn
+            .execute("VACUUM INTO ?1", [out.to_string_lossy()])
+            .map_err(|source| Error::Sqlite {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Closes the connection, releasing the lock (and, in WAL mode, checkpointing
+    /// and removing `<db>-wal`, as SQLite's last connection does).
+    pub fn release(self) -> Result<(), Error> {
+        let path = self.path;
+        self.conn
+            .close()
+            .map_err(|(_, source)| Error::Sqlite { path, source })
     }
 }
 
@@ -604,15 +774,20 @@ fn on_event(inner: &Weak<Inner>, path: &Path, event: &Event) {
     }
 }
 
-fn in_use(path: &Path, pids: &[u32]) -> ServiceError {
+fn in_use(path: &Path, pids: Vec<u32>) -> ServiceError {
     ServiceError::InUse {
         path: path.to_owned(),
-        pids: pids
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
+        pids,
     }
+}
+
+/// ` (process 12, 34)`, or nothing when the processes are unknown.
+fn pid_list(pids: &[u32]) -> String {
+    if pids.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+    format!(" (process {})", list.join(", "))
 }
 
 /// The newest TXID the replica holds at any level.
@@ -778,6 +953,28 @@ fn sibling_path(db: &Path, what: &str, now: SystemTime) -> PathBuf {
     db.with_file_name(format!("{stem}-{what}-{}{ext}", file_timestamp(now)))
 }
 
+/// [`sibling_path`], or with `-2`, `-3`, … appended to the stem when that exists (an
+/// undo within the second of its restore would otherwise collide with its safety
+/// copy).
+fn free_sibling_path(db: &Path, what: &str, now: SystemTime) -> PathBuf {
+    let first = sibling_path(db, what, now);
+    if !first.exists() {
+        return first;
+    }
+    let stem = first
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = first
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (2u32..)
+        .map(|n| first.with_file_name(format!("{stem}-{n}{ext}")))
+        .find(|p| !p.exists())
+        .expect("some numbered name is free")
+}
+
 /// `YYYY-MM-DDTHH-MM-SS` in UTC (no colons, so it is a valid file name everywhere).
 pub fn file_timestamp(t: SystemTime) -> String {
     let secs = t
@@ -821,38 +1018,28 @@ pub enum RestorePhase {
     Verified,
 }
 
-/// Restores `target` into a new file `out` (which must not exist), verified with
-/// `PRAGMA integrity_check`; `progress` hears each phase.
+/// Restores `target` into a new file `out` (refused if it exists, or if a `-wal`,
+/// `-shm` or `-journal` lies beside it: [`Overwrite::Refuse`]), verified with `PRAGMA
+/// integrity_check` before it appears; `progress` hears each phase.
 pub async fn restore_copy(
     client: Arc<dyn ReplicaClient>,
     target: Target,
     out: &Path,
     progress: impl Fn(RestorePhase) + Send,
 ) -> Result<Restored, Error> {
-    if out.exists() {
-        return Err(Error::OutputExists(out.to_owned()));
-    }
+    let opts = RestoreOptions::new(Overwrite::Refuse, IntegrityCheck::Full);
+    check_output(out, opts.overwrite)?;
     progress(RestorePhase::Planning);
     let files = crate::restore::plan_restore(client.as_ref(), target).await?;
     progress(RestorePhase::Writing { files: files.len() });
-    let restored = restore_plan(client, files, out, IntegrityCheck::Full).await?;
+    let restored = restore_plan_to(client, files, out, opts).await?;
     progress(RestorePhase::Verified);
     Ok(restored)
 }
 
-fn vacuum_into(db: &Path, out: &Path) -> Result<(), Error> {
-    let sqlite = |source| Error::Sqlite {
-        path: db.to_owned(),
-        source,
-    };
-    let conn = rusqlite::Connection::open(db).map_err(sqlite)?;
-    conn.execute("VACUUM INTO ?1", [out.to_string_lossy()])
-        .map_err(sqlite)?;
-    Ok(())
-}
-
-/// Other processes that have `db` (or its WAL) open, by their `/proc/*/fd` links.
-/// Empty where `/proc` does not exist.
+/// Other processes that have `db` (or its WAL) open, by their `/proc/*/fd` links:
+/// an extra on Linux that names them, and that sees programs holding no SQLite lock.
+/// Empty where `/proc` does not exist; [`ExclusiveHold`] is the portable check.
 pub fn open_by_other_processes(db: &Path) -> Vec<u32> {
     let me = std::process::id();
     let Ok(db) = std::fs::canonicalize(db) else {
@@ -887,6 +1074,37 @@ pub fn open_by_other_processes(db: &Path) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A task that ignores the stop signal is aborted after [`STOP_TIMEOUT`], and
+    /// `join` returns only once its state (what would hold the database open) is
+    /// dropped — never detached.
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_does_not_stop_is_aborted_and_joined() {
+        struct Held(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Held {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let held = Held(Arc::clone(&released));
+        let (stop, _stop_rx) = watch::channel(false);
+        let (wake, _wake_rx) = wake_channel();
+        let task = tokio::spawn(async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        });
+        let started = tokio::time::Instant::now();
+        join(Running {
+            stop,
+            wake,
+            stats: Arc::default(),
+            task,
+        })
+        .await;
+        assert!(released.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(started.elapsed() >= STOP_TIMEOUT);
+    }
 
     #[test]
     fn timestamps_are_file_names() {

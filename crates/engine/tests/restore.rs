@@ -1,5 +1,7 @@
 //! Planning and applying restores over a folder of LTX files made from real database
-//! states: every TXID restores byte-identically, corrupt files produce no output.
+//! states: every TXID restores byte-identically, corrupt files produce no output, and
+//! putting the result at its output never mixes old and new files (a stale WAL
+//! beside the output, an integrity failure, a failure between the install steps).
 
 use std::fs::{self, File};
 use std::io::BufReader;
@@ -8,8 +10,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use rusqlite::Connection;
 use tideline_engine::Error;
+use tideline_engine::config::ReplicaConfig;
 use tideline_engine::replica::FileInfo;
-use tideline_engine::restore::{IntegrityCheck, Target, apply, check_integrity, plan};
+use tideline_engine::replica::open_client;
+use tideline_engine::restore::{
+    IntegrityCheck, Overwrite, RestoreOptions, Target, apply, check_integrity, plan, restore_to,
+    stage, stage_file,
+};
 use tideline_ltx::{
     CompactOptions, Decoder, Encoder, FLAG_NO_CHECKSUM, Header, Txid, compact, format_filename,
     parse_filename,
@@ -264,7 +271,7 @@ fn a_plan_without_a_snapshot_start_is_refused() {
 }
 
 #[test]
-fn integrity_check_removes_a_damaged_database() {
+fn integrity_check_reports_a_damaged_database_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let states = states(dir.path());
     let db = dir.path().join("damaged.db");
@@ -273,6 +280,8 @@ fn integrity_check_removes_a_damaged_database() {
     let at = 3 * PS + 200;
     img[at..at + 600].fill(0xA5);
     fs::write(&db, &img).unwrap();
+    // A stale WAL beside it is not read: the check judges the file's own bytes.
+    fs::write(dir.path().join("damaged.db-wal"), b"not a wal").unwrap();
     let err = check_integrity(&db, IntegrityCheck::Full).unwrap_err();
     assert!(
         matches!(
@@ -284,11 +293,307 @@ fn integrity_check_removes_a_damaged_database() {
         ),
         "{err}"
     );
-    assert!(!db.exists(), "a database that fails the check is removed");
+    // The check only reports; deleting is the restore's business (its temporary file).
+    assert_eq!(fs::read(&db).unwrap(), img);
+    assert!(!dir.path().join("damaged.db-shm").exists());
+    fs::remove_file(dir.path().join("damaged.db-wal")).unwrap();
 
     // An intact one passes both checks and stays.
     fs::write(&db, states.last().unwrap()).unwrap();
     check_integrity(&db, IntegrityCheck::Quick).unwrap();
     check_integrity(&db, IntegrityCheck::Full).unwrap();
     assert!(db.exists());
+}
+
+/// An existing database at `out` in WAL mode with a `-wal` full of committed,
+/// uncheckpointed frames (the connection stays open while the files are copied, so
+/// closing it cannot checkpoint them away). Returns (db bytes, wal bytes, rows the
+/// old database shows through its WAL).
+fn old_db_with_wal(dir: &Path, out: &Path) -> (Vec<u8>, Vec<u8>, i64) {
+    let src = dir.join("old-src.db");
+    let c = Connection::open(&src).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+         CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX tv ON t(v);",
+    )
+    .unwrap();
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    for i in 0..3000 {
+        c.execute(
+            "INSERT INTO t(v) VALUES (?1)",
+            [format!("old {i} ").repeat(5)],
+        )
+        .unwrap();
+    }
+    let wal = fs::read(dir.join("old-src.db-wal")).unwrap();
+    assert!(wal.len() > 100 * PS, "the old WAL holds many frames");
+    let db = fs::read(&src).unwrap();
+    drop(c);
+    fs::write(out, &db).unwrap();
+    fs::write(wal_of(out), &wal).unwrap();
+    (db, wal, 3000)
+}
+
+fn wal_of(db: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-wal", db.display()))
+}
+
+fn rows(db: &Path) -> i64 {
+    Connection::open(db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn file_client(replica: &Path) -> std::sync::Arc<dyn tideline_engine::replica::ReplicaClient> {
+    open_client(&ReplicaConfig::from_url(replica.to_str().unwrap()).unwrap()).unwrap()
+}
+
+/// The files beside `out` other than the old database's own: a leftover of the
+/// restore would show here.
+fn leftovers(out: &Path) -> Vec<PathBuf> {
+    let name = out.file_name().unwrap().to_str().unwrap().to_owned();
+    let mut found: Vec<PathBuf> = fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.starts_with(&name) && n != name
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn replacing_a_database_with_a_stale_wal_gives_exactly_the_replica_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let states = states(dir.path());
+    let replica = dir.path().join("replica");
+    build_replica(&replica, &states);
+    let want = states.last().unwrap();
+    let out = dir.path().join("out.db");
+    let (_, old_wal, old_rows) = old_db_with_wal(dir.path(), &out);
+    assert_eq!(rows_with_copy(&out, dir.path()), old_rows);
+
+    // The hazard is real: the replica's state beside the old WAL is not the replica's
+    // state (SQLite replays the old frames over it).
+    let mixed = dir.path().join("mixed.db");
+    fs::write(&mixed, want).unwrap();
+    fs::write(wal_of(&mixed), &old_wal).unwrap();
+    let mixed_rows = Connection::open(&mixed)
+        .unwrap()
+        .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+        .ok();
+    let reference = dir.path().join("reference.db");
+    fs::write(&reference, want).unwrap();
+    let want_rows = rows(&reference);
+    assert_ne!(
+        mixed_rows,
+        Some(want_rows),
+        "old frames replay over new pages"
+    );
+
+    // Refused without the policy that allows it, and nothing changes.
+    let err = restore_to(
+        file_client(&replica),
+        Target::Latest,
+        &out,
+        RestoreOptions::new(Overwrite::Refuse, IntegrityCheck::Full),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::OutputExists(_)), "{err}");
+    let empty = dir.path().join("empty.db");
+    fs::write(&empty, b"").unwrap();
+    fs::write(wal_of(&empty), &old_wal).unwrap();
+    let err = restore_to(
+        file_client(&replica),
+        Target::Latest,
+        &empty,
+        RestoreOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::StaleSidecar(p) if *p == wal_of(&empty)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("empty.db-wal exists"), "{err}");
+
+    let r = restore_to(
+        file_client(&replica),
+        Target::Latest,
+        &out,
+        RestoreOptions::new(Overwrite::Replace, IntegrityCheck::Full),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.txid, Txid(states.len() as u64));
+    assert!(
+        fs::read(&out).unwrap() == *want,
+        "byte for byte the replica's state"
+    );
+    assert_eq!(
+        leftovers(&out),
+        Vec::<PathBuf>::new(),
+        "no -wal, -shm or temp"
+    );
+    assert_eq!(rows(&out), want_rows, "no old frame replayed");
+    check_integrity(&out, IntegrityCheck::Full).unwrap();
+}
+
+/// Rows of a database with its WAL, read from a copy so the original stays as it is.
+fn rows_with_copy(db: &Path, dir: &Path) -> i64 {
+    let copy = dir.join("rows-copy.db");
+    fs::copy(db, &copy).unwrap();
+    fs::copy(wal_of(db), wal_of(&copy)).unwrap();
+    let n = rows(&copy);
+    let _ = fs::remove_file(&copy);
+    let _ = fs::remove_file(wal_of(&copy));
+    n
+}
+
+#[tokio::test]
+async fn an_integrity_failure_keeps_the_old_database_and_its_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let states = states(dir.path());
+    // A replica whose checksums are all valid but whose pages are a damaged database.
+    let mut img = states.last().unwrap().clone();
+    let at = 3 * PS + 200;
+    img[at..at + 600].fill(0xA5);
+    let bad = dir.path().join("bad-replica");
+    let h = header(1, 1, img.len() / PS);
+    let mut enc = Encoder::new(Vec::new(), h).unwrap();
+    for p in 1..=img.len() / PS {
+        enc.write_page(p as u32, page(&img, p)).unwrap();
+    }
+    put(&bad, 9, h, &enc.finish().unwrap().0);
+
+    let out = dir.path().join("out.db");
+    let (old_db, old_wal, old_rows) = old_db_with_wal(dir.path(), &out);
+    for check in [IntegrityCheck::Full, IntegrityCheck::Quick] {
+        let err = restore_to(
+            file_client(&bad),
+            Target::Latest,
+            &out,
+            RestoreOptions::new(Overwrite::Replace, check),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::IntegrityCheck { path, .. } if *path == out),
+            "{err}"
+        );
+        assert!(err.to_string().contains("left untouched"), "{err}");
+        assert_eq!(fs::read(&out).unwrap(), old_db, "the old database is kept");
+        assert_eq!(fs::read(wal_of(&out)).unwrap(), old_wal, "with its WAL");
+        assert_eq!(leftovers(&out), vec![wal_of(&out)], "no temp file left");
+    }
+    assert_eq!(rows_with_copy(&out, dir.path()), old_rows);
+}
+
+#[test]
+fn a_failure_between_install_steps_never_puts_the_new_database_beside_the_old_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let states = states(dir.path());
+    let replica = dir.path().join("replica");
+    build_replica(&replica, &states);
+    let levels = list(&replica);
+    let files = plan(&levels, Target::Latest).unwrap();
+    let inputs = || {
+        files
+            .iter()
+            .map(|f| {
+                let p = replica
+                    .join("ltx")
+                    .join(f.level.to_string())
+                    .join(f.filename());
+                (
+                    p.display().to_string(),
+                    BufReader::new(File::open(&p).unwrap()),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let out = dir.path().join("out.db");
+    let (old_db, old_wal, old_rows) = old_db_with_wal(dir.path(), &out);
+    let opts = RestoreOptions::new(Overwrite::Replace, IntegrityCheck::Full);
+
+    // Killed after staging: the new database exists only as the temporary file.
+    let staged = stage(inputs(), &out, opts).unwrap();
+    assert!(fs::read(staged.temp_path()).unwrap() == *states.last().unwrap());
+    assert_eq!(fs::read(&out).unwrap(), old_db);
+    assert_eq!(fs::read(wal_of(&out)).unwrap(), old_wal);
+    let tmp = staged.temp_path().to_owned();
+    drop(staged);
+    assert!(!tmp.exists(), "an abandoned restore leaves no temp file");
+
+    // A sidecar that cannot be removed (here a directory in its place) stops the
+    // install before the rename: the old database and its WAL stay together.
+    let journal = PathBuf::from(format!("{}-journal", out.display()));
+    fs::create_dir(&journal).unwrap();
+    let err = stage(inputs(), &out, opts).unwrap().install().unwrap_err();
+    assert!(
+        err.to_string().contains("old database was left in place"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read(&out).unwrap(),
+        old_db,
+        "the new database is not in"
+    );
+    assert_eq!(fs::read(wal_of(&out)).unwrap(), old_wal);
+    assert!(!tmp.exists());
+    assert_eq!(rows_with_copy(&out, dir.path()), old_rows);
+    fs::remove_dir(&journal).unwrap();
+
+    // The rename itself failing (the temp file vanished): the sidecars are already
+    // gone, so what is left is the old database alone, never the new one beside the
+    // old WAL; it opens as the old database's last checkpoint.
+    let staged = stage(inputs(), &out, opts).unwrap();
+    fs::remove_file(staged.temp_path()).unwrap();
+    let err = staged.install().unwrap_err();
+    assert!(err.to_string().contains("rename"), "{err}");
+    assert_eq!(fs::read(&out).unwrap(), old_db);
+    assert_eq!(leftovers(&out), Vec::<PathBuf>::new());
+    check_integrity(&out, IntegrityCheck::Full).unwrap();
+
+    // And when nothing fails, the new database alone.
+    fs::write(wal_of(&out), &old_wal).unwrap();
+    stage(inputs(), &out, opts).unwrap().install().unwrap();
+    assert!(fs::read(&out).unwrap() == *states.last().unwrap());
+    assert_eq!(leftovers(&out), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_database_file_is_put_back_the_same_way_unless_its_wal_holds_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let states = states(dir.path());
+    let copy = dir.path().join("safety.db");
+    fs::write(&copy, &states[2]).unwrap();
+    let out = dir.path().join("out.db");
+    let (old_db, old_wal, _) = old_db_with_wal(dir.path(), &out);
+    let opts = RestoreOptions::new(Overwrite::Replace, IntegrityCheck::Full);
+
+    // The copy's own -wal would be lost by copying the file alone: refused.
+    fs::write(wal_of(&copy), &old_wal).unwrap();
+    let err = stage_file(&copy, &out, opts).unwrap_err();
+    assert!(
+        matches!(&err, Error::SourceHasWal(p) if *p == wal_of(&copy)),
+        "{err}"
+    );
+    assert_eq!(fs::read(&out).unwrap(), old_db);
+    fs::remove_file(wal_of(&copy)).unwrap();
+
+    let r = stage_file(&copy, &out, opts).unwrap().install().unwrap();
+    assert_eq!(r.bytes, states[2].len() as u64);
+    assert_eq!(fs::read(&out).unwrap(), states[2]);
+    assert_eq!(
+        leftovers(&out),
+        Vec::<PathBuf>::new(),
+        "the old WAL went first"
+    );
+    assert!(copy.exists(), "the copy is kept");
 }

@@ -1,7 +1,8 @@
 //! The controllable replication service on a real database and a folder replica:
 //! add, status reaching "in sync" after writes, sync now, pause and resume, restore
-//! points, a restored copy at an earlier point, in-place restore with a safety copy,
-//! and the errors for a wrong file and an unusable destination.
+//! points, a restored copy at an earlier point, in-place restore with a safety copy
+//! (refused while another process has the database open) and its undo, and the
+//! errors for a wrong file and an unusable destination.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -13,8 +14,8 @@ use tideline_engine::replica::open_client;
 use tideline_engine::replicate::ReplicateSettings;
 use tideline_engine::restore::Target;
 use tideline_engine::service::{
-    DbStatus, Service, ServiceError, SyncState, check_folder_writable, inspect_database,
-    probe_replica, restore_copy, restore_points, restored_copy_path,
+    DbStatus, ExclusiveHold, Service, ServiceError, SyncState, check_folder_writable,
+    inspect_database, probe_replica, restore_copy, restore_points, restored_copy_path,
 };
 
 fn db_with_rows(path: &Path, rows: i64) -> Connection {
@@ -175,8 +176,8 @@ async fn add_sync_pause_resume_restore() {
         "never overwrites"
     );
 
-    // In place: refused while this test's connection holds it open... but that is our
-    // own process, which the check skips; so it goes ahead with a safety copy.
+    // In place (another process holding it open is refused: see
+    // in_place_restore_waits_for_other_processes_and_can_be_undone).
     drop(conn);
     let safety = service
         .restore_in_place(
@@ -185,7 +186,8 @@ async fn add_sync_pause_resume_restore() {
             SystemTime::now(),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .safety_copy;
     assert_eq!(count(&safety), 20);
     assert_eq!(count(&db), 10);
 
@@ -310,4 +312,146 @@ async fn a_saved_database_whose_destination_is_missing_at_start_shows_an_error_u
     .await
     .unwrap();
     assert_eq!(count(&out), 10);
+}
+
+/// A real other process (Python's sqlite3) with the database open, until dropped.
+struct Holder(std::process::Child);
+
+impl Holder {
+    /// Opens `db` in another process, reads it (so SQLite holds its lock there), and
+    /// returns once that is done.
+    fn open(db: &Path) -> Holder {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3, sys\n\
+                 c = sqlite3.connect(sys.argv[1])\n\
+                 c.execute('SELECT count(*) FROM t').fetchone()\n\
+                 print('ready', flush=True)\n\
+                 sys.stdin.read()",
+            ])
+            .arg(db)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs (scripts/setup.sh installs it)");
+        // Bounded: the child either prints or exits (closing its stdout).
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the holder process opened {}",
+            db.display()
+        );
+        Holder(child)
+    }
+
+    /// Closes its stdin; it closes the database and exits.
+    fn close(mut self) {
+        drop(self.0.stdin.take());
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether another process can read `db` right now (busy timeout 0).
+fn readable_elsewhere(db: &Path) -> bool {
+    std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\n\
+             sqlite3.connect(sys.argv[1], timeout=0).execute('SELECT count(*) FROM t').fetchone()",
+        ])
+        .arg(db)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_place_restore_waits_for_other_processes_and_can_be_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let conn = db_with_rows(&db, 10);
+    let (service, _) = service();
+    add(&service, &db, &replica).await;
+    let first = wait_for(&service, &db, "first sync", |s| {
+        s.state == SyncState::InSync && s.replica_txid.is_some()
+    })
+    .await;
+    insert(&conn, 5);
+    drop(conn);
+    service.sync_now(&db).unwrap();
+    wait_for(&service, &db, "second sync", |s| {
+        s.state == SyncState::InSync && s.replica_txid > first.replica_txid
+    })
+    .await;
+    let target = Target::Txid(first.replica_txid.unwrap());
+
+    // Another process has it open: refused, the database unchanged, replication back.
+    let holder = Holder::open(&db);
+    let err = service
+        .restore_in_place(&db, target, SystemTime::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, ServiceError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains("open in another program"), "{err}");
+    assert_eq!(count(&db), 15);
+    assert_ne!(service.status(&db).unwrap().state, SyncState::Paused);
+
+    // The portable check alone (SQLite's own locks, no /proc): with replication
+    // paused, the other process is what stands in the way.
+    service.pause(&db).await.unwrap();
+    let err = ExclusiveHold::take(&db).unwrap_err();
+    assert!(matches!(&err, ServiceError::InUse { .. }), "{err}");
+    holder.close();
+    let hold = ExclusiveHold::take(&db).unwrap();
+    assert!(
+        !readable_elsewhere(&db),
+        "the hold keeps other processes out"
+    );
+    hold.release().unwrap();
+    assert!(readable_elsewhere(&db));
+    service.resume(&db).unwrap();
+
+    // Once it has closed: restored, with a safety copy of the state before.
+    let at = SystemTime::now();
+    let done = service.restore_in_place(&db, target, at).await.unwrap();
+    assert_eq!(done.restored.txid, first.replica_txid.unwrap());
+    assert_eq!(count(&db), 10);
+    assert_eq!(count(&done.safety_copy), 15);
+    assert!(!PathBuf::from(format!("{}.tmp", db.display())).exists());
+    let restored = wait_for(&service, &db, "sync after the restore", |s| {
+        s.state == SyncState::InSync && s.error.is_none()
+    })
+    .await;
+    assert_eq!(restored.state, SyncState::InSync);
+
+    // Undo: the safety copy goes back in place, by the same steps (so the restored
+    // state gets a safety copy of its own).
+    // At the same time as the restore: the new safety copy gets a name of its own.
+    let undone = service
+        .undo_restore(&db, &done.safety_copy, at)
+        .await
+        .unwrap();
+    assert_ne!(undone.safety_copy, done.safety_copy);
+    assert_eq!(count(&db), 15);
+    assert_eq!(count(&undone.safety_copy), 10);
+    assert!(
+        done.safety_copy.exists(),
+        "the restore point undone with is kept"
+    );
+    service.shutdown().await;
 }

@@ -20,7 +20,9 @@ use anyhow::{Context, Result, bail};
 use tideline_engine::config::{Config, DbConfig, LogLevel, ReplicaConfig};
 use tideline_engine::replica::open_client;
 use tideline_engine::replicate::{Event, EventSink, ReplicateSettings, replicate};
-use tideline_engine::restore::{IntegrityCheck, PlanError, Target, restore};
+use tideline_engine::restore::{
+    IntegrityCheck, Overwrite, PlanError, RestoreOptions, Target, restore_to,
+};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -223,18 +225,18 @@ fn load(args: &Args) -> Result<Config> {
 }
 
 /// `restore-if-db-not-exists`: restores a missing database from its replica; a replica
-/// without a backup is fine (first start).
+/// without a backup is fine (first start). A stale `-wal`/`-shm`/`-journal` left by the
+/// missing database is refused ([`Overwrite::Refuse`]): SQLite would apply it to the
+/// restored one.
 async fn restore_missing(db: &DbConfig) -> Result<()> {
     let client = open_client(db.require_replica()?)?;
     let replica = client.describe();
-    if let Some(dir) = db.path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
     info!(
         "{} does not exist; restoring it from {replica}",
         db.path.display()
     );
-    match restore(client, Target::Latest, &db.path, IntegrityCheck::None).await {
+    let opts = RestoreOptions::new(Overwrite::Refuse, IntegrityCheck::None);
+    match restore_to(client, Target::Latest, &db.path, opts).await {
         Ok(restored) => {
             info!("restored {} at TXID {}", db.path.display(), restored.txid);
             Ok(())

@@ -8,8 +8,10 @@
 //!   restores the latest state before it (Litestream refuses it);
 //! * a replica with no files at all is reported as such, with what to check;
 //! * an existing output or a leftover `-wal`/`-shm`/`-journal` is refused, naming the
-//!   file, unless `-force` (sidecars are removed only after the new database is in
-//!   place, so a failed restore never damages the old one).
+//!   file, unless `-force`. Either way the new database is written and checked
+//!   (`-integrity-check`) beside the output before anything there is touched; the
+//!   engine's [`output`](tideline_engine::restore::output) module owns that policy and
+//!   its order.
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
@@ -18,7 +20,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 use tideline_engine::replica::FileInfo;
 use tideline_engine::restore::{
-    IntegrityCheck, PlanError, Target, check_integrity, list_levels_for, plan, restore,
+    IntegrityCheck, Overwrite, PlanError, RestoreOptions, Target, check_output, list_levels_for,
+    plan, restore_plan_to,
 };
 use tideline_ltx::Txid;
 use tracing::info;
@@ -58,7 +61,8 @@ pub struct Args {
     /// Print a JSON summary (or, with -dry-run, the plan as JSON)
     #[arg(long)]
     pub json: bool,
-    /// Check the restored database with SQLite; on failure it is removed
+    /// Check the restored database with SQLite before it replaces anything; on
+    /// failure the output is left as it was
     #[arg(long, value_enum, default_value_t = Check::None, value_name = "MODE")]
     pub integrity_check: Check,
     /// Accepted for compatibility; LTX restores stream all their files at once
@@ -150,27 +154,23 @@ pub async fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
 
-    check_output(&out, args.force)?;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
-    }
-    let stale: Vec<PathBuf> = sidecars(&out).into_iter().filter(|s| s.exists()).collect();
+    let overwrite = if args.force {
+        Overwrite::Replace
+    } else {
+        Overwrite::Refuse
+    };
+    check_output(&out, overwrite)?;
+    let stale: Vec<PathBuf> = tideline_engine::restore::sidecars(&out)
+        .into_iter()
+        .filter(|s| s.exists())
+        .collect();
     let started = Instant::now();
-    // The integrity check runs after the old database's sidecars are gone: SQLite would
-    // read a stale -wal together with the new database.
-    let restored = restore(source.client.clone(), target, &out, IntegrityCheck::None)
+    let opts = RestoreOptions::new(overwrite, args.integrity_check.engine());
+    let restored = restore_plan_to(source.client.clone(), files, &out, opts)
         .await
         .with_context(|| format!("cannot restore {} from {}", out.display(), source.replica))?;
-    remove_sidecars(&out, &stale)?;
-    let check = args.integrity_check.engine();
-    let checked = out.clone();
-    tokio::task::spawn_blocking(move || check_integrity(&checked, check))
-        .await
-        .context("the integrity check task failed")?
-        .with_context(|| format!("checking {}", out.display()))?;
-    if check != IntegrityCheck::None {
-        remove_check_leftovers(&out);
+    for sidecar in stale {
+        info!("removed {} (-force)", sidecar.display());
     }
     let elapsed = started.elapsed();
 
@@ -267,72 +267,4 @@ fn print_plan(files: &[FileInfo], out: &Path, replica: &str, as_json: bool) {
         "level", "filename", "min_txid", "max_txid", "size", "created",
     ];
     print!("{}", table(&headers, &rows));
-}
-
-/// `<db>-wal`, `<db>-shm`, `<db>-journal`: files SQLite would apply to, or read with,
-/// whatever database is at `db`.
-fn sidecars(db: &Path) -> [PathBuf; 3] {
-    ["-wal", "-shm", "-journal"].map(|suffix| {
-        let mut s = db.as_os_str().to_owned();
-        s.push(suffix);
-        PathBuf::from(s)
-    })
-}
-
-/// Refuses to replace a database or leave it next to another database's sidecars,
-/// unless `force`.
-fn check_output(out: &Path, force: bool) -> Result<()> {
-    if out.is_dir() {
-        bail!(
-            "{} is a directory; give the restored database's file path with -o",
-            out.display()
-        );
-    }
-    if force {
-        return Ok(());
-    }
-    if std::fs::metadata(out).is_ok_and(|m| m.len() > 0) {
-        return Err(tideline_engine::Error::OutputExists(out.to_owned()).into());
-    }
-    if let Some(sidecar) = sidecars(out).into_iter().find(|s| s.exists()) {
-        bail!(
-            "{} exists; SQLite would apply it to the restored database and corrupt it. \
-             Restore to another path with -o, or pass -force to remove it",
-            sidecar.display()
-        );
-    }
-    Ok(())
-}
-
-/// The check opens the restored database read-only, which leaves an empty `-wal` and a
-/// `-shm` behind (a read-only connection cannot remove them). They are ours, the
-/// database having just been created, so they go: a later restore without `-force`
-/// would otherwise take them for another database's leftovers.
-fn remove_check_leftovers(out: &Path) {
-    let [wal, shm, _] = sidecars(out);
-    if std::fs::metadata(&wal).is_ok_and(|m| m.len() == 0) && std::fs::remove_file(&wal).is_ok() {
-        let _ = std::fs::remove_file(&shm);
-    }
-}
-
-/// Removes the old database's sidecars (`stale`, only present with `-force`) once the
-/// restored one is in place.
-fn remove_sidecars(out: &Path, stale: &[PathBuf]) -> Result<()> {
-    for sidecar in stale {
-        match std::fs::remove_file(sidecar) {
-            Ok(()) => info!("removed {} (-force)", sidecar.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "restored {}, but could not remove {}; delete it before opening the \
-                         database",
-                        out.display(),
-                        sidecar.display()
-                    )
-                });
-            }
-        }
-    }
-    Ok(())
 }

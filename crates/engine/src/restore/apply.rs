@@ -2,16 +2,18 @@
 //!
 //! The files are merged by page number (newest wins) through the LTX merger and
 //! written sequentially to `<out>.tmp`; every input's checksum is verified before the
-//! temporary file is synced and renamed over `<out>`, so a corrupt replica file never
-//! produces an output. Memory is one page and one block per input plus the write
-//! buffer, whatever the database size.
+//! temporary file is synced, so a corrupt replica file never produces an output. How
+//! the temporary file is checked and put in place is [`output`](super::output)'s
+//! business. Memory is one page and one block per input plus the write buffer,
+//! whatever the database size.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use tideline_ltx::{Decoder, Merger, Txid};
 
+use super::output::{IntegrityCheck, Overwrite, RestoreOptions, stage};
 use crate::error::{Error, Result};
 
 const WRITE_BUFFER: usize = 1 << 20;
@@ -36,22 +38,20 @@ pub fn temp_path(out: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Merges `inputs` (`(name, reader)` pairs, in plan order) into a database at `out`.
-/// `out` is replaced atomically; on any error nothing is left behind.
+/// Merges `inputs` (`(name, reader)` pairs, in plan order) into a database at `out`,
+/// replacing whatever is there ([`Overwrite::Replace`], no integrity check): the same
+/// path as every other restore, see [`output`](super::output). On any error nothing is
+/// left behind and the old output is untouched.
 pub fn apply<R: Read>(inputs: Vec<(String, R)>, out: &Path) -> Result<Restored> {
-    let tmp = temp_path(out);
-    let result = write_merged(inputs, &tmp).and_then(|restored| {
-        fs::rename(&tmp, out).map_err(Error::io("rename restored database to", out))?;
-        sync_parent(out)?;
-        Ok(restored)
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    stage(
+        inputs,
+        out,
+        RestoreOptions::new(Overwrite::Replace, IntegrityCheck::None),
+    )?
+    .install()
 }
 
-fn write_merged<R: Read>(inputs: Vec<(String, R)>, tmp: &Path) -> Result<Restored> {
+pub(crate) fn write_merged<R: Read>(inputs: Vec<(String, R)>, tmp: &Path) -> Result<Restored> {
     let names: Vec<String> = inputs.iter().map(|(n, _)| n.clone()).collect();
     let decoders = inputs
         .into_iter()
@@ -127,46 +127,4 @@ pub(crate) fn sync_parent(path: &Path) -> Result<()> {
         d.sync_all().map_err(Error::io("fsync directory", dir))?;
     }
     Ok(())
-}
-
-/// How thoroughly to check a restored database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IntegrityCheck {
-    /// No check.
-    #[default]
-    None,
-    /// `PRAGMA quick_check`.
-    Quick,
-    /// `PRAGMA integrity_check`.
-    Full,
-}
-
-/// Runs SQLite's integrity check on `db`; on failure deletes it and says why.
-pub fn check_integrity(db: &Path, mode: IntegrityCheck) -> Result<()> {
-    let pragma = match mode {
-        IntegrityCheck::None => return Ok(()),
-        IntegrityCheck::Quick => "quick_check",
-        IntegrityCheck::Full => "integrity_check",
-    };
-    let sqlite = |source| Error::Sqlite {
-        path: db.to_owned(),
-        source,
-    };
-    let verdict: String = {
-        // Read-write, so that closing the only connection removes the -wal and -shm a
-        // WAL-mode database gets on open (read-only would leave them behind). Nothing
-        // is written to the database itself.
-        let conn = rusqlite::Connection::open(db).map_err(sqlite)?;
-        // A database too damaged to check ("malformed") fails the check too.
-        conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
-            .unwrap_or_else(|e| e.to_string())
-    };
-    if verdict == "ok" {
-        return Ok(());
-    }
-    let _ = fs::remove_file(db);
-    Err(Error::IntegrityCheck {
-        mode: pragma,
-        detail: verdict,
-    })
 }
