@@ -960,11 +960,20 @@ impl DbTask {
                 if let Some(t) = last_ship {
                     let next = t + paced(self.sync_interval);
                     if Instant::now() < next {
-                        tokio::time::sleep(next - Instant::now()).await;
+                        tokio::select! {
+                            _ = stop.changed() => break,
+                            _ = tokio::time::sleep(next - Instant::now()) => {}
+                        }
                     }
                 }
                 let started = Instant::now();
-                match self.ship().await {
+                // A stop is seen mid-upload too (a stalled server would hold it for the
+                // client's timeouts); the final sync, bounded by its timeout, follows.
+                let shipped = tokio::select! {
+                    _ = stop.changed() => break,
+                    r = self.ship() => r,
+                };
+                match shipped {
                     Ok(n) => {
                         if n > 0 {
                             last_ship = Some(started);
@@ -982,7 +991,11 @@ impl DbTask {
                 && maintain.ready()
                 && (maintain.failing() || self.maintainer.is_due(now))
             {
-                match self.maintainer.tick(now).await {
+                let ticked = tokio::select! {
+                    _ = stop.changed() => break,
+                    r = self.maintainer.tick(now) => r,
+                };
+                match ticked {
                     Ok(()) => self.succeeded(Stage::Maintain, &mut maintain),
                     Err(e) => self.failed(Stage::Maintain, &e, &mut maintain),
                 }
