@@ -2,19 +2,23 @@
 //! and ships them to the replica.
 //!
 //! * **Wake on change.** A file-system watcher on the database's directory wakes the
-//!   task when the `-wal` file changes; a slow fallback poll covers file systems
+//!   task when the `-wal` or the database is written, created, removed or renamed
+//!   (never on opens or reads, least of all its own); a slow fallback poll covers file systems
 //!   without events. An idle database does nothing: no CPU, no replica requests.
 //! * **Latency-bounded batching.** A change is captured at once when the last capture
 //!   is at least `monitor-interval` old, otherwise at that boundary; so sparse writes
 //!   are shipped within milliseconds, and sustained writes produce at most one L0 file
 //!   (and one upload) per interval, as Litestream does. Uploads wait for the
 //!   `sync-interval` since the previous upload.
-//! * **Position.** On start the replica's newest TXID is compared with the local one;
-//!   local files the replica lacks are uploaded, and if they cannot be (the replica was
-//!   reset or is ahead), the local position is replaced so the next capture writes a
-//!   full-database L0 that continues the replica's TXIDs.
-//! * **Failures** back off exponentially (up to 5 minutes) and lose nothing: L0 files
-//!   stay in the meta directory until uploaded.
+//! * **Position.** Before the first upload the local position is matched with the
+//!   replica (the `reconcile` module): local files the replica lacks are uploaded; a
+//!   replica that shows nothing though this database shipped there is reported as
+//!   missing and left alone until it is back; a replica changed behind our back gets a
+//!   consistent new generation. An unreachable destination is retried, while capture
+//!   goes on locally.
+//! * **Failures** back off exponentially (up to 5 minutes), each stage on its own
+//!   (capture, upload, maintenance), and lose nothing: L0 files stay in the meta
+//!   directory until uploaded.
 //! * **Shutdown** captures and ships what is pending, retrying until the deadline.
 
 use std::future::Future;
