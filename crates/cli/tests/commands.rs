@@ -168,3 +168,37 @@ fn unknown_commands_and_flags_are_usage_errors() {
         Some(0)
     );
 }
+
+#[test]
+fn status_and_replicate_say_when_the_destination_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_db(&d.join("app.db"), 0..10);
+    let replica = d.join("drive").join("app");
+    fs::write(
+        d.join("litestream.yml"),
+        format!(
+            "dbs:\n  - path: app.db\n    replica:\n      path: {}\n",
+            replica.display()
+        ),
+    )
+    .unwrap();
+    ok_in(d, &["replicate", "-once", "-config", "litestream.yml"]);
+    let json = ok_in(d, &["status", "-config", "litestream.yml", "-json"]);
+    assert!(json.contains("in sync"), "{json}");
+
+    // The drive is not mounted: status says so, and replicate -once refuses to write.
+    fs::rename(d.join("drive"), d.join("drive-unmounted")).unwrap();
+    let json = ok_in(d, &["status", "-config", "litestream.yml", "-json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let status = rows[0]["status"].as_str().unwrap();
+    assert!(status.contains("is the drive connected?"), "{status}");
+    let out = run_in(d, &["replicate", "-once", "-config", "litestream.yml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("destination missing"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!replica.exists(), "nothing was written where the drive was");
+}

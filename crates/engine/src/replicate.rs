@@ -1062,6 +1062,26 @@ impl DbTask {
     }
 }
 
+/// What is wrong with a destination as `tideline status` sees it, without a running
+/// replicator: the replica (described as `replica`, listed as `levels`) shows nothing
+/// though the shipped record in `meta_dir` says this database shipped there. The same
+/// rule the replicator applies before uploading.
+pub fn destination_problem(
+    meta_dir: &Path,
+    replica: &str,
+    levels: &[Vec<crate::replica::FileInfo>],
+) -> Option<Error> {
+    let record = ShippedRecord::load(meta_dir, replica)?;
+    match reconcile::decide(Some(&record), levels, &[]) {
+        Decision::Refuse { shipped } => Some(Error::DestinationMissing {
+            replica: replica.to_owned(),
+            shipped,
+            record: reconcile::record_path(meta_dir),
+        }),
+        _ => None,
+    }
+}
+
 /// A running replicator's requests to its replica since it started, as `tideline
 /// status` shows them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tideline_engine::config::DbConfig;
 use tideline_engine::db::wal_path;
 use tideline_engine::replica::open_client;
-use tideline_engine::replicate::{RequestReport, read_request_report};
+use tideline_engine::replicate::{RequestReport, destination_problem, read_request_report};
 use tideline_engine::restore::list_levels;
 use tideline_ltx::Txid;
 
@@ -171,6 +171,9 @@ async fn status(db: &DbConfig) -> Status {
         let levels = list_levels(client.as_ref())
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(problem) = destination_problem(&db.meta_path, &client.describe(), &levels) {
+            return Err(problem.to_string());
+        }
         Ok::<_, String>(levels.iter().flatten().map(|f| f.max_txid).max())
     };
     match remote.await {
