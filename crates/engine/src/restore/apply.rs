@@ -7,7 +7,7 @@
 //! business. Memory is one page and one block per input plus the write buffer,
 //! whatever the database size.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -119,12 +119,6 @@ pub(crate) fn write_merged<R: Read>(inputs: Vec<(String, R)>, tmp: &Path) -> Res
 /// Makes a rename durable by syncing the directory that holds it (a no-op where
 /// directories cannot be opened, as on Windows).
 pub(crate) fn sync_parent(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if let Ok(d) = File::open(dir) {
-        d.sync_all().map_err(Error::io("fsync directory", dir))?;
-    }
-    Ok(())
+    let dir = path.parent().unwrap_or(Path::new("."));
+    crate::durable::sync_dir(dir).map_err(Error::io("fsync directory", dir))
 }
