@@ -707,11 +707,7 @@ impl DbTask {
                 self.maintainer.invalidate();
             }
             Decision::Refuse { shipped } => {
-                return Err(Error::DestinationMissing {
-                    replica: self.client.describe(),
-                    shipped,
-                    record: reconcile::record_path(&self.meta_dir),
-                });
+                return Err(missing(&self.meta_dir, &self.client.describe(), shipped));
             }
         }
         self.reconciled = true;
@@ -1073,12 +1069,16 @@ pub fn destination_problem(
 ) -> Option<Error> {
     let record = ShippedRecord::load(meta_dir, replica)?;
     match reconcile::decide(Some(&record), levels, &[]) {
-        Decision::Refuse { shipped } => Some(Error::DestinationMissing {
-            replica: replica.to_owned(),
-            shipped,
-            record: reconcile::record_path(meta_dir),
-        }),
+        Decision::Refuse { shipped } => Some(missing(meta_dir, replica, shipped)),
         _ => None,
+    }
+}
+
+fn missing(meta_dir: &Path, replica: &str, shipped: Txid) -> Error {
+    Error::DestinationMissing {
+        replica: replica.to_owned(),
+        shipped,
+        record: reconcile::record_path(meta_dir),
     }
 }
 
