@@ -274,7 +274,7 @@ pub async fn remove_database<R: Runtime>(
         let _ = secrets::delete(&path);
     }
     let _ = app.emit("db-removed", path);
-    crate::tray::refresh(&app, &state.service.statuses());
+    crate::tray::refresh(&app, &state.statuses());
     Ok(())
 }
 

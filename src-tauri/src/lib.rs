@@ -62,6 +62,31 @@ impl AppState {
         s.save(&self.dir)
     }
 
+    /// Every database's status for the tray: the service's, and those that could not
+    /// even be started (a missing secret, say) as failing, so the tray never says all
+    /// is well while one of them is not backed up.
+    pub fn statuses(&self) -> Vec<DbStatus> {
+        let mut out = self.service.statuses();
+        let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        for (path, err) in failed.iter() {
+            if !out.iter().any(|s| &s.path == path) {
+                out.push(DbStatus {
+                    path: path.clone(),
+                    replica: String::new(),
+                    state: SyncState::Error,
+                    last_sync: None,
+                    lag: None,
+                    size: 0,
+                    local_txid: None,
+                    replica_txid: None,
+                    error: Some(err.clone()),
+                    syncs: 0,
+                });
+            }
+        }
+        out
+    }
+
     fn remember(&self, db: StoredDb) -> AppResult<()> {
         self.failed
             .lock()
@@ -185,7 +210,7 @@ pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult
                 notify_stopped(&handle, &status);
             }
             if let Some(state) = handle.try_state::<AppState>() {
-                tray::refresh(&handle, &state.service.statuses());
+                tray::refresh(&handle, &state.statuses());
             }
         }
     });
@@ -225,7 +250,7 @@ pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult
             }
         }
         let _ = app.emit("db-list-changed", ());
-        tray::refresh(&app, &state.service.statuses());
+        tray::refresh(&app, &state.statuses());
         // States that change with time alone (syncing turning into lagging) are
         // pushed too: every few seconds, whatever changed since the last push.
         loop {
@@ -243,7 +268,7 @@ pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult
                 }
             }
             if changed {
-                tray::refresh(&app, &statuses);
+                tray::refresh(&app, &state.statuses());
             }
         }
     });
