@@ -672,6 +672,9 @@ impl Database {
                     source,
                 })?;
             let mut db = &self.db_file;
+            // Pages at or past the file's end were never written out (SQLite reads them
+            // as zeros too); any other read failure fails the capture.
+            let db_len = db.metadata().map_err(Error::io("stat", &self.path))?.len();
             let ps = self.page_size as usize;
             let mut buf = vec![0u8; ps];
             let lock = tideline_ltx::lock_pgno(self.page_size);
@@ -702,9 +705,11 @@ impl Database {
                         .map_err(Error::io("read", &self.wal_path))?,
                     None => {
                         let at = u64::from(pgno - 1) * ps as u64;
-                        if read_at(&mut db, &mut buf, at).is_err() {
-                            // Past the end of the file: a page never written out.
+                        if at >= db_len {
                             buf.fill(0);
+                        } else {
+                            read_at(&mut db, &mut buf, at)
+                                .map_err(Error::io("read", &self.path))?;
                         }
                     }
                 }
