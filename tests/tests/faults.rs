@@ -915,7 +915,9 @@ fn litestream_beside_tideline() {
         let log = read(&s.log);
         log.contains("Litestream") || log.contains("L0 files we did not write")
     });
-    ls.stop();
+    // Killed, not stopped: Litestream 0.5.17 retries its shutdown sync without end
+    // when the meta directory's L0 files are not its own.
+    drop(ls);
     assert!(
         reported,
         "tideline did not report Litestream:\n{}",
