@@ -652,6 +652,9 @@ fn expect_enospc(s: &Scene, p: &mut Proc, path: &Path) {
         path.display(),
         read(&s.log)
     );
+    if let Some(line) = read(&s.log).lines().find(|l| l.contains("No space left")) {
+        eprintln!("disk-full status: {line}");
+    }
     assert!(
         p.0.try_wait().unwrap().is_none(),
         "stopped on a full disk:\n{}",
