@@ -469,8 +469,11 @@ impl Writer {
                     if let Some(t) = captured {
                         let at = t + Duration::from_millis(5);
                         points.lock().unwrap().push(Point { at, rows: i });
-                        // The next burst's files are all created after `at`.
-                        while SystemTime::now() < at + Duration::from_millis(20) {
+                        // The next burst's files are all created after `at`: its
+                        // first commit comes well after `at`, so even a capture whose
+                        // clock was read just before `at` but whose WAL read was
+                        // delayed (2 busy cores) cannot take it in.
+                        while SystemTime::now() < at + Duration::from_millis(100) {
                             std::thread::sleep(Duration::from_millis(5));
                         }
                     }
@@ -592,6 +595,16 @@ fn crash_after_snapshot_uploaded() {
     crash_at("snapshot-uploaded:2", false);
 }
 
+#[test]
+fn crash_after_s3_compaction_uploaded() {
+    crash_at("compaction-uploaded:2", true);
+}
+
+#[test]
+fn crash_after_s3_snapshot_uploaded() {
+    crash_at("snapshot-uploaded:2", true);
+}
+
 /// Retention deletes only after a 10-minute grace in a running replicator, so the
 /// deletes are driven by `-once -enforce-retention` (no grace), crashed before and
 /// after its delete; replication then resumes.
@@ -667,9 +680,10 @@ fn full_meta_directory() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let meta = dir.path().join("meta");
-    let _mount = Tmpfs::mount(&meta, "2m");
     let replica = folder(&dir.path().join("replica"));
     let s = scene(dir, Some(&meta), replica);
+    // Mounted after the scene so that it is unmounted before the directory is removed.
+    let _mount = Tmpfs::mount(&meta, "2m");
     let writer = Writer::start(&s.db, &s.l0_dir);
     let mut p = s.start(None, &[]);
     assert!(eventually(Duration::from_secs(20), || writer.points() >= 5));
@@ -693,10 +707,11 @@ fn full_replica_folder() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("disk");
-    let _mount = Tmpfs::mount(&root, "2m");
     let replica_dir = root.join("replica");
     let replica = folder(&replica_dir);
     let s = scene(dir, None, replica);
+    // Mounted after the scene so that it is unmounted before the directory is removed.
+    let _mount = Tmpfs::mount(&root, "2m");
     let writer = Writer::start(&s.db, &s.l0_dir);
     let mut p = s.start(None, &[]);
     assert!(eventually(Duration::from_secs(20), || writer.points() >= 5));
