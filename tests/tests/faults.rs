@@ -25,6 +25,9 @@
 //! did not capture (it was down) yields no point.
 //!
 //! Mounting tmpfs needs root (CI runs as root); those scenarios fail, not skip, without it.
+//! Linux only: tmpfs mounts, symlinks and signals by PID.
+
+#![cfg(target_os = "linux")]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -700,6 +703,14 @@ fn full_meta_directory() {
         read(&s.log)
     );
     s.verify(&rt, writer, p);
+    // No partial L0 left behind by the failed writes.
+    let partial: Vec<_> = fs::read_dir(&s.l0_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .map(|e| e.path())
+        .collect();
+    assert!(partial.is_empty(), "partial L0 files left: {partial:?}");
 }
 
 #[test]
