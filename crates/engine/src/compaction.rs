@@ -194,6 +194,7 @@ pub async fn compact_files(
         let _ = std::fs::remove_file(&tmp);
     }
     let output = written?;
+    crate::failpoint::hit("compaction-uploaded");
     Ok(Compacted {
         output,
         bytes_in: inputs.iter().map(|f| f.size).sum(),

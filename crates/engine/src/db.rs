@@ -633,8 +633,10 @@ impl Database {
         }
         let tmp = self.l0_dir.join(format!("{name}.tmp"));
         let (pages, size) = self.write_ltx(wal, &seg.pages, from_db, header, &tmp, created_at)?;
+        crate::failpoint::hit("l0-written");
         fs::rename(&tmp, &path).map_err(Error::io("rename", &path))?;
         crate::restore::apply::sync_parent(&path)?;
+        crate::failpoint::hit("l0-renamed");
         Ok(Captured {
             info: FileInfo {
                 level: 0,

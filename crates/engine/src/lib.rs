@@ -31,6 +31,7 @@ pub mod config;
 pub mod db;
 mod durable;
 mod error;
+mod failpoint;
 pub mod maintenance;
 mod reconcile;
 pub mod replica;

@@ -411,6 +411,7 @@ impl Maintainer {
             .await;
         let _ = std::fs::remove_file(&tmp);
         let info = written?;
+        crate::failpoint::hit("snapshot-uploaded");
         (self.events)(&Event::Snapshotted {
             db: self.db.clone(),
             txid: info.max_txid,
@@ -477,7 +478,9 @@ impl Maintainer {
                 continue;
             }
             let started = Instant::now();
+            crate::failpoint::hit("retention-delete-started");
             self.client.delete(&files).await?;
+            crate::failpoint::hit("retention-delete-finished");
             self.forget(&files);
             (self.events)(&Event::Deleted {
                 db: self.db.clone(),

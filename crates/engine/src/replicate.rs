@@ -747,7 +747,9 @@ impl DbTask {
             let created = std::fs::metadata(path)
                 .and_then(|m| m.modified())
                 .map_err(Error::io("stat", path))?;
+            crate::failpoint::hit("upload-started");
             let info = self.client.write(0, *txid, *txid, created, path).await?;
+            crate::failpoint::hit("upload-finished");
             bytes += info.size;
             last = Some((info.max_txid, info.size));
             self.maintainer.note_written(info);
@@ -793,6 +795,7 @@ impl DbTask {
                 .record_written
                 .is_none_or(|t| t.elapsed() >= RECORD_EVERY);
         if due && self.record.as_ref() != Some(&rec) && rec.store(&self.meta_dir).is_ok() {
+            crate::failpoint::hit("position-written");
             self.record_written = Some(Instant::now());
         }
         self.record = Some(rec);

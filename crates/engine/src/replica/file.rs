@@ -22,6 +22,10 @@ pub struct FileReplica {
     /// never created again, so that a drive unmounted under a running replicator does
     /// not get a new, partial backup written onto its empty mount point.
     seen_root: Arc<AtomicBool>,
+    /// Set once `<root>/ltx` was seen: from then on it is never created again either,
+    /// so that a file system mounted over the root (which hides the backup and looks
+    /// empty) does not get a partial chain written onto it.
+    seen_ltx: Arc<AtomicBool>,
 }
 
 impl FileReplica {
@@ -31,6 +35,7 @@ impl FileReplica {
         FileReplica {
             root: root.into(),
             seen_root: Arc::default(),
+            seen_ltx: Arc::default(),
         }
     }
 
@@ -80,6 +85,9 @@ impl FileReplica {
         if self.root.is_dir() {
             self.seen_root.store(true, Ordering::Relaxed);
         }
+        if self.root.join("ltx").is_dir() {
+            self.seen_ltx.store(true, Ordering::Relaxed);
+        }
         let dir = self.level_dir(level);
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
@@ -122,6 +130,17 @@ impl FileReplica {
         src: &Path,
     ) -> ReplicaResult<FileInfo> {
         self.ensure_root()?;
+        let ltx = self.root.join("ltx");
+        if self.seen_ltx.load(Ordering::Relaxed) && !ltx.is_dir() {
+            return Err(ReplicaError::Missing {
+                replica: self.describe(),
+                what: format!(
+                    "the folder {} is gone (emptied, or another file system mounted over {})",
+                    ltx.display(),
+                    self.root.display()
+                ),
+            });
+        }
         let dir = self.level_dir(level);
         fs::create_dir_all(&dir).map_err(self.err("create directory", &dir))?;
         let dst = self.path(level, min, max);
@@ -149,8 +168,11 @@ impl FileReplica {
                 created_at,
             })
         })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+        match &result {
+            Ok(_) => self.seen_ltx.store(true, Ordering::Relaxed),
+            Err(_) => {
+                let _ = fs::remove_file(&tmp);
+            }
         }
         result
     }
@@ -186,6 +208,7 @@ impl ReplicaClient for FileReplica {
 
     fn start_new_backup(&self) {
         self.seen_root.store(false, Ordering::Relaxed);
+        self.seen_ltx.store(false, Ordering::Relaxed);
     }
 
     async fn list(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {
@@ -248,5 +271,31 @@ impl ReplicaClient for FileReplica {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file system mounted over the root hides `ltx/`: the replica must not write a
+    /// partial chain onto it, until a new backup is started on purpose.
+    #[test]
+    fn a_root_that_lost_its_ltx_folder_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.ltx");
+        fs::write(&src, b"ltx bytes").unwrap();
+        let r = FileReplica::new(dir.path().join("replica"));
+        let now = SystemTime::now();
+        r.write_blocking(0, Txid(1), Txid(1), now, &src).unwrap();
+        // What a mount over the root looks like: the root is there, empty.
+        fs::remove_dir_all(dir.path().join("replica/ltx")).unwrap();
+        let e = r
+            .write_blocking(0, Txid(2), Txid(2), now, &src)
+            .unwrap_err();
+        assert!(matches!(e, ReplicaError::Missing { .. }), "{e}");
+        assert!(!dir.path().join("replica/ltx").exists());
+        r.start_new_backup();
+        r.write_blocking(0, Txid(1), Txid(1), now, &src).unwrap();
     }
 }
