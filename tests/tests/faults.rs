@@ -873,7 +873,6 @@ fn other_config(dir: &Path, name: &str, db: &Path) -> (PathBuf, PathBuf) {
 /// with its own meta directory and replica, must refuse, naming the first; the first
 /// replica still restores to the database.
 #[test]
-#[ignore = "needs the canonical-path lock (issue 14 item 2)"]
 fn second_replicator_through_another_path() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
@@ -924,7 +923,6 @@ fn second_replicator_through_another_path() {
 /// running Tideline: Tideline reports the L0 files it did not write, and after
 /// Litestream stops, its own replica still restores to the database.
 #[test]
-#[ignore = "needs detection of another replicator's L0 files (issue 14)"]
 fn litestream_beside_tideline() {
     let Some(bin) = tideline_e2e::litestream("litestream_beside_tideline") else {
         return;

@@ -183,6 +183,9 @@ pub struct Database {
     restart_expected: Option<(u32, u32)>,
     /// A capture reached the end of the WAL since the read lock was last handed over.
     captured_since_handover: bool,
+    /// The position was reloaded from another replicator's files (see
+    /// [`Database::take_position_reloaded`]).
+    position_reloaded: bool,
     /// The read transaction held now began after a capture that reached the WAL's end
     /// (and was handed over, never let go): a restart by the application, which it
     /// can then do only after copying the WAL into the database, discards only frames
@@ -315,6 +318,7 @@ impl Database {
             pos: None,
             restart_expected: None,
             captured_since_handover: false,
+            position_reloaded: false,
             restart_safe: false,
             force_snapshot: None,
             last_checkpoint: None,
@@ -393,9 +397,53 @@ impl Database {
         Ok(())
     }
 
+    /// The next TXID is ours to write: a file already there was written by another
+    /// program on this meta directory (Litestream on the same database), whose chain
+    /// and ours would otherwise mix under the same TXIDs. Refused while that program
+    /// goes on writing; once its newest file is [`FOREIGN_QUIET`] old it has stopped,
+    /// and its files become the position, as at a takeover (the replicator then
+    /// matches them with the replica before uploading: see
+    /// [`Database::take_position_reloaded`]).
+    fn refuse_foreign(&mut self) -> Result<()> {
+        let next = self.pos.map_or(Txid::FIRST, |p| p.txid.next());
+        let path = self.l0_dir.join(format_filename(next, next));
+        if !path.exists() {
+            return Ok(());
+        }
+        let newest = self.local_l0()?.pop().map(|(_, p)| p);
+        let quiet = newest
+            .and_then(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= FOREIGN_QUIET);
+        if quiet {
+            self.pos = self.load_position()?;
+            self.force_snapshot = None;
+            self.restart_expected = None;
+            self.restart_safe = false;
+            self.position_reloaded = true;
+            return Ok(());
+        }
+        Err(Error::AnotherReplicator {
+            meta: self
+                .l0_dir
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(&self.l0_dir)
+                .to_owned(),
+            file: path,
+        })
+    }
+
+    /// True (once) if the position was taken from another replicator's files since
+    /// the last call.
+    pub fn take_position_reloaded(&mut self) -> bool {
+        std::mem::take(&mut self.position_reloaded)
+    }
+
     /// Captures newly committed WAL frames into the next L0 file, if there are any.
     /// `now` is the file's timestamp.
     pub fn sync(&mut self, now: SystemTime) -> Result<Option<Captured>> {
+        self.refuse_foreign()?;
         let r = self.sync_step(now);
         if matches!(&r, Ok(None)) || matches!(&r, Ok(Some(c)) if !c.more) {
             self.captured_since_handover = true;
@@ -617,20 +665,6 @@ impl Database {
         };
         let name = format_filename(txid, txid);
         let path = self.l0_dir.join(&name);
-        // The next TXID is ours to write: a file already there was written by another
-        // program on this meta directory (Litestream on the same database), whose
-        // chain and ours would otherwise mix under the same TXIDs.
-        if path.exists() {
-            return Err(Error::AnotherReplicator {
-                meta: self
-                    .l0_dir
-                    .parent()
-                    .and_then(Path::parent)
-                    .unwrap_or(&self.l0_dir)
-                    .to_owned(),
-                file: path,
-            });
-        }
         let tmp = self.l0_dir.join(format!("{name}.tmp"));
         let (pages, size) = self.write_ltx(wal, &seg.pages, from_db, header, &tmp, created_at)?;
         crate::failpoint::hit("l0-written");
@@ -1059,6 +1093,10 @@ impl Database {
         })
     }
 }
+
+/// How long another replicator's newest L0 file must be left alone before it is taken
+/// to have stopped, and its files become the position.
+const FOREIGN_QUIET: Duration = Duration::from_secs(5);
 
 /// Most lock-free first-phase rounds of a checkpoint.
 const PHASE1_ROUNDS: usize = 3;

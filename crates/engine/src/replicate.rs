@@ -379,6 +379,8 @@ pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// Longest pause between retries after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Longest pause between capture retries.
+const MAX_CAPTURE_BACKOFF: Duration = Duration::from_secs(10);
 /// Fallback poll when file-system events are available (they may still be missed,
 /// e.g. on network file systems): cheap, a stat of the WAL.
 const FALLBACK_POLL: Duration = Duration::from_secs(10);
@@ -830,10 +832,16 @@ impl DbTask {
 
     /// Reports a stage's failure and schedules its retry (doubling, up to 5 minutes).
     fn failed(&self, stage: Stage, e: &Error, retry: &mut Retry) {
-        retry.backoff = (retry.backoff * 2).clamp(
-            self.monitor_interval.max(Duration::from_millis(100)),
-            MAX_BACKOFF,
-        );
+        // Capture is local work (a full disk, another replicator's files): retried
+        // often, so it resumes soon after the cause is gone; remote stages back off
+        // further, so a failing server is not hammered.
+        let max = if stage == Stage::Capture {
+            MAX_CAPTURE_BACKOFF
+        } else {
+            MAX_BACKOFF
+        };
+        retry.backoff =
+            (retry.backoff * 2).clamp(self.monitor_interval.max(Duration::from_millis(100)), max);
         retry.at = Some(tokio::time::Instant::now() + retry.backoff);
         (self.events)(&Event::Error {
             db: self.path.clone(),
@@ -951,6 +959,11 @@ impl DbTask {
                     Ok(captured) => {
                         if !captured.is_empty() {
                             last_capture = Some(started);
+                        }
+                        if self.with_db(|db| Ok(db.take_position_reloaded())).await? {
+                            // Another replicator's files are now the position: match
+                            // them with the replica before uploading any.
+                            self.reconciled = false;
                         }
                         self.succeeded(Stage::Capture, &mut capture);
                     }

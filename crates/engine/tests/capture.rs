@@ -677,12 +677,29 @@ fn another_program_writing_l0_files_into_the_meta_directory_is_refused() {
     let mut db = Database::open(&path, quick()).unwrap();
     transaction(&c, 0);
     let first = db.sync(SystemTime::now()).unwrap().unwrap();
-    // Litestream on the same database writes the next TXID first.
-    let theirs = meta.join("ltx/0").join(tideline_ltx::format_filename(
-        first.info.max_txid.next(),
-        first.info.max_txid.next(),
-    ));
-    fs::copy(&first.path, &theirs).unwrap();
+    // Litestream on the same database writes the next TXID first: an L0 file of the
+    // same pages under TXID 2.
+    let next_txid = first.info.max_txid.next();
+    let theirs = meta
+        .join("ltx/0")
+        .join(tideline_ltx::format_filename(next_txid, next_txid));
+    {
+        let mut dec = tideline_ltx::Decoder::new(fs::File::open(&first.path).unwrap()).unwrap();
+        let header = tideline_ltx::Header {
+            min_txid: next_txid,
+            max_txid: next_txid,
+            wal_offset: 0,
+            wal_size: 0,
+            wal_salt1: 0,
+            wal_salt2: 0,
+            ..*dec.header()
+        };
+        let mut enc = tideline_ltx::Encoder::new(Vec::new(), header).unwrap();
+        while let Some(pgno) = dec.next_page().unwrap() {
+            enc.write_page(pgno, dec.page()).unwrap();
+        }
+        fs::write(&theirs, enc.finish().unwrap().0).unwrap();
+    }
     let before = fs::read(&theirs).unwrap();
     transaction(&c, 1);
     let err = db.sync(SystemTime::now()).unwrap_err();
@@ -693,7 +710,18 @@ fn another_program_writing_l0_files_into_the_meta_directory_is_refused() {
         before,
         "their file is left alone"
     );
-    let _ = dir;
+
+    // The other program stopped: once its newest file has been left alone a while,
+    // its files are the position (as at a takeover) and capture goes on after them.
+    let file = fs::File::options().write(true).open(&theirs).unwrap();
+    file.set_modified(SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
+    drop(file);
+    let next = db.sync(SystemTime::now()).unwrap().unwrap();
+    assert!(db.take_position_reloaded());
+    assert_eq!(next.info.max_txid, first.info.max_txid.next().next());
+    drop(db);
+    assert_restores_latest(&meta, dir.path(), &c);
 }
 
 /// No history is lost to a WAL restart: an application that checkpoints after every
