@@ -496,6 +496,11 @@ impl Writer {
         self.rows.load(Ordering::SeqCst)
     }
 
+    /// Forgets the points recorded so far (moments no replica of ours holds).
+    fn clear_points(&self) {
+        self.points.lock().unwrap().clear();
+    }
+
     fn points(&self) -> usize {
         self.points.lock().unwrap().len()
     }
@@ -817,7 +822,6 @@ fn stalled_s3_upload() {
 /// than one sync interval keeps its own restore point). It does not today: the run loop
 /// awaits the upload, so capture stops until the PUT ends or its 60 s read timeout.
 #[test]
-#[ignore = "capture stops while an S3 upload is stalled (replicate.rs run loop)"]
 fn stalled_s3_upload_does_not_stop_capture() {
     stalled_s3(true);
 }
@@ -919,9 +923,10 @@ fn second_replicator_through_another_path() {
     s.verify(&rt, writer, p);
 }
 
-/// Litestream 0.5.17 replicating the same database (same meta directory) beside a
-/// running Tideline: Tideline reports the L0 files it did not write, and after
-/// Litestream stops, its own replica still restores to the database.
+/// Litestream 0.5.17 replicating the same database (same meta directory) when
+/// Tideline starts on it: Tideline reports the L0 files it did not write (Litestream
+/// keeps writing them at the TXIDs Tideline would use) instead of mixing two chains,
+/// and after Litestream stops it continues, its own replica restoring to the database.
 #[test]
 fn litestream_beside_tideline() {
     let Some(bin) = tideline_e2e::litestream("litestream_beside_tideline") else {
@@ -932,8 +937,6 @@ fn litestream_beside_tideline() {
     let replica = folder(&dir.path().join("replica"));
     let s = scene(dir, None, replica);
     let writer = Writer::start(&s.db, &s.l0_dir);
-    let p = s.start(None, &[]);
-    assert!(eventually(Duration::from_secs(20), || writer.points() >= 3));
     let ls_config = s.dir.path().join("litestream.yml");
     fs::write(
         &ls_config,
@@ -945,20 +948,49 @@ fn litestream_beside_tideline() {
     )
     .unwrap();
     let ls = tideline_e2e::Litestream::replicate(&bin, &ls_config, s.dir.path().join("ls.log"));
-    let reported = eventually(Duration::from_secs(20), || {
-        // An error or warning, not any line that happens to name Litestream.
+    // Litestream is at work: its L0 files keep appearing in the meta directory.
+    assert!(
+        eventually(Duration::from_secs(20), || ltx_files(&s.l0_dir).len() >= 3),
+        "Litestream wrote no L0 files"
+    );
+    // Tideline refuses to start on a meta directory another program is writing.
+    let mut refused = s.start(None, &[]);
+    let status = refused.wait_for(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|st| !st.success()),
+        "tideline did not refuse:\n{}",
+        read(&s.log)
+    );
+    assert!(
         read(&s.log).lines().any(|l| {
-            (l.contains("ERROR") || l.contains("WARN"))
-                && (l.contains("Litestream") || l.contains("L0 files we did not write"))
-        })
-    });
+            // An error, not any line that happens to name Litestream.
+            l.to_lowercase().contains("error")
+                && l.contains("another replicator")
+                && l.contains("Litestream")
+        }),
+        "tideline did not name what it found:\n{}",
+        read(&s.log)
+    );
+    assert!(
+        rt.block_on(list_levels(s.replica.client.as_ref()))
+            .unwrap()
+            .iter()
+            .all(Vec::is_empty),
+        "tideline shipped nothing"
+    );
     // Killed, not stopped: Litestream 0.5.17 retries its shutdown sync without end
     // when the meta directory's L0 files are not its own.
     drop(ls);
+    // Once Litestream is gone, tideline takes over: a new backup of its own, whose
+    // moments are checked from its first capture on.
+    let p = s.start(None, &[]);
     assert!(
-        reported,
-        "tideline did not report Litestream:\n{}",
+        eventually(Duration::from_secs(30), || read(&s.log)
+            .contains("captured TXID")),
+        "tideline did not take over:\n{}",
         read(&s.log)
     );
+    writer.clear_points();
+    assert!(eventually(Duration::from_secs(30), || writer.points() >= 3));
     s.verify(&rt, writer, p);
 }

@@ -186,6 +186,9 @@ pub struct Database {
     /// The position was reloaded from another replicator's files (see
     /// [`Database::take_position_reloaded`]).
     position_reloaded: bool,
+    /// The L0 file this replicator wrote last, as it left it: replaced by another
+    /// program, it shows another replicator at work.
+    written: std::cell::Cell<Option<(Txid, FileStamp)>>,
     /// The read transaction held now began after a capture that reached the WAL's end
     /// (and was handed over, never let go): a restart by the application, which it
     /// can then do only after copying the WAL into the database, discards only frames
@@ -319,6 +322,7 @@ impl Database {
             restart_expected: None,
             captured_since_handover: false,
             position_reloaded: false,
+            written: std::cell::Cell::new(None),
             restart_safe: false,
             force_snapshot: None,
             last_checkpoint: None,
@@ -386,6 +390,7 @@ impl Database {
         self.pos = None;
         self.force_snapshot = None;
         self.restart_safe = false;
+        self.written.set(None);
         if let Some((txid, bytes)) = newest {
             // A compaction's header names a TXID range; the position file is named by
             // its max TXID, which is all the position reads besides the WAL fields.
@@ -406,16 +411,28 @@ impl Database {
     /// [`Database::take_position_reloaded`]).
     fn refuse_foreign(&mut self) -> Result<()> {
         let next = self.pos.map_or(Txid::FIRST, |p| p.txid.next());
-        let path = self.l0_dir.join(format_filename(next, next));
-        if !path.exists() {
+        let next_path = self.l0_dir.join(format_filename(next, next));
+        // Or the file we wrote last was replaced (a replicator one step behind us
+        // renames its own file over ours).
+        let replaced = self.written.get().and_then(|(txid, stamp)| {
+            let path = self.l0_dir.join(format_filename(txid, txid));
+            let now = fs::metadata(&path).ok().map(|m| FileStamp::of(&m))?;
+            (now != stamp).then_some(path)
+        });
+        let path = if next_path.exists() {
+            next_path
+        } else if let Some(p) = replaced {
+            p
+        } else {
             return Ok(());
-        }
+        };
         let newest = self.local_l0()?.pop().map(|(_, p)| p);
         let quiet = newest
             .and_then(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age >= FOREIGN_QUIET);
         if quiet {
+            self.written.set(None);
             self.pos = self.load_position()?;
             self.force_snapshot = None;
             self.restart_expected = None;
@@ -431,6 +448,55 @@ impl Database {
                 .unwrap_or(&self.l0_dir)
                 .to_owned(),
             file: path,
+        })
+    }
+
+    /// How long to watch the meta directory at start before capturing, and what to
+    /// compare after: `None` when its newest L0 file is older than [`FOREIGN_QUIET`]
+    /// (nobody is writing there), else the wait and that file's stamp. A file that
+    /// fresh may be our own last run's (a restart), or another program's at work
+    /// (Litestream on the same database): if it changes during the wait, it is the
+    /// latter ([`Database::check_meta_quiet`]).
+    pub fn meta_watch(&self) -> Result<Option<(Duration, MetaStamp)>> {
+        let Some((txid, path)) = self.local_l0()?.pop() else {
+            return Ok(None);
+        };
+        let Ok(m) = fs::metadata(&path) else {
+            return Ok(None);
+        };
+        let age = m
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or(FOREIGN_QUIET);
+        Ok(
+            (age < FOREIGN_QUIET)
+                .then(|| (FOREIGN_QUIET - age, MetaStamp(txid, FileStamp::of(&m)))),
+        )
+    }
+
+    /// After the wait [`Database::meta_watch`] gave: fails with
+    /// [`Error::AnotherReplicator`] if the meta directory's newest L0 file changed.
+    pub fn check_meta_quiet(&self, before: MetaStamp) -> Result<()> {
+        let now = self.local_l0()?.pop();
+        let changed = match &now {
+            Some((txid, path)) => {
+                *txid != before.0
+                    || fs::metadata(path).map(|m| FileStamp::of(&m)).ok() != Some(before.1)
+            }
+            None => true,
+        };
+        if !changed {
+            return Ok(());
+        }
+        Err(Error::AnotherReplicator {
+            meta: self
+                .l0_dir
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(&self.l0_dir)
+                .to_owned(),
+            file: now.map_or_else(|| self.l0_dir.clone(), |(_, p)| p),
         })
     }
 
@@ -671,6 +737,8 @@ impl Database {
         fs::rename(&tmp, &path).map_err(Error::io("rename", &path))?;
         crate::restore::apply::sync_parent(&path)?;
         crate::failpoint::hit("l0-renamed");
+        self.written
+            .set(fs::metadata(&path).ok().map(|m| (txid, FileStamp::of(&m))));
         Ok(Captured {
             info: FileInfo {
                 level: 0,
@@ -1091,6 +1159,40 @@ impl Database {
             captured,
             writers_blocked,
         })
+    }
+}
+
+/// The meta directory's newest L0 file at one moment, to compare with later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaStamp(Txid, FileStamp);
+
+impl MetaStamp {
+    /// The file's TXID and size.
+    pub fn file(&self) -> (Txid, u64) {
+        (self.0, self.1.len)
+    }
+}
+
+/// What tells one file from another under the same name: its inode (where there is
+/// one), size and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl FileStamp {
+    fn of(m: &fs::Metadata) -> FileStamp {
+        #[cfg(unix)]
+        let ino = std::os::unix::fs::MetadataExt::ino(m);
+        #[cfg(not(unix))]
+        let ino = 0;
+        FileStamp {
+            ino,
+            len: m.len(),
+            modified: m.modified().ok(),
+        }
     }
 }
 

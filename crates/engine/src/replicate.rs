@@ -23,7 +23,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -480,6 +480,182 @@ pub async fn replicate_to(
     first_err.map_or(Ok(()), Err)
 }
 
+/// The capture side of a database's task: runs beside the uploads, so that a slow or
+/// stalled destination never delays the capture of commits into local L0 files (each
+/// keeps its own restore point, and checkpoints go on).
+#[derive(Clone)]
+struct Capturer {
+    path: PathBuf,
+    db: Arc<Mutex<Database>>,
+    events: EventSink,
+    monitor_interval: Duration,
+    /// Set when capture took another replicator's files as the position.
+    reloaded: Arc<AtomicBool>,
+}
+
+impl Capturer {
+    async fn with_db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            f(&mut db.lock().unwrap_or_else(PoisonError::into_inner))
+        })
+        .await
+        .expect("database task panicked")
+    }
+
+    /// Captures everything committed, checkpointing when due.
+    async fn capture(&self) -> Result<Vec<Captured>> {
+        let captured = self
+            .with_db(|db| {
+                let mut out = Vec::new();
+                while let Some(c) = db.sync(SystemTime::now())? {
+                    let more = c.more;
+                    out.push(c);
+                    if !more {
+                        break;
+                    }
+                }
+                if out.last().is_some_and(|c| !c.more) {
+                    if out.iter().map(|c| c.wal_bytes).sum::<u64>() >= FLUSH_WAL_BYTES {
+                        db.flush_wal();
+                    }
+                    db.advance_read_mark()?;
+                }
+                let ck = match db.checkpoint_due(Instant::now()) {
+                    Some(mode) => Some(db.checkpoint(mode, SystemTime::now(), Instant::now())?),
+                    None => None,
+                };
+                Ok((out, ck, db.take_position_reloaded()))
+            })
+            .await?;
+        let (mut out, ck, reloaded) = captured;
+        if reloaded {
+            // Another replicator's files are now the position: the upload side
+            // matches them with the replica before uploading any.
+            self.reloaded.store(true, Ordering::Relaxed);
+        }
+        if let Some(ck) = ck {
+            if !ck.deferred {
+                (self.events)(&Event::Checkpointed {
+                    db: self.path.clone(),
+                    mode: ck.mode,
+                    restarted: ck.restarted,
+                    writers_blocked: ck.writers_blocked,
+                });
+            }
+            out.extend(ck.captured);
+        }
+        for c in &out {
+            (self.events)(&Event::Captured {
+                db: self.path.clone(),
+                txid: c.info.max_txid,
+                pages: c.pages,
+                bytes: c.info.size,
+                snapshot: c.snapshot,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reports a stage's failure and schedules its retry (doubling, up to 5 minutes).
+    fn failed(&self, stage: Stage, e: &Error, retry: &mut Retry) {
+        // Capture is local work (a full disk, another replicator's files): retried
+        // often, so it resumes soon after the cause is gone; remote stages back off
+        // further, so a failing server is not hammered.
+        let max = if stage == Stage::Capture {
+            MAX_CAPTURE_BACKOFF
+        } else {
+            MAX_BACKOFF
+        };
+        retry.backoff =
+            (retry.backoff * 2).clamp(self.monitor_interval.max(Duration::from_millis(100)), max);
+        retry.at = Some(tokio::time::Instant::now() + retry.backoff);
+        (self.events)(&Event::Error {
+            db: self.path.clone(),
+            stage,
+            message: e.to_string(),
+            retry_in: retry.backoff,
+        });
+    }
+
+    /// Clears a stage's retry state, telling listeners if it had been failing.
+    fn succeeded(&self, stage: Stage, retry: &mut Retry) {
+        if retry.failing() {
+            (self.events)(&Event::Recovered {
+                db: self.path.clone(),
+                stage,
+            });
+        }
+        *retry = Retry::default();
+    }
+
+    /// Waits for changes and captures them until `stop`, telling the upload side
+    /// (`kick`) whenever there is something new.
+    async fn run(
+        &self,
+        mut stop: watch::Receiver<bool>,
+        wake: &mut mpsc::Receiver<()>,
+        poll: Duration,
+        kick: &tokio::sync::Notify,
+        stats: &TaskStats,
+    ) {
+        let mut last_capture: Option<Instant> = None;
+        let mut retry = Retry::default();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let timer = [Some(tokio::time::Instant::now() + poll), retry.at]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("the poll is always set");
+            // While capture backs off, changes wait for its retry (they are picked up
+            // then), so a failing step is not run at the writer's pace.
+            let listen = retry.ready();
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = wake.recv(), if listen => {}
+                _ = tokio::time::sleep_until(timer) => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+            // Capture at most once per monitor interval: a burst of events within it
+            // becomes one L0 file.
+            if let Some(t) = last_capture {
+                let next = t + paced(self.monitor_interval);
+                if Instant::now() < next {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(next - Instant::now()) => {}
+                    }
+                }
+            }
+            if !retry.ready() {
+                continue;
+            }
+            stats.syncs.fetch_add(1, Ordering::Relaxed);
+            // Intervals count from the start of a capture, so its own duration does
+            // not add up into lag.
+            let started = Instant::now();
+            match self.capture().await {
+                Ok(captured) => {
+                    if !captured.is_empty() {
+                        last_capture = Some(started);
+                        kick.notify_one();
+                    }
+                    self.succeeded(Stage::Capture, &mut retry);
+                }
+                Err(e) => self.failed(Stage::Capture, &e, &mut retry),
+            }
+        }
+    }
+}
+
 /// One database's replication.
 struct DbTask {
     path: PathBuf,
@@ -504,6 +680,8 @@ struct DbTask {
     reported: Option<RequestCounts>,
     /// Compaction, snapshots and retention of the replica.
     maintainer: Maintainer,
+    /// Set by capture when it took another replicator's files as the position.
+    reloaded: Arc<AtomicBool>,
 }
 
 /// How often the shipped record is rewritten while uploads go on: it only has to
@@ -569,6 +747,19 @@ impl DbTask {
                     .expect("open task panicked")?
             }
         };
+        // Another program writing this meta directory (Litestream on the same
+        // database) is refused before anything of ours goes there. A fresh newest
+        // file that our last run shipped (a clean stop records it) needs no wait.
+        let record = ShippedRecord::load(&cfg.meta_path, &client.describe());
+        if continuous
+            && let Some((wait, before)) = db.meta_watch()?
+            && record
+                .as_ref()
+                .is_none_or(|r| (Txid(r.txid), r.size) != before.file())
+        {
+            tokio::time::sleep(wait).await;
+            db.check_meta_quiet(before)?;
+        }
         let db = Arc::new(Mutex::new(db));
         let maintainer = Maintainer::new(
             cfg.path.clone(),
@@ -580,7 +771,6 @@ impl DbTask {
             compactions,
             Arc::clone(&events),
         );
-        let record = ShippedRecord::load(&cfg.meta_path, &client.describe());
         let task = DbTask {
             path: cfg.path.clone(),
             db,
@@ -596,6 +786,7 @@ impl DbTask {
             started_at: SystemTime::now(),
             reported: None,
             maintainer,
+            reloaded: Arc::default(),
         };
         let txid = task.with_db(|db| Ok(db.position().map(|p| p.txid))).await?;
         (task.events)(&Event::Started {
@@ -630,51 +821,18 @@ impl DbTask {
 
     /// Captures everything committed, checkpointing when due.
     async fn capture(&self) -> Result<Vec<Captured>> {
-        let captured = self
-            .with_db(|db| {
-                let mut out = Vec::new();
-                while let Some(c) = db.sync(SystemTime::now())? {
-                    let more = c.more;
-                    out.push(c);
-                    if !more {
-                        break;
-                    }
-                }
-                if out.last().is_some_and(|c| !c.more) {
-                    if out.iter().map(|c| c.wal_bytes).sum::<u64>() >= FLUSH_WAL_BYTES {
-                        db.flush_wal();
-                    }
-                    db.advance_read_mark()?;
-                }
-                let ck = match db.checkpoint_due(Instant::now()) {
-                    Some(mode) => Some(db.checkpoint(mode, SystemTime::now(), Instant::now())?),
-                    None => None,
-                };
-                Ok((out, ck))
-            })
-            .await?;
-        let (mut out, ck) = captured;
-        if let Some(ck) = ck {
-            if !ck.deferred {
-                (self.events)(&Event::Checkpointed {
-                    db: self.path.clone(),
-                    mode: ck.mode,
-                    restarted: ck.restarted,
-                    writers_blocked: ck.writers_blocked,
-                });
-            }
-            out.extend(ck.captured);
+        self.capturer().capture().await
+    }
+
+    /// The capture side of this task, to run beside the uploads.
+    fn capturer(&self) -> Capturer {
+        Capturer {
+            path: self.path.clone(),
+            db: Arc::clone(&self.db),
+            events: Arc::clone(&self.events),
+            monitor_interval: self.monitor_interval,
+            reloaded: Arc::clone(&self.reloaded),
         }
-        for c in &out {
-            (self.events)(&Event::Captured {
-                db: self.path.clone(),
-                txid: c.info.max_txid,
-                pages: c.pages,
-                bytes: c.info.size,
-                snapshot: c.snapshot,
-            });
-        }
-        Ok(out)
     }
 
     /// Matches the local position with the replica (see [`crate::reconcile`]): what
@@ -830,42 +988,18 @@ impl DbTask {
             .count())
     }
 
-    /// Reports a stage's failure and schedules its retry (doubling, up to 5 minutes).
     fn failed(&self, stage: Stage, e: &Error, retry: &mut Retry) {
-        // Capture is local work (a full disk, another replicator's files): retried
-        // often, so it resumes soon after the cause is gone; remote stages back off
-        // further, so a failing server is not hammered.
-        let max = if stage == Stage::Capture {
-            MAX_CAPTURE_BACKOFF
-        } else {
-            MAX_BACKOFF
-        };
-        retry.backoff =
-            (retry.backoff * 2).clamp(self.monitor_interval.max(Duration::from_millis(100)), max);
-        retry.at = Some(tokio::time::Instant::now() + retry.backoff);
-        (self.events)(&Event::Error {
-            db: self.path.clone(),
-            stage,
-            message: e.to_string(),
-            retry_in: retry.backoff,
-        });
+        self.capturer().failed(stage, e, retry);
     }
 
-    /// Clears a stage's retry state, telling listeners if it had been failing.
     fn succeeded(&self, stage: Stage, retry: &mut Retry) {
-        if retry.failing() {
-            (self.events)(&Event::Recovered {
-                db: self.path.clone(),
-                stage,
-            });
-        }
-        *retry = Retry::default();
+        self.capturer().succeeded(stage, retry);
     }
 
     async fn run(
         mut self,
         settings: ReplicateSettings,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
         wake: Option<Wake>,
         stats: Arc<TaskStats>,
     ) -> Result<()> {
@@ -896,12 +1030,28 @@ impl DbTask {
         };
         // The first pass captures and ships whatever happened while we were not running.
         let _ = wake_tx.try_send(());
+        let kick = tokio::sync::Notify::new();
+        kick.notify_one();
+        // Capture and upload run side by side: a stalled upload must not hold up
+        // capture, which keeps a restore point per commit batch locally meanwhile.
+        let capturer = self.capturer();
+        tokio::join!(
+            capturer.run(stop.clone(), &mut wake, poll, &kick, &stats),
+            self.ship_loop(stop, &kick),
+        );
+        drop(watcher);
+        self.shutdown(&settings).await
+    }
 
-        let mut last_capture: Option<Instant> = None;
+    /// Uploads what capture produced (told by `kick`), and runs compaction, snapshots
+    /// and retention when due, until `stop`.
+    async fn ship_loop(&mut self, mut stop: watch::Receiver<bool>, kick: &tokio::sync::Notify) {
         let mut last_ship: Option<Instant> = None;
-        let (mut capture, mut ship, mut maintain) =
-            (Retry::default(), Retry::default(), Retry::default());
+        let (mut ship, mut maintain) = (Retry::default(), Retry::default());
         loop {
+            if *stop.borrow() {
+                break;
+            }
             let now = tokio::time::Instant::now();
             let maintain_at = match maintain.at {
                 Some(at) => at,
@@ -914,61 +1064,24 @@ impl DbTask {
                     now + in_
                 }
             };
-            // The next timer: the fallback poll, maintenance, a stage's retry.
-            let timer = [Some(now + poll), Some(maintain_at), capture.at, ship.at]
+            let timer = [Some(maintain_at), ship.at]
                 .into_iter()
                 .flatten()
                 .min()
-                .expect("the poll is always set");
-            // While capture backs off, changes wait for its retry (they are picked up
-            // then), so a failing step is not run at the writer's pace.
-            let listen = capture.ready();
+                .expect("maintenance is always scheduled");
+            // While uploads back off, new files wait for the retry (a failing server
+            // is not hammered); they are picked up then.
+            let listen = ship.ready();
             tokio::select! {
                 _ = stop.changed() => break,
-                _ = wake.recv(), if listen => {}
+                _ = kick.notified(), if listen => {}
                 _ = tokio::time::sleep_until(timer) => {}
             }
             if *stop.borrow() {
                 break;
             }
-            // Capture at most once per monitor interval: a burst of events within it
-            // becomes one L0 file.
-            if let Some(t) = last_capture {
-                let next = t + paced(self.monitor_interval);
-                if Instant::now() < next {
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        _ = tokio::time::sleep(next - Instant::now()) => {}
-                    }
-                }
-            }
-            stats.syncs.fetch_add(1, Ordering::Relaxed);
-            // Match with the replica before capturing: a new position it calls for
-            // replaces whatever capture would write from the old one.
-            if !self.reconciled
-                && ship.ready()
-                && let Err(e) = self.reconcile().await
-            {
-                self.failed(Stage::Ship, &e, &mut ship);
-            }
-            // Intervals count from the start of a capture or upload, so their own
-            // durations do not add up into lag.
-            if capture.ready() {
-                let started = Instant::now();
-                match self.capture().await {
-                    Ok(captured) => {
-                        if !captured.is_empty() {
-                            last_capture = Some(started);
-                        }
-                        if self.with_db(|db| Ok(db.take_position_reloaded())).await? {
-                            // Another replicator's files are now the position: match
-                            // them with the replica before uploading any.
-                            self.reconciled = false;
-                        }
-                        self.succeeded(Stage::Capture, &mut capture);
-                    }
-                    Err(e) => self.failed(Stage::Capture, &e, &mut capture),
-                }
+            if self.reloaded.swap(false, Ordering::Relaxed) {
+                self.reconciled = false;
             }
             if ship.ready() {
                 // Ship now if the replica has been idle for a sync interval, else at
@@ -1018,7 +1131,6 @@ impl DbTask {
             }
             self.report_requests();
         }
-        self.shutdown(&settings).await
     }
 
     /// Final capture and shipping, retried until the deadline.

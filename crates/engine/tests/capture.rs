@@ -851,3 +851,19 @@ fn read_salt1(db: &Path) -> u32 {
     let b = fs::read(PathBuf::from(wal)).unwrap();
     u32::from_be_bytes(b[16..20].try_into().unwrap())
 }
+
+#[test]
+fn another_program_replacing_our_newest_l0_file_is_refused() {
+    let (_dir, path, c) = setup();
+    let meta = default_meta_dir(&path);
+    let mut db = Database::open(&path, quick()).unwrap();
+    transaction(&c, 0);
+    let first = db.sync(SystemTime::now()).unwrap().unwrap();
+    // A replicator one step behind renames its own file over ours.
+    let theirs = meta.join("ltx/0/theirs.tmp");
+    fs::copy(&first.path, &theirs).unwrap();
+    fs::rename(&theirs, &first.path).unwrap();
+    transaction(&c, 1);
+    let err = db.sync(SystemTime::now()).unwrap_err();
+    assert!(matches!(err, Error::AnotherReplicator { .. }), "{err}");
+}
