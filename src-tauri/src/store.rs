@@ -212,10 +212,11 @@ impl Stored {
             AppError::new(ErrorCode::Io, format!("{what} {}: {e}", dir.display()))
         };
         std::fs::create_dir_all(dir).map_err(|e| io("create", e))?;
-        let tmp = dir.join(format!("{FILE}.tmp"));
         let json = serde_json::to_vec_pretty(self)
             .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))?;
-        std::fs::write(&tmp, json).map_err(|e| io("write in", e))?;
-        std::fs::rename(&tmp, dir.join(FILE)).map_err(|e| io("rename in", e))
+        // Atomic and durable: a crash or power cut leaves the old settings or the new,
+        // never an empty file that would forget every database.
+        tideline_engine::durable::write_atomic(&dir.join(FILE), &json)
+            .map_err(|e| io("write in", e))
     }
 }

@@ -16,7 +16,7 @@ fn temp_for(path: &Path) -> PathBuf {
 }
 
 /// Replaces `path` with `bytes` atomically and durably.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = temp_for(path);
     let result = (|| {
         let mut f = File::create(&tmp)?;
@@ -34,7 +34,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Makes a rename or a new file in `dir` durable. On Windows directories cannot be
 /// opened for syncing; NTFS journals the rename itself.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
         let dir = if dir.as_os_str().is_empty() {

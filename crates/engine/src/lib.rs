@@ -18,6 +18,8 @@
 //!   database over a cached listing;
 //! * [`restore`] — Litestream's restore plan, and applying it by a streaming merge into
 //!   a temporary file that is verified, synced and renamed;
+//! * [`durable`] — small state files written atomically and durably (temp, fsync,
+//!   rename, fsync of the directory), for the engine and the app's settings;
 //! * [`time`] — RFC 3339 timestamps (restore targets, S3 object metadata);
 //! * [`service`] — a long-running replication service controlled at run time (add,
 //!   remove, pause, resume, sync now, status per database), for the desktop app.
@@ -29,7 +31,7 @@
 pub mod compaction;
 pub mod config;
 pub mod db;
-mod durable;
+pub mod durable;
 mod error;
 mod failpoint;
 pub mod maintenance;
