@@ -668,7 +668,7 @@ struct DbTask {
     shipped: Option<Txid>,
     /// True once the local position was matched with the replica; false again after
     /// a failed upload, since the destination may come back changed.
-    reconciled: bool,
+    reconciled: Arc<AtomicBool>,
     /// What this machine knows reached the replica (the meta directory's record).
     record: Option<ShippedRecord>,
     /// When the record was last written (it is kept at most a minute behind).
@@ -679,9 +679,122 @@ struct DbTask {
     /// The counts last reported.
     reported: Option<RequestCounts>,
     /// Compaction, snapshots and retention of the replica.
-    maintainer: Maintainer,
+    maintainer: Option<Maintainer>,
+    /// While the task runs, the maintainer works in its own loop: what uploads and
+    /// matching tell it goes there.
+    maint_tx: Option<mpsc::UnboundedSender<MaintMsg>>,
+    /// Whether local L0 files stay after upload (compaction levels read them).
+    keeps_local_l0: bool,
     /// Set by capture when it took another replicator's files as the position.
     reloaded: Arc<AtomicBool>,
+}
+
+/// Snapshots of a database that capture runs on beside maintenance: the files are
+/// stamped with the moment the database lock was had, not the maintenance tick's
+/// `now`, which is older by the wait for a capture under way; its commits are in the
+/// files, and a point-in-time restore before them must not pick the files.
+struct LiveSnapshots(Arc<Mutex<Database>>);
+
+impl crate::snapshot::SnapshotSource for LiveSnapshots {
+    fn take_snapshot(
+        &self,
+        dst: &Path,
+        now: SystemTime,
+    ) -> Result<Option<crate::snapshot::SnapshotTaken>> {
+        let mut db = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        crate::snapshot::snapshot_locked(&mut db, dst, now.max(SystemTime::now()))
+    }
+}
+
+/// What the upload side tells the maintainer.
+#[derive(Debug)]
+enum MaintMsg {
+    /// A file reached the replica (keeps its cached listing true).
+    Written(crate::replica::FileInfo),
+    /// The replica was found changed: list it afresh.
+    Invalidate,
+    /// The replica was matched: maintenance may write to it.
+    Reconciled,
+}
+
+impl MaintMsg {
+    fn apply(self, m: &mut Maintainer) {
+        match self {
+            MaintMsg::Written(info) => m.note_written(info),
+            MaintMsg::Invalidate => m.invalidate(),
+            MaintMsg::Reconciled => {}
+        }
+    }
+}
+
+/// Compaction, snapshots and retention, in a loop of their own beside capture and
+/// upload, so that a long compaction or snapshot upload delays neither, and a failing
+/// one backs off alone. Nothing is written before the replica was matched (a missing
+/// destination must not be written by them either). Returns the maintainer at `stop`.
+async fn maintain(
+    mut m: Maintainer,
+    mut rx: mpsc::UnboundedReceiver<MaintMsg>,
+    reconciled: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+    report: &Capturer,
+) -> Maintainer {
+    let mut retry = Retry::default();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        // Until the replica is matched, only messages (one says it is) and the stop.
+        let at = if reconciled.load(Ordering::Relaxed) {
+            Some(retry.at.unwrap_or_else(|| {
+                let in_ = m
+                    .due_at()
+                    .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                    .unwrap_or_default();
+                tokio::time::Instant::now() + in_
+            }))
+        } else {
+            None
+        };
+        tokio::select! {
+            _ = stop.changed() => break,
+            msg = rx.recv() => {
+                match msg {
+                    Some(msg) => msg.apply(&mut m),
+                    None => break,
+                }
+                continue;
+            }
+            _ = sleep_until_some(at) => {}
+        }
+        while let Ok(msg) = rx.try_recv() {
+            msg.apply(&mut m);
+        }
+        let now = SystemTime::now();
+        if reconciled.load(Ordering::Relaxed) && retry.ready() && (retry.failing() || m.is_due(now))
+        {
+            let ticked = tokio::select! {
+                _ = stop.changed() => break,
+                r = m.tick(now) => r,
+            };
+            match ticked {
+                Ok(()) => report.succeeded(Stage::Maintain, &mut retry),
+                Err(e) => report.failed(Stage::Maintain, &e, &mut retry),
+            }
+        }
+    }
+    // Uploads made at the very end still reach the cached listing.
+    while let Ok(msg) = rx.try_recv() {
+        msg.apply(&mut m);
+    }
+    m
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How often the shipped record is rewritten while uploads go on: it only has to
@@ -767,7 +880,8 @@ impl DbTask {
             levels,
             Some(l0_dir),
             cfg.meta_path.join("ltx"),
-            Some(Arc::clone(&db) as Arc<dyn crate::snapshot::SnapshotSource>),
+            Some(Arc::new(LiveSnapshots(Arc::clone(&db)))
+                as Arc<dyn crate::snapshot::SnapshotSource>),
             compactions,
             Arc::clone(&events),
         );
@@ -779,13 +893,15 @@ impl DbTask {
             monitor_interval: cfg.monitor_interval,
             sync_interval,
             shipped: None,
-            reconciled: false,
+            reconciled: Arc::default(),
             record,
             record_written: None,
             meta_dir: cfg.meta_path.clone(),
             started_at: SystemTime::now(),
             reported: None,
-            maintainer,
+            keeps_local_l0: maintainer.keeps_local_l0(),
+            maintainer: Some(maintainer),
+            maint_tx: None,
             reloaded: Arc::default(),
         };
         let txid = task.with_db(|db| Ok(db.position().map(|p| p.txid))).await?;
@@ -849,7 +965,7 @@ impl DbTask {
                 self.client.start_new_backup();
                 self.with_db(|db| db.reset_position(None)).await?;
                 self.shipped = None;
-                self.maintainer.invalidate();
+                self.tell_maintainer(MaintMsg::Invalidate);
             }
             Decision::Adopt { file, changed } => {
                 let r = file.max_txid;
@@ -864,13 +980,14 @@ impl DbTask {
                 self.with_db(move |db| db.reset_position(Some((r, &bytes))))
                     .await?;
                 self.shipped = Some(r);
-                self.maintainer.invalidate();
+                self.tell_maintainer(MaintMsg::Invalidate);
             }
             Decision::Refuse { shipped } => {
                 return Err(missing(&self.meta_dir, &self.client.describe(), shipped));
             }
         }
-        self.reconciled = true;
+        self.reconciled.store(true, Ordering::Relaxed);
+        self.tell_maintainer(MaintMsg::Reconciled);
         Ok(())
     }
 
@@ -880,13 +997,13 @@ impl DbTask {
     /// position); with levels they stay until compacted into L1, which reads them
     /// instead of downloading (the maintainer removes them).
     async fn ship(&mut self) -> Result<usize> {
-        if !self.reconciled {
+        if !self.reconciled.load(Ordering::Relaxed) {
             self.reconcile().await?;
         }
         let result = self.upload_pending().await;
         if result.is_err() {
             // The destination may have gone; it is matched again before the next upload.
-            self.reconciled = false;
+            self.reconciled.store(false, Ordering::Relaxed);
         }
         result
     }
@@ -912,7 +1029,7 @@ impl DbTask {
             crate::failpoint::hit("upload-finished");
             bytes += info.size;
             last = Some((info.max_txid, info.size));
-            self.maintainer.note_written(info);
+            self.tell_maintainer(MaintMsg::Written(info));
             oldest.get_or_insert(created);
             self.shipped = Some(*txid);
         }
@@ -928,7 +1045,7 @@ impl DbTask {
             lag,
         });
         // Keep only the newest local L0: it is the position.
-        if !self.maintainer.keeps_local_l0()
+        if !self.keeps_local_l0
             && let Some((newest, _)) = local.last()
         {
             for (t, p) in &local {
@@ -1008,10 +1125,14 @@ impl DbTask {
             self.capture().await?;
             self.ship().await?;
             if settings.force_snapshot {
-                self.maintainer.force_snapshot(SystemTime::now()).await?;
+                self.maintainer_mut()
+                    .force_snapshot(SystemTime::now())
+                    .await?;
             }
             if settings.enforce_retention {
-                self.maintainer.enforce_retention(SystemTime::now()).await?;
+                self.maintainer_mut()
+                    .enforce_retention(SystemTime::now())
+                    .await?;
             }
             self.report_requests();
             (self.events)(&Event::Stopped {
@@ -1035,53 +1156,64 @@ impl DbTask {
         // Capture and upload run side by side: a stalled upload must not hold up
         // capture, which keeps a restore point per commit batch locally meanwhile.
         let capturer = self.capturer();
-        tokio::join!(
+        let maintainer = self.maintainer.take().expect("the maintainer is in place");
+        let (maint_tx, maint_rx) = mpsc::unbounded_channel();
+        self.maint_tx = Some(maint_tx);
+        let reconciled = Arc::clone(&self.reconciled);
+        let ((), (), maintainer) = tokio::join!(
             capturer.run(stop.clone(), &mut wake, poll, &kick, &stats),
-            self.ship_loop(stop, &kick),
+            self.ship_loop(stop.clone(), &kick),
+            maintain(maintainer, maint_rx, reconciled, stop, &capturer),
         );
+        self.maint_tx = None;
+        self.maintainer = Some(maintainer);
         drop(watcher);
         self.shutdown(&settings).await
     }
 
-    /// Uploads what capture produced (told by `kick`), and runs compaction, snapshots
-    /// and retention when due, until `stop`.
+    /// Tells the maintainer about an upload or a changed replica: through its loop's
+    /// channel while the task runs, directly otherwise.
+    fn tell_maintainer(&mut self, msg: MaintMsg) {
+        match &self.maint_tx {
+            Some(tx) => {
+                let _ = tx.send(msg);
+            }
+            None => {
+                if let Some(m) = self.maintainer.as_mut() {
+                    msg.apply(m);
+                }
+            }
+        }
+    }
+
+    fn maintainer_mut(&mut self) -> &mut Maintainer {
+        self.maintainer
+            .as_mut()
+            .expect("the maintainer is in place")
+    }
+
+    /// Uploads what capture produced (told by `kick`) until `stop`.
     async fn ship_loop(&mut self, mut stop: watch::Receiver<bool>, kick: &tokio::sync::Notify) {
         let mut last_ship: Option<Instant> = None;
-        let (mut ship, mut maintain) = (Retry::default(), Retry::default());
+        let mut ship = Retry::default();
         loop {
             if *stop.borrow() {
                 break;
             }
-            let now = tokio::time::Instant::now();
-            let maintain_at = match maintain.at {
-                Some(at) => at,
-                None => {
-                    let in_ = self
-                        .maintainer
-                        .due_at()
-                        .and_then(|t| t.duration_since(SystemTime::now()).ok())
-                        .unwrap_or_default();
-                    now + in_
-                }
-            };
-            let timer = [Some(maintain_at), ship.at]
-                .into_iter()
-                .flatten()
-                .min()
-                .expect("maintenance is always scheduled");
+            let retry_at = ship.at;
             // While uploads back off, new files wait for the retry (a failing server
             // is not hammered); they are picked up then.
             let listen = ship.ready();
             tokio::select! {
                 _ = stop.changed() => break,
                 _ = kick.notified(), if listen => {}
-                _ = tokio::time::sleep_until(timer) => {}
+                _ = sleep_until_some(retry_at) => {}
             }
             if *stop.borrow() {
                 break;
             }
             if self.reloaded.swap(false, Ordering::Relaxed) {
-                self.reconciled = false;
+                self.reconciled.store(false, Ordering::Relaxed);
             }
             if ship.ready() {
                 // Ship now if the replica has been idle for a sync interval, else at
@@ -1110,23 +1242,6 @@ impl DbTask {
                         self.succeeded(Stage::Ship, &mut ship);
                     }
                     Err(e) => self.failed(Stage::Ship, &e, &mut ship),
-                }
-            }
-            // Compaction, snapshots, retention: the rules run on a cached listing, so
-            // this costs requests only when there is work. Not before the replica is
-            // matched: a missing destination must not be written by them either.
-            let now = SystemTime::now();
-            if self.reconciled
-                && maintain.ready()
-                && (maintain.failing() || self.maintainer.is_due(now))
-            {
-                let ticked = tokio::select! {
-                    _ = stop.changed() => break,
-                    r = self.maintainer.tick(now) => r,
-                };
-                match ticked {
-                    Ok(()) => self.succeeded(Stage::Maintain, &mut maintain),
-                    Err(e) => self.failed(Stage::Maintain, &e, &mut maintain),
                 }
             }
             self.report_requests();

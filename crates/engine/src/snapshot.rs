@@ -57,19 +57,31 @@ impl SnapshotSource for Mutex<Database> {
     /// Captures what is committed, then writes the snapshot before the read mark moves
     /// (see [`Database::write_snapshot`] for why that order makes it consistent).
     fn take_snapshot(&self, dst: &Path, now: SystemTime) -> Result<Option<SnapshotTaken>> {
-        let mut db = self.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut captured = Vec::new();
-        while let Some(c) = db.sync(now)? {
-            let more = c.more;
-            captured.push(c);
-            if !more {
-                break;
-            }
-        }
-        let snapshot = db.write_snapshot(dst, now)?;
-        db.advance_read_mark()?;
-        Ok(snapshot.map(|snapshot| SnapshotTaken { snapshot, captured }))
+        snapshot_locked(
+            &mut self.lock().unwrap_or_else(PoisonError::into_inner),
+            dst,
+            now,
+        )
     }
+}
+
+/// [`SnapshotSource::take_snapshot`] on a database already locked by the caller.
+pub fn snapshot_locked(
+    db: &mut Database,
+    dst: &Path,
+    now: SystemTime,
+) -> Result<Option<SnapshotTaken>> {
+    let mut captured = Vec::new();
+    while let Some(c) = db.sync(now)? {
+        let more = c.more;
+        captured.push(c);
+        if !more {
+            break;
+        }
+    }
+    let snapshot = db.write_snapshot(dst, now)?;
+    db.advance_read_mark()?;
+    Ok(snapshot.map(|snapshot| SnapshotTaken { snapshot, captured }))
 }
 
 #[cfg(test)]

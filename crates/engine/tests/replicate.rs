@@ -548,6 +548,9 @@ async fn a_destination_that_vanishes_while_replicating_is_not_recreated_and_catc
 #[derive(Debug)]
 struct MaintenanceFails {
     inner: FileReplica,
+    /// Instead of failing, compaction uploads take this long (a large snapshot on a
+    /// slow link).
+    slow: Option<Duration>,
 }
 
 #[async_trait::async_trait]
@@ -573,7 +576,10 @@ impl ReplicaClient for MaintenanceFails {
         src: &Path,
     ) -> ReplicaResult<FileInfo> {
         if level > 0 {
-            return Err(forbidden("write"));
+            match self.slow {
+                Some(d) => tokio::time::sleep(d).await,
+                None => return Err(forbidden("write")),
+            }
         }
         self.inner.write(level, min, max, at, src).await
     }
@@ -601,6 +607,7 @@ async fn a_failing_maintenance_never_stops_capture_and_upload() {
         &db,
         Arc::new(MaintenanceFails {
             inner: FileReplica::new(&replica),
+            slow: None,
         }),
     );
     wait_rows(&replica, dir.path(), 10).await;
@@ -630,5 +637,32 @@ async fn a_failing_maintenance_never_stops_capture_and_upload() {
         )),
         "{events:#?}"
     );
+    assert_latest_equals(&replica, dir.path(), &c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_compaction_upload_never_delays_capture_and_upload() {
+    let (dir, replica, db, c) = setup();
+    let run = start(
+        &db,
+        Arc::new(MaintenanceFails {
+            inner: FileReplica::new(&replica),
+            slow: Some(Duration::from_secs(30)),
+        }),
+    );
+    wait_rows(&replica, dir.path(), 10).await;
+    // A compaction upload is under way (30 s) from the first window on; each commit
+    // still reaches the replica within the usual second or so.
+    let t = Instant::now();
+    for k in 0..5 {
+        write(&c, 100 + k * 10, 10);
+        wait_rows(&replica, dir.path(), 20 + k * 10).await;
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "uploads waited for the compaction: {:?}",
+        t.elapsed()
+    );
+    run.stop().await;
     assert_latest_equals(&replica, dir.path(), &c).await;
 }
