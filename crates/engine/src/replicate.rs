@@ -498,12 +498,7 @@ impl Capturer {
         &self,
         f: impl FnOnce(&mut Database) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || {
-            f(&mut db.lock().unwrap_or_else(PoisonError::into_inner))
-        })
-        .await
-        .expect("database task panicked")
+        with_db(&self.db, f).await
     }
 
     /// Captures everything committed, checkpointing when due.
@@ -704,6 +699,17 @@ impl crate::snapshot::SnapshotSource for LiveSnapshots {
         let mut db = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         crate::snapshot::snapshot_locked(&mut db, dst, now.max(SystemTime::now()))
     }
+}
+
+/// Runs `f` on the locked database on a blocking thread (SQLite and file IO block).
+async fn with_db<T: Send + 'static>(
+    db: &Arc<Mutex<Database>>,
+    f: impl FnOnce(&mut Database) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let db = Arc::clone(db);
+    tokio::task::spawn_blocking(move || f(&mut db.lock().unwrap_or_else(PoisonError::into_inner)))
+        .await
+        .expect("database task panicked")
 }
 
 /// What the upload side tells the maintainer.
@@ -927,12 +933,7 @@ impl DbTask {
         &self,
         f: impl FnOnce(&mut Database) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || {
-            f(&mut db.lock().unwrap_or_else(PoisonError::into_inner))
-        })
-        .await
-        .expect("database task panicked")
+        with_db(&self.db, f).await
     }
 
     /// Captures everything committed, checkpointing when due.
