@@ -8,9 +8,9 @@ use tauri::{AppHandle, Emitter, Runtime, State};
 use tideline_engine::config::{
     Config, DbConfig, ReplicaConfig, ReplicaTarget, Sensitive, meta_path_for, strip_userinfo,
 };
-use tideline_engine::replica::{ReplicaClient, open_client};
 use tideline_engine::restore::Target;
 use tideline_engine::service::{self, RestorePhase};
+use tideline_engine::storage::{ReplicaClient, open_client};
 use tideline_ltx::Txid;
 
 use crate::AppState;

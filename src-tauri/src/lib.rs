@@ -283,14 +283,14 @@ fn commands_client(
     settings: &Settings,
 ) -> AppResult<(
     tideline_engine::config::ReplicaConfig,
-    Arc<dyn tideline_engine::replica::ReplicaClient>,
+    Arc<dyn tideline_engine::storage::ReplicaClient>,
 )> {
     let keys = match db.destination {
         store::Destination::S3 { .. } => secrets::load(&db.path.display().to_string())?,
         store::Destination::Folder { .. } => None,
     };
     let cfg = commands::replica_config(&db.destination, keys.as_ref(), settings)?;
-    let client = tideline_engine::replica::open_client(&cfg)?;
+    let client = tideline_engine::storage::open_client(&cfg)?;
     Ok((cfg, client))
 }
 

@@ -20,10 +20,10 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use rusqlite::Connection;
-use tideline_engine::compaction::compact_files;
-use tideline_engine::db::{Database, DbOptions};
-use tideline_engine::replica::file::FileReplica;
-use tideline_engine::replica::{FileInfo, ReplicaClient};
+use tideline_engine::capture::{Database, DbOptions};
+use tideline_engine::levels::compaction::compact_files;
+use tideline_engine::storage::file::FileReplica;
+use tideline_engine::storage::{FileInfo, ReplicaClient};
 
 struct Fixture {
     _dir: tempfile::TempDir,

@@ -44,10 +44,10 @@ use std::time::{Duration, SystemTime};
 use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use rusqlite::Connection;
-use tideline_engine::db::{Database, DbOptions, list_l0, wal_path};
-use tideline_engine::wal::{
+use tideline_engine::capture::wal::{
     FRAME_HEADER_SIZE, FrameChain, FrameHeader, Segment, WAL_HEADER_SIZE, WalHeader, scan_committed,
 };
+use tideline_engine::capture::{Database, DbOptions, list_l0, wal_path};
 
 /// WAL bytes the workload writes after the captured position.
 const WAL_TARGET: u64 = 24 << 20;

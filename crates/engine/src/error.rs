@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use tideline_ltx::Txid;
 
-use crate::replica::ReplicaError;
 use crate::restore::PlanError;
+use crate::storage::ReplicaError;
 
 /// Everything the engine reports.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ pub enum Error {
     Replica(#[from] ReplicaError),
     /// A compaction level cannot be built from the level below.
     #[error(transparent)]
-    Compaction(#[from] crate::compaction::CompactionError),
+    Compaction(#[from] crate::levels::compaction::CompactionError),
     /// No restore plan reaches the target.
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -130,9 +130,20 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// A feature this build does not have.
-    #[error("{0}")]
-    Unsupported(String),
+    /// The configuration cannot be used (a missing replica, a bad S3 setting).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A replica type this build was compiled without.
+    #[error(
+        "replica type {kind} is not supported by this build of Tideline; use a build with the `{kind}` feature, or a file or s3 replica"
+    )]
+    ReplicaTypeNotBuilt {
+        /// The type, as the config names it.
+        kind: &'static str,
+    },
+    /// Something that should not happen did: a bug, reported instead of a panic.
+    #[error("internal error: {0}; this is a bug in Tideline, please report it with the log")]
+    Internal(String),
     /// The final sync at shutdown did not finish within `shutdown-sync-timeout` (the
     /// replica stalled); what was not shipped stays in the meta directory.
     #[error("the replica did not finish the final sync within shutdown-sync-timeout ({}); the files not shipped stay in the meta directory and are shipped at the next start (raise shutdown-sync-timeout to wait longer)", crate::config::format_duration(*.timeout))]
@@ -145,7 +156,111 @@ pub enum Error {
     IncompleteRestore(String),
 }
 
+/// What kind of error it is, as a stable name the window, the tray and scripts decide
+/// by (serialized snake_case, e.g. `"wrong_credentials"`); the message says the rest.
+/// Codes are only ever added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The database file does not exist.
+    DatabaseMissing,
+    /// The file is not a SQLite database.
+    NotSqlite,
+    /// The database is not in WAL mode and could not be switched.
+    NotWal,
+    /// Another process has the database open or replicates it.
+    InUse,
+    /// The destination shows no backup though this database shipped there.
+    DestinationMissing,
+    /// The destination could not be read or written.
+    DestinationUnavailable,
+    /// The S3 endpoint could not be reached (refused, timed out, DNS, TLS).
+    DestinationUnreachable,
+    /// S3 rejected the keys, or none were found.
+    WrongCredentials,
+    /// The keys work but may not use this bucket or path.
+    AccessDenied,
+    /// The S3 bucket does not exist.
+    NoSuchBucket,
+    /// This machine's clock is too far from the S3 server's.
+    ClockSkew,
+    /// The bucket is in another region than the one set.
+    WrongRegion,
+    /// The configuration cannot be used.
+    InvalidConfig,
+    /// This build cannot do it.
+    Unsupported,
+    /// The restore output exists already (or a stale sidecar is beside it).
+    OutputExists,
+    /// No restore point matches.
+    NoRestorePoint,
+    /// The restored database failed SQLite's integrity check.
+    IntegrityFailed,
+    /// The replica holds corrupt or incomplete files.
+    ReplicaCorrupt,
+    /// The disk is full.
+    DiskFull,
+    /// A local file operation or SQLite failed.
+    Io,
+    /// The database is already in the list.
+    AlreadyAdded,
+    /// The database is not in the list.
+    NotFound,
+    /// The database is paused.
+    Paused,
+    /// A value given is not valid.
+    InvalidInput,
+    /// A bug.
+    Internal,
+}
+
 impl Error {
+    /// The stable code of this error.
+    pub fn code(&self) -> ErrorCode {
+        use crate::storage::S3Failure;
+        match self {
+            Error::DatabaseMissing(_) => ErrorCode::DatabaseMissing,
+            Error::NotSqlite(_) => ErrorCode::NotSqlite,
+            Error::NotWal { .. } => ErrorCode::NotWal,
+            Error::AlreadyReplicating { .. }
+            | Error::AnotherReplicator { .. }
+            | Error::SourceHasWal(_) => ErrorCode::InUse,
+            Error::DestinationMissing { .. } => ErrorCode::DestinationMissing,
+            Error::Replica(ReplicaError::Missing { .. }) => ErrorCode::DestinationMissing,
+            Error::Replica(ReplicaError::S3 { failure, .. }) => match failure {
+                S3Failure::Unreachable(_) => ErrorCode::DestinationUnreachable,
+                S3Failure::WrongCredentials { .. } | S3Failure::NoCredentials(_) => {
+                    ErrorCode::WrongCredentials
+                }
+                S3Failure::AccessDenied => ErrorCode::AccessDenied,
+                S3Failure::NoSuchBucket => ErrorCode::NoSuchBucket,
+                S3Failure::ClockSkew => ErrorCode::ClockSkew,
+                S3Failure::WrongRegion(_) => ErrorCode::WrongRegion,
+                _ => ErrorCode::DestinationUnavailable,
+            },
+            Error::Replica(ReplicaError::Io { source, .. }) if is_disk_full(source) => {
+                ErrorCode::DiskFull
+            }
+            Error::Replica(_) | Error::ShutdownSyncTimedOut { .. } => {
+                ErrorCode::DestinationUnavailable
+            }
+            Error::Plan(_) => ErrorCode::NoRestorePoint,
+            Error::OutputExists(_) | Error::StaleSidecar(_) => ErrorCode::OutputExists,
+            Error::OutputIsDirectory(_) => ErrorCode::InvalidInput,
+            Error::IntegrityCheck { .. } => ErrorCode::IntegrityFailed,
+            Error::Ltx { .. } | Error::IncompleteRestore(_) | Error::Wal { .. } => {
+                ErrorCode::ReplicaCorrupt
+            }
+            Error::Compaction(_) => ErrorCode::ReplicaCorrupt,
+            Error::Config(_) => ErrorCode::InvalidConfig,
+            Error::ReplicaTypeNotBuilt { .. } => ErrorCode::Unsupported,
+            Error::Io { source, .. } if is_disk_full(source) => ErrorCode::DiskFull,
+            Error::Io { .. } | Error::Sqlite { .. } => ErrorCode::Io,
+            Error::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
     pub(crate) fn io(
         op: &'static str,
         path: impl Into<PathBuf>,
@@ -153,6 +268,11 @@ impl Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }
     }
+}
+
+/// ENOSPC (or the quota's EDQUOT): no space left for the file being written.
+fn is_disk_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull || e.kind() == io::ErrorKind::QuotaExceeded
 }
 
 /// Result alias of the engine.

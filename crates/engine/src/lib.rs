@@ -28,21 +28,16 @@
 
 #![deny(missing_docs)]
 
-pub mod compaction;
-pub mod config;
-pub mod db;
-pub mod durable;
+pub mod capture;
+pub use tideline_config as config;
 mod error;
+pub mod events;
 mod failpoint;
-pub mod maintenance;
-mod reconcile;
-pub mod replica;
+pub mod levels;
 pub mod replicate;
 pub mod restore;
-pub mod retention;
 pub mod service;
-pub mod snapshot;
+pub mod storage;
 pub mod time;
-pub mod wal;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, Result};

@@ -78,3 +78,10 @@ pub use index::{PageIndex, PageIndexEntry};
 pub use indexed::{IndexedReader, decode_frame};
 pub use page::{PageEncoding, PageHeader};
 pub use trailer::Trailer;
+
+/// The replica level of full snapshots: one file per snapshot, MinTXID always 1
+/// (Litestream's `SnapshotLevel`).
+pub const SNAPSHOT_LEVEL: u8 = 9;
+/// The highest compaction level: levels 1 to 8 hold compactions of the level below, so a
+/// config may name at most 8 (Litestream's `levels:` limit).
+pub const MAX_COMPACTION_LEVEL: u8 = 8;

@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-use tideline_engine::replica::SNAPSHOT_LEVEL;
 use tideline_engine::restore::list_levels;
+use tideline_engine::storage::SNAPSHOT_LEVEL;
 
 use super::{FILE_HEADERS, file_json, file_row, print_json, table};
 use crate::config::ConfigArgs;

@@ -18,11 +18,11 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
-use tideline_engine::replica::FileInfo;
 use tideline_engine::restore::{
     IntegrityCheck, Overwrite, PlanError, RestoreOptions, Target, check_output, list_levels_for,
     plan, restore_plan_to,
 };
+use tideline_engine::storage::FileInfo;
 use tideline_ltx::Txid;
 use tracing::info;
 

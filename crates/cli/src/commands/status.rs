@@ -11,11 +11,11 @@ use std::path::Path;
 
 use anyhow::Result;
 use serde_json::{Value, json};
+use tideline_engine::capture::wal_path;
 use tideline_engine::config::DbConfig;
-use tideline_engine::db::wal_path;
-use tideline_engine::replica::open_client;
 use tideline_engine::replicate::{RequestReport, destination_problem, read_request_report};
 use tideline_engine::restore::list_levels;
+use tideline_engine::storage::open_client;
 use tideline_ltx::Txid;
 
 use super::{human_bytes, print_json, table};
@@ -187,7 +187,7 @@ async fn status(db: &DbConfig) -> Status {
 
 /// The position: the newest L0 file in the meta directory.
 fn local_txid(l0_dir: &Path) -> Result<Option<Txid>, String> {
-    tideline_engine::db::list_l0(l0_dir)
+    tideline_engine::capture::list_l0(l0_dir)
         .map(|files| files.last().map(|(txid, _)| *txid))
         .map_err(|e| e.to_string())
 }

@@ -120,5 +120,5 @@ pub(crate) fn write_merged<R: Read>(inputs: Vec<(String, R)>, tmp: &Path) -> Res
 /// directories cannot be opened, as on Windows).
 pub(crate) fn sync_parent(path: &Path) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    crate::durable::sync_dir(dir).map_err(Error::io("fsync directory", dir))
+    crate::storage::durable::sync_dir(dir).map_err(Error::io("fsync directory", dir))
 }

@@ -17,7 +17,7 @@ pub use output::{
 pub use plan::{PlanError, Target, plan};
 
 use crate::error::Result;
-use crate::replica::{FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
+use crate::storage::{FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
 
 /// Lists every level of `client` (index = level).
 pub async fn list_levels(client: &dyn ReplicaClient) -> Result<Vec<Vec<FileInfo>>> {

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use tideline_ltx::Txid;
 
-use crate::replica::{FileInfo, MAX_COMPACTION_LEVEL, SNAPSHOT_LEVEL};
+use crate::storage::{FileInfo, MAX_COMPACTION_LEVEL, SNAPSHOT_LEVEL};
 
 /// What to restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

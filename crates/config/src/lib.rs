@@ -1,0 +1,921 @@
+//! Litestream 0.5.17 config files (`litestream.yml`), loaded into typed structs with
+//! Litestream's defaults filled in, so `tideline replicate -config litestream.yml` reads
+//! the same files `litestream replicate` does.
+//!
+//! [`Config::load`] reads a file; [`Config::parse`] parses text with a caller-given
+//! environment (for tests and the desktop app). As Litestream does, `$VAR` and `${VAR}`
+//! are expanded over the whole text before parsing (unset variables become empty; pass
+//! `expand_env = false` for `-no-expand-env`). Durations use Go's syntax (`"1s"`,
+//! `"500ms"`, `"1m30s"`, `"24h"`), see [`parse_duration`].
+//!
+//! Differences from Litestream, all on the side of telling the user more:
+//!
+//! * keys Tideline does not act on are accepted but listed in [`Config::warnings`]:
+//!   unknown keys (with a "did you mean" for typos), and Litestream features Tideline
+//!   does not have yet (`addr`, `socket`, `mcp-addr`, `heartbeat-url`, `validation`, …);
+//! * replica types other than `file` and `s3` are refused with a clear error, as are
+//!   directory configs (`dir:`/`pattern:`/`watch:`);
+//! * a bare number where a duration belongs (`monitor-interval: 5`) is refused instead
+//!   of being read as nanoseconds.
+//!
+//! Secrets (`secret-access-key`, `sse-customer-key`, access keys, session tokens) are
+//! held in [`Sensitive`], whose `Debug` and `Display` print `<redacted>`; URLs shown
+//! anywhere go through [`redact_url`].
+//!
+//! # Example
+//!
+//! ```yaml
+//! # Top-level replica settings are defaults for every replica.
+//! access-key-id: ${AWS_ACCESS_KEY_ID}
+//! secret-access-key: ${AWS_SECRET_ACCESS_KEY}
+//! sync-interval: 1s
+//!
+//! levels:                      # compaction levels L1, L2, L3 (at most 8)
+//!   - interval: 30s
+//!   - interval: 5m
+//!   - interval: 1h
+//! snapshot:
+//!   interval: 24h              # full snapshot (level 9) cadence
+//!   retention: 24h             # how long snapshots are kept
+//! l0-retention: 5m
+//! l0-retention-check-interval: 15s
+//! retention:
+//!   enabled: true
+//! shutdown-sync-timeout: 30s
+//! shutdown-sync-interval: 500ms
+//! logging:
+//!   level: info                # trace, debug, info, warn, error (env LOG_LEVEL wins)
+//!   type: text                 # text, json or pretty
+//!   stderr: false
+//! exec: /usr/local/bin/myapp -port 8080
+//!
+//! dbs:
+//!   - path: /var/lib/myapp/app.db
+//!     monitor-interval: 1s
+//!     checkpoint-interval: 1m  # 0 turns time-based checkpoints off
+//!     busy-timeout: 1s
+//!     min-checkpoint-page-count: 1000
+//!     truncate-page-n: 121359
+//!     max-sync-wal-bytes: 67108864
+//!     replica:
+//!       url: s3://my-bucket/app?endpoint=http://127.0.0.1:9000&region=us-east-1
+//!
+//!   - path: ~/notes.db
+//!     replica:
+//!       type: file
+//!       path: /mnt/backup/notes
+//! ```
+//!
+//! # Keys and defaults
+//!
+//! | Key | Default | Notes |
+//! |---|---|---|
+//! | `levels[].interval` | 30s, 5m, 1h | L1..Ln compaction windows; at most 8 levels |
+//! | `snapshot.interval` / `.retention` | 24h / 24h | per-DB values allowed but must agree |
+//! | `l0-retention` | 5m | 0 keeps L0 files indefinitely |
+//! | `l0-retention-check-interval` | 15s | |
+//! | `retention.enabled` | true | false: never delete remote files |
+//! | `shutdown-sync-timeout` / `-interval` | 30s / 500ms | final upload retries |
+//! | `exec` | — | child process run alongside replication |
+//! | `logging.level` / `.type` / `.stderr` / `.source` | info / text / false / false | |
+//! | `dbs[].path` | required | `~` expanded; `sqlite://` prefix stripped |
+//! | `dbs[].meta-path` | `<dir>/.<file>-litestream` | local L0 files |
+//! | `dbs[].monitor-interval` | 1s | |
+//! | `dbs[].checkpoint-interval` | 1m | 0 = off |
+//! | `dbs[].busy-timeout` | 1s | |
+//! | `dbs[].min-checkpoint-page-count` | 1000 | |
+//! | `dbs[].truncate-page-n` | 121359 | |
+//! | `dbs[].max-sync-wal-bytes` | 64 MiB | |
+//! | `dbs[].restore-if-db-not-exists` | false | |
+//! | `dbs[].replica` (or one-element `replicas`) | — | see below |
+//! | `replica.type` | from the `url` scheme, else `file` | `file` or `s3` |
+//! | `replica.url` / `.path` | — | `file:///abs/path`, `s3://bucket/path?…` |
+//! | `sync-interval` | 1s | |
+//! | `max-sync-ltx-files` | 256 | 0 = no limit |
+//! | `auto-recover` | false | |
+//! | `bucket`, `region`, `endpoint` | — | s3; `user:pass@` in the endpoint is dropped (S3 signs with the keys) |
+//! | `access-key-id` / `secret-access-key` | env `AWS_*`, else `LITESTREAM_*` | s3; `AWS_SESSION_TOKEN` only with keys from `AWS_*` |
+//! | `force-path-style` | on with a custom endpoint | s3 |
+//! | `skip-verify` | false | s3 |
+//! | `sign-payload` / `require-content-md5` | true / true (false for Tigris) | s3 |
+//! | `part-size` | 5 MiB | integer bytes or `"10MiB"`, `"8MB"`; grown per file to stay within 10,000 parts |
+//! | `concurrency` | 5 (2 for Cloudflare R2) | s3 |
+//! | `storage-class`, `sse-kms-key-id`, `sse-customer-algorithm` / `-key` / `-key-path` | — | s3 |
+//!
+//! Replica keys (from `sync-interval` down) may also be given at the top level, as
+//! defaults for every replica.
+
+mod duration;
+mod env;
+mod error;
+mod keys;
+mod raw;
+mod replica;
+mod url;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_yaml_ng::Value;
+
+pub use duration::{ParseDurationError, deserialize_duration, format_duration, parse_duration};
+pub use error::{ConfigError, Origin};
+pub use replica::{
+    FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3Credentials, S3ReplicaConfig,
+    resolve_s3_credentials,
+};
+pub use url::redact as redact_url;
+pub use url::strip_userinfo;
+
+use duration::Interval;
+use raw::{RawConfig, RawDb, RawReplica, non_empty};
+use tideline_ltx::MAX_COMPACTION_LEVEL;
+
+/// Default compaction intervals of L1, L2 and L3.
+pub const DEFAULT_LEVELS: [Duration; 3] = [
+    Duration::from_secs(30),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(60 * 60),
+];
+/// Default `snapshot.interval`.
+pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default `snapshot.retention`.
+pub const DEFAULT_SNAPSHOT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default `l0-retention`.
+pub const DEFAULT_L0_RETENTION: Duration = Duration::from_secs(5 * 60);
+/// Default `l0-retention-check-interval`.
+pub const DEFAULT_L0_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(15);
+/// Default `shutdown-sync-timeout`.
+pub const DEFAULT_SHUTDOWN_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `shutdown-sync-interval`.
+pub const DEFAULT_SHUTDOWN_SYNC_INTERVAL: Duration = Duration::from_millis(500);
+/// Default `monitor-interval`.
+pub const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_secs(1);
+/// Default `checkpoint-interval`.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default `busy-timeout`.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default `min-checkpoint-page-count`.
+pub const DEFAULT_MIN_CHECKPOINT_PAGE_COUNT: u32 = 1000;
+/// Default `truncate-page-n` (about 500 MB of WAL at 4 KiB pages).
+pub const DEFAULT_TRUNCATE_PAGE_N: u32 = 121_359;
+/// Default `max-sync-wal-bytes`.
+pub const DEFAULT_MAX_SYNC_WAL_BYTES: u64 = 64 << 20;
+/// Default `sync-interval`.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Default `max-sync-ltx-files`.
+pub const DEFAULT_MAX_SYNC_LTX_FILES: usize = 256;
+/// Default S3 `part-size`.
+pub const DEFAULT_S3_PART_SIZE: u64 = 5 << 20;
+/// Default S3 `concurrency`.
+pub const DEFAULT_S3_CONCURRENCY: usize = 5;
+
+/// The environment as config parsing sees it.
+pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, with `$PID` = this process's id as Litestream defines it.
+pub(crate) fn process_env(name: &str) -> Option<String> {
+    if name == "PID" {
+        return Some(std::process::id().to_string());
+    }
+    std::env::var(name).ok()
+}
+
+/// A secret (key, password): `Debug` and `Display` print `<redacted>`, so formatting a
+/// config never leaks one. [`expose`](Self::expose) gives the value to whoever needs it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Sensitive<T>(T);
+
+impl<T> Sensitive<T> {
+    /// Wraps a secret.
+    pub fn new(value: T) -> Self {
+        Sensitive(value)
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+
+    /// Unwraps the secret.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> From<T> for Sensitive<T> {
+    fn from(value: T) -> Self {
+        Sensitive(value)
+    }
+}
+
+impl<T> fmt::Debug for Sensitive<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl<T> fmt::Display for Sensitive<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A whole config file, defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The databases to replicate (may be empty, e.g. with `exec`).
+    pub dbs: Vec<DbConfig>,
+    /// Compaction windows of levels 1, 2, … (index 0 is L1); at most 8.
+    pub levels: Vec<Duration>,
+    /// Snapshot (level 9) cadence and retention, shared by every database.
+    pub snapshot: SnapshotConfig,
+    /// How long L0 files outlive their compaction into L1; `None` (`l0-retention: 0`)
+    /// keeps them indefinitely.
+    pub l0_retention: Option<Duration>,
+    /// How often L0 retention runs.
+    pub l0_retention_check_interval: Duration,
+    /// `retention:` section.
+    pub retention: RetentionConfig,
+    /// How long to keep retrying the final upload at shutdown.
+    pub shutdown_sync_timeout: Duration,
+    /// Pause between final-upload retries.
+    pub shutdown_sync_interval: Duration,
+    /// Command run alongside replication; Tideline exits when it does.
+    pub exec: Option<String>,
+    /// `logging:` section (`LOG_LEVEL` in the environment overrides the level).
+    pub logging: LoggingConfig,
+    /// The file this config was loaded from.
+    pub source: Option<PathBuf>,
+    /// Keys that were ignored and other advice, one line each, e.g.
+    /// `dbs[0].replica.sync-intervall: unknown key, ignored (did you mean sync-interval?)`.
+    pub warnings: Vec<String>,
+}
+
+impl Default for Config {
+    /// Litestream's defaults and no databases.
+    fn default() -> Self {
+        Config {
+            dbs: Vec::new(),
+            levels: DEFAULT_LEVELS.to_vec(),
+            snapshot: SnapshotConfig::default(),
+            l0_retention: Some(DEFAULT_L0_RETENTION),
+            l0_retention_check_interval: DEFAULT_L0_RETENTION_CHECK_INTERVAL,
+            retention: RetentionConfig::default(),
+            shutdown_sync_timeout: DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
+            shutdown_sync_interval: DEFAULT_SHUTDOWN_SYNC_INTERVAL,
+            exec: None,
+            logging: LoggingConfig::default(),
+            source: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Snapshot cadence and retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotConfig {
+    /// `snapshot.interval`: how often a full snapshot (level 9) is written.
+    pub interval: Duration,
+    /// `snapshot.retention`: how long snapshots are kept (the newest always is).
+    pub retention: Duration,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            interval: DEFAULT_SNAPSHOT_INTERVAL,
+            retention: DEFAULT_SNAPSHOT_RETENTION,
+        }
+    }
+}
+
+/// A database's own `snapshot:` section, as written. Litestream applies one snapshot
+/// schedule to every database: these values fill [`Config::snapshot`] when the top-level
+/// section does not set them, and must agree across databases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapshotOverride {
+    /// `snapshot.interval` of this database.
+    pub interval: Option<Duration>,
+    /// `snapshot.retention` of this database.
+    pub retention: Option<Duration>,
+}
+
+/// `retention:` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// `retention.enabled` (default true); false never deletes remote files (bucket
+    /// lifecycle rules are expected to).
+    pub enabled: bool,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { enabled: true }
+    }
+}
+
+/// `logging:` section.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoggingConfig {
+    /// `logging.level`, overridden by `LOG_LEVEL`.
+    pub level: LogLevel,
+    /// `logging.type`.
+    pub format: LogFormat,
+    /// `logging.stderr`: log to stderr instead of stdout.
+    pub stderr: bool,
+    /// `logging.source`: add the source location to log records.
+    pub source: bool,
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Everything.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal operation (default).
+    #[default]
+    Info,
+    /// Problems that were handled.
+    Warn,
+    /// Failures.
+    Error,
+}
+
+/// Log record format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `key=value` text (default).
+    #[default]
+    Text,
+    /// One JSON object per record.
+    Json,
+    /// Human-friendly colored text.
+    Pretty,
+}
+
+/// One replicated database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbConfig {
+    /// The database file (`~` expanded; absolute when loaded from a file).
+    pub path: PathBuf,
+    /// Local directory of pending L0 files (`meta-path`, default
+    /// `<dir>/.<file>-litestream`).
+    pub meta_path: PathBuf,
+    /// How often the WAL is checked for new commits.
+    pub monitor_interval: Duration,
+    /// Time-based PASSIVE checkpoints; `None` when set to 0 (off).
+    pub checkpoint_interval: Option<Duration>,
+    /// SQLite busy timeout of Tideline's connections.
+    pub busy_timeout: Duration,
+    /// WAL pages that trigger a PASSIVE checkpoint.
+    pub min_checkpoint_page_count: u32,
+    /// WAL pages that trigger a TRUNCATE checkpoint.
+    pub truncate_page_n: u32,
+    /// The most WAL bytes one sync reads (cut at a commit boundary).
+    pub max_sync_wal_bytes: u64,
+    /// Restore the database from its replica before replicating if it does not exist.
+    pub restore_if_db_not_exists: bool,
+    /// This database's `snapshot:` section as written (see [`SnapshotOverride`]).
+    pub snapshot: SnapshotOverride,
+    /// The replica; `None` when the config names none (replicating then fails with
+    /// [`DbConfig::require_replica`]'s error).
+    pub replica: Option<ReplicaConfig>,
+}
+
+impl DbConfig {
+    /// A database at `path` with every default and no replica.
+    pub fn new(path: impl Into<PathBuf>) -> DbConfig {
+        let path = path.into();
+        DbConfig {
+            meta_path: meta_path_for(&path),
+            path,
+            monitor_interval: DEFAULT_MONITOR_INTERVAL,
+            checkpoint_interval: Some(DEFAULT_CHECKPOINT_INTERVAL),
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            min_checkpoint_page_count: DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
+            truncate_page_n: DEFAULT_TRUNCATE_PAGE_N,
+            max_sync_wal_bytes: DEFAULT_MAX_SYNC_WAL_BYTES,
+            restore_if_db_not_exists: false,
+            snapshot: SnapshotOverride::default(),
+            replica: None,
+        }
+    }
+
+    /// The replica, or Litestream's error for a database without one.
+    pub fn require_replica(&self) -> Result<&ReplicaConfig, ConfigError> {
+        self.replica.as_ref().ok_or_else(|| {
+            ConfigError::invalid(
+                format!("database {}", self.path.display()),
+                "must specify replica for database",
+                "add a replica: section with url: s3://bucket/path or path: /backup/dir",
+            )
+        })
+    }
+}
+
+/// Litestream's meta directory of a database: `<dir>/.<file>-litestream`.
+pub fn meta_path_for(db: &Path) -> PathBuf {
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let meta = format!(".{name}-litestream");
+    match db.parent() {
+        Some(dir) => dir.join(meta),
+        None => PathBuf::from(meta),
+    }
+}
+
+/// The config file used without `-config`: `$LITESTREAM_CONFIG`, else
+/// `/etc/litestream.yml` (`C:\Litestream\litestream.yml` on Windows).
+pub fn default_config_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    match env("LITESTREAM_CONFIG").filter(|v| !v.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None if cfg!(windows) => PathBuf::from(r"C:\Litestream\litestream.yml"),
+        None => PathBuf::from("/etc/litestream.yml"),
+    }
+}
+
+impl Config {
+    /// Parses config `text`. `env` answers environment lookups: `$VAR` expansion (when
+    /// `expand_env`), `HOME` for `~`, `LOG_LEVEL`, and S3 credentials. Relative paths
+    /// stay relative.
+    pub fn parse(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        expand_env: bool,
+    ) -> Result<Config, ConfigError> {
+        parse_impl(text, env, expand_env, None)
+    }
+
+    /// Reads and parses the config file at `path` (`~` expanded) with the process
+    /// environment (`$PID` expands to the process id). Relative database and replica
+    /// paths are made absolute against the current directory, as Litestream does.
+    pub fn load(path: &Path, expand_env: bool) -> Result<Config, ConfigError> {
+        let shown = path.to_string_lossy();
+        let path = resolve_path(&shown, "-config", &process_env, None)?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let cwd = std::env::current_dir().ok();
+        let mut config = parse_impl(&text, &process_env, expand_env, cwd.as_deref())
+            .map_err(|e| e.with_file(&path))?;
+        config.source = Some(path);
+        Ok(config)
+    }
+
+    /// The database configured at `path`, if any.
+    pub fn db(&self, path: &Path) -> Option<&DbConfig> {
+        self.dbs.iter().find(|db| db.path == path)
+    }
+}
+
+fn parse_impl(
+    text: &str,
+    env: Env<'_>,
+    expand_env: bool,
+    cwd: Option<&Path>,
+) -> Result<Config, ConfigError> {
+    let mut warnings = Vec::new();
+    let expanded;
+    let text = if expand_env {
+        expanded = env::expand(text, env, &mut warnings);
+        expanded.as_str()
+    } else {
+        text
+    };
+    let value: Value =
+        serde_yaml_ng::from_str(text).map_err(|e| ConfigError::from_yaml(&e, true))?;
+    let (raw, global) = match &value {
+        Value::Null => (RawConfig::default(), RawReplica::default()),
+        Value::Mapping(_) => {
+            keys::check(&value, &mut warnings);
+            let typed = |e: serde_yaml_ng::Error| ConfigError::from_yaml(&e, false);
+            (
+                serde_yaml_ng::from_str::<RawConfig>(text).map_err(typed)?,
+                serde_yaml_ng::from_str::<RawReplica>(text).map_err(typed)?,
+            )
+        }
+        _ => {
+            return Err(ConfigError::invalid(
+                "top level",
+                "the config must be a mapping of keys such as dbs: and levels:",
+                "start the file with `dbs:` followed by a list of databases",
+            ));
+        }
+    };
+    build(raw, &global, env, cwd, warnings)
+}
+
+fn build(
+    raw: RawConfig,
+    global: &RawReplica,
+    env: Env<'_>,
+    cwd: Option<&Path>,
+    mut warnings: Vec<String>,
+) -> Result<Config, ConfigError> {
+    let levels = build_levels(raw.levels, &mut warnings)?;
+    let raw_dbs = raw.dbs.unwrap_or_default();
+    let snapshot = build_snapshot(raw.snapshot.unwrap_or_default(), &raw_dbs, &mut warnings)?;
+    let mut dbs = Vec::with_capacity(raw_dbs.len());
+    for (i, db) in raw_dbs.iter().enumerate() {
+        dbs.push(build_db(db, i, global, env, cwd, &mut warnings)?);
+    }
+    let logging = raw.logging.unwrap_or_default();
+    let level_text = env("LOG_LEVEL")
+        .filter(|v| !v.is_empty())
+        .or_else(|| non_empty(&logging.level));
+    let level = match level_text
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        None | Some("INFO") => LogLevel::Info,
+        Some("TRACE") => LogLevel::Trace,
+        Some("DEBUG") => LogLevel::Debug,
+        Some("WARN" | "WARNING") => LogLevel::Warn,
+        Some("ERROR") => LogLevel::Error,
+        Some(_) => {
+            warnings.push(format!(
+                "logging.level: unknown level {:?}, using info (use trace, debug, info, warn \
+                 or error)",
+                level_text.unwrap_or_default()
+            ));
+            LogLevel::Info
+        }
+    };
+    let format = match non_empty(&logging.format).as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some("pretty") => LogFormat::Pretty,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "logging.type",
+                format!("unknown log type {other:?}"),
+                "use text, json or pretty",
+            ));
+        }
+    };
+    Ok(Config {
+        dbs,
+        levels,
+        snapshot,
+        l0_retention: match raw.l0_retention {
+            None => Some(DEFAULT_L0_RETENTION),
+            Some(d) if d.0.is_zero() => None,
+            Some(d) => Some(d.0),
+        },
+        l0_retention_check_interval: raw
+            .l0_retention_check_interval
+            .map_or(DEFAULT_L0_RETENTION_CHECK_INTERVAL, |d| d.0),
+        retention: RetentionConfig {
+            enabled: raw.retention.and_then(|r| r.enabled).unwrap_or(true),
+        },
+        shutdown_sync_timeout: raw
+            .shutdown_sync_timeout
+            .map_or(DEFAULT_SHUTDOWN_SYNC_TIMEOUT, |d| d.0),
+        shutdown_sync_interval: raw
+            .shutdown_sync_interval
+            .map_or(DEFAULT_SHUTDOWN_SYNC_INTERVAL, |d| d.0),
+        exec: non_empty(&raw.exec),
+        logging: LoggingConfig {
+            level,
+            format,
+            stderr: logging.stderr.unwrap_or(false),
+            source: logging.source.unwrap_or(false),
+        },
+        source: None,
+        warnings,
+    })
+}
+
+fn build_levels(
+    raw: Option<Vec<raw::RawLevel>>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Duration>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_LEVELS.to_vec());
+    };
+    if raw.len() > MAX_COMPACTION_LEVEL as usize {
+        return Err(ConfigError::invalid(
+            "levels",
+            format!(
+                "{} compaction levels configured; at most {MAX_COMPACTION_LEVEL} are allowed \
+                 (level 9 holds snapshots)",
+                raw.len()
+            ),
+            "remove levels until 8 or fewer remain",
+        ));
+    }
+    let mut levels = Vec::with_capacity(raw.len());
+    for (i, level) in raw.iter().enumerate() {
+        let interval = level.interval.ok_or_else(|| {
+            ConfigError::invalid(
+                format!("levels[{i}].interval"),
+                "missing; every compaction level needs an interval",
+                "write each level as `- interval: 5m`",
+            )
+        })?;
+        levels.push(interval.0);
+    }
+    for (i, pair) in levels.windows(2).enumerate() {
+        if pair[1] <= pair[0] {
+            warnings.push(format!(
+                "levels[{}].interval: {} is not longer than levels[{i}].interval ({}); each \
+                 level normally compacts a longer window than the level below",
+                i + 1,
+                format_duration(pair[1]),
+                format_duration(pair[0]),
+            ));
+        }
+    }
+    if levels.is_empty() {
+        warnings.push(
+            "levels: empty; no compaction levels will be written, only L0 files and \
+             snapshots"
+                .to_owned(),
+        );
+    }
+    Ok(levels)
+}
+
+/// Litestream's single snapshot schedule: the top-level values, else the databases'
+/// (which must agree).
+fn build_snapshot(
+    top: raw::RawSnapshot,
+    dbs: &[RawDb],
+    warnings: &mut Vec<String>,
+) -> Result<SnapshotConfig, ConfigError> {
+    let interval = shared_snapshot_value("interval", top.interval, dbs, |s| s.interval, warnings)?;
+    let retention =
+        shared_snapshot_value("retention", top.retention, dbs, |s| s.retention, warnings)?;
+    Ok(SnapshotConfig {
+        interval: interval.unwrap_or(DEFAULT_SNAPSHOT_INTERVAL),
+        retention: retention.unwrap_or(DEFAULT_SNAPSHOT_RETENTION),
+    })
+}
+
+/// One snapshot setting: the top-level value, else the value the databases agree on.
+fn shared_snapshot_value(
+    field: &str,
+    global: Option<Interval>,
+    dbs: &[RawDb],
+    get: impl Fn(&raw::RawSnapshot) -> Option<Interval>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Duration>, ConfigError> {
+    let mut first: Option<(usize, Duration)> = None;
+    for (i, db) in dbs.iter().enumerate() {
+        let Some(value) = db.snapshot.as_ref().and_then(&get).map(|d| d.0) else {
+            continue;
+        };
+        match first {
+            Some((j, seen)) if seen != value => {
+                return Err(ConfigError::invalid(
+                    format!("dbs[{i}].snapshot.{field}"),
+                    format!(
+                        "conflicting database snapshot {field}s: {} has {}, {} has {}",
+                        db_name(&dbs[j], j),
+                        format_duration(seen),
+                        db_name(db, i),
+                        format_duration(value)
+                    ),
+                    format!(
+                        "snapshots follow one schedule for all databases: give every database \
+                         the same snapshot.{field}, or set only the top-level snapshot.{field}"
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => first = Some((i, value)),
+        }
+        if let Some(global) = global
+            && global.0 != value
+        {
+            warnings.push(format!(
+                "dbs[{i}].snapshot.{field}: {} differs from the top-level snapshot.{field} \
+                 ({}), which applies to every database; ignored",
+                format_duration(value),
+                format_duration(global.0)
+            ));
+        }
+    }
+    Ok(global.map(|g| g.0).or(first.map(|(_, d)| d)))
+}
+
+fn db_name(db: &RawDb, index: usize) -> String {
+    non_empty(&db.path)
+        .or_else(|| non_empty(&db.dir))
+        .unwrap_or_else(|| format!("dbs[{index}]"))
+}
+
+fn build_db(
+    db: &RawDb,
+    i: usize,
+    global: &RawReplica,
+    env: Env<'_>,
+    cwd: Option<&Path>,
+    warnings: &mut Vec<String>,
+) -> Result<DbConfig, ConfigError> {
+    let key = format!("dbs[{i}]");
+    let path = non_empty(&db.path);
+    let dir = non_empty(&db.dir);
+    if path.is_some() && dir.is_some() {
+        return Err(ConfigError::invalid(
+            &key,
+            "cannot specify both 'path' and 'dir'",
+            "use path: for one database (dir: is for directories of databases)",
+        ));
+    }
+    if dir.is_some() || db.watch == Some(true) {
+        let what = if dir.is_some() { "dir" } else { "watch" };
+        return Err(ConfigError::invalid(
+            format!("{key}.{what}"),
+            "directory replication (dir, pattern, recursive, watch) is not supported by \
+             Tideline yet",
+            "list each database with its own `- path:` entry",
+        ));
+    }
+    let Some(path) = path else {
+        return Err(ConfigError::invalid(
+            format!("{key}.path"),
+            "missing; each database needs a path",
+            "add path: /path/to/app.db to this entry",
+        ));
+    };
+    if non_empty(&db.meta_dir).is_some() {
+        return Err(ConfigError::invalid(
+            format!("{key}.meta-dir"),
+            "'meta-dir' can only be used with a directory (dir:)",
+            "use meta-path: to move the metadata directory of a single database",
+        ));
+    }
+    for (name, set) in [
+        ("pattern", non_empty(&db.pattern).is_some()),
+        ("recursive", db.recursive.is_some()),
+    ] {
+        if set {
+            warnings.push(format!("{key}.{name}: only used with dir:, ignored"));
+        }
+    }
+    let stripped = path
+        .strip_prefix("sqlite3://")
+        .or_else(|| path.strip_prefix("sqlite://"))
+        .unwrap_or(&path);
+    let db_path = resolve_path(stripped, &format!("{key}.path"), env, cwd)?;
+    let mut config = DbConfig::new(db_path);
+    if let Some(meta) = non_empty(&db.meta_path) {
+        config.meta_path = resolve_path(&meta, &format!("{key}.meta-path"), env, cwd)?;
+    }
+    if let Some(d) = db.monitor_interval {
+        config.monitor_interval = d.0;
+    }
+    if let Some(d) = db.checkpoint_interval {
+        config.checkpoint_interval = (!d.0.is_zero()).then_some(d.0);
+    }
+    if let Some(d) = db.busy_timeout {
+        config.busy_timeout = d.0;
+    }
+    if let Some(n) = db.min_checkpoint_page_count {
+        config.min_checkpoint_page_count = n;
+    }
+    if let Some(n) = db.truncate_page_n {
+        config.truncate_page_n = n;
+    }
+    if let Some(n) = db.max_sync_wal_bytes {
+        if n.0 == 0 {
+            return Err(ConfigError::invalid(
+                format!("{key}.max-sync-wal-bytes"),
+                "must be greater than 0",
+                "remove the key for the default (64MiB), or give a size such as \"16MiB\"",
+            ));
+        }
+        config.max_sync_wal_bytes = n.0;
+    }
+    config.restore_if_db_not_exists = db.restore_if_db_not_exists.unwrap_or(false);
+    if let Some(s) = db.snapshot {
+        config.snapshot = SnapshotOverride {
+            interval: s.interval.map(|d| d.0),
+            retention: s.retention.map(|d| d.0),
+        };
+    }
+    let replicas = db.replicas.as_deref().unwrap_or_default();
+    let (raw_replica, replica_key) = match (&db.replica, replicas) {
+        (Some(_), [_, ..]) => {
+            return Err(ConfigError::invalid(
+                &key,
+                "cannot specify 'replica' and 'replicas' on a database",
+                "keep only replica: (a single mapping)",
+            ));
+        }
+        (_, [_, _, ..]) => {
+            return Err(ConfigError::invalid(
+                format!("{key}.replicas"),
+                "multiple replicas on a single database are no longer supported",
+                "keep one replica and write it as replica: (a single mapping); Litestream \
+                 0.5 and Tideline replicate each database to exactly one place",
+            ));
+        }
+        (None, [only]) => {
+            warnings.push(format!(
+                "{key}.replicas: deprecated; write the replica as replica: (a single mapping)"
+            ));
+            (Some(only), format!("{key}.replicas[0]"))
+        }
+        (replica, _) => (replica.as_ref(), format!("{key}.replica")),
+    };
+    if let Some(raw_replica) = raw_replica {
+        config.replica = Some(replica::build(
+            raw_replica,
+            global,
+            &replica_key,
+            env,
+            cwd,
+            warnings,
+        )?);
+    }
+    Ok(config)
+}
+
+/// Expands a leading `~` with `HOME` (`USERPROFILE` on Windows) and makes relative
+/// paths absolute against `cwd` when given.
+pub(crate) fn resolve_path(
+    raw: &str,
+    key: &str,
+    env: Env<'_>,
+    cwd: Option<&Path>,
+) -> Result<PathBuf, ConfigError> {
+    let home_relative =
+        raw == "~" || raw.starts_with("~/") || (cfg!(windows) && raw.starts_with("~\\"));
+    let path = if home_relative {
+        let home_var = if cfg!(windows) { "USERPROFILE" } else { "HOME" };
+        let home = env(home_var)
+            .or_else(|| env("HOME"))
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    key,
+                    format!("cannot expand ~ in {raw:?}: {home_var} is not set"),
+                    "write the path out in full, or set the home directory variable",
+                )
+            })?;
+        let rest = raw[1..].trim_start_matches(['/', '\\']);
+        if rest.is_empty() {
+            PathBuf::from(home)
+        } else {
+            Path::new(&home).join(rest)
+        }
+    } else {
+        PathBuf::from(raw)
+    };
+    Ok(match cwd {
+        Some(cwd) if path.is_relative() => cwd.join(path),
+        _ => path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example in this module's documentation is a valid, warning-free config.
+    #[test]
+    fn documented_example_parses() {
+        let source = include_str!("lib.rs");
+        let yaml: String = source
+            .lines()
+            .skip_while(|l| *l != "//! ```yaml")
+            .skip(1)
+            .take_while(|l| *l != "//! ```")
+            .map(|l| {
+                let l = l.strip_prefix("//!").unwrap_or(l);
+                format!("{}\n", l.strip_prefix(' ').unwrap_or(l))
+            })
+            .collect();
+        assert!(yaml.contains("dbs:"), "{yaml}");
+        let env = |k: &str| match k {
+            "HOME" | "USERPROFILE" => Some("/home/me".to_owned()),
+            "AWS_ACCESS_KEY_ID" => Some("AK".to_owned()),
+            "AWS_SECRET_ACCESS_KEY" => Some("SK".to_owned()),
+            _ => None,
+        };
+        let config = Config::parse(&yaml, &env, true).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert_eq!(config.dbs.len(), 2);
+        assert_eq!(config.levels, DEFAULT_LEVELS.to_vec());
+        assert_eq!(config.logging.level, LogLevel::Info);
+        let s3 = match &config.dbs[0].replica.as_ref().unwrap().target {
+            ReplicaTarget::S3(s3) => s3,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            s3.access_key_id.as_ref().map(|k| k.expose().as_str()),
+            Some("AK")
+        );
+        assert_eq!(config.dbs[1].path, Path::new("/home/me").join("notes.db"));
+    }
+}

@@ -1,0 +1,1137 @@
+//! Litestream-compatible config files: parsing, defaults, env expansion, replica URLs,
+//! warnings and errors.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tideline_config::{
+    Config, ConfigError, DEFAULT_LEVELS, DbConfig, FileReplicaConfig, LogFormat, LogLevel,
+    ReplicaConfig, ReplicaTarget, S3ReplicaConfig, Sensitive, SnapshotOverride,
+    default_config_path, meta_path_for,
+};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k: &str| map.get(k).cloned()
+}
+
+fn parse(text: &str) -> Config {
+    parse_env(text, &[])
+}
+
+fn parse_env(text: &str, env: &[(&str, &str)]) -> Config {
+    Config::parse(text, &env_of(env), true).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn parse_err(text: &str) -> ConfigError {
+    match Config::parse(text, &env_of(&[]), true) {
+        Ok(c) => panic!("expected an error, got {c:#?}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts that `err`'s message contains every fragment.
+fn assert_msg(err: &ConfigError, fragments: &[&str]) {
+    let msg = err.to_string();
+    for f in fragments {
+        assert!(msg.contains(f), "{f:?} not in: {msg}");
+    }
+}
+
+fn s3(replica: &ReplicaConfig) -> &S3ReplicaConfig {
+    match &replica.target {
+        ReplicaTarget::S3(s3) => s3,
+        other => panic!("not s3: {other:?}"),
+    }
+}
+
+fn file_path(replica: &ReplicaConfig) -> &Path {
+    match &replica.target {
+        ReplicaTarget::File(FileReplicaConfig { path }) => path,
+        other => panic!("not a file replica: {other:?}"),
+    }
+}
+
+fn expose(s: &Option<Sensitive<String>>) -> Option<&str> {
+    s.as_ref().map(|s| s.expose().as_str())
+}
+
+const FULL: &str = r#"
+# Global replica defaults.
+access-key-id: ${KEY_ID}
+secret-access-key: ${SECRET}
+region: eu-west-1
+sync-interval: 2s
+levels:
+  - interval: 10s
+  - interval: 1m
+  - interval: 15m
+  - interval: 4h
+snapshot:
+  interval: 12h
+  retention: 72h
+l0-retention: 10m
+l0-retention-check-interval: 30s
+retention:
+  enabled: false
+shutdown-sync-timeout: 1m
+shutdown-sync-interval: 250ms
+exec: "/usr/bin/myapp -port 8080"
+logging:
+  level: debug
+  type: json
+  stderr: true
+  source: true
+dbs:
+  - path: /var/lib/app/app.db
+    meta-path: /var/lib/app/meta
+    monitor-interval: 500ms
+    checkpoint-interval: 0
+    busy-timeout: 5s
+    min-checkpoint-page-count: 2000
+    truncate-page-n: 200000
+    max-sync-wal-bytes: 16777216
+    restore-if-db-not-exists: true
+    replica:
+      url: s3://app-bucket/backups/app?endpoint=http://127.0.0.1:9000&forcePathStyle=true&skipVerify=true
+      max-sync-ltx-files: 0
+      auto-recover: true
+      part-size: 10MiB
+      concurrency: 8
+      storage-class: STANDARD_IA
+      sign-payload: false
+      require-content-md5: false
+      sse-customer-key: c3VwZXJzZWNyZXRzc2VrZXk=
+      sse-kms-key-id: kms-1234
+  - path: /srv/notes.db
+    snapshot:
+      interval: 12h
+    replica:
+      type: file
+      path: /mnt/backup/notes
+      sync-interval: 10s
+  - path: /srv/s3.db
+    replica:
+      type: s3
+      bucket: other-bucket
+      path: notes/db
+      access-key-id: LOCALKEY
+      secret-access-key: LOCALSECRET
+      endpoint: https://s3.eu-west-1.amazonaws.com
+      force-path-style: false
+"#;
+
+#[test]
+fn full_litestream_config_parses_with_every_field() {
+    let c = parse_env(
+        FULL,
+        &[("KEY_ID", "AKIAGLOBAL"), ("SECRET", "globalsecret")],
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        c.levels,
+        vec![secs(10), secs(60), secs(900), secs(4 * 3600)]
+    );
+    assert_eq!(c.snapshot.interval, secs(12 * 3600));
+    assert_eq!(c.snapshot.retention, secs(72 * 3600));
+    assert_eq!(c.l0_retention, Some(secs(600)));
+    assert_eq!(c.l0_retention_check_interval, secs(30));
+    assert!(!c.retention.enabled);
+    assert_eq!(c.shutdown_sync_timeout, secs(60));
+    assert_eq!(c.shutdown_sync_interval, Duration::from_millis(250));
+    assert_eq!(c.exec.as_deref(), Some("/usr/bin/myapp -port 8080"));
+    assert_eq!(c.logging.level, LogLevel::Debug);
+    assert_eq!(c.logging.format, LogFormat::Json);
+    assert!(c.logging.stderr);
+    assert!(c.logging.source);
+    assert_eq!(c.source, None);
+    assert_eq!(c.dbs.len(), 3);
+
+    let app = &c.dbs[0];
+    assert_eq!(app.path, PathBuf::from("/var/lib/app/app.db"));
+    assert_eq!(app.meta_path, PathBuf::from("/var/lib/app/meta"));
+    assert_eq!(app.monitor_interval, Duration::from_millis(500));
+    assert_eq!(app.checkpoint_interval, None);
+    assert_eq!(app.busy_timeout, secs(5));
+    assert_eq!(app.min_checkpoint_page_count, 2000);
+    assert_eq!(app.truncate_page_n, 200_000);
+    assert_eq!(app.max_sync_wal_bytes, 16 << 20);
+    assert!(app.restore_if_db_not_exists);
+    assert_eq!(app.snapshot, SnapshotOverride::default());
+    let r = app.replica.as_ref().unwrap();
+    assert_eq!(r.sync_interval, secs(2), "inherited from the top level");
+    assert_eq!(r.max_sync_ltx_files, None, "0 = no limit");
+    assert!(r.auto_recover);
+    assert_eq!(r.target.kind(), "s3");
+    assert_eq!(r.target.to_string(), "s3://app-bucket/backups/app");
+    let s = s3(r);
+    assert_eq!(s.bucket, "app-bucket");
+    assert_eq!(s.path, "backups/app");
+    assert_eq!(
+        s.region.as_deref(),
+        Some("eu-west-1"),
+        "global region wins over none"
+    );
+    assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(expose(&s.access_key_id), Some("AKIAGLOBAL"));
+    assert_eq!(expose(&s.secret_access_key), Some("globalsecret"));
+    assert!(s.force_path_style);
+    assert!(s.skip_verify);
+    assert!(!s.sign_payload);
+    assert!(!s.require_content_md5);
+    assert_eq!(s.part_size, 10 << 20);
+    assert_eq!(s.concurrency, 8);
+    assert_eq!(s.storage_class.as_deref(), Some("STANDARD_IA"));
+    assert_eq!(s.sse_customer_algorithm.as_deref(), Some("AES256"));
+    assert_eq!(
+        expose(&s.sse_customer_key),
+        Some("c3VwZXJzZWNyZXRzc2VrZXk=")
+    );
+    assert_eq!(s.sse_customer_key_path, None);
+    assert_eq!(s.sse_kms_key_id.as_deref(), Some("kms-1234"));
+
+    let notes = &c.dbs[1];
+    assert_eq!(notes.meta_path, PathBuf::from("/srv/.notes.db-litestream"));
+    assert_eq!(notes.snapshot.interval, Some(secs(12 * 3600)));
+    assert_eq!(notes.snapshot.retention, None);
+    let r = notes.replica.as_ref().unwrap();
+    assert_eq!(file_path(r), Path::new("/mnt/backup/notes"));
+    assert_eq!(r.sync_interval, secs(10), "the replica's own value wins");
+    assert_eq!(r.max_sync_ltx_files, Some(256));
+    assert!(!r.auto_recover);
+
+    let other = s3(c.dbs[2].replica.as_ref().unwrap());
+    assert_eq!(other.bucket, "other-bucket");
+    assert_eq!(other.path, "notes/db");
+    assert_eq!(expose(&other.access_key_id), Some("LOCALKEY"));
+    assert_eq!(expose(&other.secret_access_key), Some("LOCALSECRET"));
+    assert_eq!(
+        other.endpoint.as_deref(),
+        Some("https://s3.eu-west-1.amazonaws.com")
+    );
+    assert!(
+        !other.force_path_style,
+        "explicit false beats the endpoint default"
+    );
+    assert!(!other.skip_verify);
+    assert!(other.sign_payload && other.require_content_md5);
+    assert_eq!(other.part_size, 5 << 20);
+    assert_eq!(other.concurrency, 5);
+    assert_eq!(other.sse_customer_algorithm, None);
+}
+
+#[test]
+fn defaults_match_litestream() {
+    let c = parse("dbs:\n  - path: /data/app.db\n    replica:\n      path: /backup\n");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.levels, vec![secs(30), secs(300), secs(3600)]);
+    assert_eq!(c.levels, DEFAULT_LEVELS.to_vec());
+    assert_eq!(c.snapshot.interval, secs(86_400));
+    assert_eq!(c.snapshot.retention, secs(86_400));
+    assert_eq!(c.l0_retention, Some(secs(300)));
+    assert_eq!(c.l0_retention_check_interval, secs(15));
+    assert!(c.retention.enabled);
+    assert_eq!(c.shutdown_sync_timeout, secs(30));
+    assert_eq!(c.shutdown_sync_interval, Duration::from_millis(500));
+    assert_eq!(c.exec, None);
+    assert_eq!(c.logging.level, LogLevel::Info);
+    assert_eq!(c.logging.format, LogFormat::Text);
+    assert!(!c.logging.stderr && !c.logging.source);
+
+    let db = &c.dbs[0];
+    assert_eq!(db.path, PathBuf::from("/data/app.db"));
+    assert_eq!(db.meta_path, PathBuf::from("/data/.app.db-litestream"));
+    assert_eq!(db.monitor_interval, secs(1));
+    assert_eq!(db.checkpoint_interval, Some(secs(60)));
+    assert_eq!(db.busy_timeout, secs(1));
+    assert_eq!(db.min_checkpoint_page_count, 1000);
+    assert_eq!(db.truncate_page_n, 121_359);
+    assert_eq!(db.max_sync_wal_bytes, 64 << 20);
+    assert!(!db.restore_if_db_not_exists);
+    let r = db.replica.as_ref().unwrap();
+    assert_eq!(file_path(r), Path::new("/backup"), "type defaults to file");
+    assert_eq!(r.sync_interval, secs(1));
+    assert_eq!(r.max_sync_ltx_files, Some(256));
+    assert!(!r.auto_recover);
+
+    // The same defaults through the constructors.
+    let mut expected = DbConfig::new("/data/app.db");
+    expected.replica = db.replica.clone();
+    assert_eq!(*db, expected);
+    let mut without_dbs = c.clone();
+    without_dbs.dbs.clear();
+    assert_eq!(without_dbs, Config::default());
+}
+
+#[test]
+fn empty_files_and_empty_sections_give_defaults() {
+    for text in [
+        "",
+        "# only a comment\n",
+        "dbs: []\n",
+        "dbs:\nsnapshot:\nlogging:\n",
+    ] {
+        let c = parse(text);
+        assert_eq!(c, Config::default(), "{text:?}");
+    }
+    // A database without a replica is accepted (e.g. for `databases`); replicating it
+    // fails with Litestream's message.
+    let c = parse("dbs:\n  - path: /a.db\n");
+    let err = c.dbs[0].require_replica().unwrap_err();
+    assert_msg(
+        &err,
+        &["/a.db", "must specify replica for database", "replica:"],
+    );
+}
+
+#[test]
+fn env_expansion_over_the_whole_text() {
+    let text = "dbs:\n  - path: ${DATA}/app.db\n    replica:\n      url: s3://$BUCKET/app$SUFFIX\n";
+    let c = parse_env(text, &[("DATA", "/srv/data"), ("BUCKET", "prod")]);
+    assert_eq!(c.dbs[0].path, PathBuf::from("/srv/data/app.db"));
+    let s = s3(c.dbs[0].replica.as_ref().unwrap());
+    assert_eq!((s.bucket.as_str(), s.path.as_str()), ("prod", "app"));
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("SUFFIX is not set"),
+        "{:?}",
+        c.warnings
+    );
+
+    // -no-expand-env keeps the text as written.
+    let c = Config::parse(
+        "dbs:\n  - path: /x/$NAME.db\n",
+        &env_of(&[("NAME", "expanded")]),
+        false,
+    )
+    .unwrap();
+    assert_eq!(c.dbs[0].path, PathBuf::from("/x/$NAME.db"));
+    assert!(c.warnings.is_empty());
+
+    // Expanded values are parsed as YAML, so a variable can supply a whole value.
+    let c = parse_env("l0-retention: $RET\n", &[("RET", "90s")]);
+    assert_eq!(c.l0_retention, Some(secs(90)));
+}
+
+#[test]
+fn durations_in_every_go_form() {
+    for (text, want) in [
+        ("1s", secs(1)),
+        ("\"500ms\"", Duration::from_millis(500)),
+        ("1m30s", secs(90)),
+        ("24h", secs(86_400)),
+        ("1.5h", secs(5400)),
+        ("2h45m", secs(2 * 3600 + 45 * 60)),
+        ("100us", Duration::from_micros(100)),
+    ] {
+        let c = parse(&format!("shutdown-sync-timeout: {text}\n"));
+        assert_eq!(c.shutdown_sync_timeout, want, "{text}");
+    }
+    // 0 where zero means "off" or is allowed.
+    let c = parse(
+        "l0-retention: 0\nshutdown-sync-timeout: 0s\ndbs:\n  - path: /a.db\n    \
+         checkpoint-interval: \"0\"\n    busy-timeout: 0\n",
+    );
+    assert_eq!(c.l0_retention, None);
+    assert_eq!(c.shutdown_sync_timeout, Duration::ZERO);
+    assert_eq!(c.dbs[0].checkpoint_interval, None);
+    assert_eq!(c.dbs[0].busy_timeout, Duration::ZERO);
+}
+
+#[test]
+fn bad_durations_name_the_key_line_and_fix() {
+    let err = parse_err("dbs:\n  - path: /a.db\n    monitor-interval: 5x\n");
+    assert!(matches!(err, ConfigError::Value { .. }), "{err:?}");
+    let origin = err.origin().unwrap();
+    assert_eq!((origin.line, origin.column), (Some(3), Some(23)));
+    assert_msg(
+        &err,
+        &[
+            "config line 3 column 23",
+            "dbs[0].monitor-interval",
+            "invalid duration \"5x\"",
+            "unknown unit \"x\"",
+            "such as \"1s\"",
+        ],
+    );
+
+    let err = parse_err("snapshot:\n  interval: 5\n");
+    assert_msg(&err, &["line 2", "snapshot.interval", "no unit", "\"5s\""]);
+
+    let err = parse_err("dbs:\n  - path: /a.db\n    busy-timeout: -1s\n");
+    assert_msg(&err, &["line 3", "dbs[0].busy-timeout", "negative"]);
+
+    let err = parse_err("l0-retention: [1s]\n");
+    assert_msg(&err, &["line 1", "l0-retention", "Go duration"]);
+
+    // Zero where an interval must be positive.
+    for (text, key) in [
+        (
+            "dbs:\n  - path: /a.db\n    monitor-interval: 0s\n",
+            "dbs[0].monitor-interval",
+        ),
+        ("sync-interval: 0\n", "sync-interval"),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      path: /b\n      sync-interval: 0s\n",
+            "dbs[0].replica.sync-interval",
+        ),
+        ("levels:\n  - interval: 0s\n", "levels[0].interval"),
+        ("snapshot:\n  retention: 0s\n", "snapshot.retention"),
+        (
+            "l0-retention-check-interval: 0s\n",
+            "l0-retention-check-interval",
+        ),
+        ("shutdown-sync-interval: 0s\n", "shutdown-sync-interval"),
+    ] {
+        let err = parse_err(text);
+        assert_msg(&err, &[key, "must be greater than 0", "remove the key"]);
+        assert!(err.origin().unwrap().line.is_some(), "{err}");
+    }
+}
+
+#[test]
+fn malformed_yaml_reports_line_and_how_to_fix() {
+    let err = parse_err("dbs:\n  - path: /a.db\n   replica: [\n");
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+    assert!(err.origin().unwrap().line.is_some());
+    assert_msg(&err, &["config line", "invalid YAML", "indentation"]);
+
+    let err = parse_err("dbs:\n\tpath: x\n");
+    assert_msg(&err, &["line 2", "invalid YAML", "not tabs"]);
+    let err = parse_err("exec: a\nexec: b\n");
+    assert_msg(
+        &err,
+        &["duplicate entry with key \"exec\"", "remove or rename one"],
+    );
+    let err = parse_err("exec: a\n---\nexec: b\n");
+    assert_msg(
+        &err,
+        &["more than one document", "remove the --- separators"],
+    );
+
+    // Right YAML, wrong shape.
+    let err = parse_err("- path: /a.db\n");
+    assert_msg(&err, &["top level", "mapping", "dbs:"]);
+    let err = parse_err("dbs:\n  path: /a.db\n");
+    assert_msg(&err, &["line 2", "dbs", "invalid type", "sequence"]);
+    let err = parse_err("dbs:\n  - path: /a.db\n    truncate-page-n: lots\n");
+    assert_msg(&err, &["line 3", "dbs[0].truncate-page-n", "invalid type"]);
+}
+
+#[test]
+fn every_config_error_names_the_key_and_the_fix() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "dbs:\n  - monitor-interval: 1s\n",
+            &["dbs[0].path", "missing", "add path:"],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n  - {}\n",
+            &["dbs[1].path", "missing"],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    dir: /data\n",
+            &["dbs[0]", "cannot specify both 'path' and 'dir'"],
+        ),
+        (
+            "dbs:\n  - dir: /data\n    pattern: '*.db'\n",
+            &["dbs[0].dir", "not supported by Tideline yet", "- path:"],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    watch: true\n",
+            &["dbs[0].watch", "not supported by Tideline yet"],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    meta-dir: /meta\n",
+            &[
+                "dbs[0].meta-dir",
+                "only be used with a directory",
+                "meta-path:",
+            ],
+        ),
+        (
+            "levels:\n  - interval: 1s\n  - interval: 2s\n  - interval: 3s\n  - interval: 4s\n  \
+             - interval: 5s\n  - interval: 6s\n  - interval: 7s\n  - interval: 8s\n  - interval: 9s\n",
+            &[
+                "levels",
+                "9 compaction levels",
+                "at most 8",
+                "remove levels",
+            ],
+        ),
+        (
+            "levels:\n  - {}\n",
+            &["levels[0].interval", "missing", "- interval: 5m"],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    snapshot: {interval: 1h}\n  - path: /b.db\n    \
+             snapshot: {interval: 2h}\n",
+            &[
+                "dbs[1].snapshot.interval",
+                "conflicting database snapshot intervals",
+                "/a.db has 1h0m0s",
+                "/b.db has 2h0m0s",
+                "same snapshot.interval",
+            ],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: s3\n      path: backups\n",
+            &[
+                "dbs[0].replica",
+                "s3 replica has no bucket",
+                "bucket:",
+                "s3://BUCKET",
+            ],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: ftp://host/x\n",
+            &[
+                "dbs[0].replica.url",
+                "unknown replica URL scheme \"ftp\"",
+                "s3://bucket/path",
+            ],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: gs://bucket/x\n",
+            &[
+                "dbs[0].replica.url",
+                "replica type gs is not supported by Tideline yet; supported: file, s3",
+            ],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: sftp\n      host: h\n",
+            &[
+                "dbs[0].replica.type",
+                "replica type sftp is not supported by Tideline yet; supported: file, s3",
+            ],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: s4\n      bucket: b\n",
+            &[
+                "dbs[0].replica.type",
+                "unknown replica type \"s4\"",
+                "did you mean type: s3?",
+            ],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: file\n",
+            &["dbs[0].replica", "file replica path required", "path:"],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      path: s3://bucket/x\n",
+            &["dbs[0].replica.path", "cannot be a URL", "url:"],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: file:///b\n      path: /c\n",
+            &[
+                "dbs[0].replica",
+                "cannot specify url & path for file replica",
+            ],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/x\n      bucket: c\n",
+            &[
+                "dbs[0].replica",
+                "cannot specify url & bucket for s3 replica",
+            ],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/x\n      path: y\n",
+            &["dbs[0].replica", "cannot specify url & path for s3 replica"],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: file://host/b\n",
+            &[
+                "dbs[0].replica.url",
+                "file URL has a host",
+                "file:///abs/path",
+            ],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/%zz\n",
+            &["dbs[0].replica.url", "invalid percent-escape"],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/x?forcePathStyle=maybe\n",
+            &[
+                "dbs[0].replica.url",
+                "forcePathStyle=\"maybe\"",
+                "forcePathStyle=true",
+            ],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/x\n      part-size: 1MB\n",
+            &[
+                "dbs[0].replica.part-size",
+                "below S3's minimum part size",
+                "5MiB",
+            ],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      bucket: b\n      type: s3\n      \
+             part-size: lots\n",
+            &[
+                "line 6",
+                "dbs[0].replica.part-size",
+                "invalid size \"lots\"",
+                "5MiB",
+            ],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    max-sync-wal-bytes: 0\n",
+            &["dbs[0].max-sync-wal-bytes", "greater than 0", "64MiB"],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/x\n      age:\n        \
+             recipients: [age1xyz]\n",
+            &[
+                "dbs[0].replica.age",
+                "age encryption is not currently supported",
+                "#790",
+                "remove",
+            ],
+        ),
+        (
+            "age:\n  identities: [/key.txt]\ndbs:\n  - path: /a.db\n    replica:\n      path: /b\n",
+            &["config: age:", "age encryption"],
+        ),
+        (
+            "logging:\n  type: xml\n",
+            &["logging.type", "\"xml\"", "text, json or pretty"],
+        ),
+    ];
+    for (text, fragments) in cases {
+        let err = parse_err(text);
+        assert_msg(&err, fragments);
+    }
+}
+
+#[test]
+fn deprecated_replicas_list() {
+    let c = parse("dbs:\n  - path: /a.db\n    replicas:\n      - url: s3://bucket/a\n");
+    let s = s3(c.dbs[0].replica.as_ref().unwrap());
+    assert_eq!((s.bucket.as_str(), s.path.as_str()), ("bucket", "a"));
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].starts_with("dbs[0].replicas: deprecated")
+            && c.warnings[0].contains("replica:"),
+        "{:?}",
+        c.warnings
+    );
+
+    let err = parse_err(
+        "dbs:\n  - path: /a.db\n    replicas:\n      - url: s3://bucket/a\n      - path: /b\n",
+    );
+    assert_msg(
+        &err,
+        &[
+            "dbs[0].replicas",
+            "multiple replicas on a single database are no longer supported",
+            "keep one replica",
+        ],
+    );
+
+    let err = parse_err(
+        "dbs:\n  - path: /a.db\n    replica:\n      path: /b\n    replicas:\n      - path: /c\n",
+    );
+    assert_msg(&err, &["dbs[0]", "cannot specify 'replica' and 'replicas'"]);
+
+    // Errors inside the listed replica name its position.
+    let err = parse_err("dbs:\n  - path: /a.db\n    replicas:\n      - type: s3\n");
+    assert_msg(&err, &["dbs[0].replicas[0]", "no bucket"]);
+}
+
+#[test]
+fn unknown_and_unsupported_keys_become_warnings() {
+    let c = parse(
+        "addr: \":9090\"\nsocket:\n  enabled: true\nheartbeat-url: https://hc.example/x\n\
+         validation:\n  interval: 1h\nverify-compaction: true\nmcp-addr: :3001\n\
+         snapshots:\n  interval: 1h\n\
+         dbs:\n  - path: /a.db\n    monitor_interval: 5s\n    replica:\n      url: s3://b/p\n      \
+         sync-intervall: 5s\n      account-key: k\n",
+    );
+    assert_eq!(
+        c.warnings,
+        vec![
+            "addr: not supported by Tideline yet, ignored",
+            "socket: not supported by Tideline yet, ignored",
+            "heartbeat-url: not supported by Tideline yet, ignored",
+            "validation: not supported by Tideline yet, ignored",
+            "verify-compaction: not supported by Tideline yet, ignored",
+            "mcp-addr: not supported by Tideline yet, ignored",
+            "snapshots: unknown key, ignored (did you mean snapshot?)",
+            "dbs[0].monitor_interval: unknown key, ignored (did you mean monitor-interval?)",
+            "dbs[0].replica.sync-intervall: unknown key, ignored (did you mean sync-interval?)",
+            "dbs[0].replica.account-key: used only by abs replicas, which Tideline does not \
+             support yet; ignored",
+        ]
+    );
+    // The misspelled keys really were ignored.
+    assert_eq!(c.snapshot.interval, secs(86_400));
+    assert_eq!(c.dbs[0].monitor_interval, secs(1));
+    assert_eq!(c.dbs[0].replica.as_ref().unwrap().sync_interval, secs(1));
+}
+
+#[test]
+fn advisory_warnings() {
+    let c = parse("levels:\n  - interval: 5m\n  - interval: 1m\n");
+    assert_eq!(c.levels, vec![secs(300), secs(60)]);
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0]
+            .starts_with("levels[1].interval: 1m0s is not longer than levels[0].interval (5m0s)")
+    );
+
+    let c = parse("levels: []\n");
+    assert!(c.levels.is_empty());
+    assert!(
+        c.warnings[0].starts_with("levels: empty"),
+        "{:?}",
+        c.warnings
+    );
+
+    let c = parse("dbs:\n  - path: /a.db\n    replica:\n      url: file:///b\n      type: s3\n");
+    assert_eq!(
+        file_path(c.dbs[0].replica.as_ref().unwrap()),
+        Path::new("/b")
+    );
+    assert!(
+        c.warnings[0].contains("dbs[0].replica.type: \"s3\" ignored"),
+        "{:?}",
+        c.warnings
+    );
+
+    let c = parse("dbs:\n  - path: /a.db\n    pattern: '*.db'\n");
+    assert_eq!(
+        c.warnings,
+        vec!["dbs[0].pattern: only used with dir:, ignored"]
+    );
+
+    let c = parse("logging:\n  level: loud\n");
+    assert_eq!(c.logging.level, LogLevel::Info);
+    assert!(c.warnings[0].contains("logging.level: unknown level \"loud\""));
+
+    let c = parse(
+        "dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/p?regoin=x\n      \
+         sse-customer-algorithm: AES256\n",
+    );
+    assert_eq!(
+        c.warnings,
+        vec![
+            "dbs[0].replica.url: unknown query parameter \"regoin\", ignored (did you mean region?)",
+            "dbs[0].replica.sse-customer-algorithm: has no effect without sse-customer-key or \
+             sse-customer-key-path; ignored",
+        ]
+    );
+}
+
+#[test]
+fn per_database_snapshot_settings_follow_litestream() {
+    // Without a top-level value, the databases' (agreeing) value is used.
+    let c = parse(
+        "dbs:\n  - path: /a.db\n    snapshot: {interval: 6h, retention: 48h}\n  - path: /b.db\n    \
+         snapshot: {interval: 6h}\n",
+    );
+    assert_eq!(c.snapshot.interval, secs(6 * 3600));
+    assert_eq!(c.snapshot.retention, secs(48 * 3600));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    // A top-level value wins; a different per-database value is reported.
+    let c =
+        parse("snapshot:\n  interval: 1h\ndbs:\n  - path: /a.db\n    snapshot: {interval: 6h}\n");
+    assert_eq!(c.snapshot.interval, secs(3600));
+    assert_eq!(c.dbs[0].snapshot.interval, Some(secs(6 * 3600)));
+    assert_eq!(c.warnings.len(), 1);
+    assert!(c.warnings[0].starts_with("dbs[0].snapshot.interval: 6h0m0s differs"));
+
+    let err = parse_err(
+        "dbs:\n  - path: /a.db\n    snapshot: {retention: 1h}\n  - path: /b.db\n    \
+         snapshot: {retention: 2h}\n",
+    );
+    assert_msg(
+        &err,
+        &[
+            "dbs[1].snapshot.retention",
+            "conflicting database snapshot retentions",
+        ],
+    );
+}
+
+#[test]
+fn global_replica_settings_are_inherited() {
+    let c = parse_env(
+        "bucket: shared\nregion: us-west-2\nendpoint: minio.local:9000\nsync-interval: 5s\n\
+         max-sync-ltx-files: 10\nauto-recover: true\nskip-verify: true\npart-size: 8388608\n\
+         concurrency: 3\nstorage-class: GLACIER_IR\nsse-kms-key-id: kms\n\
+         dbs:\n  - path: /a.db\n    replica:\n      type: s3\n      path: a\n\
+         \x20 - path: /b.db\n    replica:\n      url: s3://own-bucket/b\n      region: eu-central-1\n      \
+         concurrency: 1\n      auto-recover: false\n  - path: /c.db\n    replica:\n      path: /backup/c\n",
+        &[],
+    );
+    let a = c.dbs[0].replica.as_ref().unwrap();
+    assert_eq!(
+        (a.sync_interval, a.max_sync_ltx_files, a.auto_recover),
+        (secs(5), Some(10), true)
+    );
+    let sa = s3(a);
+    assert_eq!((sa.bucket.as_str(), sa.path.as_str()), ("shared", "a"));
+    assert_eq!(sa.region.as_deref(), Some("us-west-2"));
+    assert_eq!(sa.endpoint.as_deref(), Some("http://minio.local:9000"));
+    assert!(sa.force_path_style && sa.skip_verify);
+    assert_eq!((sa.part_size, sa.concurrency), (8 << 20, 3));
+    assert_eq!(sa.storage_class.as_deref(), Some("GLACIER_IR"));
+    assert_eq!(sa.sse_kms_key_id.as_deref(), Some("kms"));
+
+    let b = c.dbs[1].replica.as_ref().unwrap();
+    assert!(!b.auto_recover, "local false beats global true");
+    let sb = s3(b);
+    assert_eq!(
+        sb.bucket, "own-bucket",
+        "the URL's bucket beats the global one"
+    );
+    assert_eq!(sb.region.as_deref(), Some("eu-central-1"));
+    assert_eq!(sb.concurrency, 1);
+
+    let fc = c.dbs[2].replica.as_ref().unwrap();
+    assert_eq!(file_path(fc), Path::new("/backup/c"));
+    assert_eq!(
+        fc.sync_interval,
+        secs(5),
+        "file replicas inherit common settings too"
+    );
+}
+
+#[test]
+fn s3_credentials_come_from_config_then_environment() {
+    let text = "dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/p\n";
+    let creds = |env: &[(&str, &str)]| {
+        let c = parse_env(text, env);
+        let s = s3(c.dbs[0].replica.as_ref().unwrap()).clone();
+        (
+            expose(&s.access_key_id).map(str::to_owned),
+            expose(&s.secret_access_key).map(str::to_owned),
+        )
+    };
+    assert_eq!(creds(&[]), (None, None), "left to the AWS default chain");
+    let lit = [
+        ("LITESTREAM_ACCESS_KEY_ID", "lk"),
+        ("LITESTREAM_SECRET_ACCESS_KEY", "ls"),
+    ];
+    assert_eq!(creds(&lit), (Some("lk".into()), Some("ls".into())));
+    // As in Litestream, LITESTREAM_* only stands in for unset AWS_* variables.
+    let both = [
+        lit[0],
+        lit[1],
+        ("AWS_ACCESS_KEY_ID", "ak"),
+        ("AWS_SECRET_ACCESS_KEY", "as"),
+    ];
+    assert_eq!(creds(&both), (Some("ak".into()), Some("as".into())));
+    assert_eq!(
+        creds(&[("AWS_ACCESS_KEY_ID", "")]),
+        (None, None),
+        "empty = unset"
+    );
+
+    let c = parse_env(
+        "dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/p\n      access-key-id: ck\n      \
+         secret-access-key: cs\n",
+        &both,
+    );
+    let s = s3(c.dbs[0].replica.as_ref().unwrap());
+    assert_eq!(
+        (expose(&s.access_key_id), expose(&s.secret_access_key)),
+        (Some("ck"), Some("cs"))
+    );
+}
+
+#[test]
+fn secrets_are_redacted_in_debug_output() {
+    let c = parse_env(
+        "secret-access-key: GLOBAL-SECRET-1\ndbs:\n  - path: /a.db\n    replica:\n      \
+         url: s3://b/p\n      access-key-id: ACCESS-KEY-2\n      sse-customer-key: SSE-KEY-3\n\
+         \x20 - path: /b.db\n    replica:\n      type: s3\n      bucket: x\n",
+        &[("AWS_SECRET_ACCESS_KEY", "ENV-SECRET-4")],
+    );
+    let s = s3(c.dbs[0].replica.as_ref().unwrap());
+    assert_eq!(expose(&s.secret_access_key), Some("GLOBAL-SECRET-1"));
+    assert_eq!(
+        expose(&s3(c.dbs[1].replica.as_ref().unwrap()).secret_access_key),
+        Some("GLOBAL-SECRET-1")
+    );
+    for shown in [format!("{c:?}"), format!("{c:#?}")] {
+        for secret in [
+            "GLOBAL-SECRET-1",
+            "ACCESS-KEY-2",
+            "SSE-KEY-3",
+            "ENV-SECRET-4",
+        ] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(shown.contains("<redacted>"));
+    }
+    let secret = Sensitive::new("hunter2".to_owned());
+    assert_eq!(format!("{secret} {secret:?}"), "<redacted> <redacted>");
+    assert_eq!(secret.clone().into_inner(), "hunter2");
+
+    // Nor do URLs with credentials leak through errors.
+    let err =
+        ReplicaConfig::from_url_with_env("ftp://user:pa55word@host/x", &env_of(&[])).unwrap_err();
+    assert!(!err.to_string().contains("pa55word"), "{err}");
+    assert_msg(&err, &["<redacted>@host"]);
+}
+
+#[test]
+fn replica_urls() {
+    let env = env_of(&[("HOME", "/home/me")]);
+    let url =
+        |u: &str| ReplicaConfig::from_url_with_env(u, &env).unwrap_or_else(|e| panic!("{u}: {e}"));
+
+    // Folders.
+    for (u, want) in [
+        ("file:///var/backups/app", "/var/backups/app"),
+        ("file:///var/backups/my%20app/", "/var/backups/my app"),
+        ("file://localhost/var/b", "/var/b"),
+        ("file:/var/b", "/var/b"),
+        ("/var/backups/app", "/var/backups/app"),
+        ("relative/dir", "relative/dir"),
+        ("~/backups", "/home/me/backups"),
+    ] {
+        let r = url(u);
+        assert_eq!(file_path(&r), Path::new(want), "{u}");
+        assert_eq!(r.sync_interval, secs(1));
+        assert_eq!(r.max_sync_ltx_files, Some(256));
+    }
+
+    // S3 with Litestream's query keys.
+    let r = url(
+        "s3://my-bucket/db/app%20one?endpoint=http://127.0.0.1:9000&region=us-east-1&forcePathStyle=true",
+    );
+    let s = s3(&r);
+    assert_eq!(s.bucket, "my-bucket");
+    assert_eq!(s.path, "db/app one");
+    assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(s.region.as_deref(), Some("us-east-1"));
+    assert!(s.force_path_style && !s.skip_verify);
+    assert!(s.sign_payload && s.require_content_md5);
+    assert_eq!((s.part_size, s.concurrency), (5 << 20, 5));
+
+    let s =
+        url("s3://b?endpoint=localhost:9000&skipVerify=true&partSize=8MiB&concurrency=2").target;
+    let ReplicaTarget::S3(s) = s else { panic!() };
+    assert_eq!(s.path, "");
+    assert_eq!(
+        s.endpoint.as_deref(),
+        Some("http://localhost:9000"),
+        "scheme added"
+    );
+    assert!(s.force_path_style, "custom endpoints default to path style");
+    assert!(s.skip_verify);
+    assert_eq!((s.part_size, s.concurrency), (8 << 20, 2));
+
+    let s = url("s3://b/p?endpoint=minio.example.com&forcePathStyle=false").target;
+    let ReplicaTarget::S3(s) = s else { panic!() };
+    assert_eq!(s.endpoint.as_deref(), Some("https://minio.example.com"));
+    assert!(!s.force_path_style);
+
+    // Provider conventions.
+    let tigris = url("s3://b/p?endpoint=fly.storage.tigris.dev&region=auto");
+    assert!(!s3(&tigris).require_content_md5 && s3(&tigris).sign_payload);
+    let r2 = url("s3://b/p?endpoint=https://acct.r2.cloudflarestorage.com");
+    assert_eq!(s3(&r2).concurrency, 2);
+    let b2 = url("s3://bkt.s3.us-west-002.backblazeb2.com/db");
+    assert_eq!(s3(&b2).bucket, "bkt");
+    assert_eq!(s3(&b2).region.as_deref(), Some("us-west-002"));
+    assert_eq!(
+        s3(&b2).endpoint.as_deref(),
+        Some("https://s3.us-west-002.backblazeb2.com")
+    );
+    assert!(s3(&b2).force_path_style);
+    let vhost = url("s3://bkt.s3.eu-west-1.amazonaws.com/x");
+    assert_eq!(
+        (
+            s3(&vhost).bucket.as_str(),
+            s3(&vhost).region.as_deref(),
+            s3(&vhost).endpoint.as_deref()
+        ),
+        ("bkt", Some("eu-west-1"), None)
+    );
+    let arn = url("s3://arn:aws:s3:us-east-2:123456789012:accesspoint/my-ap/backups/db");
+    assert_eq!(
+        s3(&arn).bucket,
+        "arn:aws:s3:us-east-2:123456789012:accesspoint/my-ap"
+    );
+    assert_eq!(s3(&arn).path, "backups/db");
+    assert_eq!(s3(&arn).region.as_deref(), Some("us-east-2"));
+
+    // Errors.
+    let bad = |u: &str, fragments: &[&str]| {
+        let err = ReplicaConfig::from_url_with_env(u, &env).unwrap_err();
+        assert!(matches!(err, ConfigError::ReplicaUrl { .. }), "{err:?}");
+        assert_msg(&err, fragments);
+    };
+    bad("", &["empty", "s3://bucket/path"]);
+    bad(
+        "http://example.com/x",
+        &[
+            "replica URL http://example.com/x",
+            "unknown replica URL scheme \"http\"",
+        ],
+    );
+    bad(
+        "sftp://host/x",
+        &["replica type sftp is not supported by Tideline yet; supported: file, s3"],
+    );
+    bad(
+        "webdavs://host/x",
+        &["replica type webdav is not supported"],
+    );
+    bad("nats://host:4222/bucket", &["nats is not supported"]);
+    bad("abs://container/x", &["abs is not supported"]);
+    bad("oss://bucket/x", &["oss is not supported"]);
+    bad("s3:///path-only", &["no bucket", "s3://BUCKET"]);
+    bad(
+        "s3://b/p?forcepathstyle=true",
+        &[
+            "replica URL s3://b/p?forcepathstyle=true: unknown query parameter \"forcepathstyle\"",
+            "did you mean forcePathStyle?",
+            "remove it",
+        ],
+    );
+    bad(
+        "file://server/share",
+        &["file URL has a host", "file:///abs/path"],
+    );
+    bad(
+        "s3://b/p?concurrency=many",
+        &["concurrency=\"many\"", "whole number"],
+    );
+}
+
+#[test]
+fn from_url_reads_the_process_environment_and_cwd() {
+    // Only relative-path resolution is checked here: the test must not depend on the
+    // credentials of whoever runs it.
+    let r = ReplicaConfig::from_url("some/dir").unwrap();
+    assert_eq!(
+        file_path(&r),
+        std::env::current_dir().unwrap().join("some/dir")
+    );
+}
+
+#[test]
+fn paths_expand_home_and_strip_sqlite_prefixes() {
+    let c = parse_env(
+        "dbs:\n  - path: ~/data/app.db\n    meta-path: ~/meta\n    replica:\n      path: ~/backup\n\
+         \x20 - path: sqlite3:///srv/x.db\n  - path: sqlite:///srv/y.db\n  - path: rel.db\n",
+        &[("HOME", "/home/me"), ("USERPROFILE", "/home/me")],
+    );
+    assert_eq!(c.dbs[0].path, PathBuf::from("/home/me/data/app.db"));
+    assert_eq!(c.dbs[0].meta_path, PathBuf::from("/home/me/meta"));
+    assert_eq!(
+        file_path(c.dbs[0].replica.as_ref().unwrap()),
+        Path::new("/home/me/backup")
+    );
+    assert_eq!(c.dbs[1].path, PathBuf::from("/srv/x.db"));
+    assert_eq!(c.dbs[2].path, PathBuf::from("/srv/y.db"));
+    assert_eq!(
+        c.dbs[3].path,
+        PathBuf::from("rel.db"),
+        "parse leaves relative paths alone"
+    );
+    assert_eq!(c.dbs[3].meta_path, PathBuf::from(".rel.db-litestream"));
+    assert_eq!(
+        meta_path_for(Path::new("/a/b.sqlite")),
+        PathBuf::from("/a/.b.sqlite-litestream")
+    );
+    assert_eq!(
+        c.db(Path::new("/srv/x.db")).unwrap().path,
+        PathBuf::from("/srv/x.db")
+    );
+    assert!(c.db(Path::new("/nope.db")).is_none());
+
+    let err = parse_err("dbs:\n  - path: ~/app.db\n");
+    assert_msg(
+        &err,
+        &["dbs[0].path", "cannot expand ~", "is not set", "in full"],
+    );
+}
+
+#[test]
+fn log_level_environment_variable_overrides_the_file() {
+    let c = parse_env("logging:\n  level: error\n", &[("LOG_LEVEL", "TRACE")]);
+    assert_eq!(c.logging.level, LogLevel::Trace);
+    let c = parse_env("logging:\n  level: WARNING\n", &[]);
+    assert_eq!(c.logging.level, LogLevel::Warn);
+    let c = parse_env("logging:\n  type: pretty\n", &[]);
+    assert_eq!(c.logging.format, LogFormat::Pretty);
+}
+
+#[test]
+fn load_reads_the_file_and_reports_it_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("litestream.yml");
+    std::fs::write(
+        &path,
+        "dbs:\n  - path: rel/app.db\n    replica:\n      path: rel-backup\n",
+    )
+    .unwrap();
+    let c = Config::load(&path, true).unwrap();
+    assert_eq!(c.source.as_deref(), Some(path.as_path()));
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(
+        c.dbs[0].path,
+        cwd.join("rel/app.db"),
+        "relative to the working directory, as Litestream"
+    );
+    assert_eq!(c.dbs[0].meta_path, cwd.join("rel/.app.db-litestream"));
+    assert_eq!(
+        file_path(c.dbs[0].replica.as_ref().unwrap()),
+        cwd.join("rel-backup")
+    );
+
+    std::fs::write(&path, "dbs:\n  - path: /a.db\n    monitor-interval: 1x\n").unwrap();
+    let err = Config::load(&path, true).unwrap_err();
+    let origin = err.origin().unwrap();
+    assert_eq!(origin.file.as_deref(), Some(path.as_path()));
+    assert_msg(
+        &err,
+        &[&format!("{}:3:23: dbs[0].monitor-interval", path.display())],
+    );
+
+    std::fs::write(&path, "dbs:\n  - replica:\n      path: /b\n").unwrap();
+    let err = Config::load(&path, true).unwrap_err();
+    assert_msg(
+        &err,
+        &[&format!("{}: dbs[0].path: missing", path.display())],
+    );
+
+    let missing = dir.path().join("nope.yml");
+    let err = Config::load(&missing, true).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+    assert_msg(
+        &err,
+        &["nope.yml not found", "-config", "LITESTREAM_CONFIG"],
+    );
+}
+
+#[test]
+fn default_config_path_follows_litestream() {
+    assert_eq!(
+        default_config_path(&env_of(&[("LITESTREAM_CONFIG", "/opt/ls.yml")])),
+        PathBuf::from("/opt/ls.yml")
+    );
+    let fallback = default_config_path(&env_of(&[("LITESTREAM_CONFIG", "")]));
+    if cfg!(windows) {
+        assert_eq!(fallback, PathBuf::from(r"C:\Litestream\litestream.yml"));
+    } else {
+        assert_eq!(fallback, PathBuf::from("/etc/litestream.yml"));
+    }
+}

@@ -1,0 +1,310 @@
+//! The engine's event vocabulary: what replication reports as it goes, per database
+//! and stage, to the CLI's log, the app's window and tray, and the service's status.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tideline_ltx::Txid;
+
+use crate::capture::SnapshotReason;
+
+/// What replication reports as it goes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A database's replication started.
+    Started {
+        /// The database.
+        db: PathBuf,
+        /// The replica (no credentials).
+        replica: String,
+        /// The local TXID after reconciling with the replica.
+        txid: Option<Txid>,
+    },
+    /// Changes were captured into an L0 file.
+    Captured {
+        /// The database.
+        db: PathBuf,
+        /// Its TXID.
+        txid: Txid,
+        /// Pages in it.
+        pages: u32,
+        /// Bytes.
+        bytes: u64,
+        /// Set when it holds the whole database, with why.
+        snapshot: Option<SnapshotReason>,
+    },
+    /// Files reached the replica.
+    Shipped {
+        /// The database.
+        db: PathBuf,
+        /// Files uploaded.
+        files: usize,
+        /// Bytes uploaded.
+        bytes: u64,
+        /// The replica's TXID now.
+        txid: Txid,
+        /// Time from the oldest capture among them to its arrival.
+        lag: Duration,
+    },
+    /// The WAL was checkpointed into the database.
+    Checkpointed {
+        /// The database.
+        db: PathBuf,
+        /// PASSIVE or TRUNCATE.
+        mode: &'static str,
+        /// Whether the WAL restarted.
+        restarted: bool,
+        /// How long the application's writers were held off.
+        writers_blocked: Duration,
+    },
+    /// Something failed; it is retried. The other stages go on: a failing upload does
+    /// not stop capture, a failing compaction neither capture nor upload.
+    Error {
+        /// The database.
+        db: PathBuf,
+        /// Which stage failed.
+        stage: Stage,
+        /// What failed, in words.
+        message: String,
+        /// When the next attempt is.
+        retry_in: Duration,
+    },
+    /// A stage that had failed works again.
+    Recovered {
+        /// The database.
+        db: PathBuf,
+        /// The stage.
+        stage: Stage,
+    },
+    /// The replica did not hold what this machine had shipped to it (another writer,
+    /// a restored or emptied-and-refilled destination): replication starts a
+    /// consistent new generation there, the whole database at `txid`.
+    NewGeneration {
+        /// The database.
+        db: PathBuf,
+        /// What was found, in words.
+        reason: String,
+        /// The TXID the whole-database copy will have.
+        txid: Txid,
+    },
+    /// Files of one level were merged into the next level.
+    Compacted {
+        /// The database.
+        db: PathBuf,
+        /// The level written (1..=8).
+        level: u8,
+        /// Input files merged.
+        files: usize,
+        /// Of those, read from local L0 copies instead of the replica.
+        local_files: usize,
+        /// First TXID of the output.
+        min_txid: Txid,
+        /// Last TXID of the output.
+        max_txid: Txid,
+        /// Bytes of the inputs.
+        bytes_in: u64,
+        /// Bytes of the output.
+        bytes: u64,
+        /// Merge and upload time.
+        duration: Duration,
+    },
+    /// A full snapshot (level 9) was written.
+    Snapshotted {
+        /// The database.
+        db: PathBuf,
+        /// Its MaxTXID.
+        txid: Txid,
+        /// Pages.
+        pages: u32,
+        /// Bytes.
+        bytes: u64,
+        /// Read, write and upload time.
+        duration: Duration,
+    },
+    /// Retention deleted files of one level from the replica.
+    Deleted {
+        /// The database.
+        db: PathBuf,
+        /// The level.
+        level: u8,
+        /// Files deleted.
+        files: usize,
+        /// Their bytes.
+        bytes: u64,
+        /// Time of the delete request(s).
+        duration: Duration,
+    },
+    /// A database's replication stopped.
+    Stopped {
+        /// The database.
+        db: PathBuf,
+        /// The replica's TXID at the end.
+        txid: Option<Txid>,
+        /// Files still waiting to be shipped (0 after a clean stop).
+        pending: usize,
+    },
+}
+
+/// The stages of a database's replication, each retried on its own after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Opening the database (a missing file, a lock held by another replicator).
+    Open,
+    /// Capturing committed WAL frames into local L0 files.
+    Capture,
+    /// Matching with the replica and uploading L0 files to it.
+    Ship,
+    /// Compaction, snapshots and retention.
+    Maintain,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Open => "opening the database",
+            Stage::Capture => "capture",
+            Stage::Ship => "upload",
+            Stage::Maintain => "maintenance",
+        })
+    }
+}
+
+impl Event {
+    /// True for failures.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Event::Error { .. })
+            || matches!(self, Event::Stopped { pending, .. } if *pending > 0)
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Started { db, replica, txid } => write!(
+                f,
+                "{}: replicating to {replica} from TXID {}",
+                db.display(),
+                txid.map_or("none (first sync)".into(), |t| t.to_string())
+            ),
+            Event::Captured {
+                db,
+                txid,
+                pages,
+                bytes,
+                snapshot,
+            } => {
+                write!(
+                    f,
+                    "{}: captured TXID {txid}: {pages} pages, {bytes} bytes",
+                    db.display()
+                )?;
+                if let Some(r) = snapshot {
+                    write!(f, " (whole database: {r})")?;
+                }
+                Ok(())
+            }
+            Event::Shipped {
+                db,
+                files,
+                bytes,
+                txid,
+                lag,
+            } => write!(
+                f,
+                "{}: shipped {files} file(s), {bytes} bytes, replica at TXID {txid}, lag {} ms",
+                db.display(),
+                lag.as_millis()
+            ),
+            Event::Checkpointed {
+                db,
+                mode,
+                restarted,
+                writers_blocked,
+            } => write!(
+                f,
+                "{}: checkpoint {mode}{}, writers held {} ms",
+                db.display(),
+                if *restarted { ", WAL restarted" } else { "" },
+                writers_blocked.as_millis()
+            ),
+            Event::Error {
+                db,
+                stage,
+                message,
+                retry_in,
+            } => {
+                write!(
+                    f,
+                    "{}: {stage} failed: {message}; retrying in {} s",
+                    db.display(),
+                    retry_in.as_secs_f32()
+                )
+            }
+            Event::Recovered { db, stage } => {
+                write!(f, "{}: {stage} works again", db.display())
+            }
+            Event::NewGeneration { db, reason, txid } => write!(
+                f,
+                "{}: the replica was changed by someone else ({reason}); starting a new generation there with the whole database at TXID {txid}",
+                db.display()
+            ),
+            Event::Compacted {
+                db,
+                level,
+                files,
+                local_files,
+                min_txid,
+                max_txid,
+                bytes_in,
+                bytes,
+                duration,
+            } => write!(
+                f,
+                "{}: compacted {files} file(s) ({local_files} local), {bytes_in} bytes, into level {level} {min_txid}-{max_txid}, {bytes} bytes, in {} ms",
+                db.display(),
+                duration.as_millis()
+            ),
+            Event::Snapshotted {
+                db,
+                txid,
+                pages,
+                bytes,
+                duration,
+            } => write!(
+                f,
+                "{}: snapshot at TXID {txid}: {pages} pages, {bytes} bytes, in {} ms",
+                db.display(),
+                duration.as_millis()
+            ),
+            Event::Deleted {
+                db,
+                level,
+                files,
+                bytes,
+                duration,
+            } => write!(
+                f,
+                "{}: retention deleted {files} level-{level} file(s), {bytes} bytes, in {} ms",
+                db.display(),
+                duration.as_millis()
+            ),
+            Event::Stopped { db, txid, pending } => write!(
+                f,
+                "{}: stopped at replica TXID {}{}",
+                db.display(),
+                txid.map_or("none".into(), |t| t.to_string()),
+                if *pending > 0 {
+                    format!("; {pending} file(s) NOT shipped (kept in the meta directory)")
+                } else {
+                    String::new()
+                }
+            ),
+        }
+    }
+}
+
+/// Where replication reports events.
+pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;

@@ -1,0 +1,275 @@
+//! Continuous replication: one task per database that captures changes as they happen
+//! and ships them to the replica.
+//!
+//! * **Wake on change.** A file-system watcher on the database's directory wakes the
+//!   task when the `-wal` or the database is written, created, removed or renamed
+//!   (never on opens or reads, least of all its own); a slow fallback poll covers file systems
+//!   without events. An idle database does nothing: no CPU, no replica requests.
+//! * **Latency-bounded batching.** A change is captured at once when the last capture
+//!   is at least `monitor-interval` old, otherwise at that boundary; so sparse writes
+//!   are shipped within milliseconds, and sustained writes produce at most one L0 file
+//!   (and one upload) per interval, as Litestream does. Uploads wait for the
+//!   `sync-interval` since the previous upload.
+//! * **Position.** Before the first upload the local position is matched with the
+//!   replica (the `reconcile` module): local files the replica lacks are uploaded; a
+//!   replica that shows nothing though this database shipped there is reported as
+//!   missing and left alone until it is back; a replica changed behind our back gets a
+//!   consistent new generation. An unreachable destination is retried, while capture
+//!   goes on locally.
+//! * **Failures** back off exponentially (up to 5 minutes), each stage on its own
+//!   (capture, upload, maintenance), and lose nothing: L0 files stay in the meta
+//!   directory until uploaded.
+//! * **Shutdown** captures and ships what is pending, retrying until the deadline.
+
+mod reconcile;
+mod report;
+mod task;
+mod watcher;
+
+pub use crate::events::{Event, EventSink, Stage};
+pub use report::{RequestReport, destination_problem, read_request_report};
+use task::DbTask;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::capture::{Database, DbOptions};
+use crate::config::{Config, DbConfig};
+use crate::error::{Error, Result};
+use crate::levels::scheduler::{DEFAULT_MAX_CONCURRENT_COMPACTIONS, LevelsConfig};
+use crate::storage::{ReplicaClient, open_client};
+
+/// Replication settings beyond the per-database configuration.
+#[derive(Debug, Clone)]
+pub struct ReplicateSettings {
+    /// Capture and ship once, then stop.
+    pub once: bool,
+    /// How long shutdown keeps trying to ship pending files.
+    pub shutdown_sync_timeout: Duration,
+    /// Pause between those attempts.
+    pub shutdown_sync_interval: Duration,
+    /// Compaction levels, snapshots and retention.
+    pub levels: LevelsConfig,
+    /// Compactions and snapshots running at once, across all databases.
+    pub max_concurrent_compactions: usize,
+    /// With `once`: write a snapshot after shipping.
+    pub force_snapshot: bool,
+    /// With `once`: apply retention after shipping, without the grace period.
+    pub enforce_retention: bool,
+}
+
+impl ReplicateSettings {
+    /// The settings a config file gives.
+    pub fn from_config(config: &Config) -> Self {
+        ReplicateSettings {
+            once: false,
+            shutdown_sync_timeout: config.shutdown_sync_timeout,
+            shutdown_sync_interval: config.shutdown_sync_interval,
+            levels: LevelsConfig::from_config(config),
+            max_concurrent_compactions: DEFAULT_MAX_CONCURRENT_COMPACTIONS,
+            force_snapshot: false,
+            enforce_retention: false,
+        }
+    }
+}
+
+impl Default for ReplicateSettings {
+    fn default() -> Self {
+        ReplicateSettings::from_config(&Config::default())
+    }
+}
+
+/// Replicates `dbs` until `shutdown` completes (or once, with `settings.once`).
+/// Fails fast if a database cannot be opened at start (missing, not SQLite, already
+/// replicated, unusable replica config); later failures are retried and reported as
+/// events.
+pub async fn replicate(
+    dbs: Vec<DbConfig>,
+    settings: ReplicateSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    events: EventSink,
+) -> Result<()> {
+    let mut with_clients = Vec::with_capacity(dbs.len());
+    for cfg in dbs {
+        let replica_cfg = cfg.require_replica()?;
+        let client = open_client(replica_cfg)?;
+        with_clients.push((cfg, client));
+    }
+    replicate_to(with_clients, settings, shutdown, events).await
+}
+
+/// Like [`replicate`], with the replica clients given (the desktop app and tests
+/// supply their own). The sync interval comes from each database's replica config,
+/// or Litestream's default of 1 s.
+pub async fn replicate_to(
+    dbs: Vec<(DbConfig, Arc<dyn ReplicaClient>)>,
+    settings: ReplicateSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    events: EventSink,
+) -> Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut started = Vec::new();
+    let mut stop = stop_rx.clone();
+    // One bound on compactions and snapshots for every database.
+    let compactions = Arc::new(tokio::sync::Semaphore::new(
+        settings.max_concurrent_compactions.max(1),
+    ));
+    for (cfg, client) in dbs {
+        let sync_interval = cfg
+            .replica
+            .as_ref()
+            .map_or(Duration::from_secs(1), |r| r.sync_interval);
+        if let Some(task) = DbTask::start(
+            cfg,
+            sync_interval,
+            client,
+            Arc::clone(&events),
+            (!settings.once).then_some(&mut stop),
+            (settings.levels.clone(), Arc::clone(&compactions)),
+        )
+        .await?
+        {
+            started.push(task);
+        }
+    }
+    let handles: Vec<_> = started
+        .into_iter()
+        .map(|t| tokio::spawn(t.run(settings.clone(), stop_rx.clone(), None, Arc::default())))
+        .collect();
+    let mut first_err = None;
+    for h in handles {
+        match h.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(join) => {
+                first_err
+                    .get_or_insert(Error::Internal(format!("replication task failed: {join}")));
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+// ---- One database under outside control (the desktop app's service) ----
+
+/// A wake-up channel of one database's task: sending `()` makes it capture and ship
+/// now (subject to the sync interval), as a change of the WAL would.
+pub type Wake = (mpsc::Sender<()>, mpsc::Receiver<()>);
+
+/// A new [`Wake`] channel (a full channel already holds a wake-up, so sends coalesce).
+pub fn wake_channel() -> Wake {
+    mpsc::channel(1)
+}
+
+/// What one database's task has done so far, readable while it runs.
+#[derive(Debug, Default)]
+pub struct TaskStats {
+    syncs: AtomicU64,
+}
+
+impl TaskStats {
+    /// Capture attempts (Litestream's sync count): one per wake-up by a change, a
+    /// timer or the caller. An idle database adds only the timers' ticks.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+}
+
+/// How the caller steers one database's task.
+#[derive(Debug)]
+pub struct TaskControl {
+    /// The task stops (shipping what is pending first) when this turns true.
+    pub stop: watch::Receiver<bool>,
+    /// Sending on it asks for a sync now.
+    pub wake: Wake,
+    /// Counts the task keeps for its caller.
+    pub stats: Arc<TaskStats>,
+}
+
+/// Replicates one database until `control.stop` turns true, then ships what is pending
+/// as [`replicate_to`] does at shutdown. A database that does not exist yet is waited
+/// for. `compactions` bounds compactions and snapshots across every database the
+/// caller runs. Used by [`crate::service`].
+pub async fn replicate_one(
+    cfg: DbConfig,
+    client: Arc<dyn ReplicaClient>,
+    settings: ReplicateSettings,
+    compactions: Arc<tokio::sync::Semaphore>,
+    control: TaskControl,
+    events: EventSink,
+) -> Result<()> {
+    let TaskControl {
+        mut stop,
+        wake,
+        stats,
+    } = control;
+    let sync_interval = cfg
+        .replica
+        .as_ref()
+        .map_or(Duration::from_secs(1), |r| r.sync_interval);
+    let levels = settings.levels.clone();
+    match DbTask::start(
+        cfg,
+        sync_interval,
+        client,
+        events,
+        Some(&mut stop),
+        (levels, compactions),
+    )
+    .await?
+    {
+        Some(task) => task.run(settings, stop, Some(wake), stats).await,
+        None => Ok(()),
+    }
+}
+
+/// Opens the database, waiting (as Litestream does) while it does not exist yet, e.g.
+/// for an application started with `-exec` that creates it. `None` on shutdown.
+pub(super) async fn open_when_present(
+    path: &Path,
+    opts: DbOptions,
+    poll: Duration,
+    events: &EventSink,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Option<Database>> {
+    let mut told = false;
+    loop {
+        let (p, o) = (path.to_owned(), opts.clone());
+        let opened = tokio::task::spawn_blocking(move || Database::open(&p, o))
+            .await
+            .expect("open task panicked");
+        match opened {
+            Ok(db) => return Ok(Some(db)),
+            Err(Error::DatabaseMissing(_)) => {
+                if !told {
+                    told = true;
+                    (events)(&Event::Error {
+                        db: path.to_owned(),
+                        stage: Stage::Open,
+                        message: "database does not exist yet; waiting for it to be created".into(),
+                        retry_in: poll,
+                    });
+                }
+                tokio::select! {
+                    _ = stop.changed() => return Ok(None),
+                    _ = tokio::time::sleep(poll.max(Duration::from_millis(100))) => {}
+                }
+                if *stop.borrow() {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

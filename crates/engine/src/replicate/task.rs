@@ -1,0 +1,868 @@
+//! One database's task: three loops joined in one task, so that no stage waits on
+//! another: capture (WAL to local L0 files, on wake-ups and a fallback poll), ship
+//! (reconcile with the replica, then upload in order) and maintain (compaction,
+//! snapshots, retention). Each stage backs off on its own after failures.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use tideline_ltx::Txid;
+use tokio::sync::{mpsc, watch};
+
+use super::reconcile::{self, Decision, ShippedRecord};
+use super::report::{RequestReport, missing, write_request_report};
+use super::watcher::WalWatcher;
+use super::{ReplicateSettings, TaskStats, Wake, open_when_present, wake_channel};
+use crate::capture::{Captured, Database, DbOptions};
+use crate::config::DbConfig;
+use crate::error::{Error, Result};
+use crate::events::{Event, EventSink, Stage};
+use crate::levels::scheduler::{LevelsConfig, Maintainer};
+use crate::storage::{ReplicaClient, RequestCounts};
+
+/// Longest pause between retries after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Longest pause between capture retries.
+const MAX_CAPTURE_BACKOFF: Duration = Duration::from_secs(10);
+/// Fallback poll when file-system events are available (they may still be missed,
+/// e.g. on network file systems): cheap, a stat of the WAL.
+const FALLBACK_POLL: Duration = Duration::from_secs(10);
+
+/// The least time between two captures (or uploads) for an `interval`: a little less
+/// than the interval. With exactly the interval, a writer committing once per
+/// interval would be held back by each wake-up's latency, and the delays would add up
+/// (every commit then waits the largest delay seen so far); the slack lets that delay
+/// shrink by up to 100 ms per commit, for at most ~11 % more files under sustained
+/// writes.
+fn paced(interval: Duration) -> Duration {
+    interval - (interval / 10).min(Duration::from_millis(100))
+}
+
+/// WAL captured at once beyond which it is flushed before the read mark moves (see
+/// `Database::flush_wal`); below it, as after a few small commits, the application's
+/// own fsync is short and ours would only add lag.
+const FLUSH_WAL_BYTES: u64 = 4 << 20;
+
+/// The capture side of a database's task: runs beside the uploads, so that a slow or
+/// stalled destination never delays the capture of commits into local L0 files (each
+/// keeps its own restore point, and checkpoints go on).
+#[derive(Clone)]
+struct Capturer {
+    path: PathBuf,
+    db: Arc<Mutex<Database>>,
+    events: EventSink,
+    monitor_interval: Duration,
+    /// Set when capture took another replicator's files as the position.
+    reloaded: Arc<AtomicBool>,
+}
+
+impl Capturer {
+    async fn with_db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        with_db(&self.db, f).await
+    }
+
+    /// Captures everything committed, checkpointing when due.
+    async fn capture(&self) -> Result<Vec<Captured>> {
+        let captured = self
+            .with_db(|db| {
+                let mut out = Vec::new();
+                while let Some(c) = db.sync(SystemTime::now())? {
+                    let more = c.more;
+                    out.push(c);
+                    if !more {
+                        break;
+                    }
+                }
+                if out.last().is_some_and(|c| !c.more) {
+                    if out.iter().map(|c| c.wal_bytes).sum::<u64>() >= FLUSH_WAL_BYTES {
+                        db.flush_wal();
+                    }
+                    db.advance_read_mark()?;
+                }
+                let ck = match db.checkpoint_due(Instant::now()) {
+                    Some(mode) => Some(db.checkpoint(mode, SystemTime::now(), Instant::now())?),
+                    None => None,
+                };
+                Ok((out, ck, db.take_position_reloaded()))
+            })
+            .await?;
+        let (mut out, ck, reloaded) = captured;
+        if reloaded {
+            // Another replicator's files are now the position: the upload side
+            // matches them with the replica before uploading any.
+            self.reloaded.store(true, Ordering::Relaxed);
+        }
+        if let Some(ck) = ck {
+            if !ck.deferred {
+                (self.events)(&Event::Checkpointed {
+                    db: self.path.clone(),
+                    mode: ck.mode,
+                    restarted: ck.restarted,
+                    writers_blocked: ck.writers_blocked,
+                });
+            }
+            out.extend(ck.captured);
+        }
+        for c in &out {
+            (self.events)(&Event::Captured {
+                db: self.path.clone(),
+                txid: c.info.max_txid,
+                pages: c.pages,
+                bytes: c.info.size,
+                snapshot: c.snapshot,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reports a stage's failure and schedules its retry (doubling, up to 5 minutes).
+    fn failed(&self, stage: Stage, e: &Error, retry: &mut Retry) {
+        // Capture is local work (a full disk, another replicator's files): retried
+        // often, so it resumes soon after the cause is gone; remote stages back off
+        // further, so a failing server is not hammered.
+        let max = if stage == Stage::Capture {
+            MAX_CAPTURE_BACKOFF
+        } else {
+            MAX_BACKOFF
+        };
+        retry.backoff =
+            (retry.backoff * 2).clamp(self.monitor_interval.max(Duration::from_millis(100)), max);
+        retry.at = Some(tokio::time::Instant::now() + retry.backoff);
+        (self.events)(&Event::Error {
+            db: self.path.clone(),
+            stage,
+            message: e.to_string(),
+            retry_in: retry.backoff,
+        });
+    }
+
+    /// Clears a stage's retry state, telling listeners if it had been failing.
+    fn succeeded(&self, stage: Stage, retry: &mut Retry) {
+        if retry.failing() {
+            (self.events)(&Event::Recovered {
+                db: self.path.clone(),
+                stage,
+            });
+        }
+        *retry = Retry::default();
+    }
+
+    /// Waits for changes and captures them until `stop`, telling the upload side
+    /// (`kick`) whenever there is something new.
+    pub(super) async fn run(
+        &self,
+        mut stop: watch::Receiver<bool>,
+        wake: &mut mpsc::Receiver<()>,
+        poll: Duration,
+        kick: &tokio::sync::Notify,
+        stats: &TaskStats,
+    ) {
+        let mut last_capture: Option<Instant> = None;
+        let mut retry = Retry::default();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let timer = [Some(tokio::time::Instant::now() + poll), retry.at]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("the poll is always set");
+            // While capture backs off, changes wait for its retry (they are picked up
+            // then), so a failing step is not run at the writer's pace.
+            let listen = retry.ready();
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = wake.recv(), if listen => {}
+                _ = tokio::time::sleep_until(timer) => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+            // Capture at most once per monitor interval: a burst of events within it
+            // becomes one L0 file.
+            if let Some(t) = last_capture {
+                let next = t + paced(self.monitor_interval);
+                if Instant::now() < next {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(next - Instant::now()) => {}
+                    }
+                }
+            }
+            if !retry.ready() {
+                continue;
+            }
+            stats.syncs.fetch_add(1, Ordering::Relaxed);
+            // Intervals count from the start of a capture, so its own duration does
+            // not add up into lag.
+            let started = Instant::now();
+            match self.capture().await {
+                Ok(captured) => {
+                    if !captured.is_empty() {
+                        last_capture = Some(started);
+                        kick.notify_one();
+                    }
+                    self.succeeded(Stage::Capture, &mut retry);
+                }
+                Err(e) => self.failed(Stage::Capture, &e, &mut retry),
+            }
+        }
+    }
+}
+
+/// One database's replication.
+pub(super) struct DbTask {
+    path: PathBuf,
+    db: Arc<Mutex<Database>>,
+    client: Arc<dyn ReplicaClient>,
+    events: EventSink,
+    monitor_interval: Duration,
+    sync_interval: Duration,
+    /// The replica's TXID, once matched with it (see `reconciled`).
+    shipped: Option<Txid>,
+    /// True once the local position was matched with the replica; false again after
+    /// a failed upload, since the destination may come back changed.
+    reconciled: Arc<AtomicBool>,
+    /// What this machine knows reached the replica (the meta directory's record).
+    record: Option<ShippedRecord>,
+    /// When the record was last written (it is kept at most a minute behind).
+    record_written: Option<Instant>,
+    /// The meta directory: request counts for `tideline status`, the shipped record.
+    meta_dir: PathBuf,
+    started_at: SystemTime,
+    /// The counts last reported.
+    reported: Option<RequestCounts>,
+    /// Compaction, snapshots and retention of the replica.
+    maintainer: Option<Maintainer>,
+    /// While the task runs, the maintainer works in its own loop: what uploads and
+    /// matching tell it goes there.
+    maint_tx: Option<mpsc::UnboundedSender<MaintMsg>>,
+    /// Whether local L0 files stay after upload (compaction levels read them).
+    keeps_local_l0: bool,
+    /// Set by capture when it took another replicator's files as the position.
+    reloaded: Arc<AtomicBool>,
+}
+
+/// Snapshots of a database that capture runs on beside maintenance: the files are
+/// stamped with the moment the database lock was had, not the maintenance tick's
+/// `now`, which is older by the wait for a capture under way; its commits are in the
+/// files, and a point-in-time restore before them must not pick the files.
+struct LiveSnapshots(Arc<Mutex<Database>>);
+
+impl crate::levels::snapshot::SnapshotSource for LiveSnapshots {
+    fn take_snapshot(
+        &self,
+        dst: &Path,
+        now: SystemTime,
+    ) -> Result<Option<crate::levels::snapshot::SnapshotTaken>> {
+        let mut db = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        crate::levels::snapshot::snapshot_locked(&mut db, dst, now.max(SystemTime::now()))
+    }
+}
+
+/// Runs `f` on the locked database on a blocking thread (SQLite and file IO block).
+async fn with_db<T: Send + 'static>(
+    db: &Arc<Mutex<Database>>,
+    f: impl FnOnce(&mut Database) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let db = Arc::clone(db);
+    tokio::task::spawn_blocking(move || f(&mut db.lock().unwrap_or_else(PoisonError::into_inner)))
+        .await
+        .expect("database task panicked")
+}
+
+/// What the upload side tells the maintainer.
+#[derive(Debug)]
+enum MaintMsg {
+    /// A file reached the replica (keeps its cached listing true).
+    Written(crate::storage::FileInfo),
+    /// The replica was found changed: list it afresh.
+    Invalidate,
+    /// The replica was matched: maintenance may write to it.
+    Reconciled,
+}
+
+impl MaintMsg {
+    fn apply(self, m: &mut Maintainer) {
+        match self {
+            MaintMsg::Written(info) => m.note_written(info),
+            MaintMsg::Invalidate => m.invalidate(),
+            MaintMsg::Reconciled => {}
+        }
+    }
+}
+
+/// Compaction, snapshots and retention, in a loop of their own beside capture and
+/// upload, so that a long compaction or snapshot upload delays neither, and a failing
+/// one backs off alone. Nothing is written before the replica was matched (a missing
+/// destination must not be written by them either). Returns the maintainer at `stop`.
+async fn maintain(
+    mut m: Maintainer,
+    mut rx: mpsc::UnboundedReceiver<MaintMsg>,
+    reconciled: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+    report: &Capturer,
+) -> Maintainer {
+    let mut retry = Retry::default();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        // Until the replica is matched, only messages (one says it is) and the stop.
+        let at = if reconciled.load(Ordering::Relaxed) {
+            Some(retry.at.unwrap_or_else(|| {
+                let in_ = m
+                    .due_at()
+                    .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                    .unwrap_or_default();
+                tokio::time::Instant::now() + in_
+            }))
+        } else {
+            None
+        };
+        tokio::select! {
+            _ = stop.changed() => break,
+            msg = rx.recv() => {
+                match msg {
+                    Some(msg) => msg.apply(&mut m),
+                    None => break,
+                }
+                continue;
+            }
+            _ = sleep_until_some(at) => {}
+        }
+        while let Ok(msg) = rx.try_recv() {
+            msg.apply(&mut m);
+        }
+        let now = SystemTime::now();
+        if reconciled.load(Ordering::Relaxed) && retry.ready() && (retry.failing() || m.is_due(now))
+        {
+            let ticked = tokio::select! {
+                _ = stop.changed() => break,
+                r = m.tick(now) => r,
+            };
+            match ticked {
+                Ok(()) => report.succeeded(Stage::Maintain, &mut retry),
+                Err(e) => report.failed(Stage::Maintain, &e, &mut retry),
+            }
+        }
+    }
+    // Uploads made at the very end still reach the cached listing.
+    while let Ok(msg) = rx.try_recv() {
+        msg.apply(&mut m);
+    }
+    m
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How often the shipped record is rewritten while uploads go on: it only has to
+/// show that something reached the replica and roughly how far, and each write costs
+/// two fsyncs.
+const RECORD_EVERY: Duration = Duration::from_secs(60);
+
+/// One stage's retry state after failures.
+#[derive(Debug, Default)]
+struct Retry {
+    backoff: Duration,
+    at: Option<tokio::time::Instant>,
+}
+
+impl Retry {
+    /// True unless the stage is waiting out a backoff.
+    fn ready(&self) -> bool {
+        self.at.is_none_or(|at| tokio::time::Instant::now() >= at)
+    }
+
+    fn failing(&self) -> bool {
+        self.at.is_some()
+    }
+}
+
+impl DbTask {
+    /// Opens the database. With `wait_until`, a database that does not exist yet is
+    /// waited for (`None` if shutdown came first); without it (`-once`) a missing
+    /// database is an error. The replica is not contacted here: matching with it is
+    /// the upload stage's first step, retried until the destination can be reached,
+    /// while capture goes on locally.
+    pub(super) async fn start(
+        cfg: DbConfig,
+        sync_interval: Duration,
+        client: Arc<dyn ReplicaClient>,
+        events: EventSink,
+        wait_until: Option<&mut watch::Receiver<bool>>,
+        (levels, compactions): (LevelsConfig, Arc<tokio::sync::Semaphore>),
+    ) -> Result<Option<DbTask>> {
+        let opts = DbOptions {
+            busy_timeout: cfg.busy_timeout,
+            max_sync_wal_bytes: cfg.max_sync_wal_bytes,
+            min_checkpoint_page_count: u64::from(cfg.min_checkpoint_page_count),
+            truncate_page_n: u64::from(cfg.truncate_page_n),
+            checkpoint_interval: cfg.checkpoint_interval,
+            meta_dir: Some(cfg.meta_path.clone()),
+        };
+        let l0_dir = cfg.meta_path.join("ltx").join("0");
+        let continuous = wait_until.is_some();
+        let db = match wait_until {
+            Some(stop) => {
+                match open_when_present(&cfg.path, opts, cfg.monitor_interval, &events, stop)
+                    .await?
+                {
+                    Some(db) => db,
+                    None => return Ok(None),
+                }
+            }
+            None => {
+                let path = cfg.path.clone();
+                tokio::task::spawn_blocking(move || Database::open(&path, opts))
+                    .await
+                    .expect("open task panicked")?
+            }
+        };
+        // Another program writing this meta directory (Litestream on the same
+        // database) is refused before anything of ours goes there. A fresh newest
+        // file that our last run shipped (a clean stop records it) needs no wait.
+        let record = ShippedRecord::load(&cfg.meta_path, &client.describe());
+        if continuous
+            && let Some((wait, before)) = db.meta_watch()?
+            && record
+                .as_ref()
+                .is_none_or(|r| (Txid(r.txid), r.size) != before.file())
+        {
+            tokio::time::sleep(wait).await;
+            db.check_meta_quiet(before)?;
+        }
+        let db = Arc::new(Mutex::new(db));
+        let maintainer = Maintainer::new(
+            cfg.path.clone(),
+            Arc::clone(&client),
+            levels,
+            Some(l0_dir),
+            cfg.meta_path.join("ltx"),
+            Some(Arc::new(LiveSnapshots(Arc::clone(&db)))
+                as Arc<dyn crate::levels::snapshot::SnapshotSource>),
+            compactions,
+            Arc::clone(&events),
+        );
+        let task = DbTask {
+            path: cfg.path.clone(),
+            db,
+            client,
+            events,
+            monitor_interval: cfg.monitor_interval,
+            sync_interval,
+            shipped: None,
+            reconciled: Arc::default(),
+            record,
+            record_written: None,
+            meta_dir: cfg.meta_path.clone(),
+            started_at: SystemTime::now(),
+            reported: None,
+            keeps_local_l0: maintainer.keeps_local_l0(),
+            maintainer: Some(maintainer),
+            maint_tx: None,
+            reloaded: Arc::default(),
+        };
+        let txid = task.with_db(|db| Ok(db.position().map(|p| p.txid))).await?;
+        (task.events)(&Event::Started {
+            db: task.path.clone(),
+            replica: task.client.describe(),
+            txid,
+        });
+        // A first look at the replica: a configuration only the user can fix fails the
+        // start with the fix named; anything else (a server down, a drive not mounted)
+        // is retried by the loop, which reports it meanwhile.
+        if continuous {
+            let mut task = task;
+            match task.reconcile().await {
+                Err(Error::Replica(e)) if e.needs_config_fix() => return Err(Error::Replica(e)),
+                _ => return Ok(Some(task)),
+            }
+        }
+        Ok(Some(task))
+    }
+
+    async fn with_db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        with_db(&self.db, f).await
+    }
+
+    /// Captures everything committed, checkpointing when due.
+    async fn capture(&self) -> Result<Vec<Captured>> {
+        self.capturer().capture().await
+    }
+
+    /// The capture side of this task, to run beside the uploads.
+    fn capturer(&self) -> Capturer {
+        Capturer {
+            path: self.path.clone(),
+            db: Arc::clone(&self.db),
+            events: Arc::clone(&self.events),
+            monitor_interval: self.monitor_interval,
+            reloaded: Arc::clone(&self.reloaded),
+        }
+    }
+
+    /// Matches the local position with the replica (see [`crate::replicate::reconcile`]): what
+    /// to upload, whether to start afresh or a new generation, or to write nothing
+    /// because the destination is missing.
+    async fn reconcile(&mut self) -> Result<()> {
+        let levels = crate::restore::list_levels(self.client.as_ref()).await?;
+        let local: Vec<Txid> = self
+            .with_db(|db| Ok(db.local_l0()?.into_iter().map(|(t, _)| t).collect()))
+            .await?;
+        match reconcile::decide(self.record.as_ref(), &levels, &local) {
+            Decision::Resume { replica } => self.shipped = replica,
+            Decision::Fresh => {
+                self.client.start_new_backup();
+                self.with_db(|db| db.reset_position(None)).await?;
+                self.shipped = None;
+                self.tell_maintainer(MaintMsg::Invalidate);
+            }
+            Decision::Adopt { file, changed } => {
+                let r = file.max_txid;
+                if let Some(reason) = changed {
+                    (self.events)(&Event::NewGeneration {
+                        db: self.path.clone(),
+                        reason,
+                        txid: r.next(),
+                    });
+                }
+                let bytes = self.client.read_range(&file, 0..file.size).await?;
+                self.with_db(move |db| db.reset_position(Some((r, &bytes))))
+                    .await?;
+                self.shipped = Some(r);
+                self.tell_maintainer(MaintMsg::Invalidate);
+            }
+            Decision::Refuse { shipped } => {
+                return Err(missing(&self.meta_dir, &self.client.describe(), shipped));
+            }
+        }
+        self.reconciled.store(true, Ordering::Relaxed);
+        self.tell_maintainer(MaintMsg::Reconciled);
+        Ok(())
+    }
+
+    /// Uploads local L0 files the replica does not have, oldest first, after matching
+    /// with the replica if that is still to be done. Without compaction levels,
+    /// removes local files older than the newest once shipped (the newest is the
+    /// position); with levels they stay until compacted into L1, which reads them
+    /// instead of downloading (the maintainer removes them).
+    async fn ship(&mut self) -> Result<usize> {
+        if !self.reconciled.load(Ordering::Relaxed) {
+            self.reconcile().await?;
+        }
+        let result = self.upload_pending().await;
+        if result.is_err() {
+            // The destination may have gone; it is matched again before the next upload.
+            self.reconciled.store(false, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn upload_pending(&mut self) -> Result<usize> {
+        let l0_dir = self.with_db(|db| Ok(db.l0_dir().to_owned())).await?;
+        let local = crate::capture::list_l0(&l0_dir)?;
+        let pending: Vec<&(Txid, PathBuf)> = local
+            .iter()
+            .filter(|(t, _)| self.shipped.is_none_or(|s| *t > s))
+            .collect();
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let (mut bytes, mut oldest) = (0u64, None::<SystemTime>);
+        let mut last = None;
+        for (txid, path) in &pending {
+            let created = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .map_err(Error::io("stat", path))?;
+            crate::failpoint::hit("upload-started");
+            let info = self.client.write(0, *txid, *txid, created, path).await?;
+            crate::failpoint::hit("upload-finished");
+            bytes += info.size;
+            last = Some((info.max_txid, info.size));
+            self.tell_maintainer(MaintMsg::Written(info));
+            oldest.get_or_insert(created);
+            self.shipped = Some(*txid);
+        }
+        if let Some((txid, size)) = last {
+            self.note_shipped(txid, size, false);
+        }
+        let lag = oldest.and_then(|t| t.elapsed().ok()).unwrap_or_default();
+        (self.events)(&Event::Shipped {
+            db: self.path.clone(),
+            files: pending.len(),
+            bytes,
+            txid: self.shipped.expect("set above"),
+            lag,
+        });
+        // Keep only the newest local L0: it is the position.
+        if !self.keeps_local_l0
+            && let Some((newest, _)) = local.last()
+        {
+            for (t, p) in &local {
+                if t < newest && self.shipped.is_some_and(|s| *t <= s) {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+        Ok(pending.len())
+    }
+
+    /// Keeps the shipped record: written at once the first time (and with `now`), then
+    /// at most every [`RECORD_EVERY`]. Best effort: a record that cannot be written
+    /// (a full disk) only weakens the missing-destination check, it loses nothing.
+    fn note_shipped(&mut self, txid: Txid, size: u64, now: bool) {
+        let rec = ShippedRecord {
+            replica: self.client.describe(),
+            txid: txid.0,
+            size,
+        };
+        let due = now
+            || self.record.is_none()
+            || self
+                .record_written
+                .is_none_or(|t| t.elapsed() >= RECORD_EVERY);
+        if due && self.record.as_ref() != Some(&rec) && rec.store(&self.meta_dir).is_ok() {
+            crate::failpoint::hit("position-written");
+            self.record_written = Some(Instant::now());
+        }
+        self.record = Some(rec);
+    }
+
+    /// Writes the replica's request counts for `tideline status` when they changed
+    /// (never while idle). Best effort: a report that cannot be written is skipped.
+    fn report_requests(&mut self) {
+        let Some(counts) = self.client.request_counts() else {
+            return;
+        };
+        if self.reported == Some(counts) {
+            return;
+        }
+        let report = RequestReport {
+            replica: self.client.describe(),
+            since: crate::time::format_rfc3339(self.started_at),
+            counts,
+        };
+        if write_request_report(&self.meta_dir, &report).is_ok() {
+            self.reported = Some(counts);
+        }
+    }
+
+    async fn pending(&self) -> Result<usize> {
+        let l0_dir = self.with_db(|db| Ok(db.l0_dir().to_owned())).await?;
+        Ok(crate::capture::list_l0(&l0_dir)?
+            .iter()
+            .filter(|(t, _)| self.shipped.is_none_or(|s| *t > s))
+            .count())
+    }
+
+    fn failed(&self, stage: Stage, e: &Error, retry: &mut Retry) {
+        self.capturer().failed(stage, e, retry);
+    }
+
+    fn succeeded(&self, stage: Stage, retry: &mut Retry) {
+        self.capturer().succeeded(stage, retry);
+    }
+
+    pub(super) async fn run(
+        mut self,
+        settings: ReplicateSettings,
+        stop: watch::Receiver<bool>,
+        wake: Option<Wake>,
+        stats: Arc<TaskStats>,
+    ) -> Result<()> {
+        if settings.once {
+            self.reconcile().await?;
+            self.capture().await?;
+            self.ship().await?;
+            if settings.force_snapshot {
+                self.maintainer_mut()
+                    .force_snapshot(SystemTime::now())
+                    .await?;
+            }
+            if settings.enforce_retention {
+                self.maintainer_mut()
+                    .enforce_retention(SystemTime::now())
+                    .await?;
+            }
+            self.report_requests();
+            (self.events)(&Event::Stopped {
+                db: self.path.clone(),
+                txid: self.shipped,
+                pending: 0,
+            });
+            return Ok(());
+        }
+        let (wake_tx, mut wake) = wake.unwrap_or_else(wake_channel);
+        let watcher = WalWatcher::new(&self.path, wake_tx.clone());
+        let poll = if watcher.is_some() {
+            FALLBACK_POLL
+        } else {
+            self.monitor_interval
+        };
+        // The first pass captures and ships whatever happened while we were not running.
+        let _ = wake_tx.try_send(());
+        let kick = tokio::sync::Notify::new();
+        kick.notify_one();
+        // Capture and upload run side by side: a stalled upload must not hold up
+        // capture, which keeps a restore point per commit batch locally meanwhile.
+        let capturer = self.capturer();
+        let maintainer = self.maintainer.take().expect("the maintainer is in place");
+        let (maint_tx, maint_rx) = mpsc::unbounded_channel();
+        self.maint_tx = Some(maint_tx);
+        let reconciled = Arc::clone(&self.reconciled);
+        let ((), (), maintainer) = tokio::join!(
+            capturer.run(stop.clone(), &mut wake, poll, &kick, &stats),
+            self.ship_loop(stop.clone(), &kick),
+            maintain(maintainer, maint_rx, reconciled, stop, &capturer),
+        );
+        self.maint_tx = None;
+        self.maintainer = Some(maintainer);
+        drop(watcher);
+        self.shutdown(&settings).await
+    }
+
+    /// Tells the maintainer about an upload or a changed replica: through its loop's
+    /// channel while the task runs, directly otherwise.
+    fn tell_maintainer(&mut self, msg: MaintMsg) {
+        match &self.maint_tx {
+            Some(tx) => {
+                let _ = tx.send(msg);
+            }
+            None => {
+                if let Some(m) = self.maintainer.as_mut() {
+                    msg.apply(m);
+                }
+            }
+        }
+    }
+
+    fn maintainer_mut(&mut self) -> &mut Maintainer {
+        self.maintainer
+            .as_mut()
+            .expect("the maintainer is in place")
+    }
+
+    /// Uploads what capture produced (told by `kick`) until `stop`.
+    async fn ship_loop(&mut self, mut stop: watch::Receiver<bool>, kick: &tokio::sync::Notify) {
+        let mut last_ship: Option<Instant> = None;
+        let mut ship = Retry::default();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let retry_at = ship.at;
+            // While uploads back off, new files wait for the retry (a failing server
+            // is not hammered); they are picked up then.
+            let listen = ship.ready();
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = kick.notified(), if listen => {}
+                _ = sleep_until_some(retry_at) => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+            if self.reloaded.swap(false, Ordering::Relaxed) {
+                self.reconciled.store(false, Ordering::Relaxed);
+            }
+            if ship.ready() {
+                // Ship now if the replica has been idle for a sync interval, else at
+                // that boundary (the pending files are picked up then).
+                if let Some(t) = last_ship {
+                    let next = t + paced(self.sync_interval);
+                    if Instant::now() < next {
+                        tokio::select! {
+                            _ = stop.changed() => break,
+                            _ = tokio::time::sleep(next - Instant::now()) => {}
+                        }
+                    }
+                }
+                let started = Instant::now();
+                // A stop is seen mid-upload too (a stalled server would hold it for the
+                // client's timeouts); the final sync, bounded by its timeout, follows.
+                let shipped = tokio::select! {
+                    _ = stop.changed() => break,
+                    r = self.ship() => r,
+                };
+                match shipped {
+                    Ok(n) => {
+                        if n > 0 {
+                            last_ship = Some(started);
+                        }
+                        self.succeeded(Stage::Ship, &mut ship);
+                    }
+                    Err(e) => self.failed(Stage::Ship, &e, &mut ship),
+                }
+            }
+            self.report_requests();
+        }
+    }
+
+    /// Final capture and shipping, retried until the deadline.
+    async fn shutdown(mut self, settings: &ReplicateSettings) -> Result<()> {
+        let deadline = Instant::now() + settings.shutdown_sync_timeout;
+        loop {
+            let attempt = async {
+                self.capture().await?;
+                self.ship().await?;
+                Ok::<_, Error>(())
+            };
+            // An attempt against a stalled server would never return: the deadline
+            // bounds each attempt too, not only the retries between them.
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let outcome = tokio::time::timeout(remaining, attempt)
+                .await
+                .unwrap_or(Err(Error::ShutdownSyncTimedOut {
+                    timeout: settings.shutdown_sync_timeout,
+                }));
+            match outcome {
+                Ok(()) => break,
+                Err(e) if Instant::now() + settings.shutdown_sync_interval < deadline => {
+                    (self.events)(&Event::Error {
+                        db: self.path.clone(),
+                        stage: Stage::Ship,
+                        message: format!("final sync: {e}"),
+                        retry_in: settings.shutdown_sync_interval,
+                    });
+                    tokio::time::sleep(settings.shutdown_sync_interval).await;
+                }
+                Err(e) => {
+                    (self.events)(&Event::Error {
+                        db: self.path.clone(),
+                        stage: Stage::Ship,
+                        message: format!("final sync gave up: {e}"),
+                        retry_in: Duration::ZERO,
+                    });
+                    break;
+                }
+            }
+        }
+        if let Some(rec) = self.record.clone() {
+            self.note_shipped(Txid(rec.txid), rec.size, true);
+        }
+        self.report_requests();
+        let pending = self.pending().await.unwrap_or(0);
+        (self.events)(&Event::Stopped {
+            db: self.path.clone(),
+            txid: self.shipped,
+            pending,
+        });
+        Ok(())
+    }
+}

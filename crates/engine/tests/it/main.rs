@@ -1,0 +1,13 @@
+//! The engine's tests, in one binary (one link of the AWS SDK and SQLite instead of one
+//! per file): each module is one area, against real SQLite databases and, for S3, a
+//! real S3 server on 127.0.0.1.
+
+mod capture;
+mod levels;
+mod model;
+mod replica_contract;
+mod replicate;
+mod restore;
+mod s3_faults;
+mod service;
+mod wal_sqlite;

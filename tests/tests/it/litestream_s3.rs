@@ -1,0 +1,322 @@
+//! Tideline and Litestream 0.5.17 over S3, both directions, on a real S3 server on
+//! 127.0.0.1 that checks SigV4 signatures: each restores (latest, at TXIDs and at a
+//! timestamp, which reads the `litestream-timestamp` metadata) what the other
+//! replicated and compacted, and an idle replicator makes no requests.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tideline_e2e::{Litestream, app, checkpointed, litestream, rows, write};
+use tideline_engine::config::{DbConfig, ReplicaConfig};
+use tideline_engine::replicate::{Event, EventSink, ReplicateSettings, replicate_to};
+use tideline_engine::restore::{IntegrityCheck, Target, list_levels, restore};
+use tideline_engine::storage::{ReplicaClient, open_client};
+use tideline_engine::time::format_rfc3339;
+use tideline_ltx::Txid;
+use tideline_testkit::{ACCESS_KEY, BUCKET, REGION, S3Server, SECRET_KEY};
+use tokio::sync::oneshot;
+
+const PATH: &str = "backups/app.db";
+
+fn url(server: &S3Server) -> String {
+    format!(
+        "s3://{BUCKET}/{PATH}?endpoint={}&region={REGION}&forcePathStyle=true",
+        server.endpoint()
+    )
+}
+
+fn client(server: &S3Server) -> Arc<dyn ReplicaClient> {
+    let env = |k: &str| match k {
+        "LITESTREAM_ACCESS_KEY_ID" => Some(ACCESS_KEY.to_string()),
+        "LITESTREAM_SECRET_ACCESS_KEY" => Some(SECRET_KEY.to_string()),
+        _ => None,
+    };
+    open_client(&ReplicaConfig::from_url_with_env(&url(server), &env).unwrap()).unwrap()
+}
+
+/// Restores with Litestream from the S3 replica.
+fn ls_restore(bin: &Path, server: &S3Server, out: &Path, extra: &[&str]) {
+    let _ = fs::remove_file(out);
+    let o = Command::new(bin)
+        .arg("restore")
+        .args(extra)
+        .arg("-o")
+        .arg(out)
+        .arg(url(server))
+        .env("LITESTREAM_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("LITESTREAM_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env_remove("AWS_CA_BUNDLE")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "litestream restore {extra:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+async fn tl_restore(server: &S3Server, out: &Path, target: Target) -> Txid {
+    restore(client(server), target, out, IntegrityCheck::Full)
+        .await
+        .unwrap()
+        .txid
+}
+
+async fn l0_txids(server: &S3Server) -> Vec<Txid> {
+    list_levels(client(server).as_ref()).await.unwrap()[0]
+        .iter()
+        .map(|f| f.max_txid)
+        .collect()
+}
+
+/// Waits (bounded) until a restore of the replica has `want` rows.
+async fn wait_rows(server: &S3Server, scratch: &Path, want: i64) {
+    let out = scratch.join("probe.db");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if restore(client(server), Target::Latest, &out, IntegrityCheck::None)
+            .await
+            .is_ok()
+            && rows(&out) == want
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica did not reach {want} rows within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf, rusqlite::Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let c = app(&db);
+    c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    write(&c, 0, 100);
+    (dir, db, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litestream_restores_what_tideline_replicated_to_s3() {
+    let Some(ls) = litestream("litestream_restores_what_tideline_replicated_to_s3") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = S3Server::start(&dir.path().join("s3")).unwrap();
+
+    let mut cfg = DbConfig::new(&db);
+    cfg.monitor_interval = Duration::from_millis(100);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let events = Arc::new(std::sync::Mutex::new(Vec::<Event>::new()));
+    let sink: EventSink = {
+        let events = Arc::clone(&events);
+        Arc::new(move |e: &Event| events.lock().unwrap().push(e.clone()))
+    };
+    let tl_client = client(&server);
+    // Short compaction windows and snapshots, so this replica holds every level kind
+    // Litestream must read: L0, L1, L2 and L9 snapshots past TXID 1.
+    let mut settings = ReplicateSettings::default();
+    settings.levels.levels = vec![Duration::from_secs(1), Duration::from_secs(2)];
+    settings.levels.snapshot_interval = Duration::from_secs(3);
+    let task = tokio::spawn(replicate_to(
+        vec![(cfg, Arc::clone(&tl_client))],
+        settings,
+        async move {
+            let _ = stop_rx.await;
+        },
+        sink,
+    ));
+    wait_rows(&server, dir.path(), 100).await;
+    for k in 0..10 {
+        write(&c, 1000 + k * 50, 50);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    wait_rows(&server, dir.path(), 600).await;
+    // The replica's newest TXID at any level (a snapshot can be ahead of the uploaded
+    // L0 files: it is taken from the live database).
+    let mid = list_levels(client(&server).as_ref())
+        .await
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|f| f.max_txid)
+        .max()
+        .unwrap();
+    // A moment between the 600-row state and the next write, for -timestamp.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let between = SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    write(&c, 5000, 300);
+    wait_rows(&server, dir.path(), 900).await;
+    // Wait (bounded) for compactions and a snapshot past TXID 1 on S3.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let levels = list_levels(client(&server).as_ref()).await.unwrap();
+        if !levels[1].is_empty()
+            && !levels[2].is_empty()
+            && levels[9].iter().any(|f| f.max_txid > Txid(1))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no L1/L2/L9 from tideline on S3: {:?}",
+            events.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Once settled (the last windows compacted, the last snapshot taken), an idle
+    // replicator makes no requests at all.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = tl_client.request_counts().unwrap();
+        let server_before = server.total_requests();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if tl_client.request_counts().unwrap() == before {
+            // (The probes above used their own clients; nothing else talks to it.)
+            assert_eq!(
+                server.total_requests(),
+                server_before,
+                "{:?}",
+                server.counts()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still making requests 30 s after the last write: {:?}",
+            tl_client.request_counts()
+        );
+    }
+
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        !events.lock().unwrap().iter().any(Event::is_error),
+        "{:?}",
+        events.lock().unwrap()
+    );
+    drop(c);
+    let want = checkpointed(&db);
+
+    let out = dir.path().join("ls.db");
+    ls_restore(&ls, &server, &out, &[]);
+    assert!(
+        fs::read(&out).unwrap() == want,
+        "litestream's restore of tideline's S3 replica is not byte-identical"
+    );
+    ls_restore(&ls, &server, &out, &["-txid", &mid.to_string()]);
+    let ours = dir.path().join("tl.db");
+    tl_restore(&server, &ours, Target::Txid(mid)).await;
+    assert!(
+        fs::read(&out).unwrap() == fs::read(&ours).unwrap(),
+        "restores at TXID {mid} differ"
+    );
+    assert_eq!(rows(&out), 600);
+    // By time: Litestream reads our `litestream-timestamp` metadata.
+    ls_restore(
+        &ls,
+        &server,
+        &out,
+        &["-timestamp", &format_rfc3339(between)],
+    );
+    assert_eq!(rows(&out), 600, "litestream -timestamp");
+    tl_restore(&server, &ours, Target::Time(between)).await;
+    assert_eq!(rows(&ours), 600, "tideline by time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tideline_restores_what_litestream_replicated_to_s3() {
+    let Some(ls) = litestream("tideline_restores_what_litestream_replicated_to_s3") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = S3Server::start(&dir.path().join("s3")).unwrap();
+    let config = dir.path().join("litestream.yml");
+    fs::write(
+        &config,
+        format!(
+            "levels:\n  - interval: 2s\nsnapshot:\n  interval: 4s\n  retention: 1h\nl0-retention: 1h\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      type: s3\n      bucket: {BUCKET}\n      path: {PATH}\n      endpoint: {}\n      region: {REGION}\n      force-path-style: true\n      access-key-id: {ACCESS_KEY}\n      secret-access-key: {SECRET_KEY}\n      sync-interval: 100ms\n",
+            db.display(),
+            server.endpoint()
+        ),
+    )
+    .unwrap();
+    let proc = Litestream::replicate(&ls, &config, dir.path().join("ls.log"));
+    let mut between = None;
+    for k in 0..25 {
+        write(&c, 1000 + k * 20, 20);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if k == 12 {
+            wait_rows(&server, dir.path(), 100 + 13 * 20).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            between = Some(SystemTime::now());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    wait_rows(&server, dir.path(), 600).await;
+    // Wait (bounded) for a compaction level and a snapshot past TXID 1.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let levels = list_levels(client(&server).as_ref()).await.unwrap();
+        if !levels[1].is_empty() && levels[9].iter().any(|f| f.max_txid > Txid(1)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no L1/L9 from litestream:\n{}",
+            fs::read_to_string(dir.path().join("ls.log")).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    proc.stop();
+    drop(c);
+    let want = checkpointed(&db);
+    // Litestream's S3 layout, as we read it: `<path>/<level %04x>/<min>-<max>.ltx`.
+    let snapshots: Vec<String> = fs::read_dir(server.object_path(&format!("{PATH}/0009")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".ltx"))
+        .collect();
+    assert!(
+        snapshots.iter().any(|n| n.starts_with("0000000000000001-")),
+        "{snapshots:?}"
+    );
+
+    let out = dir.path().join("tl.db");
+    tl_restore(&server, &out, Target::Latest).await;
+    assert!(
+        fs::read(&out).unwrap() == want,
+        "tideline's restore of litestream's S3 replica is not byte-identical"
+    );
+    let theirs = dir.path().join("ls.db");
+    let ends = l0_txids(&server).await;
+    for txid in ends.iter().step_by(5) {
+        ls_restore(&ls, &server, &theirs, &["-txid", &txid.to_string()]);
+        tl_restore(&server, &out, Target::Txid(*txid)).await;
+        assert!(
+            fs::read(&out).unwrap() == fs::read(&theirs).unwrap(),
+            "TXID {txid}: restores differ"
+        );
+    }
+    // By time: both read Litestream's metadata timestamps the same way.
+    let t = format_rfc3339(between.unwrap());
+    ls_restore(&ls, &server, &theirs, &["-timestamp", &t]);
+    tl_restore(&server, &out, Target::Time(between.unwrap())).await;
+    assert_eq!(rows(&out), 100 + 13 * 20);
+    assert!(
+        fs::read(&out).unwrap() == fs::read(&theirs).unwrap(),
+        "restores at {t} differ"
+    );
+}
