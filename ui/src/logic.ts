@@ -1,35 +1,17 @@
-// Pure view logic: state labels, times, lag, sizes, restore timeline. No DOM, no IPC,
-// so vitest covers it directly.
+// Pure view logic: state labels, times, lag, sizes, the restore timeline and every
+// sentence built from data. No DOM, no IPC, so vitest covers it directly.
 
-export type State = "starting" | "in_sync" | "syncing" | "lagging" | "error" | "paused";
+// The DTO types live in api.ts, which mirrors the Rust side; they are re-exported
+// here because the pure functions (and their tests) speak in them. Type-only
+// imports vanish at build time, so this file stays free of IPC.
+import type {
+  AppError, DbView, Destination, ErrorCode, Keys, PointKind, PointView, RestoreProgress, SyncState, TestView,
+} from "./api";
 
-export interface DbView {
-  path: string;
-  name: string;
-  destination: string;
-  state: State;
-  last_sync_ms: number | null;
-  lag_ms: number | null;
-  size: number;
-  local_txid: number | null;
-  replica_txid: number | null;
-  error: string | null;
-}
-
-export interface PointView {
-  txid: number;
-  created_at_ms: number;
-  kind: "snapshot" | "compacted" | "change";
-  level: number;
-}
-
-export interface AppError {
-  code: string;
-  message: string;
-}
+export type { AppError, DbView, PointView };
 
 /** Each state has a symbol and a word, so it never relies on colour alone. */
-export function stateLabel(state: State): { icon: string; text: string } {
+export function stateLabel(state: SyncState): { icon: string; text: string } {
   switch (state) {
     case "in_sync":
       return { icon: "✓", text: "In sync" };
@@ -99,7 +81,7 @@ export function journalAdvice(journalMode: string, isWal: boolean): string {
 }
 
 /** Extra help for an error, chosen by its code (never by the message). */
-export function errorHint(code: string): string {
+export function errorHint(code: ErrorCode | string): string {
   switch (code) {
     case "unsupported":
       return "This option is not supported; the message says what to use instead.";
@@ -173,14 +155,119 @@ export function pointAt(points: PointView[], ms: number): PointView | null {
 
 /** Order of the list: attention first, then by name. */
 export function sortDbs(dbs: DbView[]): DbView[] {
-  const rank: Record<State, number> = { error: 0, lagging: 1, syncing: 2, starting: 3, paused: 4, in_sync: 5 };
+  const rank: Record<SyncState, number> = { error: 0, lagging: 1, syncing: 2, starting: 3, paused: 4, in_sync: 5 };
   return [...dbs].sort((a, b) => rank[a.state] - rank[b.state] || a.name.localeCompare(b.name) || a.path.localeCompare(b.path));
 }
 
 /** The error of a failed command, whatever was thrown. */
 export function asError(e: unknown): AppError {
   if (e && typeof e === "object" && "code" in e && "message" in e) {
-    return { code: String((e as AppError).code), message: String((e as AppError).message) };
+    // A code this build does not know (a newer backend) passes through as it came:
+    // errorHint has no hint for it, and data-code still says what it was.
+    return { code: String((e as AppError).code) as ErrorCode, message: String((e as AppError).message) };
   }
   return { code: "internal", message: String(e) };
+}
+
+/** An error in words for the window, with the hint its code has, if any. */
+export function errorText(e: AppError): string {
+  const hint = errorHint(e.code);
+  return hint ? `${e.message} — ${hint}` : e.message;
+}
+
+/** The text of a database's last error, or null when it has none. `DbView.error` is
+ * a string from today's backend and `{code, message}` from the next one; both show
+ * as their message, so the list works across that change. */
+export function dbErrorText(error: AppError | string | null | undefined): string | null {
+  if (error === null || error === undefined) return null;
+  if (typeof error === "string") return error || null;
+  return error.message || null;
+}
+
+/** The facts row of a database in the list: label, value, class of the value. */
+export function dbFacts(db: DbView, now: number): [string, string, string][] {
+  return [
+    ["Last sync", formatAgo(db.last_sync_ms, now), "last-sync"],
+    ["Lag", formatLag(db.lag_ms), "lag"],
+    ["Size", formatSize(db.size), "size"],
+    ["Backed up to", db.destination, "destination"],
+    ["Position", db.replica_txid === null ? "—" : `TXID ${db.replica_txid}`, "txid"],
+  ];
+}
+
+/** A restore point's kind in words. */
+export function kindLabel(k: PointKind): string {
+  return k === "snapshot" ? "snapshot" : k === "compacted" ? "compacted window" : "change";
+}
+
+/** What the restore screen says is selected. */
+export function selectedText(p: PointView | null): string {
+  return p ? `Selected: the state of ${formatTime(p.created_at_ms)} (TXID ${p.txid}).` : "Select a restore point or a time.";
+}
+
+/** The value of a `datetime-local` input showing `ms` in local time. */
+export function localInputValue(ms: number): string {
+  // toISOString speaks UTC: shift by the offset so it prints the local wall clock.
+  const d = new Date(ms);
+  return new Date(ms - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 19);
+}
+
+/** The point a `datetime-local` value picks (the newest at or before it), or null
+ * when the value is empty, not a time, or before every point. */
+export function pointAtInput(points: PointView[], value: string): PointView | null {
+  const ms = value ? new Date(value).getTime() : NaN;
+  return Number.isNaN(ms) ? null : pointAt(points, ms);
+}
+
+/** Where a restore's progress bar stands (of 3). */
+export function progressStep(phase: RestoreProgress["phase"]): number {
+  const steps: Record<string, number> = { planning: 1, writing: 2, verified: 3 };
+  return steps[phase] ?? 0;
+}
+
+/** A restore's progress in words. */
+export function phaseText(p: RestoreProgress): string {
+  return p.phase === "planning" ? "Choosing files…"
+    : p.phase === "writing" ? `Writing the database from ${p.files} file(s)…`
+    : "Verified";
+}
+
+/** What "Test connection" found. */
+export function testResultText(r: TestView): string {
+  return `✓ ${r.destination} can be reached` +
+    (r.replica_txid !== null ? ` and already holds a backup (TXID ${r.replica_txid}).` : ".");
+}
+
+/** What a Litestream config import did. */
+export function importResultText(added: number, skipped: string[]): string {
+  return `Imported ${added} database(s).` + (skipped.length ? ` Not imported: ${skipped.join("; ")}` : "");
+}
+
+/** The S3 form's keychain line, from `keychain_status`. */
+export function keychainText(whyNot: string | null): string {
+  return whyNot ? `⚠ ${whyNot}` : "✓ Keys are kept in the system keychain, never in Tideline's settings file.";
+}
+
+/** The add form's destination fields, as typed. */
+export interface DestinationForm {
+  s3: boolean;
+  folder: string;
+  endpoint: string;
+  bucket: string;
+  path: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+/** The destination and keys the form describes; keys only when one is typed, so an
+ * S3 destination without keys uses the environment's. */
+export function formDestination(f: DestinationForm): { destination: Destination; keys: Keys | null } {
+  if (!f.s3) return { destination: { kind: "folder", path: f.folder }, keys: null };
+  return {
+    destination: { kind: "s3", endpoint: f.endpoint, bucket: f.bucket, path: f.path, region: f.region },
+    keys: f.accessKeyId || f.secretAccessKey
+      ? { access_key_id: f.accessKeyId, secret_access_key: f.secretAccessKey }
+      : null,
+  };
 }
