@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tauri::{AppHandle, Emitter, Runtime, State};
+use tideline_engine::RestorePhase;
+use tideline_engine::Target;
 use tideline_engine::config::{
     Config, DbConfig, ReplicaConfig, ReplicaTarget, Sensitive, meta_path_for, strip_userinfo,
 };
-use tideline_engine::restore::Target;
-use tideline_engine::service::{self, RestorePhase};
-use tideline_engine::storage::{ReplicaClient, open_client};
+use tideline_engine::{ReplicaClient, open_client};
 use tideline_ltx::Txid;
 
 use crate::AppState;
@@ -171,7 +171,7 @@ fn client_for(
     let cfg = replica_config(dest, keys, settings)?;
     let client = open_client(&cfg)?;
     if let tideline_engine::config::ReplicaTarget::File(f) = &cfg.target {
-        service::check_folder_writable(&f.path).map_err(|e| {
+        tideline_engine::check_folder_writable(&f.path).map_err(|e| {
             AppError::new(
                 ErrorCode::DestinationUnavailable,
                 format!("Cannot back up to {}: {e}", f.path.display()),
@@ -191,7 +191,7 @@ pub fn list_databases(state: State<'_, AppState>) -> Vec<DbView> {
 #[tauri::command]
 pub async fn inspect_database(path: String) -> AppResult<InspectView> {
     let p = absolute(&path, "database path")?;
-    let info = tauri::async_runtime::spawn_blocking(move || service::inspect_database(&p))
+    let info = tauri::async_runtime::spawn_blocking(move || tideline_engine::inspect_database(&p))
         .await
         .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))??;
     Ok(InspectView {
@@ -211,7 +211,7 @@ pub async fn test_destination(
 ) -> AppResult<TestView> {
     let settings = state.settings();
     let (_, client) = client_for(&destination, keys.as_ref(), &settings)?;
-    let txid = service::probe_replica(client.as_ref()).await?;
+    let txid = tideline_engine::probe_replica(client.as_ref()).await?;
     Ok(TestView {
         destination: client.describe(),
         replica_txid: txid.map(|t| t.0),
@@ -318,14 +318,14 @@ pub async fn set_all_paused(state: State<'_, AppState>, paused: bool) -> AppResu
 #[tauri::command]
 pub async fn restore_points(state: State<'_, AppState>, path: String) -> AppResult<Vec<PointView>> {
     let client = state.service.client(Path::new(&path))?;
-    let points = service::restore_points(client.as_ref()).await?;
+    let points = tideline_engine::restore_points(client.as_ref()).await?;
     Ok(points.iter().map(PointView::from).collect())
 }
 
 /// Where a restored copy goes unless the user chooses.
 #[tauri::command]
 pub fn default_restore_path(path: String) -> String {
-    service::restored_copy_path(Path::new(&path), SystemTime::now())
+    tideline_engine::restored_copy_path(Path::new(&path), SystemTime::now())
         .display()
         .to_string()
 }
@@ -348,9 +348,9 @@ pub async fn restore_copy<R: Runtime>(
     let client = state.service.client(&db)?;
     let out = match output.filter(|o| !o.trim().is_empty()) {
         Some(o) => absolute(&o, "restore file")?,
-        None => service::restored_copy_path(&db, SystemTime::now()),
+        None => tideline_engine::restored_copy_path(&db, SystemTime::now()),
     };
-    let restored = service::restore_copy(client, target(txid), &out, |phase| {
+    let restored = tideline_engine::restore_copy(client, target(txid), &out, |phase| {
         let (phase, files) = match phase {
             RestorePhase::Planning => ("planning", None),
             RestorePhase::Writing { files } => ("writing", Some(files)),

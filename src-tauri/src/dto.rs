@@ -4,7 +4,9 @@
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use tideline_engine::service::{DbStatus, PointKind, RestorePoint, SyncState};
+use tideline_engine::{DbStatus, PointKind, RestorePoint, SyncState};
+
+use crate::error::AppError;
 
 /// Milliseconds since the Unix epoch.
 pub fn ms(t: SystemTime) -> u64 {
@@ -37,8 +39,8 @@ pub struct DbView {
     pub local_txid: Option<u64>,
     /// Newest TXID at the destination.
     pub replica_txid: Option<u64>,
-    /// The last error in words.
-    pub error: Option<String>,
+    /// The last error, `{code, message}`.
+    pub error: Option<AppError>,
 }
 
 /// The state's name for the window.
@@ -133,7 +135,7 @@ pub struct RestoreView {
 
 impl RestoreView {
     /// The view of an in-place restore (or its undo).
-    pub fn in_place(path: String, done: &tideline_engine::service::InPlaceRestore) -> Self {
+    pub fn in_place(path: String, done: &tideline_engine::InPlaceRestore) -> Self {
         RestoreView {
             output: path,
             txid: done.restored.txid.0,

@@ -1,5 +1,5 @@
 //! Tideline's desktop app: a window and a tray icon over the replication engine, which
-//! runs inside the app ([`tideline_engine::service::Service`]).
+//! runs inside the app ([`tideline_engine::Service`]).
 //!
 //! * [`commands`] — what the window can ask, each a few lines over one engine call;
 //! * events pushed to the window: `db-status` (a [`dto::DbView`] after every engine
@@ -23,11 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tauri::{AppHandle, Emitter, Manager, Runtime};
-use tideline_engine::replicate::ReplicateSettings;
-use tideline_engine::service::{DbStatus, Service, SyncState};
+use tideline_engine::ReplicateSettings;
+use tideline_engine::{DbStatus, Service, SyncState};
 
 use crate::dto::DbView;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::store::{Settings, Stored, StoredDb};
 
 /// What the commands share.
@@ -37,7 +37,7 @@ pub struct AppState {
     dir: PathBuf,
     stored: Mutex<Stored>,
     /// Remembered databases that could not be started, with why.
-    failed: Mutex<HashMap<PathBuf, String>>,
+    failed: Mutex<HashMap<PathBuf, AppError>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -246,7 +246,7 @@ pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult
                     .failed
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .insert(db.path.clone(), e.message);
+                    .insert(db.path.clone(), e);
             }
         }
         let _ = app.emit("db-list-changed", ());
@@ -283,14 +283,14 @@ fn commands_client(
     settings: &Settings,
 ) -> AppResult<(
     tideline_engine::config::ReplicaConfig,
-    Arc<dyn tideline_engine::storage::ReplicaClient>,
+    Arc<dyn tideline_engine::ReplicaClient>,
 )> {
     let keys = match db.destination {
         store::Destination::S3 { .. } => secrets::load(&db.path.display().to_string())?,
         store::Destination::Folder { .. } => None,
     };
     let cfg = commands::replica_config(&db.destination, keys.as_ref(), settings)?;
-    let client = tideline_engine::storage::open_client(&cfg)?;
+    let client = tideline_engine::open_client(&cfg)?;
     Ok((cfg, client))
 }
 
@@ -312,7 +312,13 @@ fn notify_stopped<R: Runtime>(app: &AppHandle<R>, status: &DbStatus) {
     let _ = n
         .builder()
         .title(format!("{name} is not being backed up"))
-        .body(status.error.clone().unwrap_or_default())
+        .body(
+            status
+                .error
+                .as_ref()
+                .map(|e| e.message.clone())
+                .unwrap_or_default(),
+        )
         .show();
 }
 

@@ -1,11 +1,11 @@
 //! S3 keys in the OS keychain (Secret Service, macOS Keychain, Windows Credential
 //! Manager), one entry per database. Keys are never written to the settings file,
 //! logged or sent back to the window; without a keychain, adding keys fails with
-//! [`AppCode::KeychainUnavailable`] and says so.
+//! [`ErrorCode::KeychainUnavailable`] and says so.
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{AppCode, AppError, AppResult, ErrorCode};
+use crate::error::{AppError, AppResult, ErrorCode};
 
 const SERVICE: &str = "dev.tideline.app";
 
@@ -38,7 +38,7 @@ impl std::fmt::Debug for Keys {
 
 fn unavailable(e: &keyring::Error) -> AppError {
     AppError::new(
-        AppCode::KeychainUnavailable,
+        ErrorCode::KeychainUnavailable,
         format!(
             "No system keychain is available ({e}). Tideline never stores keys in plain text: \
              leave the key fields empty and start Tideline with AWS_ACCESS_KEY_ID and \
@@ -73,7 +73,7 @@ pub fn load(account: &str) -> AppResult<Option<Keys>> {
     match entry(account)?.get_password() {
         Ok(json) => serde_json::from_str(&json).map(Some).map_err(|_| {
             AppError::new(
-                AppCode::KeychainUnavailable,
+                ErrorCode::KeychainUnavailable,
                 format!("the keychain entry of {account} is not readable; add the database again"),
             )
         }),
@@ -121,10 +121,7 @@ mod tests {
                 assert_eq!(load(&account).unwrap(), None);
             }
             Err(e) => {
-                assert_eq!(
-                    e.code,
-                    crate::error::Code::App(AppCode::KeychainUnavailable)
-                );
+                assert_eq!(e.code, ErrorCode::KeychainUnavailable);
                 assert!(e.message.contains("never stores keys in plain text"));
                 assert!(check().is_err());
             }

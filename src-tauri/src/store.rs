@@ -216,7 +216,6 @@ impl Stored {
             .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))?;
         // Atomic and durable: a crash or power cut leaves the old settings or the new,
         // never an empty file that would forget every database.
-        tideline_engine::storage::durable::write_atomic(&dir.join(FILE), &json)
-            .map_err(|e| io("write in", e))
+        tideline_engine::write_atomic(&dir.join(FILE), &json).map_err(|e| io("write in", e))
     }
 }

@@ -7,7 +7,7 @@ use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem};
 use tauri::tray::TrayIconBuilder;
 use tauri::{App, AppHandle, Manager, Runtime};
-use tideline_engine::service::{DbStatus, SyncState};
+use tideline_engine::{DbStatus, SyncState};
 
 /// The tray icon's id.
 pub const TRAY_ID: &str = "main";

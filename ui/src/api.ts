@@ -17,13 +17,15 @@ export type PointKind = "snapshot" | "compacted" | "change";
 /** `RestoreProgress::phase`. */
 export type RestorePhase = "planning" | "writing" | "verified";
 
-/** `error::ErrorCode`, serialised snake_case. */
+/** The engine's `ErrorCode` (crates/engine/src/error.rs) and the app's `AppCode`
+ * (src-tauri/src/error.rs), serialised snake_case. */
 export type ErrorCode =
   | "database_missing"
   | "not_sqlite"
   | "not_wal"
   | "already_added"
   | "not_found"
+  | "destination_missing"
   | "destination_unavailable"
   | "destination_unreachable"
   | "wrong_credentials"
@@ -31,6 +33,7 @@ export type ErrorCode =
   | "no_such_bucket"
   | "clock_skew"
   | "wrong_region"
+  | "invalid_config"
   | "unsupported"
   | "in_use"
   | "paused"
@@ -40,6 +43,7 @@ export type ErrorCode =
   | "replica_corrupt"
   | "invalid_input"
   | "keychain_unavailable"
+  | "disk_full"
   | "io"
   | "internal";
 

@@ -97,6 +97,12 @@ export function errorHint(code: ErrorCode | string): string {
       return "Set this computer's clock correctly (turn on automatic time), then try again.";
     case "wrong_region":
       return "Set the region the bucket was created in.";
+    case "destination_missing":
+      return "Reconnect the drive or restore the folder or bucket; changes are kept on this computer until it is back.";
+    case "disk_full":
+      return "Free some space on that disk, then try again; nothing was lost.";
+    case "invalid_config":
+      return "Correct the setting the message names.";
     case "destination_unavailable":
       return "Check that the destination exists and can be written, then try again.";
     case "not_sqlite":

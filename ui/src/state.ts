@@ -66,11 +66,13 @@ export const chosenPoint = (): PointView | null => chosen;
 export const lastRestoredFile = (): string | null => lastRestored;
 export const undoOffer = (): UndoOffer | null => undoFrom;
 
-/** Points the restore screen at a database and withdraws any undo offer. The points
- * and selection of the previous database stay until the new ones load, as before the
- * split (see setPoints and choosePoint). */
+/** Points the restore screen at a database: forgets the previous database's points
+ * and selection (a restore started before the new ones load must not use another
+ * database's TXID) and withdraws any undo offer. */
 export function startRestore(path: string): void {
   restoreDb = path;
+  points = [];
+  chosen = null;
   undoFrom = null;
 }
 

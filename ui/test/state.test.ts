@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { DbView } from "../src/api";
 import {
   allDbs, currentView, dropDb, getDb, hasDbs, listShown, listView, offerUndoFrom, putDb, restoreTarget, setDbs,
-  setView, startRestore, undoOffer,
+  setView, startRestore, undoOffer, setPoints, choosePoint, chosenPoint, restorePointsShown,
 } from "../src/state";
 
 const db = (path: string): DbView => ({
@@ -41,5 +41,15 @@ describe("state", () => {
     startRestore("/c");
     expect(restoreTarget()).toBe("/c");
     expect(undoOffer()).toBeNull();
+  });
+
+  it("forgets the previous database's points when the restore screen opens another", () => {
+    startRestore("/a");
+    const p = { txid: 7, created_at_ms: 1, kind: "change" as const, level: 0 };
+    setPoints([p]);
+    choosePoint(p);
+    startRestore("/b");
+    expect(restorePointsShown()).toEqual([]);
+    expect(chosenPoint()).toBeNull();
   });
 });

@@ -319,7 +319,7 @@ fn rows(db: &Path) -> Result<i64> {
 /// RFC 3339 UTC, whole seconds, of `secs` since the epoch (the engine's formatter, the
 /// one `tideline restore -timestamp` parses back).
 fn rfc3339(secs: u64) -> String {
-    tideline_engine::time::format_rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
+    tideline_engine::format_rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 fn now_secs() -> f64 {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use tideline_engine::config::{Config, DbConfig, ReplicaConfig};
-use tideline_engine::storage::{ReplicaClient, open_client};
+use tideline_engine::{ReplicaClient, open_client};
 
 use crate::config::{ConfigArgs, find_db, is_url};
 use crate::logging;

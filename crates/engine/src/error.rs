@@ -211,6 +211,9 @@ pub enum ErrorCode {
     Paused,
     /// A value given is not valid.
     InvalidInput,
+    /// No OS keychain is available for the destination's keys (the app keeps them
+    /// there, never in plain text).
+    KeychainUnavailable,
     /// A bug.
     Internal,
 }
@@ -269,6 +272,46 @@ impl Error {
         move |source| Error::Io { op, path, source }
     }
 }
+
+/// An error as the window, the tray and scripts receive it: its stable code and the
+/// message for people.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorReport {
+    /// What kind of error it is.
+    pub code: ErrorCode,
+    /// What went wrong and what to do, in words.
+    pub message: String,
+}
+
+impl ErrorReport {
+    /// A report with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorReport {
+        ErrorReport {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<&Error> for ErrorReport {
+    fn from(e: &Error) -> ErrorReport {
+        ErrorReport::new(e.code(), e.to_string())
+    }
+}
+
+impl From<Error> for ErrorReport {
+    fn from(e: Error) -> ErrorReport {
+        ErrorReport::from(&e)
+    }
+}
+
+impl std::fmt::Display for ErrorReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ErrorReport {}
 
 /// ENOSPC (or the quota's EDQUOT): no space left for the file being written.
 fn is_disk_full(e: &io::Error) -> bool {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tideline_ltx::Txid;
 
+use crate::error::ErrorCode;
+
 use crate::capture::SnapshotReason;
 
 /// What replication reports as it goes.
@@ -66,6 +68,8 @@ pub enum Event {
         db: PathBuf,
         /// Which stage failed.
         stage: Stage,
+        /// What kind of failure it is.
+        code: ErrorCode,
         /// What failed, in words.
         message: String,
         /// When the next attempt is.
@@ -235,6 +239,7 @@ impl std::fmt::Display for Event {
                 stage,
                 message,
                 retry_in,
+                ..
             } => {
                 write!(
                     f,

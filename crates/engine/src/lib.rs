@@ -40,4 +40,26 @@ pub mod service;
 pub mod storage;
 pub mod time;
 
-pub use error::{Error, ErrorCode, Result};
+// The facade: what the `tideline` command and the desktop app use, and nothing else
+// (tests/tests/it/facade.rs checks that the front ends stay on it). The modules above
+// are the engine's components, public for the engine's own tests and benchmarks.
+
+pub use error::{Error, ErrorCode, ErrorReport, Result};
+pub use events::{Event, EventSink, Stage};
+pub use replicate::{ReplicateSettings, RequestReport, replicate, replicate_to};
+pub use restore::{
+    IntegrityCheck, Overwrite, PlanError, RestoreOptions, Restored, Target, check_output,
+    list_levels_for, plan, restore_plan_to, restore_to, sidecars,
+};
+pub use service::status::{DatabaseReport, Summary};
+pub use service::{
+    DbStatus, InPlaceRestore, PointKind, RestorePhase, RestorePoint, Service, ServiceError,
+    SyncState, check_folder_writable, inspect_database, probe_replica, restore_copy,
+    restore_points, restored_copy_path,
+};
+pub use storage::durable::write_atomic;
+pub use storage::{
+    FileInfo, ReplicaClient, ReplicaError, S3Failure, SNAPSHOT_LEVEL, list_levels, newest_txid,
+    open_client,
+};
+pub use time::{format_rfc3339, parse_rfc3339};

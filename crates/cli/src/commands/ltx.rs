@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-use tideline_engine::restore::list_levels;
-use tideline_engine::storage::SNAPSHOT_LEVEL;
+use tideline_engine::SNAPSHOT_LEVEL;
+use tideline_engine::list_levels;
 
 use super::{FILE_HEADERS, file_json, file_row, print_json, table};
 use crate::config::ConfigArgs;

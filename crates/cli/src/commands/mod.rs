@@ -9,7 +9,7 @@ pub mod status;
 pub mod version;
 
 use serde_json::{Value, json};
-use tideline_engine::storage::FileInfo;
+use tideline_engine::FileInfo;
 
 use crate::time::format_rfc3339;
 

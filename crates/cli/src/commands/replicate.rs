@@ -18,11 +18,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use tideline_engine::config::{Config, DbConfig, LogLevel, ReplicaConfig};
-use tideline_engine::replicate::{Event, EventSink, ReplicateSettings, replicate};
-use tideline_engine::restore::{
-    IntegrityCheck, Overwrite, PlanError, RestoreOptions, Target, restore_to,
-};
-use tideline_engine::storage::open_client;
+use tideline_engine::open_client;
+use tideline_engine::{Event, EventSink, ReplicateSettings, replicate};
+use tideline_engine::{IntegrityCheck, Overwrite, PlanError, RestoreOptions, Target, restore_to};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

@@ -10,7 +10,7 @@
 //! * an existing output or a leftover `-wal`/`-shm`/`-journal` is refused, naming the
 //!   file, unless `-force`. Either way the new database is written and checked
 //!   (`-integrity-check`) beside the output before anything there is touched; the
-//!   engine's [`output`](tideline_engine::restore::output) module owns that policy and
+//!   engine's [`output`](tideline_engine::output) module owns that policy and
 //!   its order.
 
 use std::path::{Path, PathBuf};
@@ -18,11 +18,11 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
-use tideline_engine::restore::{
+use tideline_engine::FileInfo;
+use tideline_engine::{
     IntegrityCheck, Overwrite, PlanError, RestoreOptions, Target, check_output, list_levels_for,
     plan, restore_plan_to,
 };
-use tideline_engine::storage::FileInfo;
 use tideline_ltx::Txid;
 use tracing::info;
 
@@ -160,7 +160,7 @@ pub async fn run(args: &Args) -> Result<()> {
         Overwrite::Refuse
     };
     check_output(&out, overwrite)?;
-    let stale: Vec<PathBuf> = tideline_engine::restore::sidecars(&out)
+    let stale: Vec<PathBuf> = tideline_engine::sidecars(&out)
         .into_iter()
         .filter(|s| s.exists())
         .collect();

@@ -7,15 +7,10 @@
 //! One database's problem (missing file, unreadable replica) is shown in its row and
 //! does not hide the others.
 
-use std::path::Path;
-
 use anyhow::Result;
 use serde_json::{Value, json};
-use tideline_engine::capture::wal_path;
+use tideline_engine::DatabaseReport;
 use tideline_engine::config::DbConfig;
-use tideline_engine::replicate::{RequestReport, destination_problem, read_request_report};
-use tideline_engine::restore::list_levels;
-use tideline_engine::storage::open_client;
 use tideline_ltx::Txid;
 
 use super::{human_bytes, print_json, table};
@@ -35,67 +30,44 @@ pub struct Args {
     pub db: Option<String>,
 }
 
-/// One database's status.
-#[derive(Debug)]
-struct Status {
-    path: String,
-    replica: Option<String>,
-    db_size: Option<u64>,
-    wal_size: u64,
-    local: Option<Txid>,
-    remote: Option<Txid>,
-    requests: Option<RequestReport>,
-    error: Option<String>,
+/// How `status` shows one database's [`DatabaseReport`].
+trait Show {
+    fn to_json(&self) -> Value;
+    fn row(&self) -> Vec<String>;
+    fn summary_text(&self) -> String;
 }
 
-impl Status {
-    /// Whether changes captured locally have not reached the replica.
-    fn behind(&self) -> bool {
-        self.error.is_none()
-            && self
-                .local
-                .is_some_and(|l| self.remote.is_none_or(|r| r < l))
-    }
-
-    /// One word (or a few) for the table.
-    fn summary(&self) -> String {
-        if let Some(e) = &self.error {
-            return format!("error: {e}");
-        }
-        if self.db_size.is_none() {
-            return "database missing".into();
-        }
-        match (self.local, self.remote) {
-            (None, None) => "not replicated yet".into(),
-            (None, Some(_)) => "no local position (next start continues the replica)".into(),
-            _ if self.behind() => "replica behind".into(),
-            (Some(l), Some(r)) if r > l => "replica ahead".into(),
-            _ => "in sync".into(),
+impl Show for DatabaseReport {
+    fn summary_text(&self) -> String {
+        match &self.error {
+            Some(e) => format!("error: {}", e.message),
+            None => self.summary().to_string(),
         }
     }
 
     fn to_json(&self) -> Value {
         json!({
-            "path": self.path,
+            "path": self.path.display().to_string(),
             "replica": self.replica,
-            "status": self.summary(),
-            "local_txid": self.local.map(|t| t.to_string()),
-            "replica_txid": self.remote.map(|t| t.to_string()),
+            "status": self.summary_text(),
+            "local_txid": self.local_txid.map(|t| t.to_string()),
+            "replica_txid": self.replica_txid.map(|t| t.to_string()),
             "behind": self.behind(),
             "db_size": self.db_size,
             "wal_size": self.wal_size,
             "requests": self.requests,
-            "error": self.error,
+            "error": self.error.as_ref().map(|e| &e.message),
+            "error_code": self.error.as_ref().map(|e| e.code),
         })
     }
 
     fn row(&self) -> Vec<String> {
         let txid = |t: Option<Txid>| t.map_or_else(|| "-".to_owned(), |t| t.to_string());
         vec![
-            self.path.clone(),
-            self.summary(),
-            txid(self.local),
-            txid(self.remote),
+            self.path.display().to_string(),
+            self.summary_text(),
+            txid(self.local_txid),
+            txid(self.replica_txid),
             self.db_size.map_or_else(|| "-".to_owned(), human_bytes),
             human_bytes(self.wal_size),
             self.requests.as_ref().map_or_else(
@@ -128,14 +100,12 @@ pub async fn run(args: &Args) -> Result<()> {
     };
     let mut statuses = Vec::with_capacity(dbs.len());
     for db in dbs {
-        statuses.push(status(db).await);
+        statuses.push(DatabaseReport::read(db).await);
     }
     if args.json {
-        print_json(&Value::Array(
-            statuses.iter().map(Status::to_json).collect(),
-        ));
+        print_json(&Value::Array(statuses.iter().map(Show::to_json).collect()));
     } else {
-        let rows: Vec<Vec<String>> = statuses.iter().map(Status::row).collect();
+        let rows: Vec<Vec<String>> = statuses.iter().map(Show::row).collect();
         let headers = [
             "database",
             "status",
@@ -148,46 +118,4 @@ pub async fn run(args: &Args) -> Result<()> {
         print!("{}", table(&headers, &rows));
     }
     Ok(())
-}
-
-async fn status(db: &DbConfig) -> Status {
-    let mut s = Status {
-        path: db.path.display().to_string(),
-        replica: db.replica.as_ref().map(|r| r.target.to_string()),
-        db_size: std::fs::metadata(&db.path).ok().map(|m| m.len()),
-        wal_size: std::fs::metadata(wal_path(&db.path)).map_or(0, |m| m.len()),
-        local: None,
-        remote: None,
-        requests: read_request_report(&db.meta_path),
-        error: None,
-    };
-    match local_txid(&db.meta_path.join("ltx").join("0")) {
-        Ok(t) => s.local = t,
-        Err(e) => s.error = Some(e),
-    }
-    let remote = async {
-        let replica = db.require_replica().map_err(|e| e.to_string())?;
-        let client = open_client(replica).map_err(|e| e.to_string())?;
-        let levels = list_levels(client.as_ref())
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Some(problem) = destination_problem(&db.meta_path, &client.describe(), &levels) {
-            return Err(problem.to_string());
-        }
-        Ok::<_, String>(levels.iter().flatten().map(|f| f.max_txid).max())
-    };
-    match remote.await {
-        Ok(t) => s.remote = t,
-        Err(e) => {
-            s.error.get_or_insert(e);
-        }
-    }
-    s
-}
-
-/// The position: the newest L0 file in the meta directory.
-fn local_txid(l0_dir: &Path) -> Result<Option<Txid>, String> {
-    tideline_engine::capture::list_l0(l0_dir)
-        .map(|files| files.last().map(|(txid, _)| *txid))
-        .map_err(|e| e.to_string())
 }

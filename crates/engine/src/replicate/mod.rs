@@ -257,6 +257,7 @@ pub(super) async fn open_when_present(
                     (events)(&Event::Error {
                         db: path.to_owned(),
                         stage: Stage::Open,
+                        code: crate::ErrorCode::DatabaseMissing,
                         message: "database does not exist yet; waiting for it to be created".into(),
                         retry_in: poll,
                     });

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use tideline_ltx::Txid;
 
-use crate::storage::{FileInfo, MAX_COMPACTION_LEVEL, SNAPSHOT_LEVEL};
+use crate::storage::{FileInfo, newest_file};
 
 /// The shipped record's file name in the meta directory.
 const RECORD_FILE: &str = "tideline-shipped.json";
@@ -84,23 +84,6 @@ pub(crate) enum Decision {
     },
 }
 
-/// The replica's newest file: of the incremental levels (0 to 8), which hold every
-/// TXID shipped; a snapshot is taken from the live database and may be newer than the
-/// L0 files uploaded before it, so it must not hide them. Only a replica with nothing
-/// but snapshots is positioned by its newest snapshot.
-pub(crate) fn newest(levels: &[Vec<FileInfo>]) -> Option<&FileInfo> {
-    let incremental = levels
-        .iter()
-        .take(MAX_COMPACTION_LEVEL as usize + 1)
-        .flatten()
-        .max_by_key(|f| f.max_txid);
-    incremental.or_else(|| {
-        levels
-            .get(SNAPSHOT_LEVEL as usize)
-            .and_then(|l| l.iter().max_by_key(|f| f.max_txid))
-    })
-}
-
 /// The rule (see the module docs). `levels` is the replica's listing by level,
 /// `local` the TXIDs of the local L0 files, oldest first.
 pub(crate) fn decide(
@@ -108,7 +91,7 @@ pub(crate) fn decide(
     levels: &[Vec<FileInfo>],
     local: &[Txid],
 ) -> Decision {
-    let Some(newest) = newest(levels) else {
+    let Some(newest) = newest_file(levels) else {
         return match record {
             Some(rec) => Decision::Refuse {
                 shipped: Txid(rec.txid),
@@ -170,6 +153,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
+    use crate::storage::SNAPSHOT_LEVEL;
 
     fn file(level: u8, min: u64, max: u64, size: u64) -> FileInfo {
         FileInfo {
@@ -230,7 +214,7 @@ mod tests {
     fn a_snapshot_newer_than_the_l0_files_does_not_hide_them() {
         // L0 files 3 and 4 were still local when the snapshot at 4 was uploaded.
         let replica = levels(&[file(0, 1, 2, 100), file(SNAPSHOT_LEVEL, 1, 4, 900)]);
-        assert_eq!(newest(&replica).unwrap().max_txid, Txid(2));
+        assert_eq!(newest_file(&replica).unwrap().max_txid, Txid(2));
         assert_eq!(
             decide(None, &replica, &txids(&[3, 4])),
             Decision::Resume {
@@ -239,7 +223,7 @@ mod tests {
         );
         // Only snapshots: the newest snapshot is the position.
         let only = levels(&[file(SNAPSHOT_LEVEL, 1, 4, 900)]);
-        assert_eq!(newest(&only).unwrap().max_txid, Txid(4));
+        assert_eq!(newest_file(&only).unwrap().max_txid, Txid(4));
     }
 
     #[test]

@@ -136,6 +136,7 @@ impl Capturer {
         (self.events)(&Event::Error {
             db: self.path.clone(),
             stage,
+            code: e.code(),
             message: e.to_string(),
             retry_in: retry.backoff,
         });
@@ -837,6 +838,7 @@ impl DbTask {
                     (self.events)(&Event::Error {
                         db: self.path.clone(),
                         stage: Stage::Ship,
+                        code: e.code(),
                         message: format!("final sync: {e}"),
                         retry_in: settings.shutdown_sync_interval,
                     });
@@ -846,6 +848,7 @@ impl DbTask {
                     (self.events)(&Event::Error {
                         db: self.path.clone(),
                         stage: Stage::Ship,
+                        code: e.code(),
                         message: format!("final sync gave up: {e}"),
                         retry_in: Duration::ZERO,
                     });

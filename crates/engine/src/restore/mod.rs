@@ -17,27 +17,8 @@ pub use output::{
 pub use plan::{PlanError, Target, plan};
 
 use crate::error::Result;
-use crate::storage::{FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
-
-/// Lists every level of `client` (index = level).
-pub async fn list_levels(client: &dyn ReplicaClient) -> Result<Vec<Vec<FileInfo>>> {
-    let mut levels = Vec::with_capacity(SNAPSHOT_LEVEL as usize + 1);
-    for level in 0..=SNAPSHOT_LEVEL {
-        levels.push(client.list(level).await?);
-    }
-    Ok(levels)
-}
-
-/// Lists every level of `client` with exact creation times
-/// ([`ReplicaClient::list_exact`]): what a restore by time plans from. On S3 this
-/// costs a HEAD per file, so the other targets use [`list_levels`].
-pub async fn list_levels_exact(client: &dyn ReplicaClient) -> Result<Vec<Vec<FileInfo>>> {
-    let mut levels = Vec::with_capacity(SNAPSHOT_LEVEL as usize + 1);
-    for level in 0..=SNAPSHOT_LEVEL {
-        levels.push(client.list_exact(level).await?);
-    }
-    Ok(levels)
-}
+use crate::storage::{FileInfo, ReplicaClient};
+pub use crate::storage::{list_levels, list_levels_exact};
 
 /// The listing a plan for `target` needs: exact creation times for a time target.
 pub async fn list_levels_for(

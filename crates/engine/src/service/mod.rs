@@ -35,6 +35,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod status;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -47,7 +49,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::DbConfig;
-use crate::error::{Error, ErrorCode};
+use crate::error::{Error, ErrorCode, ErrorReport};
 use crate::replicate::{
     Event, EventSink, ReplicateSettings, Stage, TaskControl, TaskStats, replicate_one, wake_channel,
 };
@@ -104,6 +106,12 @@ impl ServiceError {
     }
 }
 
+impl From<ServiceError> for ErrorReport {
+    fn from(e: ServiceError) -> ErrorReport {
+        ErrorReport::new(e.code(), e.to_string())
+    }
+}
+
 /// A database's replication state, as the app shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncState {
@@ -140,8 +148,8 @@ pub struct DbStatus {
     pub local_txid: Option<Txid>,
     /// The newest TXID in the replica.
     pub replica_txid: Option<Txid>,
-    /// The last error, in words (cleared by the next success).
-    pub error: Option<String>,
+    /// The last error (cleared by the next success).
+    pub error: Option<ErrorReport>,
     /// Capture attempts since the task last started (see [`TaskStats::syncs`]).
     pub syncs: u64,
 }
@@ -197,7 +205,7 @@ struct Track {
     last_sync: Option<SystemTime>,
     lag: Option<Duration>,
     /// The failing stages, each with its last error (cleared when it recovers).
-    errors: BTreeMap<Stage, String>,
+    errors: BTreeMap<Stage, ErrorReport>,
     unshipped_since: Option<SystemTime>,
 }
 
@@ -250,8 +258,14 @@ impl Track {
                     self.unshipped_since = None;
                 }
             }
-            Event::Error { stage, message, .. } => {
-                self.errors.insert(*stage, message.clone());
+            Event::Error {
+                stage,
+                code,
+                message,
+                ..
+            } => {
+                self.errors
+                    .insert(*stage, ErrorReport::new(*code, message.clone()));
             }
             Event::Recovered { stage, .. } => {
                 self.errors.remove(stage);
@@ -334,7 +348,7 @@ impl Service {
         tokio::task::spawn_blocking(move || inspect_database(&p))
             .await
             .expect("inspect task panicked")?;
-        let replica = replica_txid(client.as_ref()).await?;
+        let replica = crate::storage::replica_newest_txid(client.as_ref()).await?;
         self.insert(cfg, client, paused, replica)
     }
 
@@ -589,7 +603,7 @@ impl Service {
                 let service = Service { inner };
                 let _ = service.with_entry(&key, |e| {
                     if let Err(err) = &result {
-                        e.track.errors.insert(Stage::Open, err.to_string());
+                        e.track.errors.insert(Stage::Open, ErrorReport::from(err));
                     }
                     e.track.started = false;
                 });
@@ -806,21 +820,10 @@ fn pid_list(pids: &[u32]) -> String {
     format!(" (process {})", list.join(", "))
 }
 
-/// The newest TXID the replica holds at any level.
-async fn replica_txid(client: &dyn ReplicaClient) -> Result<Option<Txid>, Error> {
-    let mut max = None;
-    for level in 0..=SNAPSHOT_LEVEL {
-        if let Some(f) = client.list(level).await?.last() {
-            max = max.max(Some(f.max_txid));
-        }
-    }
-    Ok(max)
-}
-
 /// Checks a replica can be reached by listing it; returns its newest TXID. This is
 /// the app's "Test connection".
 pub async fn probe_replica(client: &dyn ReplicaClient) -> Result<Option<Txid>, Error> {
-    replica_txid(client).await
+    crate::storage::replica_newest_txid(client).await
 }
 
 /// Checks that a folder destination can be written: creates it if needed, then
@@ -1181,6 +1184,7 @@ mod tests {
             &Event::Error {
                 db,
                 stage: Stage::Ship,
+                code: ErrorCode::Io,
                 message: "boom".into(),
                 retry_in: Duration::from_secs(1),
             },

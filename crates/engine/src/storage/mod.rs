@@ -185,6 +185,53 @@ pub trait ReplicaClient: Debug + Send + Sync {
     }
 }
 
+/// Lists every level of `client` (index = level).
+pub async fn list_levels(client: &dyn ReplicaClient) -> crate::Result<Vec<Vec<FileInfo>>> {
+    let mut levels = Vec::with_capacity(SNAPSHOT_LEVEL as usize + 1);
+    for level in 0..=SNAPSHOT_LEVEL {
+        levels.push(client.list(level).await?);
+    }
+    Ok(levels)
+}
+
+/// Lists every level of `client` with exact creation times
+/// ([`ReplicaClient::list_exact`]): what a restore by time plans from. On S3 this
+/// costs a HEAD per file, so the other targets use [`list_levels`].
+pub async fn list_levels_exact(client: &dyn ReplicaClient) -> crate::Result<Vec<Vec<FileInfo>>> {
+    let mut levels = Vec::with_capacity(SNAPSHOT_LEVEL as usize + 1);
+    for level in 0..=SNAPSHOT_LEVEL {
+        levels.push(client.list_exact(level).await?);
+    }
+    Ok(levels)
+}
+
+/// The newest TXID a listing (index = level) holds at any level.
+pub fn newest_txid(levels: &[Vec<FileInfo>]) -> Option<Txid> {
+    levels.iter().flatten().map(|f| f.max_txid).max()
+}
+
+/// The replica's newest TXID at any level, by listing every level.
+pub async fn replica_newest_txid(client: &dyn ReplicaClient) -> crate::Result<Option<Txid>> {
+    Ok(newest_txid(&list_levels(client).await?))
+}
+
+/// The replica's newest file: of the incremental levels (0 to 8), which hold every
+/// TXID shipped; a snapshot is taken from the live database and may be newer than the
+/// L0 files uploaded before it, so it must not hide them. Only a replica with nothing
+/// but snapshots is positioned by its newest snapshot.
+pub(crate) fn newest_file(levels: &[Vec<FileInfo>]) -> Option<&FileInfo> {
+    let incremental = levels
+        .iter()
+        .take(MAX_COMPACTION_LEVEL as usize + 1)
+        .flatten()
+        .max_by_key(|f| f.max_txid);
+    incremental.or_else(|| {
+        levels
+            .get(SNAPSHOT_LEVEL as usize)
+            .and_then(|l| l.iter().max_by_key(|f| f.max_txid))
+    })
+}
+
 /// The client for a configured replica.
 pub fn open_client(
     cfg: &crate::config::ReplicaConfig,

@@ -292,7 +292,12 @@ async fn a_saved_database_whose_destination_is_missing_at_start_shows_an_error_u
     })
     .await;
     let err = s.error.unwrap();
-    assert!(err.contains("is the drive connected?"), "{err}");
+    assert_eq!(
+        err.code,
+        tideline_engine::ErrorCode::DestinationMissing,
+        "{err}"
+    );
+    assert!(err.message.contains("is the drive connected?"), "{err}");
     assert!(!replica.exists(), "nothing is written where the drive was");
 
     std::fs::rename(&unmounted, dir.path().join("drive")).unwrap();

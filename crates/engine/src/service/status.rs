@@ -1,0 +1,134 @@
+//! A database's replication status read from disk and the replica, without a running
+//! replicator: what `tideline status` shows. The rule for "behind" and the summary
+//! live here so that every front end says the same thing.
+
+use std::path::PathBuf;
+
+use tideline_ltx::Txid;
+
+use crate::capture::{list_l0, wal_path};
+use crate::config::DbConfig;
+use crate::error::{Error, ErrorReport};
+use crate::replicate::{RequestReport, destination_problem, read_request_report};
+use crate::restore::list_levels;
+use crate::storage::open_client;
+
+/// One database's status, from its files, its meta directory and its replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseReport {
+    /// The database file.
+    pub path: PathBuf,
+    /// The replica (no credentials), if one is configured.
+    pub replica: Option<String>,
+    /// Bytes of the database file; `None` when it does not exist.
+    pub db_size: Option<u64>,
+    /// Bytes of its `-wal` (0 when there is none).
+    pub wal_size: u64,
+    /// The local position: the newest L0 file in the meta directory, what replication
+    /// resumes from.
+    pub local_txid: Option<Txid>,
+    /// The newest TXID in the replica.
+    pub replica_txid: Option<Txid>,
+    /// The requests the last replicator made to the replica, from its report.
+    pub requests: Option<RequestReport>,
+    /// What went wrong reading the position or the replica.
+    pub error: Option<ErrorReport>,
+}
+
+/// A [`DatabaseReport`] in a few words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Summary {
+    /// Reading the position or the replica failed.
+    Error,
+    /// The database file does not exist.
+    DatabaseMissing,
+    /// Nothing was replicated yet.
+    NotReplicated,
+    /// The replica has a backup but there is no local position.
+    NoLocalPosition,
+    /// Changes captured locally have not reached the replica.
+    Behind,
+    /// The replica is ahead of the local position (another replicator, or a restore).
+    Ahead,
+    /// Everything captured is in the replica.
+    InSync,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Summary::Error => "error",
+            Summary::DatabaseMissing => "database missing",
+            Summary::NotReplicated => "not replicated yet",
+            Summary::NoLocalPosition => "no local position (next start continues the replica)",
+            Summary::Behind => "replica behind",
+            Summary::Ahead => "replica ahead",
+            Summary::InSync => "in sync",
+        })
+    }
+}
+
+impl DatabaseReport {
+    /// Reads a configured database's status. One problem (a missing file, an
+    /// unreachable replica) is recorded in [`DatabaseReport::error`] and does not
+    /// hide the rest.
+    pub async fn read(db: &DbConfig) -> DatabaseReport {
+        let mut s = DatabaseReport {
+            path: db.path.clone(),
+            replica: db.replica.as_ref().map(|r| r.target.to_string()),
+            db_size: std::fs::metadata(&db.path).ok().map(|m| m.len()),
+            wal_size: std::fs::metadata(wal_path(&db.path)).map_or(0, |m| m.len()),
+            local_txid: None,
+            replica_txid: None,
+            requests: read_request_report(&db.meta_path),
+            error: None,
+        };
+        match list_l0(&db.meta_path.join("ltx").join("0")) {
+            Ok(files) => s.local_txid = files.last().map(|(txid, _)| *txid),
+            Err(e) => s.error = Some(e.into()),
+        }
+        match replica_txid(db).await {
+            Ok(t) => s.replica_txid = t,
+            Err(e) => {
+                s.error.get_or_insert(e.into());
+            }
+        }
+        s
+    }
+
+    /// Whether changes captured locally have not reached the replica.
+    pub fn behind(&self) -> bool {
+        self.error.is_none()
+            && self
+                .local_txid
+                .is_some_and(|l| self.replica_txid.is_none_or(|r| r < l))
+    }
+
+    /// The status in a few words.
+    pub fn summary(&self) -> Summary {
+        if self.error.is_some() {
+            return Summary::Error;
+        }
+        if self.db_size.is_none() {
+            return Summary::DatabaseMissing;
+        }
+        match (self.local_txid, self.replica_txid) {
+            (None, None) => Summary::NotReplicated,
+            (None, Some(_)) => Summary::NoLocalPosition,
+            _ if self.behind() => Summary::Behind,
+            (Some(l), Some(r)) if r > l => Summary::Ahead,
+            _ => Summary::InSync,
+        }
+    }
+}
+
+/// The replica's newest TXID, or what is wrong with the destination (the same rule
+/// the replicator applies before uploading).
+async fn replica_txid(db: &DbConfig) -> Result<Option<Txid>, Error> {
+    let client = open_client(db.require_replica()?)?;
+    let levels = list_levels(client.as_ref()).await?;
+    if let Some(problem) = destination_problem(&db.meta_path, &client.describe(), &levels) {
+        return Err(problem);
+    }
+    Ok(crate::storage::newest_txid(&levels))
+}
