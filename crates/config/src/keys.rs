@@ -54,6 +54,35 @@ pub(crate) const REPLICA_SETTINGS: &[&str] = &[
     "age",
 ];
 
+/// Replica settings Litestream has that Tideline parses but does not act on, each with
+/// what Tideline does instead; setting one gets a warning, so no config relies on it
+/// silently.
+const IGNORED_SETTINGS: &[(&str, &str)] = &[
+    (
+        "max-sync-ltx-files",
+        "Tideline uploads every pending LTX file at each sync (there is no per-sync limit)",
+    ),
+    (
+        "auto-recover",
+        "not supported by Tideline yet; damaged local state is reported, never reset silently",
+    ),
+    (
+        "sign-payload",
+        "the S3 client signs requests as the AWS SDK does by default",
+    ),
+    (
+        "require-content-md5",
+        "the S3 client sends the checksums the AWS SDK chooses, not Content-MD5",
+    ),
+];
+
+/// Warns if `name` is a setting Tideline parses but ignores.
+fn ignored_setting(name: &str, path: &str, warnings: &mut Vec<String>) {
+    if let Some((_, instead)) = IGNORED_SETTINGS.iter().find(|(k, _)| *k == name) {
+        warnings.push(format!("{path}: ignored: {instead}"));
+    }
+}
+
 /// Replica settings of backends Tideline does not support yet.
 const OTHER_BACKEND_SETTINGS: &[(&str, &str)] = &[
     ("account-name", "abs"),
@@ -118,7 +147,9 @@ pub(crate) fn check(root: &Value, warnings: &mut Vec<String>) {
         let name = key_name(key);
         let path = name.clone();
         match name.as_str() {
-            k if TOP.contains(&k) || REPLICA_SETTINGS.contains(&k) => {}
+            k if TOP.contains(&k) || REPLICA_SETTINGS.contains(&k) => {
+                ignored_setting(k, &path, warnings);
+            }
             k if TOP_UNSUPPORTED.contains(&k) => warnings.push(unsupported(&path)),
             _ => {
                 if !replica_extra(&name, &path, warnings) {
@@ -175,6 +206,7 @@ fn check_replica(replica: &Value, path: &str, warnings: &mut Vec<String>) {
         let name = key_name(key);
         let key_path = format!("{path}.{name}");
         if REPLICA_ONLY.contains(&name.as_str()) || REPLICA_SETTINGS.contains(&name.as_str()) {
+            ignored_setting(&name, &key_path, warnings);
             continue;
         }
         if !replica_extra(&name, &key_path, warnings) {

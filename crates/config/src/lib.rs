@@ -91,13 +91,13 @@
 //! | `replica.type` | from the `url` scheme, else `file` | `file` or `s3` |
 //! | `replica.url` / `.path` | — | `file:///abs/path`, `s3://bucket/path?…` |
 //! | `sync-interval` | 1s | |
-//! | `max-sync-ltx-files` | 256 | 0 = no limit |
-//! | `auto-recover` | false | |
+//! | `max-sync-ltx-files` | — | ignored, with a warning: every pending file is uploaded at each sync |
+//! | `auto-recover` | — | ignored, with a warning: not supported yet |
 //! | `bucket`, `region`, `endpoint` | — | s3; `user:pass@` in the endpoint is dropped (S3 signs with the keys) |
 //! | `access-key-id` / `secret-access-key` | env `AWS_*`, else `LITESTREAM_*` | s3; `AWS_SESSION_TOKEN` only with keys from `AWS_*` |
 //! | `force-path-style` | on with a custom endpoint | s3 |
 //! | `skip-verify` | false | s3 |
-//! | `sign-payload` / `require-content-md5` | true / true (false for Tigris) | s3 |
+//! | `sign-payload` / `require-content-md5` | — | s3; ignored, with a warning: the AWS SDK's signing and checksums are used |
 //! | `part-size` | 5 MiB | integer bytes or `"10MiB"`, `"8MB"`; grown per file to stay within 10,000 parts |
 //! | `concurrency` | 5 (2 for Cloudflare R2) | s3 |
 //! | `storage-class`, `sse-kms-key-id`, `sse-customer-algorithm` / `-key` / `-key-path` | — | s3 |

@@ -29,10 +29,12 @@ pub struct ReplicaConfig {
     pub target: ReplicaTarget,
     /// `sync-interval`: the least time between uploads (default 1s).
     pub sync_interval: Duration,
-    /// `max-sync-ltx-files`: the most L0 files uploaded per sync (default 256); `None`
-    /// when set to 0, meaning no limit.
+    /// `max-sync-ltx-files` as Litestream reads it (default 256; `None` for 0, no
+    /// limit). Kept so a config round-trips; replication does not act on it, and
+    /// setting it gets a warning.
     pub max_sync_ltx_files: Option<usize>,
-    /// `auto-recover`: reset local state on missing or corrupt LTX files (default off).
+    /// `auto-recover` as Litestream reads it (default off). Not acted on; setting it
+    /// gets a warning.
     pub auto_recover: bool,
 }
 
@@ -99,9 +101,11 @@ pub struct S3ReplicaConfig {
     pub force_path_style: bool,
     /// Skip TLS certificate verification (`skip-verify`).
     pub skip_verify: bool,
-    /// Sign request payloads (`sign-payload`, default true).
+    /// `sign-payload` as Litestream reads it (default true). Not acted on (the AWS
+    /// SDK's signing is used); setting it gets a warning.
     pub sign_payload: bool,
-    /// Send Content-MD5 (`require-content-md5`, default true; false for Tigris).
+    /// `require-content-md5` as Litestream reads it (default true; false for Tigris).
+    /// Not acted on (the AWS SDK's checksums are used); setting it gets a warning.
     pub require_content_md5: bool,
     /// Multipart part size in bytes (`part-size`, default 5 MiB).
     pub part_size: u64,
