@@ -22,6 +22,12 @@ pub fn parse_rfc3339(s: &str) -> Result<SystemTime, String> {
     Ok(from_unix_nanos(nanos))
 }
 
+/// `YYYY-MM-DDTHH-MM-SS` in UTC, whole seconds, no colons: a time that is a valid
+/// part of a file name on every OS (safety copies, restored copies).
+pub fn file_timestamp(t: SystemTime) -> String {
+    format_rfc3339(t.max(UNIX_EPOCH))[..19].replace(':', "-")
+}
+
 /// Formats a time as RFC 3339 in UTC, with fractional seconds only when there are any
 /// (trailing zeros trimmed, like Go's `RFC3339Nano`): `2026-01-02T15:04:05.25Z`.
 pub fn format_rfc3339(t: SystemTime) -> String {

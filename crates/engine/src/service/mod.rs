@@ -969,7 +969,7 @@ fn sibling_path(db: &Path, what: &str, now: SystemTime) -> PathBuf {
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
         .unwrap_or_default();
-    db.with_file_name(format!("{stem}-{what}-{}{ext}", file_timestamp(now)))
+    db.with_file_name(format!("{stem}-{what}-{}{ext}", crate::time::file_timestamp(now)))
 }
 
 /// [`sibling_path`], or with `-2`, `-3`, … appended to the stem when that exists (an
@@ -992,35 +992,6 @@ fn free_sibling_path(db: &Path, what: &str, now: SystemTime) -> PathBuf {
         .map(|n| first.with_file_name(format!("{stem}-{n}{ext}")))
         .find(|p| !p.exists())
         .expect("some numbered name is free")
-}
-
-/// `YYYY-MM-DDTHH-MM-SS` in UTC (no colons, so it is a valid file name everywhere).
-pub fn file_timestamp(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
-    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// Phases of a restore, for progress reports.
@@ -1128,13 +1099,13 @@ mod tests {
     #[test]
     fn timestamps_are_file_names() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_964_531);
-        assert_eq!(file_timestamp(t), "2026-11-29T15-02-11");
+        assert_eq!(crate::time::file_timestamp(t), "2026-11-29T15-02-11");
         assert_eq!(
             restored_copy_path(Path::new("/d/app.db"), t),
             Path::new("/d/app-restored-2026-11-29T15-02-11.db")
         );
         assert_eq!(
-            file_timestamp(SystemTime::UNIX_EPOCH),
+            crate::time::file_timestamp(SystemTime::UNIX_EPOCH),
             "1970-01-01T00-00-00"
         );
     }
