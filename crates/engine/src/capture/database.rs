@@ -1,5 +1,7 @@
 //! A watched database: the read lock, the capture of committed WAL frames into L0 LTX
-//! files in the meta directory, the position, and checkpoints.
+//! files in the meta directory, the position and its continuity checks. Checkpoints
+//! are [`checkpoint`](super::checkpoint)'s, the meta directory's layout
+//! [`meta_dir`](super::meta_dir)'s; the protocol both follow is described here.
 //!
 //! ## Position
 //!
