@@ -1,5 +1,7 @@
 //! A watched database: the read lock, the capture of committed WAL frames into L0 LTX
-//! files in the meta directory, the position, and checkpoints.
+//! files in the meta directory, the position and its continuity checks. Checkpoints
+//! are [`checkpoint`](super::checkpoint)'s, the meta directory's layout
+//! [`meta_dir`](super::meta_dir)'s; the protocol both follow is described here.
 //!
 //! ## Position
 //!
@@ -31,15 +33,20 @@
 //! uncaptured is in it.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::Connection;
-use tideline_ltx::{
-    Encoder, FLAG_NO_CHECKSUM, Header, IndexedReader, Txid, format_filename, parse_filename,
-};
+use tideline_ltx::{IndexedReader, Txid};
 
+use super::foreign::FileStamp;
+use super::lock::take_lock;
+use super::meta_dir::MetaDir;
+use super::sqlite::{
+    begin_read, bump_seq, check_sqlite_header, create_bookkeeping, end_read, ensure_wal_mode,
+    open_connection, persist_wal, sqlite_err,
+};
 use crate::capture::wal::{
     Checksum, FRAME_HEADER_SIZE, FrameChain, FrameHeader, Segment, WAL_HEADER_SIZE, WalHeader,
     scan_committed,
@@ -143,110 +150,53 @@ pub struct Captured {
     pub more: bool,
 }
 
-/// What a checkpoint did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checkpointed {
-    /// "PASSIVE" or "TRUNCATE".
-    pub mode: &'static str,
-    /// WAL frames at the time, and frames copied into the database.
-    pub frames: (i64, i64),
-    /// Whether the WAL was then restarted from the beginning.
-    pub restarted: bool,
-    /// True if the write lock was not granted quickly (a busy writer): only the
-    /// lock-free first phase ran, and the checkpoint is retried after a later sync.
-    pub deferred: bool,
-    /// L0 files captured under the write lock (frames written during the first phase).
-    pub captured: Vec<Captured>,
-    /// How long the application's writers were held off.
-    pub writers_blocked: Duration,
-}
-
 /// A database being replicated.
 #[derive(Debug)]
 pub struct Database {
-    path: PathBuf,
-    wal_path: PathBuf,
+    pub(super) path: PathBuf,
+    pub(super) wal_path: PathBuf,
+    pub(super) meta: MetaDir,
+    /// `meta`'s `ltx/0`, kept to lend out as a `&Path`.
     l0_dir: PathBuf,
-    opts: DbOptions,
+    pub(super) opts: DbOptions,
     /// Two connections that take turns holding our read transaction: the next one
     /// begins before the current one ends, so there is never an instant without our
     /// read mark (see [`Database::advance_read_mark`]).
-    readers: [Connection; 2],
+    pub(super) readers: [Connection; 2],
     /// Which of `readers` holds the read transaction.
-    active: usize,
+    pub(super) active: usize,
     /// Writes (`_litestream_seq`), the write-lock barrier and checkpoints.
-    writer: Connection,
-    page_size: u32,
-    pos: Option<Position>,
+    pub(super) writer: Connection,
+    pub(super) page_size: u32,
+    pub(super) pos: Option<Position>,
     /// Set by our own checkpoint when the WAL may restart with nothing uncaptured:
     /// the salts of the generation that may follow.
-    restart_expected: Option<(u32, u32)>,
+    pub(super) restart_expected: Option<(u32, u32)>,
     /// A capture reached the end of the WAL since the read lock was last handed over.
-    captured_since_handover: bool,
+    pub(super) captured_since_handover: bool,
     /// The position was reloaded from another replicator's files (see
     /// [`Database::take_position_reloaded`]).
-    position_reloaded: bool,
+    pub(super) position_reloaded: bool,
     /// The L0 file this replicator wrote last, as it left it: replaced by another
     /// program, it shows another replicator at work.
-    written: std::cell::Cell<Option<(Txid, FileStamp)>>,
+    pub(super) written: std::cell::Cell<Option<(Txid, FileStamp)>>,
     /// The read transaction held now began after a capture that reached the WAL's end
     /// (and was handed over, never let go): a restart by the application, which it
     /// can then do only after copying the WAL into the database, discards only frames
     /// we captured (see [`Database::advance_read_mark`]), so it continues the chain.
-    restart_safe: bool,
+    pub(super) restart_safe: bool,
     /// The next sync must write the whole database, for this reason.
-    force_snapshot: Option<SnapshotReason>,
-    last_checkpoint: Option<Instant>,
+    pub(super) force_snapshot: Option<SnapshotReason>,
+    pub(super) last_checkpoint: Option<Instant>,
     /// Consecutive checkpoints whose second phase could not get the write lock; each
     /// doubles the next wait.
-    deferrals: u32,
+    pub(super) deferrals: u32,
     _locks: Vec<File>,
     /// The database file, opened once for reading pages. POSIX advisory locks belong
     /// to the process: closing *any* descriptor of the file would drop the locks our
     /// SQLite connections hold on it (then an application closing last could checkpoint
     /// and delete the WAL under us). So it is never reopened, and dropped last.
-    db_file: File,
-}
-
-const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
-
-fn sqlite_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + use<> {
-    let path = path.to_owned();
-    move |source| Error::Sqlite {
-        path: path.clone(),
-        source,
-    }
-}
-
-/// The default meta directory of `db`: `<dir>/.<file>-litestream`.
-pub fn default_meta_dir(db: &Path) -> PathBuf {
-    let name = db
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    db.with_file_name(format!(".{name}-litestream"))
-}
-
-/// The L0 files in a meta directory's `ltx/0` folder (`l0_dir`), oldest first, as
-/// `(TXID, path)`; a missing folder holds none. Only single-TXID names count: local
-/// L0 files always are.
-pub fn list_l0(l0_dir: &Path) -> Result<Vec<(Txid, PathBuf)>> {
-    let rd = match fs::read_dir(l0_dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("list", l0_dir)(e)),
-    };
-    let mut out = Vec::new();
-    for e in rd {
-        let e = e.map_err(Error::io("list", l0_dir))?;
-        if let Some((min, max)) = e.file_name().to_str().and_then(parse_filename)
-            && min == max
-        {
-            out.push((max, e.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
+    pub(super) db_file: File,
 }
 
 /// Path of the `-wal` file of `db`.
@@ -262,39 +212,20 @@ impl Database {
     /// bookkeeping tables, starts the read transaction and loads the position.
     pub fn open(path: &Path, opts: DbOptions) -> Result<Database> {
         let path = path.to_owned();
-        check_sqlite_file(&path)?;
-        let meta = opts
-            .meta_dir
-            .clone()
-            .unwrap_or_else(|| default_meta_dir(&path));
-        let l0_dir = meta.join("ltx").join("0");
-        fs::create_dir_all(&l0_dir).map_err(Error::io("create meta directory", &l0_dir))?;
+        check_sqlite_header(&path)?;
+        let meta = MetaDir::of(&path, opts.meta_dir.as_deref());
+        meta.create()?;
         let lock = take_lock(&meta, &path)?;
-        // A crash leaves temporaries: of L0 files, and of compactions and snapshots
-        // (written in `ltx/`) and state files (in the meta directory itself).
-        for dir in [&l0_dir, &meta.join("ltx"), &meta] {
-            remove_tmp_files(dir)?;
-        }
+        // A crash leaves temporaries (of L0 files, compactions, snapshots and state
+        // files); only the lock holder may clear them.
+        meta.remove_tmp_files()?;
 
         let sq = sqlite_err(&path);
-        let open = || -> Result<Connection> {
-            let c = Connection::open(&path).map_err(sqlite_err(&path))?;
-            c.busy_timeout(opts.busy_timeout)
-                .map_err(sqlite_err(&path))?;
-            // Our own commits (bookkeeping writes) must never checkpoint on their own.
-            c.pragma_update(None, "wal_autocheckpoint", 0)
-                .map_err(sqlite_err(&path))?;
-            Ok(c)
-        };
+        let open = || open_connection(&path, opts.busy_timeout);
         let writer = open()?;
         ensure_wal_mode(&writer, &path)?;
         persist_wal(&writer);
-        writer
-            .execute_batch(
-                "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);
-                 CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);",
-            )
-            .map_err(&sq)?;
+        create_bookkeeping(&writer).map_err(&sq)?;
         let page_size: u32 = writer
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(&sq)?;
@@ -312,7 +243,8 @@ impl Database {
         let mut db = Database {
             path,
             wal_path: wal,
-            l0_dir,
+            l0_dir: meta.l0_dir(),
+            meta,
             opts,
             readers,
             active: 0,
@@ -354,12 +286,17 @@ impl Database {
         self.pos
     }
 
-    /// The local L0 files, oldest first.
-    pub fn local_l0(&self) -> Result<Vec<(Txid, PathBuf)>> {
-        list_l0(&self.l0_dir)
+    /// The meta directory.
+    pub fn meta_dir(&self) -> &MetaDir {
+        &self.meta
     }
 
-    fn load_position(&self) -> Result<Option<Position>> {
+    /// The local L0 files, oldest first.
+    pub fn local_l0(&self) -> Result<Vec<(Txid, PathBuf)>> {
+        self.meta.list_l0()
+    }
+
+    pub(super) fn load_position(&self) -> Result<Option<Position>> {
         let Some((_, path)) = self.local_l0()?.pop() else {
             return Ok(None);
         };
@@ -394,116 +331,12 @@ impl Database {
         if let Some((txid, bytes)) = newest {
             // A compaction's header names a TXID range; the position file is named by
             // its max TXID, which is all the position reads besides the WAL fields.
-            let dst = self.l0_dir.join(format_filename(txid, txid));
+            let dst = self.meta.l0_file(txid);
             crate::storage::durable::write_atomic(&dst, bytes).map_err(Error::io("write", &dst))?;
             self.pos = self.load_position()?;
             self.force_snapshot = Some(SnapshotReason::ReplicaPosition);
         }
         Ok(())
-    }
-
-    /// The next TXID is ours to write: a file already there was written by another
-    /// program on this meta directory (Litestream on the same database), whose chain
-    /// and ours would otherwise mix under the same TXIDs. Refused while that program
-    /// goes on writing; once its newest file is [`FOREIGN_QUIET`] old it has stopped,
-    /// and its files become the position, as at a takeover (the replicator then
-    /// matches them with the replica before uploading: see
-    /// [`Database::take_position_reloaded`]).
-    fn refuse_foreign(&mut self) -> Result<()> {
-        let next = self.pos.map_or(Txid::FIRST, |p| p.txid.next());
-        let next_path = self.l0_dir.join(format_filename(next, next));
-        // Or the file we wrote last was replaced (a replicator one step behind us
-        // renames its own file over ours).
-        let replaced = self.written.get().and_then(|(txid, stamp)| {
-            let path = self.l0_dir.join(format_filename(txid, txid));
-            let now = fs::metadata(&path).ok().map(|m| FileStamp::of(&m))?;
-            (now != stamp).then_some(path)
-        });
-        let path = if next_path.exists() {
-            next_path
-        } else if let Some(p) = replaced {
-            p
-        } else {
-            return Ok(());
-        };
-        let newest = self.local_l0()?.pop().map(|(_, p)| p);
-        let quiet = newest
-            .and_then(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age >= FOREIGN_QUIET);
-        if quiet {
-            self.written.set(None);
-            self.pos = self.load_position()?;
-            self.force_snapshot = None;
-            self.restart_expected = None;
-            self.restart_safe = false;
-            self.position_reloaded = true;
-            return Ok(());
-        }
-        Err(Error::AnotherReplicator {
-            meta: self
-                .l0_dir
-                .parent()
-                .and_then(Path::parent)
-                .unwrap_or(&self.l0_dir)
-                .to_owned(),
-            file: path,
-        })
-    }
-
-    /// How long to watch the meta directory at start before capturing, and what to
-    /// compare after: `None` when its newest L0 file is older than [`FOREIGN_QUIET`]
-    /// (nobody is writing there), else the wait and that file's stamp. A file that
-    /// fresh may be our own last run's (a restart), or another program's at work
-    /// (Litestream on the same database): if it changes during the wait, it is the
-    /// latter ([`Database::check_meta_quiet`]).
-    pub fn meta_watch(&self) -> Result<Option<(Duration, MetaStamp)>> {
-        let Some((txid, path)) = self.local_l0()?.pop() else {
-            return Ok(None);
-        };
-        let Ok(m) = fs::metadata(&path) else {
-            return Ok(None);
-        };
-        let age = m
-            .modified()
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .unwrap_or(FOREIGN_QUIET);
-        Ok(
-            (age < FOREIGN_QUIET)
-                .then(|| (FOREIGN_QUIET - age, MetaStamp(txid, FileStamp::of(&m)))),
-        )
-    }
-
-    /// After the wait [`Database::meta_watch`] gave: fails with
-    /// [`Error::AnotherReplicator`] if the meta directory's newest L0 file changed.
-    pub fn check_meta_quiet(&self, before: MetaStamp) -> Result<()> {
-        let now = self.local_l0()?.pop();
-        let changed = match &now {
-            Some((txid, path)) => {
-                *txid != before.0
-                    || fs::metadata(path).map(|m| FileStamp::of(&m)).ok() != Some(before.1)
-            }
-            None => true,
-        };
-        if !changed {
-            return Ok(());
-        }
-        Err(Error::AnotherReplicator {
-            meta: self
-                .l0_dir
-                .parent()
-                .and_then(Path::parent)
-                .unwrap_or(&self.l0_dir)
-                .to_owned(),
-            file: now.map_or_else(|| self.l0_dir.clone(), |(_, p)| p),
-        })
-    }
-
-    /// True (once) if the position was taken from another replicator's files since
-    /// the last call.
-    pub fn take_position_reloaded(&mut self) -> bool {
-        std::mem::take(&mut self.position_reloaded)
     }
 
     /// Captures newly committed WAL frames into the next L0 file, if there are any.
@@ -518,9 +351,36 @@ impl Database {
     }
 
     fn sync_step(&mut self, now: SystemTime) -> Result<Option<Captured>> {
+        let Some((mut wal, wal_len, header)) = self.open_wal()? else {
+            return self.sync_without_wal(now);
+        };
+        let (pos, start, chain) = match self.resume_point(&mut wal, header, wal_len)? {
+            Ok(resume) => resume,
+            Err(reason) => return self.snapshot(&mut wal, header, now, reason).map(Some),
+        };
+        let Some(seg) = scan_committed(&mut wal, start, chain, Some(self.opts.max_sync_wal_bytes))
+            .map_err(Error::io("read", &self.wal_path))?
+        else {
+            return Ok(None);
+        };
+        let more = seg.end < wal_len && seg.end - start >= self.opts.max_sync_wal_bytes;
+        // Pages the database grew by that the WAL segment does not carry come from the
+        // database file (SQLite writes new pages to the WAL, so this is a safeguard).
+        let grown: Vec<u32> = (pos.commit + 1..=seg.commit)
+            .filter(|p| seg.pages.binary_search_by_key(p, |&(q, _)| q).is_err())
+            .collect();
+        let txid = pos.txid.next();
+        let captured = self.write_l0(&mut wal, &seg, &grown, txid, start, now, None, more)?;
+        self.advance(txid, &seg);
+        Ok(Some(captured))
+    }
+
+    /// The WAL, its length and its header; `None` if there is no WAL or it has no
+    /// header yet.
+    fn open_wal(&self) -> Result<Option<(File, u64, WalHeader)>> {
         let mut wal = match File::open(&self.wal_path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return self.sync_without_wal(now),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("open", &self.wal_path)(e)),
         };
         let wal_len = wal
@@ -529,7 +389,7 @@ impl Database {
             .len();
         let mut hb = [0u8; WAL_HEADER_SIZE];
         if wal_len < WAL_HEADER_SIZE as u64 {
-            return self.sync_without_wal(now);
+            return Ok(None);
         }
         wal.read_exact(&mut hb)
             .map_err(Error::io("read", &self.wal_path))?;
@@ -546,77 +406,57 @@ impl Database {
                 ),
             });
         }
-        let salts = (header.salt1, header.salt2);
+        Ok(Some((wal, wal_len, header)))
+    }
 
+    /// Where in the WAL capture continues (the continuity checks of the module docs):
+    /// the position, the offset and the frame chain to resume, or why it cannot and
+    /// the whole database must be captured instead.
+    #[allow(clippy::type_complexity)]
+    fn resume_point(
+        &self,
+        wal: &mut File,
+        header: WalHeader,
+        wal_len: u64,
+    ) -> Result<std::result::Result<(Position, u64, FrameChain), SnapshotReason>> {
+        let salts = (header.salt1, header.salt2);
         let Some(pos) = self.pos else {
-            return self
-                .snapshot(&mut wal, header, now, SnapshotReason::FirstSync)
-                .map(Some);
+            return Ok(Err(SnapshotReason::FirstSync));
         };
         if let Some(reason) = self.force_snapshot {
-            return self.snapshot(&mut wal, header, now, reason).map(Some);
+            return Ok(Err(reason));
         }
         if pos.wal_end == 0 {
             // A compaction or snapshot file taken from the replica: no WAL position.
-            return self
-                .snapshot(&mut wal, header, now, SnapshotReason::ReplicaPosition)
-                .map(Some);
+            return Ok(Err(SnapshotReason::ReplicaPosition));
         }
-        let frame_size = header.frame_size();
-        let start = if salts == pos.salts {
-            if pos.wal_end > wal_len {
-                return self
-                    .snapshot(&mut wal, header, now, SnapshotReason::WalTruncated)
-                    .map(Some);
-            }
-            if pos.wal_end <= WAL_HEADER_SIZE as u64 {
-                (WAL_HEADER_SIZE as u64, FrameChain::new(header))
+        if salts != pos.salts {
+            let ours = self.restart_expected == Some(salts)
+                || (self.restart_safe && salts.0 == pos.salts.0.wrapping_add(1));
+            return Ok(if ours {
+                Ok((pos, WAL_HEADER_SIZE as u64, FrameChain::new(header)))
             } else {
-                // The frame before the position must still be the one we captured.
-                let mut fh = [0u8; FRAME_HEADER_SIZE];
-                wal.seek(SeekFrom::Start(pos.wal_end - frame_size))
-                    .and_then(|_| wal.read_exact(&mut fh))
-                    .map_err(Error::io("read", &self.wal_path))?;
-                let fh = FrameHeader::decode(&fh);
-                let same =
-                    (fh.salt1, fh.salt2) == salts && pos.checksum.is_none_or(|c| c == fh.checksum);
-                if !same {
-                    return self
-                        .snapshot(&mut wal, header, now, SnapshotReason::WalOverwritten)
-                        .map(Some);
-                }
-                (pos.wal_end, FrameChain::resume(header, fh.checksum))
-            }
-        } else if self.restart_expected == Some(salts)
-            || (self.restart_safe && salts.0 == pos.salts.0.wrapping_add(1))
-        {
-            (WAL_HEADER_SIZE as u64, FrameChain::new(header))
+                Err(SnapshotReason::WalRestarted)
+            });
+        }
+        if pos.wal_end > wal_len {
+            return Ok(Err(SnapshotReason::WalTruncated));
+        }
+        if pos.wal_end <= WAL_HEADER_SIZE as u64 {
+            return Ok(Ok((pos, WAL_HEADER_SIZE as u64, FrameChain::new(header))));
+        }
+        // The frame before the position must still be the one we captured.
+        let mut fh = [0u8; FRAME_HEADER_SIZE];
+        wal.seek(SeekFrom::Start(pos.wal_end - header.frame_size()))
+            .and_then(|_| wal.read_exact(&mut fh))
+            .map_err(Error::io("read", &self.wal_path))?;
+        let fh = FrameHeader::decode(&fh);
+        let same = (fh.salt1, fh.salt2) == salts && pos.checksum.is_none_or(|c| c == fh.checksum);
+        Ok(if same {
+            Ok((pos, pos.wal_end, FrameChain::resume(header, fh.checksum)))
         } else {
-            return self
-                .snapshot(&mut wal, header, now, SnapshotReason::WalRestarted)
-                .map(Some);
-        };
-
-        let Some(seg) = scan_committed(
-            &mut wal,
-            start.0,
-            start.1,
-            Some(self.opts.max_sync_wal_bytes),
-        )
-        .map_err(Error::io("read", &self.wal_path))?
-        else {
-            return Ok(None);
-        };
-        let more = seg.end < wal_len && seg.end - start.0 >= self.opts.max_sync_wal_bytes;
-        // Pages the database grew by that the WAL segment does not carry come from the
-        // database file (SQLite writes new pages to the WAL, so this is a safeguard).
-        let grown: Vec<u32> = (pos.commit + 1..=seg.commit)
-            .filter(|p| seg.pages.binary_search_by_key(p, |&(q, _)| q).is_err())
-            .collect();
-        let txid = pos.txid.next();
-        let captured = self.write_l0(&mut wal, &seg, &grown, txid, start.0, now, None, more)?;
-        self.advance(txid, &seg);
-        Ok(Some(captured))
+            Err(SnapshotReason::WalOverwritten)
+        })
     }
 
     /// No WAL (or one without a header). While we hold the read lock that only
@@ -696,256 +536,6 @@ impl Database {
         Ok(captured)
     }
 
-    /// Writes L0 `txid`: the segment's pages from the WAL merged, in page order, with
-    /// `from_db` pages read from the database file.
-    #[allow(clippy::too_many_arguments)]
-    fn write_l0(
-        &self,
-        wal: &mut File,
-        seg: &Segment,
-        from_db: &[u32],
-        txid: Txid,
-        wal_start: u64,
-        now: SystemTime,
-        snapshot: Option<SnapshotReason>,
-        more: bool,
-    ) -> Result<Captured> {
-        let timestamp = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        // The creation time replicas keep is the header timestamp, in milliseconds.
-        let created_at = SystemTime::UNIX_EPOCH + Duration::from_millis(timestamp.max(0) as u64);
-        let header = Header {
-            flags: FLAG_NO_CHECKSUM,
-            page_size: self.page_size,
-            commit: seg.commit,
-            min_txid: txid,
-            max_txid: txid,
-            timestamp,
-            // Always a real WAL position (offset ≥ 32) so Litestream can take over.
-            wal_offset: wal_start,
-            wal_size: seg.end - wal_start,
-            wal_salt1: seg.header.salt1,
-            wal_salt2: seg.header.salt2,
-            ..Header::default()
-        };
-        let name = format_filename(txid, txid);
-        let path = self.l0_dir.join(&name);
-        let tmp = self.l0_dir.join(format!("{name}.tmp"));
-        let (pages, size) = self.write_ltx(wal, &seg.pages, from_db, header, &tmp, created_at)?;
-        crate::failpoint::hit("l0-written");
-        fs::rename(&tmp, &path).map_err(Error::io("rename", &path))?;
-        crate::restore::apply::sync_parent(&path)?;
-        crate::failpoint::hit("l0-renamed");
-        self.written
-            .set(fs::metadata(&path).ok().map(|m| (txid, FileStamp::of(&m))));
-        Ok(Captured {
-            info: FileInfo {
-                level: 0,
-                min_txid: txid,
-                max_txid: txid,
-                size,
-                created_at,
-            },
-            path,
-            pages,
-            wal_bytes: seg.end - wal_start,
-            snapshot,
-            more,
-        })
-    }
-
-    /// Writes an LTX file with `header` to `tmp` (fsynced, mtime `created_at`): the
-    /// segment's pages from the WAL merged, in page order, with `from_db` pages read
-    /// from the database file. The file is removed on failure.
-    fn write_ltx(
-        &self,
-        wal: &mut File,
-        wal_pages: &[(u32, u64)],
-        from_db: &[u32],
-        header: Header,
-        tmp: &Path,
-        created_at: SystemTime,
-    ) -> Result<(u32, u64)> {
-        let name = tmp.display().to_string();
-        let result = (|| -> Result<(u32, u64)> {
-            let file = File::create(tmp).map_err(Error::io("create", tmp))?;
-            let mut enc = Encoder::new(BufWriter::with_capacity(256 * 1024, file), header)
-                .map_err(|source| Error::Ltx {
-                    name: name.clone(),
-                    source,
-                })?;
-            let mut db = &self.db_file;
-            // Pages at or past the file's end were never written out (SQLite reads them
-            // as zeros too); any other read failure fails the capture.
-            let db_len = db.metadata().map_err(Error::io("stat", &self.path))?.len();
-            let ps = self.page_size as usize;
-            let mut buf = vec![0u8; ps];
-            let lock = tideline_ltx::lock_pgno(self.page_size);
-            let (mut i, mut j) = (0, 0);
-            loop {
-                let from_wal = wal_pages.get(i).copied();
-                let from_file = from_db.get(j).copied();
-                let (pgno, source) = match (from_wal, from_file) {
-                    (None, None) => break,
-                    (Some((p, off)), Some(q)) if p < q => {
-                        i += 1;
-                        (p, Some(off))
-                    }
-                    (Some((p, off)), None) => {
-                        i += 1;
-                        (p, Some(off))
-                    }
-                    (_, Some(q)) => {
-                        j += 1;
-                        (q, None)
-                    }
-                };
-                if pgno == lock {
-                    continue;
-                }
-                match source {
-                    Some(off) => read_at(&mut *wal, &mut buf, Segment::page_offset(off))
-                        .map_err(Error::io("read", &self.wal_path))?,
-                    None => {
-                        let at = u64::from(pgno - 1) * ps as u64;
-                        if at >= db_len {
-                            buf.fill(0);
-                        } else {
-                            read_at(&mut db, &mut buf, at)
-                                .map_err(Error::io("read", &self.path))?;
-                        }
-                    }
-                }
-                enc.write_page(pgno, &buf).map_err(|source| Error::Ltx {
-                    name: name.clone(),
-                    source,
-                })?;
-            }
-            let pages = enc.pages_written();
-            let (w, _) = enc.finish().map_err(|source| Error::Ltx {
-                name: name.clone(),
-                source,
-            })?;
-            let file = w
-                .into_inner()
-                .map_err(|e| Error::io("write", tmp)(e.into_error()))?;
-            file.sync_all().map_err(Error::io("fsync", tmp))?;
-            let size = file.metadata().map_err(Error::io("stat", tmp))?.len();
-            file.set_modified(created_at)
-                .map_err(Error::io("set mtime of", tmp))?;
-            Ok((pages, size))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(tmp);
-        }
-        result
-    }
-
-    /// Writes a full snapshot of the database at the captured position to `dst` (a
-    /// level-9 file: MinTXID 1, MaxTXID the position, no WAL fields, timestamp `now`),
-    /// without blocking the application: pages come from the WAL up to the captured
-    /// offset, the rest from the database file, all under the read transaction we
-    /// already hold. `None` if nothing was captured yet.
-    ///
-    /// Call it right after a sync that reached the end of the WAL and *before*
-    /// [`Database::advance_read_mark`]: our read mark then lies at or before the
-    /// captured offset, so no checkpoint can have copied a newer page into the database
-    /// file, and every page is exactly as of the position's TXID.
-    pub fn write_snapshot(&mut self, dst: &Path, now: SystemTime) -> Result<Option<Captured>> {
-        let Some(pos) = self.pos else { return Ok(None) };
-        let timestamp = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let created_at = SystemTime::UNIX_EPOCH + Duration::from_millis(timestamp.max(0) as u64);
-        let header = Header {
-            flags: FLAG_NO_CHECKSUM,
-            page_size: self.page_size,
-            commit: pos.commit,
-            min_txid: Txid::FIRST,
-            max_txid: pos.txid,
-            timestamp,
-            ..Header::default()
-        };
-        // The WAL frames of the position's generation up to the captured offset.
-        let mut wal = File::open(&self.wal_path).ok();
-        let wal_header = match wal.as_mut() {
-            Some(w) => {
-                let mut hb = [0u8; WAL_HEADER_SIZE];
-                match w.read_exact(&mut hb) {
-                    Ok(()) => WalHeader::decode(&hb).ok(),
-                    Err(_) => None,
-                }
-            }
-            None => None,
-        };
-        let seg = match (wal.as_mut(), wal_header) {
-            (Some(w), Some(h))
-                if (h.salt1, h.salt2) == pos.salts && pos.wal_end > WAL_HEADER_SIZE as u64 =>
-            {
-                scan_committed(
-                    w,
-                    WAL_HEADER_SIZE as u64,
-                    FrameChain::new(h),
-                    Some(pos.wal_end - WAL_HEADER_SIZE as u64),
-                )
-                .map_err(Error::io("read", &self.wal_path))?
-            }
-            _ => None,
-        };
-        let wal_pages = match seg {
-            Some(seg) if seg.end == pos.wal_end => seg.pages,
-            Some(seg) => {
-                return Err(Error::Wal {
-                    path: self.wal_path.clone(),
-                    reason: format!(
-                        "snapshot: the WAL's committed frames end at {} but the captured position is {}; the snapshot is retried after the next capture",
-                        seg.end, pos.wal_end
-                    ),
-                });
-            }
-            // Nothing of this generation in the WAL: the database file is the state.
-            None => Vec::new(),
-        };
-        let lock = tideline_ltx::lock_pgno(self.page_size);
-        let rest: Vec<u32> = (1..=pos.commit)
-            .filter(|&p| p != lock && wal_pages.binary_search_by_key(&p, |&(q, _)| q).is_err())
-            .collect();
-        let mut wal_file = match wal {
-            Some(w) => w,
-            // No WAL: every page comes from the database file; any handle will do.
-            None => File::open(&self.path).map_err(Error::io("open", &self.path))?,
-        };
-        let (pages, size) =
-            self.write_ltx(&mut wal_file, &wal_pages, &rest, header, dst, created_at)?;
-        Ok(Some(Captured {
-            info: FileInfo {
-                level: crate::storage::SNAPSHOT_LEVEL,
-                min_txid: Txid::FIRST,
-                max_txid: pos.txid,
-                size,
-                created_at,
-            },
-            path: dst.to_owned(),
-            pages,
-            wal_bytes: 0,
-            snapshot: None,
-            more: false,
-        }))
-    }
-
-    /// Syncs until the WAL is captured to its end.
-    fn sync_all(&mut self, now: SystemTime, out: &mut Vec<Captured>) -> Result<()> {
-        while let Some(c) = self.sync(now)? {
-            let more = c.more;
-            out.push(c);
-            if !more {
-                break;
-            }
-        }
-        Ok(())
-    }
-
     /// Moves our read mark to the end of the WAL after a capture that reached it, so
     /// that checkpoints (ours or the application's automatic ones) copy frames in small
     /// steps instead of a large batch inside some unlucky commit. Frames past the mark
@@ -982,7 +572,7 @@ impl Database {
     }
 
     /// The connection holding our read transaction.
-    fn reader(&self) -> &Connection {
+    pub(super) fn reader(&self) -> &Connection {
         &self.readers[self.active]
     }
 
@@ -1007,418 +597,4 @@ impl Database {
                 / (FRAME_HEADER_SIZE as u64 + u64::from(self.page_size))
         })
     }
-
-    /// Which checkpoint, if any, is due after a sync that reached the end of the WAL.
-    /// The time-based interval counts from the first call (the start of replication),
-    /// not from an unknown last checkpoint, so a restart does not checkpoint at once.
-    pub fn checkpoint_due(&mut self, now: Instant) -> Option<&'static str> {
-        let since = *self.last_checkpoint.get_or_insert(now);
-        let pages = self.wal_pages();
-        if pages >= self.opts.truncate_page_n {
-            Some("TRUNCATE")
-        } else if pages >= self.opts.min_checkpoint_page_count {
-            Some("PASSIVE")
-        } else if pages > 1
-            && let Some(every) = self.opts.checkpoint_interval
-            && now.duration_since(since) >= every
-        {
-            Some("PASSIVE")
-        } else {
-            None
-        }
-    }
-
-    /// Checkpoints the WAL into the database (see the module docs for the protocol) and
-    /// lets SQLite restart it, capturing anything written meanwhile. `now` stamps the
-    /// L0 files and the checkpoint time.
-    pub fn checkpoint(
-        &mut self,
-        mode: &'static str,
-        now: SystemTime,
-        clock: Instant,
-    ) -> Result<Checkpointed> {
-        let sq = sqlite_err(&self.path);
-        self.last_checkpoint = Some(clock);
-        let mut captured = Vec::new();
-        if mode == "TRUNCATE" {
-            // The WAL reached truncate-page-n (~500 MB): a bulk load, or a writer that
-            // kept our barrier out. Try the PASSIVE protocol first, as Litestream does:
-            // when it restarts the WAL nothing is lost and no full copy is needed.
-            let passive = self.checkpoint("PASSIVE", now, clock)?;
-            if passive.restarted {
-                return Ok(passive);
-            }
-            captured = passive.captured;
-            // Then TRUNCATE: blocks writers until done; the next sync sees the reset
-            // WAL and writes a full-database L0, as Litestream does.
-            let t = Instant::now();
-            self.sync_all(now, &mut captured)?;
-            end_read(self.reader()).map_err(&sq)?;
-            let r = checkpoint_pragma(self.reader(), "TRUNCATE").map_err(&sq);
-            // Frames committed between that capture and the checkpoint went into the
-            // database file uncaptured: the next sync writes the whole database.
-            self.force_snapshot = Some(SnapshotReason::TruncateCheckpoint);
-            begin_read(self.reader()).map_err(&sq)?;
-            self.restart_safe = false;
-            let (_, log, done) = r?;
-            return Ok(Checkpointed {
-                mode,
-                frames: (log, done),
-                restarted: true,
-                deferred: false,
-                captured,
-                writers_blocked: t.elapsed(),
-            });
-        }
-
-        // Phase 1, no lock: move our read mark to the WAL's end and copy what we can.
-        // (If another process restarts the WAL in the instant our mark is released,
-        // the next sync sees unexpected salts and writes a full L0: safe.) A busy
-        // writer adds frames while this runs; repeating it shrinks what phase 2 must
-        // capture and copy while writers wait.
-        for round in 0..PHASE1_ROUNDS {
-            if round > 0 {
-                self.sync_all(now, &mut captured)?;
-            }
-            self.advance_read_mark()?;
-            // `log` is the number of frames in the current WAL generation (the file
-            // itself is reused, not shrunk, so its length says nothing).
-            let (_, log, _) = checkpoint_pragma(&self.writer, "PASSIVE").map_err(&sq)?;
-            if log.max(0) as u64 <= self.wal_pages() + SMALL_TAIL_FRAMES {
-                break;
-            }
-        }
-
-        // Phase 2, writers held off: capture the tail, checkpoint it, restart the WAL.
-        // SQLite's lock waits are not fair: a writer that never pauses can keep the
-        // lock from us indefinitely. Try briefly and, if refused, leave the rest of the
-        // checkpoint to a later sync (phase 1 already copied most of the WAL).
-        let wait = (BARRIER_WAIT * 2u32.saturating_pow(self.deferrals.min(16)))
-            .min(self.opts.busy_timeout.max(BARRIER_WAIT));
-        self.writer.busy_timeout(wait).map_err(&sq)?;
-        let began = self.writer.execute_batch("BEGIN IMMEDIATE");
-        self.writer
-            .busy_timeout(self.opts.busy_timeout)
-            .map_err(&sq)?;
-        match began {
-            Ok(()) => self.deferrals = 0,
-            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
-                self.deferrals += 1;
-                return Ok(Checkpointed {
-                    mode,
-                    frames: (0, 0),
-                    restarted: false,
-                    deferred: true,
-                    captured,
-                    writers_blocked: Duration::ZERO,
-                });
-            }
-            Err(e) => return Err(sq(e)),
-        }
-        let t = Instant::now();
-        let phase2 = (|| -> Result<((i64, i64, i64), bool)> {
-            self.sync_all(now, &mut captured)?;
-            end_read(self.reader()).map_err(&sq)?;
-            let r = passive_while_busy(self.reader()).map_err(&sq);
-            begin_read(self.reader()).map_err(&sq)?;
-            // Everything committed was captured just now, under the write lock.
-            self.restart_safe = true;
-            let r = r?;
-            let end = self.pos.map_or(0, |p| p.wal_end);
-            let frames_end = WAL_HEADER_SIZE as u64
-                + r.1.max(0) as u64 * (FRAME_HEADER_SIZE as u64 + u64::from(self.page_size));
-            // Everything in the WAL is captured and copied: it may restart now.
-            Ok((r, r.1 == r.2 && frames_end == end))
-        })();
-        let rollback = self.writer.execute_batch("ROLLBACK").map_err(&sq);
-        let writers_blocked = t.elapsed();
-        let ((_, log, done), complete) = phase2?;
-        rollback?;
-
-        let mut restarted = false;
-        if complete && let Some(pos) = self.pos {
-            // The next write restarts the WAL: salt-1 + 1, a new salt-2. Make it ours, so
-            // it happens now, then take a read mark in the new generation.
-            self.restart_expected = Some((pos.salts.0.wrapping_add(1), 0));
-            bump_seq(&self.writer).map_err(&sq)?;
-            if let Ok(h) = read_wal_header(&self.wal_path)
-                && h.salt1 == pos.salts.0.wrapping_add(1)
-            {
-                self.restart_expected = Some((h.salt1, h.salt2));
-                restarted = true;
-            } else {
-                self.restart_expected = None;
-            }
-            self.advance_read_mark()?;
-        }
-        Ok(Checkpointed {
-            mode,
-            frames: (log, done),
-            restarted,
-            deferred: false,
-            captured,
-            writers_blocked,
-        })
-    }
-}
-
-/// The meta directory's newest L0 file at one moment, to compare with later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MetaStamp(Txid, FileStamp);
-
-impl MetaStamp {
-    /// The file's TXID and size.
-    pub fn file(&self) -> (Txid, u64) {
-        (self.0, self.1.len)
-    }
-}
-
-/// What tells one file from another under the same name: its inode (where there is
-/// one), size and modification time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    ino: u64,
-    len: u64,
-    modified: Option<SystemTime>,
-}
-
-impl FileStamp {
-    fn of(m: &fs::Metadata) -> FileStamp {
-        #[cfg(unix)]
-        let ino = std::os::unix::fs::MetadataExt::ino(m);
-        #[cfg(not(unix))]
-        let ino = 0;
-        FileStamp {
-            ino,
-            len: m.len(),
-            modified: m.modified().ok(),
-        }
-    }
-}
-
-/// How long another replicator's newest L0 file must be left alone before it is taken
-/// to have stopped, and its files become the position.
-const FOREIGN_QUIET: Duration = Duration::from_secs(5);
-
-/// Most lock-free first-phase rounds of a checkpoint.
-const PHASE1_ROUNDS: usize = 3;
-/// A tail of at most this many uncaptured frames is left to the locked second phase.
-const SMALL_TAIL_FRAMES: u64 = 256;
-
-/// How long phase 2 of a checkpoint first waits for the write lock before deferring
-/// (doubling at each deferral, up to `busy-timeout`). Waiting holds nothing, so it costs
-/// the application nothing; it only delays our own loop. 100 ms was too short for a
-/// writer committing 1 MiB transactions back to back: the barrier was deferred until
-/// the WAL reached truncate-page-n and was cut by a TRUNCATE (a full-database L0).
-const BARRIER_WAIT: Duration = Duration::from_millis(250);
-
-fn read_wal_header(path: &Path) -> io::Result<WalHeader> {
-    let mut b = [0u8; WAL_HEADER_SIZE];
-    File::open(path)?.read_exact(&mut b)?;
-    WalHeader::decode(&b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-fn read_at<F: Read + Seek>(mut f: F, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    f.seek(SeekFrom::Start(offset))?;
-    f.read_exact(buf)
-}
-
-fn begin_read(c: &Connection) -> rusqlite::Result<()> {
-    c.execute_batch("BEGIN")?;
-    c.query_row("SELECT COUNT(1) FROM _litestream_seq", [], |_| Ok(()))
-}
-
-fn end_read(c: &Connection) -> rusqlite::Result<()> {
-    c.execute_batch("COMMIT")
-}
-
-fn bump_seq(c: &Connection) -> rusqlite::Result<()> {
-    c.execute(
-        "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1",
-        [],
-    )
-    .map(|_| ())
-}
-
-/// A PASSIVE checkpoint that, while we hold the write lock, waits out a checkpoint the
-/// application is running at that moment. SQLite answers PASSIVE with "busy" at once
-/// when another connection holds the checkpointer lock, and under a busy writer that
-/// is often: SQLite's automatic checkpoint runs after every commit once the WAL is past
-/// `wal_autocheckpoint` pages. Without the retry the WAL could not restart, grew to
-/// `truncate-page-n` and was cut by a TRUNCATE (a full-database L0 and a long stall).
-/// The application's checkpoint cannot start a new commit meanwhile (we hold the
-/// write lock), so it ends soon; the wait is bounded all the same.
-fn passive_while_busy(c: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
-    let deadline = Instant::now() + CHECKPOINT_BUSY_WAIT;
-    loop {
-        let r = checkpoint_pragma(c, "PASSIVE")?;
-        if r.0 == 0 || Instant::now() >= deadline {
-            return Ok(r);
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
-}
-
-/// How long phase 2 waits for the application's own checkpoint to finish.
-const CHECKPOINT_BUSY_WAIT: Duration = Duration::from_millis(50);
-
-fn checkpoint_pragma(c: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)> {
-    c.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })
-}
-
-fn check_sqlite_file(path: &Path) -> Result<()> {
-    let mut f = File::open(path).map_err(|source| {
-        if source.kind() == io::ErrorKind::NotFound {
-            Error::DatabaseMissing(path.to_owned())
-        } else {
-            Error::Io {
-                op: "open",
-                path: path.to_owned(),
-                source,
-            }
-        }
-    })?;
-    let mut magic = [0u8; 16];
-    match f.read_exact(&mut magic) {
-        Ok(()) if &magic == SQLITE_MAGIC => Ok(()),
-        // An empty file is a database SQLite has not initialised yet.
-        Err(e)
-            if e.kind() == io::ErrorKind::UnexpectedEof
-                && f.metadata().is_ok_and(|m| m.len() == 0) =>
-        {
-            Ok(())
-        }
-        _ => Err(Error::NotSqlite(path.to_owned())),
-    }
-}
-
-fn ensure_wal_mode(c: &Connection, path: &Path) -> Result<()> {
-    let mode: String = c
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .map_err(sqlite_err(path))?;
-    if mode.eq_ignore_ascii_case("wal") {
-        return Ok(());
-    }
-    // Litestream converts the database too; replication needs the WAL.
-    let now: String = c
-        .query_row("PRAGMA journal_mode=wal", [], |r| r.get(0))
-        .map_err(|e| Error::NotWal {
-            path: path.to_owned(),
-            mode: mode.clone(),
-            detail: e.to_string(),
-        })?;
-    if !now.eq_ignore_ascii_case("wal") {
-        return Err(Error::NotWal {
-            path: path.to_owned(),
-            mode,
-            detail: format!("SQLite kept journal_mode={now}"),
-        });
-    }
-    Ok(())
-}
-
-/// Keeps SQLite from deleting the WAL when our connections close last, which would
-/// force a full-database L0 on the next start.
-fn persist_wal(c: &Connection) {
-    // Best effort: without it replication stays correct, only restarts cost more.
-    let mut on = 1;
-    let _ = c.file_control(
-        rusqlite::DEFAULT_NAME,
-        rusqlite::FileControl::PersistWal(&mut on),
-    );
-}
-
-/// Takes the one-replicator-per-database locks: an advisory lock on `tideline.lock` in
-/// the meta directory, and, when the meta directory is configured elsewhere, one in the
-/// default meta directory of the database's *canonical* path too, so that two
-/// replicators reaching one database by different meta paths or through a symlink
-/// still exclude each other (the app and `tideline replicate` included). The OS
-/// releases them when the process ends, however it ends. The holder writes its PID
-/// and name into the file, so the refusal can name it. A default meta directory that
-/// cannot be created (a read-only folder) only skips the second lock.
-fn take_lock(meta: &Path, db: &Path) -> Result<Vec<File>> {
-    let mut locks = vec![lock_file(&meta.join(LOCK_FILE), db)?];
-    if let Ok(canonical) = fs::canonicalize(db) {
-        let shared = default_meta_dir(&canonical);
-        let same = fs::canonicalize(meta).is_ok_and(|m| m == shared);
-        if !same && fs::create_dir_all(&shared).is_ok() {
-            locks.push(lock_file(&shared.join(LOCK_FILE), db)?);
-        }
-    }
-    Ok(locks)
-}
-
-/// The lock file's name in a meta directory.
-const LOCK_FILE: &str = "tideline.lock";
-
-fn lock_file(path: &Path, db: &Path) -> Result<File> {
-    use std::io::Write;
-    let mut f = File::options()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(Error::io("open lock file", path))?;
-    match f.try_lock() {
-        Ok(()) => {
-            // Who holds it, for the next one's refusal. Best effort: the lock itself
-            // is what excludes.
-            let _ = f
-                .set_len(0)
-                .and_then(|()| writeln!(f, "{}", holder_description(std::process::id())));
-            Ok(f)
-        }
-        Err(fs::TryLockError::WouldBlock) => Err(Error::AlreadyReplicating {
-            db: db.to_owned(),
-            lock: path.to_owned(),
-            holder: fs::read_to_string(path)
-                .ok()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty()),
-        }),
-        Err(fs::TryLockError::Error(e)) => Err(Error::io("lock", path)(e)),
-    }
-}
-
-/// "process 1234 (tideline replicate)": the PID, and the program and its first argument
-/// where the OS shows them (no further arguments: a URL may carry credentials).
-fn holder_description(pid: u32) -> String {
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
-        .ok()
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|a| !a.is_empty())
-                .take(2)
-                .enumerate()
-                .map(|(i, a)| {
-                    let a = String::from_utf8_lossy(a).into_owned();
-                    if i == 0 {
-                        Path::new(&a)
-                            .file_name()
-                            .map_or(a.clone(), |n| n.to_string_lossy().into_owned())
-                    } else {
-                        a
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .filter(|c| !c.is_empty());
-    match cmdline {
-        Some(c) => format!("process {pid} ({c})"),
-        None => format!("process {pid}"),
-    }
-}
-
-fn remove_tmp_files(dir: &Path) -> Result<()> {
-    for e in fs::read_dir(dir).map_err(Error::io("list", dir))? {
-        let e = e.map_err(Error::io("list", dir))?;
-        if e.file_name().to_string_lossy().ends_with(".tmp") {
-            let _ = fs::remove_file(e.path());
-        }
-    }
-    Ok(())
 }

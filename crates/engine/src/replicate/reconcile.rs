@@ -21,9 +21,6 @@ use tideline_ltx::Txid;
 
 use crate::storage::{FileInfo, newest_file};
 
-/// The shipped record's file name in the meta directory.
-const RECORD_FILE: &str = "tideline-shipped.json";
-
 /// What this machine knows reached a replica.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ShippedRecord {
@@ -38,7 +35,7 @@ pub(crate) struct ShippedRecord {
 
 /// Where the shipped record of the database with meta directory `meta` lives.
 pub(crate) fn record_path(meta: &Path) -> PathBuf {
-    meta.join(RECORD_FILE)
+    crate::capture::MetaDir::new(meta).shipped_record()
 }
 
 impl ShippedRecord {

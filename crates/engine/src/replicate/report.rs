@@ -47,7 +47,7 @@ pub struct RequestReport {
 }
 
 fn request_report_path(meta_dir: &Path) -> PathBuf {
-    meta_dir.join("tideline-requests.json")
+    crate::capture::MetaDir::new(meta_dir).request_report()
 }
 
 pub(super) fn write_request_report(meta_dir: &Path, report: &RequestReport) -> std::io::Result<()> {

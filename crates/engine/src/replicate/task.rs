@@ -15,7 +15,7 @@ use super::reconcile::{self, Decision, ShippedRecord};
 use super::report::{RequestReport, missing, write_request_report};
 use super::watcher::WalWatcher;
 use super::{ReplicateSettings, TaskStats, Wake, open_when_present, wake_channel};
-use crate::capture::{Captured, Database, DbOptions};
+use crate::capture::{Captured, Database, DbOptions, MetaDir};
 use crate::config::DbConfig;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink, Stage};
@@ -101,7 +101,7 @@ impl Capturer {
             if !ck.deferred {
                 (self.events)(&Event::Checkpointed {
                     db: self.path.clone(),
-                    mode: ck.mode,
+                    mode: ck.mode.pragma(),
                     restarted: ck.restarted,
                     writers_blocked: ck.writers_blocked,
                 });
@@ -414,7 +414,8 @@ impl DbTask {
             checkpoint_interval: cfg.checkpoint_interval,
             meta_dir: Some(cfg.meta_path.clone()),
         };
-        let l0_dir = cfg.meta_path.join("ltx").join("0");
+        let meta = MetaDir::new(&cfg.meta_path);
+        let l0_dir = meta.l0_dir();
         let continuous = wait_until.is_some();
         let db = match wait_until {
             Some(stop) => {
@@ -451,7 +452,7 @@ impl DbTask {
             Arc::clone(&client),
             levels,
             Some(l0_dir),
-            cfg.meta_path.join("ltx"),
+            meta.ltx_dir(),
             Some(Arc::new(LiveSnapshots(Arc::clone(&db)))
                 as Arc<dyn crate::levels::snapshot::SnapshotSource>),
             compactions,

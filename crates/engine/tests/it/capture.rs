@@ -10,7 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::Connection;
 use tideline_engine::Error;
-use tideline_engine::capture::{Database, DbOptions, SnapshotReason, default_meta_dir};
+use tideline_engine::capture::{
+    CheckpointMode, Database, DbOptions, SnapshotReason, default_meta_dir,
+};
 use tideline_engine::restore::{IntegrityCheck, Target, restore};
 use tideline_engine::storage::file::FileReplica;
 use tideline_ltx::Txid;
@@ -157,7 +159,9 @@ fn every_txid_restores_the_state_the_application_had() {
         );
         states.push((cap.info.max_txid, digest(&c)));
         if step % 10 == 9 {
-            let ck = db.checkpoint("PASSIVE", SystemTime::now(), clock).unwrap();
+            let ck = db
+                .checkpoint(CheckpointMode::Passive, SystemTime::now(), clock)
+                .unwrap();
             restarts += usize::from(ck.restarted);
             for cap in &ck.captured {
                 states.push((cap.info.max_txid, digest(&c)));
@@ -327,7 +331,7 @@ fn an_application_checkpointing_after_every_commit_does_not_stop_restarts() {
         db.advance_read_mark().unwrap();
         if db.wal_pages() >= 1500 {
             let ck = db
-                .checkpoint("PASSIVE", SystemTime::now(), Instant::now())
+                .checkpoint(CheckpointMode::Passive, SystemTime::now(), Instant::now())
                 .unwrap();
             done += usize::from(!ck.deferred);
             restarts += usize::from(ck.restarted);
@@ -369,11 +373,14 @@ fn a_due_truncate_restarts_without_a_full_copy_when_it_can() {
         transaction(&c, step);
     }
     while db.sync(SystemTime::now()).unwrap().is_some_and(|c| c.more) {}
-    assert_eq!(db.checkpoint_due(Instant::now()), Some("TRUNCATE"));
+    assert_eq!(
+        db.checkpoint_due(Instant::now()),
+        Some(CheckpointMode::Truncate)
+    );
     let ck = db
-        .checkpoint("TRUNCATE", SystemTime::now(), Instant::now())
+        .checkpoint(CheckpointMode::Truncate, SystemTime::now(), Instant::now())
         .unwrap();
-    assert_eq!((ck.mode, ck.restarted), ("PASSIVE", true));
+    assert_eq!((ck.mode, ck.restarted), (CheckpointMode::Passive, true));
     transaction(&c, 40);
     let next = db.sync(SystemTime::now()).unwrap().unwrap();
     assert_eq!(next.snapshot, None, "incremental across the restart");
@@ -400,7 +407,10 @@ fn a_truncate_checkpoint_never_loses_frames() {
     // …which the TRUNCATE checkpoint must capture before it empties the WAL.
     while db.sync(SystemTime::now()).unwrap().is_some_and(|c| c.more) {}
     transaction(&c, 40);
-    assert_eq!(db.checkpoint_due(Instant::now()), Some("TRUNCATE"));
+    assert_eq!(
+        db.checkpoint_due(Instant::now()),
+        Some(CheckpointMode::Truncate)
+    );
     // Another writer keeps our barrier out (longer than its first wait), so the
     // PASSIVE attempt that comes first is deferred and the TRUNCATE runs.
     let (held_tx, held) = std::sync::mpsc::channel();
@@ -416,10 +426,10 @@ fn a_truncate_checkpoint_never_loses_frames() {
     };
     held.recv_timeout(Duration::from_secs(10)).unwrap();
     let ck = db
-        .checkpoint("TRUNCATE", SystemTime::now(), Instant::now())
+        .checkpoint(CheckpointMode::Truncate, SystemTime::now(), Instant::now())
         .unwrap();
     holder.join().unwrap();
-    assert_eq!(ck.mode, "TRUNCATE");
+    assert_eq!(ck.mode, CheckpointMode::Truncate);
     assert!(
         !ck.captured.is_empty(),
         "the last transaction was captured first"

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::Connection;
-use tideline_engine::capture::{Database, DbOptions};
+use tideline_engine::capture::{CheckpointMode, Database, DbOptions};
 use tideline_engine::levels::scheduler::{LevelsConfig, Maintainer};
 use tideline_engine::levels::snapshot::SnapshotSource;
 use tideline_engine::replicate::{Event, EventSink};
@@ -211,7 +211,9 @@ async fn simulate_on(
             // Checkpoints now and then, so snapshots read pages from both the
             // database file and the WAL.
             if row % 45 == 0 {
-                let ck = db.checkpoint("PASSIVE", now, Instant::now()).unwrap();
+                let ck = db
+                    .checkpoint(CheckpointMode::Passive, now, Instant::now())
+                    .unwrap();
                 for cap in ck.captured {
                     states.insert(cap.info.max_txid, (cap.info.created_at, state(&c)));
                 }
