@@ -38,7 +38,6 @@
 pub mod status;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
@@ -860,18 +859,12 @@ impl DbInfo {
 /// Checks that `path` is a SQLite database and reads its journal mode, without
 /// changing anything. Replication switches a database to WAL mode when it starts.
 pub fn inspect_database(path: &Path) -> Result<DbInfo, Error> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::DatabaseMissing(path.to_owned()));
-        }
-        Err(e) => return Err(Error::io("open", path)(e)),
-    };
-    let size = file.metadata().map_err(Error::io("stat", path))?.len();
-    let mut magic = [0u8; 16];
-    if file.read_exact(&mut magic).is_err() || &magic != b"SQLite format 3\0" {
-        return Err(Error::NotSqlite(path.to_owned()));
-    }
+    // The same check replication makes, so the window never accepts a file the
+    // engine then refuses (or the reverse).
+    crate::capture::check_sqlite_header(path)?;
+    let size = std::fs::metadata(path)
+        .map_err(Error::io("stat", path))?
+        .len();
     let sqlite = |source| Error::Sqlite {
         path: path.to_owned(),
         source,
@@ -969,7 +962,10 @@ fn sibling_path(db: &Path, what: &str, now: SystemTime) -> PathBuf {
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
         .unwrap_or_default();
-    db.with_file_name(format!("{stem}-{what}-{}{ext}", crate::time::file_timestamp(now)))
+    db.with_file_name(format!(
+        "{stem}-{what}-{}{ext}",
+        crate::time::file_timestamp(now)
+    ))
 }
 
 /// [`sibling_path`], or with `-2`, `-3`, … appended to the stem when that exists (an

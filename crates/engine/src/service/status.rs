@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use tideline_ltx::Txid;
 
-use crate::capture::{list_l0, wal_path};
+use crate::capture::{MetaDir, wal_path};
 use crate::config::DbConfig;
 use crate::error::{Error, ErrorReport};
 use crate::replicate::{RequestReport, destination_problem, read_request_report};
@@ -83,7 +83,7 @@ impl DatabaseReport {
             requests: read_request_report(&db.meta_path),
             error: None,
         };
-        match list_l0(&db.meta_path.join("ltx").join("0")) {
+        match MetaDir::new(&db.meta_path).list_l0() {
             Ok(files) => s.local_txid = files.last().map(|(txid, _)| *txid),
             Err(e) => s.error = Some(e.into()),
         }
