@@ -28,9 +28,9 @@
 //! bucket and endpoint and never the secret. Throttling and dropped connections are
 //!
 //! This module is the glue: [`S3Replica`], its client set-up and the
-//! [`ReplicaClient`] impl. Each concern has its own file: [`failure`] (what went
-//! wrong), [`counters`] (requests and bytes), [`credentials`], [`sse`] (encryption),
-//! [`cache`] (the listing cache), [`list`], [`upload`], [`read`] and [`delete`].
+//! [`ReplicaClient`] impl. Each concern has its own file: `failure` (what went
+//! wrong), `counters` (requests and bytes), `credentials`, `sse` (encryption),
+//! `cache` (the listing cache), `list`, `upload`, `read` and `delete`.
 
 // First, so that its `sse_customer!` macro is in scope in the modules after it.
 #[macro_use]
