@@ -26,6 +26,7 @@
 //! Failures are named for what the user must fix (wrong credentials, missing bucket,
 //! unreachable endpoint, clock skew, access denied, wrong region), always with the
 //! bucket and endpoint and never the secret. Throttling and dropped connections are
+//! retried with backoff by the SDK (and by the chunk reader for bodies cut short).
 //!
 //! This module is the glue: [`S3Replica`], its client set-up and the
 //! [`ReplicaClient`] impl. Each concern has its own file: `failure` (what went
