@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod output;
 pub mod plan;
+pub mod points;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -2,13 +2,17 @@
 //! replicator: what `tideline status` shows. The rule for "behind" and the summary
 //! live here so that every front end says the same thing.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use tideline_ltx::Txid;
 
 use crate::capture::{MetaDir, wal_path};
 use crate::config::DbConfig;
 use crate::error::{Error, ErrorReport};
+use crate::events::{Event, Stage};
 use crate::replicate::{RequestReport, destination_problem, read_request_report};
 use crate::restore::list_levels;
 use crate::storage::open_client;
@@ -131,4 +135,139 @@ async fn replica_txid(db: &DbConfig) -> Result<Option<Txid>, Error> {
         return Err(problem);
     }
     Ok(crate::storage::newest_txid(&levels))
+}
+
+/// Changes captured but not shipped for longer than this make a database "lagging".
+pub const LAGGING_AFTER: Duration = Duration::from_secs(15);
+
+/// A database's replication state, as the app shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    /// Opening the database and reconciling with the replica.
+    Starting,
+    /// Everything committed is in the replica.
+    InSync,
+    /// Changes are on their way to the replica.
+    Syncing,
+    /// Changes have waited more than [`LAGGING_AFTER`] for the replica.
+    Lagging,
+    /// The last attempt failed; it is retried.
+    Error,
+    /// Replication is paused by the user.
+    Paused,
+}
+
+/// A snapshot of one database's replication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbStatus {
+    /// The database.
+    pub path: PathBuf,
+    /// The replica, without credentials.
+    pub replica: String,
+    /// The state.
+    pub state: SyncState,
+    /// When changes last reached the replica (or replication found it up to date).
+    pub last_sync: Option<SystemTime>,
+    /// Commit-to-replica time of the last shipment.
+    pub lag: Option<Duration>,
+    /// Bytes of the database file plus its WAL.
+    pub size: u64,
+    /// The newest TXID captured locally.
+    pub local_txid: Option<Txid>,
+    /// The newest TXID in the replica.
+    pub replica_txid: Option<Txid>,
+    /// The last error (cleared by the next success).
+    pub error: Option<ErrorReport>,
+    /// Capture attempts since the task last started (see [`TaskStats::syncs`]).
+    pub syncs: u64,
+}
+
+/// Receives a database's status after every change, with the engine event that caused
+/// it (`None` for the service's own changes: added, paused, resumed, task ended).
+pub type StatusSink = Arc<dyn Fn(&DbStatus, Option<&Event>) + Send + Sync>;
+
+/// What the events told so far.
+#[derive(Debug, Default)]
+pub(super) struct Track {
+    pub(super) started: bool,
+    pub(super) paused: bool,
+    pub(super) local: Option<Txid>,
+    pub(super) replica: Option<Txid>,
+    pub(super) last_sync: Option<SystemTime>,
+    pub(super) lag: Option<Duration>,
+    /// The failing stages, each with its last error (cleared when it recovers).
+    pub(super) errors: BTreeMap<Stage, ErrorReport>,
+    pub(super) unshipped_since: Option<SystemTime>,
+}
+
+impl Track {
+    pub(super) fn state(&self, now: SystemTime) -> SyncState {
+        if self.paused {
+            SyncState::Paused
+        } else if !self.errors.is_empty() {
+            SyncState::Error
+        } else if !self.started {
+            SyncState::Starting
+        } else if self.local > self.replica {
+            let waited = self
+                .unshipped_since
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            if waited > LAGGING_AFTER {
+                SyncState::Lagging
+            } else {
+                SyncState::Syncing
+            }
+        } else {
+            SyncState::InSync
+        }
+    }
+
+    pub(super) fn apply(&mut self, event: &Event, now: SystemTime) {
+        match event {
+            Event::Started { txid, .. } => {
+                self.started = true;
+                self.errors.clear();
+                self.local = self.local.max(*txid);
+                if self.local <= self.replica {
+                    self.last_sync.get_or_insert(now);
+                }
+            }
+            Event::Captured { txid, .. } => {
+                self.errors.remove(&Stage::Capture);
+                self.local = self.local.max(Some(*txid));
+                if self.local > self.replica {
+                    self.unshipped_since.get_or_insert(now);
+                }
+            }
+            Event::Shipped { txid, lag, .. } => {
+                self.errors.remove(&Stage::Ship);
+                self.replica = self.replica.max(Some(*txid));
+                self.last_sync = Some(now);
+                self.lag = Some(*lag);
+                if self.local <= self.replica {
+                    self.unshipped_since = None;
+                }
+            }
+            Event::Error {
+                stage,
+                code,
+                message,
+                ..
+            } => {
+                self.errors
+                    .insert(*stage, ErrorReport::new(*code, message.clone()));
+            }
+            Event::Recovered { stage, .. } => {
+                self.errors.remove(stage);
+            }
+            // Maintenance of the replica does not change how far it is behind.
+            Event::Stopped { .. }
+            | Event::NewGeneration { .. }
+            | Event::Checkpointed { .. }
+            | Event::Compacted { .. }
+            | Event::Snapshotted { .. }
+            | Event::Deleted { .. } => {}
+        }
+    }
 }
