@@ -191,9 +191,7 @@ pub fn list_databases(state: State<'_, AppState>) -> Vec<DbView> {
 #[tauri::command]
 pub async fn inspect_database(path: String) -> AppResult<InspectView> {
     let p = absolute(&path, "database path")?;
-    let info = tauri::async_runtime::spawn_blocking(move || tideline_engine::inspect_database(&p))
-        .await
-        .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))??;
+    let info = tideline_engine::inspect(p).await?;
     Ok(InspectView {
         path,
         size: info.size,

@@ -30,6 +30,7 @@
 
 pub mod capture;
 pub use tideline_config as config;
+mod blocking;
 mod error;
 pub mod events;
 mod failpoint;
@@ -54,7 +55,7 @@ pub use restore::{
 pub use service::status::{DatabaseReport, Summary};
 pub use service::{
     DbStatus, InPlaceRestore, PointKind, RestorePhase, RestorePoint, Service, ServiceError,
-    SyncState, check_folder_writable, inspect_database, probe_replica, restore_copy,
+    SyncState, check_folder_writable, inspect, inspect_database, probe_replica, restore_copy,
     restore_points, restored_copy_path,
 };
 pub use storage::durable::write_atomic;

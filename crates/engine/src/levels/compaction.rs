@@ -170,9 +170,7 @@ pub async fn compact_files(
         let name = name.clone();
         move || merge_to_file(client, &inputs, local_dir.as_deref(), &tmp, &name)
     };
-    let merged = tokio::task::spawn_blocking(job)
-        .await
-        .expect("compaction task panicked");
+    let merged = crate::blocking::blocking("compaction", job).await;
     let (stats, local_inputs) = match merged {
         Ok(x) => x,
         Err(e) => {

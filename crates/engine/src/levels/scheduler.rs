@@ -374,9 +374,7 @@ impl Maintainer {
             let tmp = tmp.clone();
             move || source.take_snapshot(&tmp, now)
         };
-        let taken = tokio::task::spawn_blocking(job)
-            .await
-            .expect("snapshot task panicked");
+        let taken = crate::blocking::blocking("snapshot", job).await;
         let taken = match taken {
             Ok(Some(t)) => t,
             Ok(None) => return Ok(()),

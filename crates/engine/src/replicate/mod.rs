@@ -246,9 +246,7 @@ pub(super) async fn open_when_present(
     let mut told = false;
     loop {
         let (p, o) = (path.to_owned(), opts.clone());
-        let opened = tokio::task::spawn_blocking(move || Database::open(&p, o))
-            .await
-            .expect("open task panicked");
+        let opened = crate::blocking::blocking("open", move || Database::open(&p, o)).await;
         match opened {
             Ok(db) => return Ok(Some(db)),
             Err(Error::DatabaseMissing(_)) => {

@@ -273,9 +273,10 @@ async fn with_db<T: Send + 'static>(
     f: impl FnOnce(&mut Database) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let db = Arc::clone(db);
-    tokio::task::spawn_blocking(move || f(&mut db.lock().unwrap_or_else(PoisonError::into_inner)))
-        .await
-        .expect("database task panicked")
+    crate::blocking::blocking("database", move || {
+        f(&mut db.lock().unwrap_or_else(PoisonError::into_inner))
+    })
+    .await
 }
 
 /// What the upload side tells the maintainer.
@@ -428,9 +429,7 @@ impl DbTask {
             }
             None => {
                 let path = cfg.path.clone();
-                tokio::task::spawn_blocking(move || Database::open(&path, opts))
-                    .await
-                    .expect("open task panicked")?
+                crate::blocking::blocking("open", move || Database::open(&path, opts)).await?
             }
         };
         // Another program writing this meta directory (Litestream on the same

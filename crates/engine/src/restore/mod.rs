@@ -94,9 +94,7 @@ pub async fn restore_plan_to(
     opts: RestoreOptions,
 ) -> Result<Restored> {
     let staged = stage_plan(client, files, out, opts).await?;
-    tokio::task::spawn_blocking(move || staged.install())
-        .await
-        .expect("restore task panicked")
+    crate::blocking::blocking("restore", move || staged.install()).await
 }
 
 /// Writes and verifies the files of a plan beside `out`, without touching `out`:
@@ -109,7 +107,7 @@ pub async fn stage_plan(
     opts: RestoreOptions,
 ) -> Result<Staged> {
     let out = out.to_owned();
-    tokio::task::spawn_blocking(move || {
+    crate::blocking::blocking("restore", move || {
         let inputs = files
             .iter()
             .map(|f| {
@@ -120,5 +118,4 @@ pub async fn stage_plan(
         stage(inputs, &out, opts)
     })
     .await
-    .expect("restore task panicked")
 }

@@ -39,13 +39,12 @@ pub(super) async fn replace_stopped(
 ) -> Result<InPlaceRestore, ServiceError> {
     let safety = free_sibling_path(path, "before-restore", now);
     let (db, copy) = (path.to_owned(), safety.clone());
-    let hold = tokio::task::spawn_blocking(move || {
+    let hold = crate::blocking::blocking("safety copy", move || {
         let hold = ExclusiveHold::take(&db)?;
         hold.copy_to(&copy)?;
         Ok::<_, ServiceError>(hold)
     })
-    .await
-    .expect("safety copy task panicked")?;
+    .await?;
     let opts = RestoreOptions::new(Overwrite::Replace, IntegrityCheck::Full);
     let staged = match source {
         Source::Replica(target) => {
@@ -56,13 +55,11 @@ pub(super) async fn replace_stopped(
         }
         Source::File(src) => {
             let db = path.to_owned();
-            tokio::task::spawn_blocking(move || stage_file(&src, &db, opts))
-                .await
-                .expect("restore task panicked")
+            crate::blocking::blocking("restore", move || stage_file(&src, &db, opts)).await
         }
     };
     let db = path.to_owned();
-    let installed = tokio::task::spawn_blocking(move || {
+    let installed = crate::blocking::blocking("restore", move || {
         let staged = staged?;
         // Released just before the rename: on Windows a file open elsewhere cannot be
         // replaced, and closing a WAL database's last connection deletes `<db>-wal`
@@ -75,8 +72,7 @@ pub(super) async fn replace_stopped(
         }
         Ok(staged.install()?)
     })
-    .await
-    .expect("restore task panicked");
+    .await;
     match installed {
         Ok(restored) => Ok(InPlaceRestore {
             restored,

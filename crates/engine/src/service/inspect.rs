@@ -2,7 +2,7 @@
 //! anything: is this a SQLite database and in which journal mode, can the destination
 //! be reached or written, which other processes have the database open.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tideline_ltx::Txid;
 
@@ -102,4 +102,10 @@ pub fn open_by_other_processes(db: &Path) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// [`inspect_database`] off the async threads (it opens the file with SQLite), for
+/// callers on an async runtime such as the app's commands.
+pub async fn inspect(path: PathBuf) -> Result<DbInfo, Error> {
+    crate::blocking::blocking("inspect", move || inspect_database(&path)).await
 }

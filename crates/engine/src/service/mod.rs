@@ -43,7 +43,8 @@ pub use crate::restore::points::{MAX_RESTORE_POINTS, PointKind, RestorePoint, re
 pub use in_place::{ExclusiveHold, InPlaceRestore, RestorePhase, restore_copy, restored_copy_path};
 use in_place::{Source, in_use, pid_list, replace_stopped};
 pub use inspect::{
-    DbInfo, check_folder_writable, inspect_database, open_by_other_processes, probe_replica,
+    DbInfo, check_folder_writable, inspect, inspect_database, open_by_other_processes,
+    probe_replica,
 };
 use status::Track;
 pub use status::{DbStatus, LAGGING_AFTER, StatusSink, SyncState};
@@ -217,9 +218,7 @@ impl Service {
         }
         let path = cfg.path.clone();
         let p = path.clone();
-        tokio::task::spawn_blocking(move || inspect_database(&p))
-            .await
-            .expect("inspect task panicked")?;
+        crate::blocking::blocking("inspect", move || inspect_database(&p)).await?;
         let replica = crate::storage::replica_newest_txid(client.as_ref()).await?;
         self.insert(cfg, client, paused, replica)
     }

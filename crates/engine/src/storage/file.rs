@@ -194,10 +194,10 @@ impl FileReplica {
 }
 
 /// Runs blocking file-system work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("file replica task panicked")
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ReplicaResult<T> + Send + 'static,
+) -> ReplicaResult<T> {
+    crate::blocking::blocking("file replica", f).await
 }
 
 #[async_trait::async_trait]

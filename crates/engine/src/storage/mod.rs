@@ -91,6 +91,9 @@ pub enum ReplicaError {
         #[source]
         source: std::io::Error,
     },
+    /// Something that should not happen did (a bug), reported instead of a panic.
+    #[error("internal error: {0}; this is a bug in Tideline, please report it with the log")]
+    Internal(String),
     /// An S3 request failed; `failure` says what to fix.
     #[error("{replica}: {op} {key}: {failure}")]
     S3 {
