@@ -31,6 +31,7 @@
 pub mod capture;
 pub use tideline_config as config;
 mod blocking;
+pub mod clock;
 mod error;
 pub mod events;
 mod failpoint;
@@ -45,6 +46,7 @@ pub mod time;
 // (tests/tests/it/facade.rs checks that the front ends stay on it). The modules above
 // are the engine's components, public for the engine's own tests and benchmarks.
 
+pub use clock::Clock;
 pub use error::{Error, ErrorCode, ErrorReport, Result};
 pub use events::{Event, EventSink, Stage};
 pub use replicate::{ReplicateSettings, RequestReport, replicate, replicate_to};

@@ -39,6 +39,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::capture::{Database, DbOptions};
+use crate::clock::Clock;
 use crate::config::{Config, DbConfig};
 use crate::error::{Error, Result};
 use crate::levels::scheduler::{DEFAULT_MAX_CONCURRENT_COMPACTIONS, LevelsConfig};
@@ -61,6 +62,8 @@ pub struct ReplicateSettings {
     pub force_snapshot: bool,
     /// With `once`: apply retention after shipping, without the grace period.
     pub enforce_retention: bool,
+    /// The time replication goes by (the system clock outside tests).
+    pub clock: Clock,
 }
 
 impl ReplicateSettings {
@@ -74,6 +77,7 @@ impl ReplicateSettings {
             max_concurrent_compactions: DEFAULT_MAX_CONCURRENT_COMPACTIONS,
             force_snapshot: false,
             enforce_retention: false,
+            clock: Clock::system(),
         }
     }
 }
@@ -134,7 +138,11 @@ pub async fn replicate_to(
             client,
             Arc::clone(&events),
             (!settings.once).then_some(&mut stop),
-            (settings.levels.clone(), Arc::clone(&compactions)),
+            (
+                settings.levels.clone(),
+                Arc::clone(&compactions),
+                settings.clock.clone(),
+            ),
         )
         .await?
         {
@@ -225,7 +233,7 @@ pub async fn replicate_one(
         client,
         events,
         Some(&mut stop),
-        (levels, compactions),
+        (levels, compactions, settings.clock.clone()),
     )
     .await?
     {

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use tideline_ltx::Txid;
 use tokio::sync::{mpsc, watch};
@@ -16,6 +18,7 @@ use super::report::{RequestReport, missing, write_request_report};
 use super::watcher::WalWatcher;
 use super::{ReplicateSettings, TaskStats, Wake, open_when_present, wake_channel};
 use crate::capture::{Captured, Database, DbOptions, MetaDir};
+use crate::clock::Clock;
 use crate::config::DbConfig;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink, Stage};
@@ -56,6 +59,7 @@ struct Capturer {
     monitor_interval: Duration,
     /// Set when capture took another replicator's files as the position.
     reloaded: Arc<AtomicBool>,
+    clock: Clock,
 }
 
 impl Capturer {
@@ -68,10 +72,11 @@ impl Capturer {
 
     /// Captures everything committed, checkpointing when due.
     async fn capture(&self) -> Result<Vec<Captured>> {
+        let clock = self.clock.clone();
         let captured = self
-            .with_db(|db| {
+            .with_db(move |db| {
                 let mut out = Vec::new();
-                while let Some(c) = db.sync(SystemTime::now())? {
+                while let Some(c) = db.sync(clock.now())? {
                     let more = c.more;
                     out.push(c);
                     if !more {
@@ -84,8 +89,10 @@ impl Capturer {
                     }
                     db.advance_read_mark()?;
                 }
-                let ck = match db.checkpoint_due(Instant::now()) {
-                    Some(mode) => Some(db.checkpoint(mode, SystemTime::now(), Instant::now())?),
+                let ck = match db.checkpoint_due(Instant::now().into_std()) {
+                    Some(mode) => {
+                        Some(db.checkpoint(mode, clock.now(), Instant::now().into_std())?)
+                    }
                     None => None,
                 };
                 Ok((out, ck, db.take_position_reloaded()))
@@ -248,13 +255,14 @@ pub(super) struct DbTask {
     keeps_local_l0: bool,
     /// Set by capture when it took another replicator's files as the position.
     reloaded: Arc<AtomicBool>,
+    clock: Clock,
 }
 
 /// Snapshots of a database that capture runs on beside maintenance: the files are
 /// stamped with the moment the database lock was had, not the maintenance tick's
 /// `now`, which is older by the wait for a capture under way; its commits are in the
 /// files, and a point-in-time restore before them must not pick the files.
-struct LiveSnapshots(Arc<Mutex<Database>>);
+struct LiveSnapshots(Arc<Mutex<Database>>, Clock);
 
 impl crate::levels::snapshot::SnapshotSource for LiveSnapshots {
     fn take_snapshot(
@@ -263,7 +271,7 @@ impl crate::levels::snapshot::SnapshotSource for LiveSnapshots {
         now: SystemTime,
     ) -> Result<Option<crate::levels::snapshot::SnapshotTaken>> {
         let mut db = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        crate::levels::snapshot::snapshot_locked(&mut db, dst, now.max(SystemTime::now()))
+        crate::levels::snapshot::snapshot_locked(&mut db, dst, now.max(self.1.now()))
     }
 }
 
@@ -321,7 +329,7 @@ async fn maintain(
             Some(retry.at.unwrap_or_else(|| {
                 let in_ = m
                     .due_at()
-                    .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                    .and_then(|t| t.duration_since(report.clock.now()).ok())
                     .unwrap_or_default();
                 tokio::time::Instant::now() + in_
             }))
@@ -342,7 +350,7 @@ async fn maintain(
         while let Ok(msg) = rx.try_recv() {
             msg.apply(&mut m);
         }
-        let now = SystemTime::now();
+        let now = report.clock.now();
         if reconciled.load(Ordering::Relaxed) && retry.ready() && (retry.failing() || m.is_due(now))
         {
             let ticked = tokio::select! {
@@ -405,7 +413,7 @@ impl DbTask {
         client: Arc<dyn ReplicaClient>,
         events: EventSink,
         wait_until: Option<&mut watch::Receiver<bool>>,
-        (levels, compactions): (LevelsConfig, Arc<tokio::sync::Semaphore>),
+        (levels, compactions, clock): (LevelsConfig, Arc<tokio::sync::Semaphore>, Clock),
     ) -> Result<Option<DbTask>> {
         let opts = DbOptions {
             busy_timeout: cfg.busy_timeout,
@@ -452,7 +460,7 @@ impl DbTask {
             levels,
             Some(l0_dir),
             meta.ltx_dir(),
-            Some(Arc::new(LiveSnapshots(Arc::clone(&db)))
+            Some(Arc::new(LiveSnapshots(Arc::clone(&db), clock.clone()))
                 as Arc<dyn crate::levels::snapshot::SnapshotSource>),
             compactions,
             Arc::clone(&events),
@@ -469,12 +477,13 @@ impl DbTask {
             record,
             record_written: None,
             meta_dir: cfg.meta_path.clone(),
-            started_at: SystemTime::now(),
+            started_at: clock.now(),
             reported: None,
             keeps_local_l0: maintainer.keeps_local_l0(),
             maintainer: Some(maintainer),
             maint_tx: None,
             reloaded: Arc::default(),
+            clock,
         };
         let txid = task.with_db(|db| Ok(db.position().map(|p| p.txid))).await?;
         (task.events)(&Event::Started {
@@ -515,6 +524,7 @@ impl DbTask {
             events: Arc::clone(&self.events),
             monitor_interval: self.monitor_interval,
             reloaded: Arc::clone(&self.reloaded),
+            clock: self.clock.clone(),
         }
     }
 
@@ -692,14 +702,12 @@ impl DbTask {
             self.capture().await?;
             self.ship().await?;
             if settings.force_snapshot {
-                self.maintainer_mut()
-                    .force_snapshot(SystemTime::now())
-                    .await?;
+                let now = self.clock.now();
+                self.maintainer_mut().force_snapshot(now).await?;
             }
             if settings.enforce_retention {
-                self.maintainer_mut()
-                    .enforce_retention(SystemTime::now())
-                    .await?;
+                let now = self.clock.now();
+                self.maintainer_mut().enforce_retention(now).await?;
             }
             self.report_requests();
             (self.events)(&Event::Stopped {

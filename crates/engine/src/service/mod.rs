@@ -15,11 +15,10 @@
 //! another program using this database" check they rely on.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), tideline_engine::service::ServiceError> {
+//! # async fn demo() -> Result<(), tideline_engine::ServiceError> {
 //! use std::sync::Arc;
 //! use tideline_engine::config::{DbConfig, ReplicaConfig};
-//! use tideline_engine::replicate::ReplicateSettings;
-//! use tideline_engine::service::Service;
+//! use tideline_engine::{ReplicateSettings, Service, open_client};
 //!
 //! let service = Service::new(
 //!     tokio::runtime::Handle::current(),
@@ -28,7 +27,7 @@
 //! );
 //! let mut cfg = DbConfig::new("/data/app.db");
 //! cfg.replica = Some(ReplicaConfig::from_url("/backups/app").unwrap());
-//! let client = tideline_engine::replica::open_client(cfg.replica.as_ref().unwrap())?;
+//! let client = open_client(cfg.replica.as_ref().unwrap())?;
 //! service.add(cfg, client, false).await?;
 //! service.sync_now(std::path::Path::new("/data/app.db"))?;
 //! service.shutdown().await;
@@ -196,6 +195,11 @@ impl Service {
         }
     }
 
+    /// The service's wall-clock time ([`ReplicateSettings::clock`]).
+    fn now(&self) -> SystemTime {
+        self.inner.settings.clock.now()
+    }
+
     fn dbs(&self) -> std::sync::MutexGuard<'_, BTreeMap<PathBuf, Entry>> {
         self.inner
             .dbs
@@ -331,13 +335,13 @@ impl Service {
     pub fn status(&self, path: &Path) -> Result<DbStatus, ServiceError> {
         self.dbs()
             .get(path)
-            .map(|e| e.status(SystemTime::now()))
+            .map(|e| e.status(self.now()))
             .ok_or_else(|| ServiceError::NotFound(path.to_owned()))
     }
 
     /// Every database's status, ordered by path.
     pub fn statuses(&self) -> Vec<DbStatus> {
-        let now = SystemTime::now();
+        let now = self.now();
         self.dbs().values().map(|e| e.status(now)).collect()
     }
 
@@ -435,7 +439,7 @@ impl Service {
 
     /// Computes the status and tells the listener (outside the lock).
     fn notify(&self, path: &Path, event: Option<&Event>) -> Option<DbStatus> {
-        let status = self.dbs().get(path).map(|e| e.status(SystemTime::now()))?;
+        let status = self.dbs().get(path).map(|e| e.status(self.now()))?;
         (self.inner.listener)(&status, event);
         Some(status)
     }
@@ -518,9 +522,10 @@ async fn join(r: Running) {
 
 fn on_event(inner: &Weak<Inner>, path: &Path, event: &Event) {
     let Some(inner) = inner.upgrade() else { return };
+    let now = inner.settings.clock.now();
     let service = Service { inner };
     if service
-        .with_entry(path, |e| e.track.apply(event, SystemTime::now()))
+        .with_entry(path, |e| e.track.apply(event, now))
         .is_ok()
     {
         service.notify(path, Some(event));
