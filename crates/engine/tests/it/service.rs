@@ -460,3 +460,102 @@ async fn in_place_restore_waits_for_other_processes_and_can_be_undone() {
     );
     service.shutdown().await;
 }
+
+/// A replica whose uploads never finish (a server that accepted the connection and went
+/// silent); everything else is the inner replica's.
+#[derive(Debug)]
+struct StalledUploads(Arc<dyn tideline_engine::ReplicaClient>);
+
+#[async_trait::async_trait]
+impl tideline_engine::ReplicaClient for StalledUploads {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    async fn list(
+        &self,
+        level: u8,
+    ) -> tideline_engine::storage::ReplicaResult<Vec<tideline_engine::FileInfo>> {
+        self.0.list(level).await
+    }
+    async fn read_range(
+        &self,
+        file: &tideline_engine::FileInfo,
+        range: std::ops::Range<u64>,
+    ) -> tideline_engine::storage::ReplicaResult<Vec<u8>> {
+        self.0.read_range(file, range).await
+    }
+    fn open(
+        &self,
+        file: &tideline_engine::FileInfo,
+    ) -> tideline_engine::storage::ReplicaResult<Box<dyn std::io::Read + Send>> {
+        self.0.open(file)
+    }
+    async fn write(
+        &self,
+        _level: u8,
+        _min: tideline_ltx::Txid,
+        _max: tideline_ltx::Txid,
+        _created_at: SystemTime,
+        _src: &Path,
+    ) -> tideline_engine::storage::ReplicaResult<tideline_engine::FileInfo> {
+        std::future::pending().await
+    }
+    async fn delete(
+        &self,
+        files: &[tideline_engine::FileInfo],
+    ) -> tideline_engine::storage::ReplicaResult<()> {
+        self.0.delete(files).await
+    }
+}
+
+/// On tokio's paused clock, with the service's clock following it: a database whose
+/// uploads stall is "syncing" until its oldest unshipped change is LAGGING_AFTER old,
+/// then "lagging" — decided by the clock passed in, so 15 s pass in milliseconds.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_destination_turns_lagging_after_exactly_lagging_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let _conn = db_with_rows(&db, 10);
+    let clock = tideline_engine::Clock::following_tokio(SystemTime::now());
+    let service = Service::new(
+        tokio::runtime::Handle::current(),
+        ReplicateSettings {
+            clock,
+            ..ReplicateSettings::default()
+        },
+        Arc::new(|_, _| {}),
+    );
+    let cfg = cfg(&db, &dir.path().join("replica"));
+    let client = StalledUploads(open_client(cfg.replica.as_ref().unwrap()).unwrap());
+    service.add(cfg, Arc::new(client), false).await.unwrap();
+
+    // Poll on tokio's clock; bounded in simulated time (and so in steps).
+    let step = Duration::from_millis(100);
+    let start = tokio::time::Instant::now();
+    let mut syncing_at = None;
+    let lagging_at = loop {
+        let s = service.status(&db).unwrap();
+        let now = tokio::time::Instant::now();
+        match s.state {
+            SyncState::Syncing => {
+                syncing_at.get_or_insert(now);
+            }
+            SyncState::Lagging => break now,
+            SyncState::Starting => {}
+            other => panic!("unexpected state {other:?}: {s:?}"),
+        }
+        assert!(
+            now - start < Duration::from_secs(120),
+            "never lagging: {s:?}"
+        );
+        tokio::time::sleep(step).await;
+    };
+    let syncing_at = syncing_at.expect("syncing before lagging");
+    let waited = lagging_at - syncing_at;
+    let lagging_after = tideline_engine::service::LAGGING_AFTER;
+    assert!(
+        waited + step >= lagging_after && waited <= lagging_after + 2 * step,
+        "lagging after {waited:?} of unshipped changes, expected {lagging_after:?}"
+    );
+    service.shutdown().await;
+}
