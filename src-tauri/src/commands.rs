@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tauri::{AppHandle, Emitter, Runtime, State};
-use tideline_engine::RestorePhase;
 use tideline_engine::Target;
 use tideline_engine::config::{
     Config, DbConfig, ReplicaConfig, ReplicaTarget, Sensitive, meta_path_for, strip_userinfo,
@@ -349,17 +348,11 @@ pub async fn restore_copy<R: Runtime>(
         None => tideline_engine::restored_copy_path(&db, SystemTime::now()),
     };
     let restored = tideline_engine::restore_copy(client, target(txid), &out, |phase| {
-        let (phase, files) = match phase {
-            RestorePhase::Planning => ("planning", None),
-            RestorePhase::Writing { files } => ("writing", Some(files)),
-            RestorePhase::Verified => ("verified", None),
-        };
         let _ = app.emit(
             "restore-progress",
             RestoreProgress {
                 path: path.clone(),
                 phase,
-                files,
             },
         );
     })

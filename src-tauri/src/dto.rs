@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use tideline_engine::{DbStatus, PointKind, RestorePoint, SyncState};
+use tideline_engine::{DbStatus, PointKind, RestorePhase, RestorePoint, SyncState};
 
 use crate::error::AppError;
 
@@ -28,7 +28,7 @@ pub struct DbView {
     /// The destination, without credentials.
     pub destination: String,
     /// `starting`, `in_sync`, `syncing`, `lagging`, `error` or `paused`.
-    pub state: &'static str,
+    pub state: SyncState,
     /// Last time changes reached the destination.
     pub last_sync_ms: Option<u64>,
     /// Commit-to-destination time of the last shipment.
@@ -43,18 +43,6 @@ pub struct DbView {
     pub error: Option<AppError>,
 }
 
-/// The state's name for the window.
-pub fn state_name(s: SyncState) -> &'static str {
-    match s {
-        SyncState::Starting => "starting",
-        SyncState::InSync => "in_sync",
-        SyncState::Syncing => "syncing",
-        SyncState::Lagging => "lagging",
-        SyncState::Error => "error",
-        SyncState::Paused => "paused",
-    }
-}
-
 impl From<&DbStatus> for DbView {
     fn from(s: &DbStatus) -> DbView {
         DbView {
@@ -65,7 +53,7 @@ impl From<&DbStatus> for DbView {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             destination: s.replica.clone(),
-            state: state_name(s.state),
+            state: s.state,
             last_sync_ms: s.last_sync.map(ms),
             lag_ms: s.lag.map(dur_ms),
             size: s.size,
@@ -84,7 +72,7 @@ pub struct PointView {
     /// When it reached the destination.
     pub created_at_ms: u64,
     /// `snapshot`, `compacted` or `change`.
-    pub kind: &'static str,
+    pub kind: PointKind,
     /// Replica level of the file ending there.
     pub level: u8,
 }
@@ -94,11 +82,7 @@ impl From<&RestorePoint> for PointView {
         PointView {
             txid: p.txid.0,
             created_at_ms: ms(p.created_at),
-            kind: match p.kind {
-                PointKind::Snapshot => "snapshot",
-                PointKind::Compacted => "compacted",
-                PointKind::Change => "change",
-            },
+            kind: p.kind,
             level: p.level,
         }
     }
@@ -151,10 +135,9 @@ impl RestoreView {
 pub struct RestoreProgress {
     /// The database being restored.
     pub path: String,
-    /// `planning`, `writing` or `verified`.
-    pub phase: &'static str,
-    /// Files in the plan (when writing).
-    pub files: Option<usize>,
+    /// `planning`, `writing` (with `files`, the files in the plan) or `verified`.
+    #[serde(flatten)]
+    pub phase: RestorePhase,
 }
 
 /// Result of testing a destination.
@@ -164,4 +147,45 @@ pub struct TestView {
     pub destination: String,
     /// Newest TXID already there (a replica of this database from earlier).
     pub replica_txid: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The shapes `ui/src/api.ts` is written against.
+    #[test]
+    fn payloads_have_the_shapes_the_window_expects() {
+        let writing = RestoreProgress {
+            path: "/a.db".into(),
+            phase: RestorePhase::Writing { files: 3 },
+        };
+        assert_eq!(
+            serde_json::to_value(&writing).unwrap(),
+            json!({"path": "/a.db", "phase": "writing", "files": 3})
+        );
+        let planning = RestoreProgress {
+            path: "/a.db".into(),
+            phase: RestorePhase::Planning,
+        };
+        assert_eq!(
+            serde_json::to_value(&planning).unwrap(),
+            json!({"path": "/a.db", "phase": "planning"})
+        );
+        assert_eq!(
+            serde_json::to_value(SyncState::InSync).unwrap(),
+            json!("in_sync")
+        );
+        assert_eq!(
+            serde_json::to_value(PointKind::Compacted).unwrap(),
+            json!("compacted")
+        );
+        let err = AppError::new(tideline_engine::ErrorCode::DestinationMissing, "gone");
+        assert_eq!(
+            serde_json::to_value(&err).unwrap(),
+            json!({"code": "destination_missing", "message": "gone"})
+        );
+    }
 }

@@ -146,7 +146,7 @@ impl AppState {
                             format!("s3://{bucket}/{path}")
                         }
                     },
-                    state: "error",
+                    state: SyncState::Error,
                     last_sync_ms: None,
                     lag_ms: None,
                     size: 0,

@@ -98,7 +98,7 @@ export interface RestoreView {
 export interface RestoreProgress {
   path: string;
   phase: RestorePhase;
-  files: number | null;
+  files?: number;
 }
 
 /** `dto::TestView`. */

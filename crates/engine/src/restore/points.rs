@@ -10,8 +10,10 @@ use crate::error::Error;
 use crate::restore::{Target, list_levels, plan};
 use crate::storage::{FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
 
-/// Kinds of restore point, by the level of the file that ends there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Kinds of restore point, by the level of the file that ends there (serialized
+/// snake_case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PointKind {
     /// A full snapshot (level 9).
     Snapshot,

@@ -218,8 +218,10 @@ pub(super) fn free_sibling_path(db: &Path, what: &str, now: SystemTime) -> PathB
         .expect("some numbered name is free")
 }
 
-/// Phases of a restore, for progress reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Phases of a restore, for progress reports (serialized as `{"phase": "writing",
+/// "files": 3}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
 pub enum RestorePhase {
     /// Listing the replica and choosing files.
     Planning,

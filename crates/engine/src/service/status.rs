@@ -140,8 +140,10 @@ async fn replica_txid(db: &DbConfig) -> Result<Option<Txid>, Error> {
 /// Changes captured but not shipped for longer than this make a database "lagging".
 pub const LAGGING_AFTER: Duration = Duration::from_secs(15);
 
-/// A database's replication state, as the app shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A database's replication state, as the app shows it (serialized snake_case:
+/// `"in_sync"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SyncState {
     /// Opening the database and reconciling with the replica.
     Starting,
