@@ -284,13 +284,7 @@ impl Database {
 
     /// Syncs until the WAL is captured to its end.
     fn sync_all(&mut self, now: SystemTime, out: &mut Vec<Captured>) -> Result<()> {
-        while let Some(c) = self.sync(now)? {
-            let more = c.more;
-            out.push(c);
-            if !more {
-                break;
-            }
-        }
+        out.extend(self.sync_to_end(now)?);
         Ok(())
     }
 }

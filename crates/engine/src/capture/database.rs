@@ -71,14 +71,31 @@ pub struct DbOptions {
     pub meta_dir: Option<PathBuf>,
 }
 
+impl DbOptions {
+    /// The options a database's configuration gives, its meta directory included.
+    pub fn from_config(cfg: &crate::config::DbConfig) -> DbOptions {
+        DbOptions {
+            busy_timeout: cfg.busy_timeout,
+            max_sync_wal_bytes: cfg.max_sync_wal_bytes,
+            min_checkpoint_page_count: u64::from(cfg.min_checkpoint_page_count),
+            truncate_page_n: u64::from(cfg.truncate_page_n),
+            checkpoint_interval: cfg.checkpoint_interval,
+            meta_dir: Some(cfg.meta_path.clone()),
+        }
+    }
+}
+
+/// Litestream's defaults, from the config crate (their one home), with the meta
+/// directory beside the database.
 impl Default for DbOptions {
     fn default() -> Self {
+        use crate::config as c;
         DbOptions {
-            busy_timeout: Duration::from_secs(1),
-            max_sync_wal_bytes: 64 << 20,
-            min_checkpoint_page_count: 1000,
-            truncate_page_n: 121_359,
-            checkpoint_interval: Some(Duration::from_secs(60)),
+            busy_timeout: c::DEFAULT_BUSY_TIMEOUT,
+            max_sync_wal_bytes: c::DEFAULT_MAX_SYNC_WAL_BYTES,
+            min_checkpoint_page_count: u64::from(c::DEFAULT_MIN_CHECKPOINT_PAGE_COUNT),
+            truncate_page_n: u64::from(c::DEFAULT_TRUNCATE_PAGE_N),
+            checkpoint_interval: Some(c::DEFAULT_CHECKPOINT_INTERVAL),
             meta_dir: None,
         }
     }
@@ -337,6 +354,20 @@ impl Database {
             self.force_snapshot = Some(SnapshotReason::ReplicaPosition);
         }
         Ok(())
+    }
+
+    /// Syncs until everything committed in the WAL is captured (each sync reads at
+    /// most `max_sync_wal_bytes`, so a large WAL takes several).
+    pub fn sync_to_end(&mut self, now: SystemTime) -> Result<Vec<Captured>> {
+        let mut out = Vec::new();
+        while let Some(c) = self.sync(now)? {
+            let more = c.more;
+            out.push(c);
+            if !more {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Captures newly committed WAL frames into the next L0 file, if there are any.

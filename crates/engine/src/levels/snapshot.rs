@@ -71,14 +71,7 @@ pub fn snapshot_locked(
     dst: &Path,
     now: SystemTime,
 ) -> Result<Option<SnapshotTaken>> {
-    let mut captured = Vec::new();
-    while let Some(c) = db.sync(now)? {
-        let more = c.more;
-        captured.push(c);
-        if !more {
-            break;
-        }
-    }
+    let captured = db.sync_to_end(now)?;
     let snapshot = db.write_snapshot(dst, now)?;
     db.advance_read_mark()?;
     Ok(snapshot.map(|snapshot| SnapshotTaken { snapshot, captured }))

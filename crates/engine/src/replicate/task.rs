@@ -75,14 +75,7 @@ impl Capturer {
         let clock = self.clock.clone();
         let captured = self
             .with_db(move |db| {
-                let mut out = Vec::new();
-                while let Some(c) = db.sync(clock.now())? {
-                    let more = c.more;
-                    out.push(c);
-                    if !more {
-                        break;
-                    }
-                }
+                let out = db.sync_to_end(clock.now())?;
                 if out.last().is_some_and(|c| !c.more) {
                     if out.iter().map(|c| c.wal_bytes).sum::<u64>() >= FLUSH_WAL_BYTES {
                         db.flush_wal();
@@ -415,14 +408,7 @@ impl DbTask {
         wait_until: Option<&mut watch::Receiver<bool>>,
         (levels, compactions, clock): (LevelsConfig, Arc<tokio::sync::Semaphore>, Clock),
     ) -> Result<Option<DbTask>> {
-        let opts = DbOptions {
-            busy_timeout: cfg.busy_timeout,
-            max_sync_wal_bytes: cfg.max_sync_wal_bytes,
-            min_checkpoint_page_count: u64::from(cfg.min_checkpoint_page_count),
-            truncate_page_n: u64::from(cfg.truncate_page_n),
-            checkpoint_interval: cfg.checkpoint_interval,
-            meta_dir: Some(cfg.meta_path.clone()),
-        };
+        let opts = DbOptions::from_config(&cfg);
         let meta = MetaDir::new(&cfg.meta_path);
         let l0_dir = meta.l0_dir();
         let continuous = wait_until.is_some();
