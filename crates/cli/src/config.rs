@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use tideline_engine::config::{Config, DbConfig, default_config_path};
 
 /// Config-file flags.
@@ -70,35 +70,13 @@ pub fn find_db<'a>(config: &'a Config, arg: &str) -> Result<&'a DbConfig> {
     )
 }
 
-/// `arg` made absolute against the current directory, with a leading `~` expanded as
-/// Litestream's `expand` does.
+/// `arg` made absolute as config paths are (`~` expanded, against the current
+/// directory).
 pub fn absolute(arg: &str) -> Result<PathBuf> {
-    let home = || {
-        std::env::var_os(if cfg!(windows) { "USERPROFILE" } else { "HOME" })
-            .or_else(|| std::env::var_os("HOME"))
-            .map(PathBuf::from)
-            .context("cannot expand ~: the home directory variable is not set")
-    };
-    let path = if arg == "~" {
-        home()?
-    } else if let Some(rest) = arg.strip_prefix("~/") {
-        home()?.join(rest)
-    } else {
-        PathBuf::from(arg)
-    };
-    std::path::absolute(&path).with_context(|| format!("cannot make {} absolute", path.display()))
+    Ok(tideline_engine::config::absolute_path(arg)?)
 }
 
-/// True if `s` is a replica URL (`scheme://…`) rather than a database path, by
-/// Litestream's rule (`^\w+://`).
-pub fn is_url(s: &str) -> bool {
-    s.split_once("://").is_some_and(|(scheme, _)| {
-        !scheme.is_empty()
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    })
-}
+pub use tideline_engine::config::is_url;
 
 #[cfg(test)]
 mod tests {

@@ -125,6 +125,7 @@ pub use replica::{
     FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3Credentials, S3ReplicaConfig,
     resolve_s3_credentials,
 };
+pub use url::looks_like_url as is_url;
 pub use url::redact as redact_url;
 pub use url::strip_userinfo;
 
@@ -839,6 +840,23 @@ fn build_db(
         )?);
     }
     Ok(config)
+}
+
+/// A path as a user typed it on the command line (relative, `~/…`) made absolute the
+/// way config paths are: `~` expanded from the environment, then against the current
+/// directory.
+pub fn absolute_path(raw: &str) -> Result<PathBuf, ConfigError> {
+    let cwd = std::env::current_dir().map_err(|e| {
+        ConfigError::invalid(
+            raw,
+            format!("cannot read the current directory: {e}"),
+            "give an absolute path",
+        )
+    })?;
+    let path = resolve_path(raw, raw, &process_env, Some(&cwd))?;
+    // Drops `.` components and doubled separators, so the path compares equal to the
+    // same path written plainly.
+    Ok(std::path::absolute(&path).unwrap_or(path))
 }
 
 /// Expands a leading `~` with `HOME` (`USERPROFILE` on Windows) and makes relative

@@ -27,8 +27,9 @@ impl Url {
     }
 }
 
-/// Whether `s` starts like a URL (`word://`), as Litestream's `IsURL` decides.
-pub(crate) fn looks_like_url(s: &str) -> bool {
+/// Whether `s` starts like a URL (`word://`), as Litestream's `IsURL` decides:
+/// a replica URL rather than a database path.
+pub fn looks_like_url(s: &str) -> bool {
     match s.find("://") {
         Some(i) if i > 0 => s[..i]
             .bytes()
