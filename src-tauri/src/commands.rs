@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 use tauri::{AppHandle, Emitter, Runtime, State};
 use tideline_engine::Target;
 use tideline_engine::config::{
-    Config, DbConfig, ReplicaConfig, ReplicaTarget, Sensitive, meta_path_for, strip_userinfo,
+    Config, DbConfig, ReplicaConfig, ReplicaTarget, S3Parts, Sensitive, meta_path_for,
+    strip_userinfo,
 };
 use tideline_engine::{ReplicaClient, open_client};
 use tideline_ltx::Txid;
@@ -57,26 +58,14 @@ pub fn replica_config(
             if bucket.trim().is_empty() {
                 return Err(invalid("Enter the bucket name."));
             }
-            let mut url = format!("s3://{}/{}", bucket.trim(), path.trim().trim_matches('/'));
-            let mut query = Vec::new();
-            if !endpoint.trim().is_empty() {
-                query.push(format!("endpoint={}", endpoint.trim()));
-            }
-            if !region.trim().is_empty() {
-                query.push(format!("region={}", region.trim()));
-            }
-            if !query.is_empty() {
-                url = format!("{url}?{}", query.join("&"));
-            }
             let keys = keys.cloned().unwrap_or_default();
-            ReplicaConfig::from_url_with_env(&url, &move |name| match name {
-                "AWS_ACCESS_KEY_ID" if !keys.access_key_id.is_empty() => {
-                    Some(keys.access_key_id.clone())
-                }
-                "AWS_SECRET_ACCESS_KEY" if !keys.secret_access_key.is_empty() => {
-                    Some(keys.secret_access_key.clone())
-                }
-                other => std::env::var(other).ok(),
+            ReplicaConfig::s3(&S3Parts {
+                bucket: bucket.clone(),
+                path: path.clone(),
+                endpoint: endpoint.clone(),
+                region: region.clone(),
+                access_key_id: keys.access_key_id,
+                secret_access_key: Sensitive::new(keys.secret_access_key),
             })
         }
     }

@@ -122,7 +122,7 @@ use serde_yaml_ng::Value;
 pub use duration::{ParseDurationError, deserialize_duration, format_duration, parse_duration};
 pub use error::{ConfigError, Origin};
 pub use replica::{
-    FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3Credentials, S3ReplicaConfig,
+    FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3Credentials, S3Parts, S3ReplicaConfig,
     resolve_s3_credentials,
 };
 pub use url::looks_like_url as is_url;

@@ -145,6 +145,52 @@ impl ReplicaConfig {
     }
 }
 
+/// An S3 destination as a form asks for it: what a config file's `type: s3` section
+/// would hold. Empty strings count as not given.
+#[derive(Debug, Clone, Default)]
+pub struct S3Parts {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix in the bucket (slashes around it are dropped).
+    pub path: String,
+    /// A custom endpoint (S3-compatible servers); AWS when empty.
+    pub endpoint: String,
+    /// The region; found from the bucket when empty.
+    pub region: String,
+    /// The access key; from the environment (`AWS_*`, else `LITESTREAM_*`) when empty.
+    pub access_key_id: String,
+    /// The secret key; from the environment when empty.
+    pub secret_access_key: Sensitive<String>,
+}
+
+impl ReplicaConfig {
+    /// An S3 replica from its parts, with exactly the defaults a config file's
+    /// section gets (path-style addressing for a custom endpoint, provider quirks,
+    /// credentials from the environment when none are given).
+    pub fn s3(parts: &S3Parts) -> Result<ReplicaConfig, ConfigError> {
+        let given = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        let raw = RawReplica {
+            kind: Some("s3".to_owned()),
+            bucket: given(&parts.bucket),
+            path: given(parts.path.trim().trim_matches('/')),
+            endpoint: given(&parts.endpoint),
+            region: given(&parts.region),
+            access_key_id: given(&parts.access_key_id),
+            secret_access_key: given(parts.secret_access_key.expose()),
+            ..RawReplica::default()
+        };
+        let mut warnings = Vec::new();
+        build(
+            &raw,
+            &RawReplica::default(),
+            "replica",
+            &super::process_env,
+            None,
+            &mut warnings,
+        )
+    }
+}
+
 fn from_url_impl(url: &str, env: Env, cwd: Option<&Path>) -> Result<ReplicaConfig, ConfigError> {
     let shown = url::redact(url);
     let as_url_error = |e: ConfigError| match e {
