@@ -12,6 +12,7 @@
 //! tray, plugins and window behaviour are added only by [`run`] (they need a display).
 
 pub mod commands;
+pub mod destination;
 pub mod dto;
 pub mod error;
 pub mod secrets;
@@ -234,7 +235,7 @@ pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult
             let started = async {
                 let (replica, client) = commands_client(&db, &settings)?;
                 state.service.add_saved(
-                    commands::stored_db_config(&db, replica, &settings),
+                    destination::stored_db_config(&db, replica, &settings),
                     client,
                     db.paused,
                 )?;
@@ -289,7 +290,7 @@ fn commands_client(
         store::Destination::S3 { .. } => secrets::load(&db.path.display().to_string())?,
         store::Destination::Folder { .. } => None,
     };
-    let cfg = commands::replica_config(&db.destination, keys.as_ref(), settings)?;
+    let cfg = destination::replica_config(&db.destination, keys.as_ref(), settings)?;
     let client = tideline_engine::open_client(&cfg)?;
     Ok((cfg, client))
 }
