@@ -186,78 +186,104 @@ impl Event {
 
 impl std::fmt::Display for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: ", self.db().display())?;
+        // `db` matches every variant without a wildcard, so a new event cannot be
+        // added without coming here; one with no words yet shows its fields.
+        let text = self.flow_text().or_else(|| self.upkeep_text());
+        f.write_str(&text.unwrap_or_else(|| format!("{self:?}")))
+    }
+}
+
+impl Event {
+    /// The database the event is about.
+    pub fn db(&self) -> &std::path::Path {
         match self {
-            Event::Started { db, replica, txid } => write!(
-                f,
-                "{}: replicating to {replica} from TXID {}",
-                db.display(),
+            Event::Started { db, .. }
+            | Event::Captured { db, .. }
+            | Event::Shipped { db, .. }
+            | Event::Checkpointed { db, .. }
+            | Event::Error { db, .. }
+            | Event::Recovered { db, .. }
+            | Event::NewGeneration { db, .. }
+            | Event::Compacted { db, .. }
+            | Event::Snapshotted { db, .. }
+            | Event::Deleted { db, .. }
+            | Event::Stopped { db, .. } => db,
+        }
+    }
+
+    /// The words for the data flowing (start, capture, upload, checkpoint, stop);
+    /// `None` for the other events.
+    fn flow_text(&self) -> Option<String> {
+        Some(match self {
+            Event::Started { replica, txid, .. } => format!(
+                "replicating to {replica} from TXID {}",
                 txid.map_or("none (first sync)".into(), |t| t.to_string())
             ),
             Event::Captured {
-                db,
                 txid,
                 pages,
                 bytes,
                 snapshot,
+                ..
             } => {
-                write!(
-                    f,
-                    "{}: captured TXID {txid}: {pages} pages, {bytes} bytes",
-                    db.display()
-                )?;
-                if let Some(r) = snapshot {
-                    write!(f, " (whole database: {r})")?;
-                }
-                Ok(())
+                let whole = snapshot
+                    .as_ref()
+                    .map(|r| format!(" (whole database: {r})"))
+                    .unwrap_or_default();
+                format!("captured TXID {txid}: {pages} pages, {bytes} bytes{whole}")
             }
             Event::Shipped {
-                db,
                 files,
                 bytes,
                 txid,
                 lag,
-            } => write!(
-                f,
-                "{}: shipped {files} file(s), {bytes} bytes, replica at TXID {txid}, lag {} ms",
-                db.display(),
+                ..
+            } => format!(
+                "shipped {files} file(s), {bytes} bytes, replica at TXID {txid}, lag {} ms",
                 lag.as_millis()
             ),
             Event::Checkpointed {
-                db,
                 mode,
                 restarted,
                 writers_blocked,
-            } => write!(
-                f,
-                "{}: checkpoint {mode}{}, writers held {} ms",
-                db.display(),
+                ..
+            } => format!(
+                "checkpoint {mode}{}, writers held {} ms",
                 if *restarted { ", WAL restarted" } else { "" },
                 writers_blocked.as_millis()
             ),
+            Event::Stopped { txid, pending, .. } => format!(
+                "stopped at replica TXID {}{}",
+                txid.map_or("none".into(), |t| t.to_string()),
+                if *pending > 0 {
+                    format!("; {pending} file(s) NOT shipped (kept in the meta directory)")
+                } else {
+                    String::new()
+                }
+            ),
+            _ => return None,
+        })
+    }
+
+    /// The words for upkeep and trouble (compaction, snapshot, retention, a new
+    /// generation, failures and recoveries).
+    fn upkeep_text(&self) -> Option<String> {
+        Some(match self {
             Event::Error {
-                db,
                 stage,
                 message,
                 retry_in,
                 ..
-            } => {
-                write!(
-                    f,
-                    "{}: {stage} failed: {message}; retrying in {} s",
-                    db.display(),
-                    retry_in.as_secs_f32()
-                )
-            }
-            Event::Recovered { db, stage } => {
-                write!(f, "{}: {stage} works again", db.display())
-            }
-            Event::NewGeneration { db, reason, txid } => write!(
-                f,
-                "{}: the replica was changed by someone else ({reason}); starting a new generation there with the whole database at TXID {txid}",
-                db.display()
+            } => format!(
+                "{stage} failed: {message}; retrying in {} s",
+                retry_in.as_secs_f32()
+            ),
+            Event::Recovered { stage, .. } => format!("{stage} works again"),
+            Event::NewGeneration { reason, txid, .. } => format!(
+                "the replica was changed by someone else ({reason}); starting a new generation there with the whole database at TXID {txid}"
             ),
             Event::Compacted {
-                db,
                 level,
                 files,
                 local_files,
@@ -266,48 +292,33 @@ impl std::fmt::Display for Event {
                 bytes_in,
                 bytes,
                 duration,
-            } => write!(
-                f,
-                "{}: compacted {files} file(s) ({local_files} local), {bytes_in} bytes, into level {level} {min_txid}-{max_txid}, {bytes} bytes, in {} ms",
-                db.display(),
+                ..
+            } => format!(
+                "compacted {files} file(s) ({local_files} local), {bytes_in} bytes, into level {level} {min_txid}-{max_txid}, {bytes} bytes, in {} ms",
                 duration.as_millis()
             ),
             Event::Snapshotted {
-                db,
                 txid,
                 pages,
                 bytes,
                 duration,
-            } => write!(
-                f,
-                "{}: snapshot at TXID {txid}: {pages} pages, {bytes} bytes, in {} ms",
-                db.display(),
+                ..
+            } => format!(
+                "snapshot at TXID {txid}: {pages} pages, {bytes} bytes, in {} ms",
                 duration.as_millis()
             ),
             Event::Deleted {
-                db,
                 level,
                 files,
                 bytes,
                 duration,
-            } => write!(
-                f,
-                "{}: retention deleted {files} level-{level} file(s), {bytes} bytes, in {} ms",
-                db.display(),
+                ..
+            } => format!(
+                "retention deleted {files} level-{level} file(s), {bytes} bytes, in {} ms",
                 duration.as_millis()
             ),
-            Event::Stopped { db, txid, pending } => write!(
-                f,
-                "{}: stopped at replica TXID {}{}",
-                db.display(),
-                txid.map_or("none".into(), |t| t.to_string()),
-                if *pending > 0 {
-                    format!("; {pending} file(s) NOT shipped (kept in the meta directory)")
-                } else {
-                    String::new()
-                }
-            ),
-        }
+            _ => return None,
+        })
     }
 }
 

@@ -394,6 +394,40 @@ impl Retry {
     }
 }
 
+/// Opens the database, waiting for it to exist with `wait_until` (`None` if shutdown
+/// came first). Another program writing its meta directory (Litestream on the same
+/// database) is refused before anything of ours goes there; a newest file that our
+/// last run shipped (`record`, written at a clean stop) needs no wait.
+async fn open_alone(
+    cfg: &DbConfig,
+    events: &EventSink,
+    wait_until: Option<&mut watch::Receiver<bool>>,
+    record: Option<&ShippedRecord>,
+) -> Result<Option<Database>> {
+    let opts = DbOptions::from_config(cfg);
+    let continuous = wait_until.is_some();
+    let db = match wait_until {
+        Some(stop) => {
+            match open_when_present(&cfg.path, opts, cfg.monitor_interval, events, stop).await? {
+                Some(db) => db,
+                None => return Ok(None),
+            }
+        }
+        None => {
+            let path = cfg.path.clone();
+            crate::blocking::blocking("open", move || Database::open(&path, opts)).await?
+        }
+    };
+    if continuous
+        && let Some((wait, before)) = db.meta_watch()?
+        && record.is_none_or(|r| (Txid(r.txid), r.size) != before.file())
+    {
+        tokio::time::sleep(wait).await;
+        db.check_meta_quiet(before)?;
+    }
+    Ok(Some(db))
+}
+
 impl DbTask {
     /// Opens the database. With `wait_until`, a database that does not exist yet is
     /// waited for (`None` if shutdown came first); without it (`-once`) a missing
@@ -408,37 +442,13 @@ impl DbTask {
         wait_until: Option<&mut watch::Receiver<bool>>,
         (levels, compactions, clock): (LevelsConfig, Arc<tokio::sync::Semaphore>, Clock),
     ) -> Result<Option<DbTask>> {
-        let opts = DbOptions::from_config(&cfg);
         let meta = MetaDir::new(&cfg.meta_path);
         let l0_dir = meta.l0_dir();
         let continuous = wait_until.is_some();
-        let db = match wait_until {
-            Some(stop) => {
-                match open_when_present(&cfg.path, opts, cfg.monitor_interval, &events, stop)
-                    .await?
-                {
-                    Some(db) => db,
-                    None => return Ok(None),
-                }
-            }
-            None => {
-                let path = cfg.path.clone();
-                crate::blocking::blocking("open", move || Database::open(&path, opts)).await?
-            }
-        };
-        // Another program writing this meta directory (Litestream on the same
-        // database) is refused before anything of ours goes there. A fresh newest
-        // file that our last run shipped (a clean stop records it) needs no wait.
         let record = ShippedRecord::load(&cfg.meta_path, &client.describe());
-        if continuous
-            && let Some((wait, before)) = db.meta_watch()?
-            && record
-                .as_ref()
-                .is_none_or(|r| (Txid(r.txid), r.size) != before.file())
-        {
-            tokio::time::sleep(wait).await;
-            db.check_meta_quiet(before)?;
-        }
+        let Some(db) = open_alone(&cfg, &events, wait_until, record.as_ref()).await? else {
+            return Ok(None);
+        };
         let db = Arc::new(Mutex::new(db));
         let maintainer = Maintainer::new(
             cfg.path.clone(),
