@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tideline_engine::ReplicateSettings;
-use tideline_engine::{DbStatus, Service, SyncState};
+use tideline_engine::{DbStatus, Service, StatusSink, SyncState};
 
 use crate::dto::DbView;
 use crate::error::{AppError, AppResult};
@@ -191,19 +191,40 @@ pub fn setup_state<R: Runtime>(app: &AppHandle<R>) -> AppResult<()> {
 /// [`setup_state`] with the config directory given (tests).
 pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult<()> {
     let stored = Stored::load(&dir)?;
-    let last: Arc<Mutex<HashMap<PathBuf, SyncState>>> = Arc::default();
-    // The engine's tasks only queue statuses; a task of the app forwards them (in
-    // order) to the window, the tray and notifications, so replication never waits
-    // for the UI thread (tray updates run there).
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DbStatus>();
-    let listener = Arc::new(move |status: &DbStatus, _event: Option<&_>| {
-        let _ = tx.send(status.clone());
+    let last: LastStates = Arc::default();
+    let service = Service::new(
+        tauri::async_runtime::handle().inner().clone(),
+        ReplicateSettings::default(),
+        forward_statuses(app, Arc::clone(&last)),
+    );
+    let to_start = stored.databases.clone();
+    app.manage(AppState {
+        service,
+        dir,
+        stored: Mutex::new(stored),
+        failed: Mutex::default(),
     });
-    let (handle, last_seen) = (app.clone(), Arc::clone(&last));
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        start_saved(&app, to_start);
+        watch_time_states(&app, &last).await;
+    });
+    Ok(())
+}
+
+/// The state each database was last shown in.
+type LastStates = Arc<Mutex<HashMap<PathBuf, SyncState>>>;
+
+/// The service's status listener. The engine's tasks only queue statuses; a task of
+/// the app forwards them (in order) to the window, the tray and notifications, so
+/// replication never waits for the UI thread (tray updates run there).
+fn forward_statuses<R: Runtime>(app: &AppHandle<R>, last: LastStates) -> StatusSink {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DbStatus>();
+    let handle = app.clone();
     tauri::async_runtime::spawn(async move {
         while let Some(status) = rx.recv().await {
             let _ = handle.emit("db-status", DbView::from(&status));
-            let before = last_seen
+            let before = last
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(status.path.clone(), status.state);
@@ -215,65 +236,58 @@ pub fn setup_state_in<R: Runtime>(app: &AppHandle<R>, dir: PathBuf) -> AppResult
             }
         }
     });
-    let service = Service::new(
-        tauri::async_runtime::handle().inner().clone(),
-        ReplicateSettings::default(),
-        listener,
-    );
-    let to_start = stored.databases.clone();
-    app.manage(AppState {
-        service,
-        dir,
-        stored: Mutex::new(stored),
-        failed: Mutex::default(),
-    });
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        let state = app.state::<AppState>();
-        let settings = state.settings();
-        for db in to_start {
-            let started = async {
-                let (replica, client) = commands_client(&db, &settings)?;
-                state.service.add_saved(
-                    destination::stored_db_config(&db, replica, &settings),
-                    client,
-                    db.paused,
-                )?;
-                AppResult::Ok(())
-            }
-            .await;
-            if let Err(e) = started {
-                state
-                    .failed
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(db.path.clone(), e);
+    Arc::new(move |status: &DbStatus, _event: Option<&_>| {
+        let _ = tx.send(status.clone());
+    })
+}
+
+/// Starts the saved databases; one that cannot start (a missing secret, say) is kept
+/// as failing, so the window and the tray show it.
+fn start_saved<R: Runtime>(app: &AppHandle<R>, saved: Vec<StoredDb>) {
+    let state = app.state::<AppState>();
+    let settings = state.settings();
+    for db in saved {
+        let started = commands_client(&db, &settings).and_then(|(replica, client)| {
+            Ok(state.service.add_saved(
+                destination::stored_db_config(&db, replica, &settings),
+                client,
+                db.paused,
+            )?)
+        });
+        if let Err(e) = started {
+            state
+                .failed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(db.path.clone(), e);
+        }
+    }
+    let _ = app.emit("db-list-changed", ());
+    tray::refresh(app, &state.statuses());
+}
+
+/// Pushes states that change with time alone (syncing turning into lagging): every
+/// few seconds, whatever changed since the last push.
+async fn watch_time_states<R: Runtime>(app: &AppHandle<R>, last: &LastStates) {
+    let state = app.state::<AppState>();
+    loop {
+        tokio::time::sleep(STATE_TICK).await;
+        let statuses = state.service.statuses();
+        let mut changed = false;
+        for s in &statuses {
+            let before = last
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(s.path.clone(), s.state);
+            if before.is_some_and(|b| b != s.state) {
+                changed = true;
+                let _ = app.emit("db-status", DbView::from(s));
             }
         }
-        let _ = app.emit("db-list-changed", ());
-        tray::refresh(&app, &state.statuses());
-        // States that change with time alone (syncing turning into lagging) are
-        // pushed too: every few seconds, whatever changed since the last push.
-        loop {
-            tokio::time::sleep(STATE_TICK).await;
-            let statuses = state.service.statuses();
-            let mut changed = false;
-            for s in &statuses {
-                let before = last
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(s.path.clone(), s.state);
-                if before.is_some_and(|b| b != s.state) {
-                    changed = true;
-                    let _ = app.emit("db-status", DbView::from(s));
-                }
-            }
-            if changed {
-                tray::refresh(&app, &state.statuses());
-            }
+        if changed {
+            tray::refresh(app, &state.statuses());
         }
-    });
-    Ok(())
+    }
 }
 
 /// How often states that change with time alone are re-checked.

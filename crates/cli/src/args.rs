@@ -58,55 +58,69 @@ where
             out.push(token);
             continue;
         };
-        let double = body.starts_with('-');
-        let body = body.strip_prefix('-').unwrap_or(body);
-        let (name, value) = match body.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
-            None => (body, None),
-        };
-
-        // A one-letter flag after one dash is a clap short flag (`-o`, `-h`, `-f`).
-        if !double && let Some(short) = single_char(name) {
-            let arg = current
-                .get_arguments()
-                .find(|a| a.get_short() == Some(short));
-            match arg {
-                Some(arg) if value.is_none() && arg.get_action().takes_values() => {
-                    out.push(join_value(&text, argv.next()));
-                }
-                _ => out.push(token),
-            }
-            continue;
-        }
-
-        let arg = current.get_arguments().find(|a| {
-            a.get_long() == Some(name)
-                || a.get_all_aliases()
-                    .is_some_and(|aliases| aliases.contains(&name))
-        });
-        let Some(arg) = arg else {
-            out.push(token);
-            continue;
-        };
-        let long = format!("--{}", arg.get_long().unwrap_or(name));
-        if arg.get_action().takes_values() {
-            match value {
-                Some(v) => out.push(format!("{long}={v}").into()),
-                None => out.push(join_value(&long, argv.next())),
-            }
-        } else if matches!(arg.get_action(), ArgAction::SetTrue) {
-            match value.map(parse_go_bool) {
-                None | Some(Some(true)) => out.push(long.into()),
-                Some(Some(false)) => {}
-                // Not a Go boolean: keep the value so clap reports it.
-                Some(None) => out.push(format!("{long}={}", value.unwrap_or_default()).into()),
-            }
-        } else {
-            // --help, --version: no value.
-            out.push(long.into());
-        }
+        let body = body.to_owned();
+        rewrite_flag(current, token, &text, &body, &mut argv, &mut out);
     }
     out
+}
+
+/// Rewrites one flag token (`text`, without its first dash: `body`) for clap, taking
+/// its value from `argv` when Go would.
+fn rewrite_flag(
+    current: &Command,
+    token: OsString,
+    text: &str,
+    body: &str,
+    argv: &mut impl Iterator<Item = OsString>,
+    out: &mut Vec<OsString>,
+) {
+    let double = body.starts_with('-');
+    let body = body.strip_prefix('-').unwrap_or(body);
+    let (name, value) = match body.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (body, None),
+    };
+
+    // A one-letter flag after one dash is a clap short flag (`-o`, `-h`, `-f`).
+    if !double && let Some(short) = single_char(name) {
+        let arg = current
+            .get_arguments()
+            .find(|a| a.get_short() == Some(short));
+        match arg {
+            Some(arg) if value.is_none() && arg.get_action().takes_values() => {
+                out.push(join_value(text, argv.next()));
+            }
+            _ => out.push(token),
+        }
+        return;
+    }
+
+    let arg = current.get_arguments().find(|a| {
+        a.get_long() == Some(name)
+            || a.get_all_aliases()
+                .is_some_and(|aliases| aliases.contains(&name))
+    });
+    let Some(arg) = arg else {
+        out.push(token);
+        return;
+    };
+    let long = format!("--{}", arg.get_long().unwrap_or(name));
+    if arg.get_action().takes_values() {
+        match value {
+            Some(v) => out.push(format!("{long}={v}").into()),
+            None => out.push(join_value(&long, argv.next())),
+        }
+    } else if matches!(arg.get_action(), ArgAction::SetTrue) {
+        match value.map(parse_go_bool) {
+            None | Some(Some(true)) => out.push(long.into()),
+            Some(Some(false)) => {}
+            // Not a Go boolean: keep the value so clap reports it.
+            Some(None) => out.push(format!("{long}={}", value.unwrap_or_default()).into()),
+        }
+    } else {
+        // --help, --version: no value.
+        out.push(long.into());
+    }
 }
 
 fn single_char(name: &str) -> Option<char> {

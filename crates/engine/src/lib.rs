@@ -57,8 +57,8 @@ pub use restore::{
 pub use service::status::{DatabaseReport, Summary};
 pub use service::{
     DbStatus, InPlaceRestore, PointKind, RestorePhase, RestorePoint, Service, ServiceError,
-    SyncState, check_folder_writable, inspect, inspect_database, probe_replica, restore_copy,
-    restore_points, restored_copy_path,
+    StatusSink, SyncState, check_folder_writable, inspect, inspect_database, probe_replica,
+    restore_copy, restore_points, restored_copy_path,
 };
 pub use storage::durable::write_atomic;
 pub use storage::{

@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use tideline_engine::config::{Config, DbConfig, LogLevel, ReplicaConfig};
 use tideline_engine::open_client;
 use tideline_engine::{Event, EventSink, ReplicateSettings, replicate};
-use tideline_engine::{IntegrityCheck, Overwrite, PlanError, RestoreOptions, Target, restore_to};
+use tideline_engine::{IntegrityCheck, Overwrite, RestoreOptions, Target, restore_to};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -69,7 +69,37 @@ pub async fn run(args: &Args) -> Result<i32> {
     let mut signals = Signals::new()?;
     let config = load(args)?;
     log_warnings(&config);
+    let exec = check(args, &config)?;
+    for db in &config.dbs {
+        if (args.restore_if_db_not_exists || db.restore_if_db_not_exists) && !db.path.exists() {
+            restore_missing(db).await?;
+        }
+    }
+    info!(
+        "tideline {} replicating {} database(s){}",
+        env!("CARGO_PKG_VERSION"),
+        config.dbs.len(),
+        if args.once { " once" } else { "" }
+    );
+    let mut run = Running::start(args, &config);
+    let mut child = None;
+    if let Some(cmd) = &exec {
+        if !run.wait_open(&mut signals).await? {
+            return Ok(0);
+        }
+        child = Some(spawn_exec(cmd)?);
+    }
+    let outcome = tokio::select! {
+        res = wait_replication(&mut run.replication) => Outcome::Finished(res),
+        sig = signals.recv() => Outcome::Signal(sig),
+        status = wait_child(&mut child) => Outcome::Exited(status),
+    };
+    run.conclude(outcome, child, &mut signals).await
+}
 
+/// The flags and the config make sense together; returns the command to run beside
+/// replication (`-exec`, else the config's `exec:`).
+fn check(args: &Args, config: &Config) -> Result<Option<String>> {
     if !args.once && (args.force_snapshot || args.enforce_retention) {
         bail!("-force-snapshot and -enforce-retention only apply with -once");
     }
@@ -90,100 +120,110 @@ pub async fn run(args: &Args) -> Result<i32> {
              replica, or run `tideline replicate DB_PATH REPLICA_URL`"
         );
     }
-    for db in &config.dbs {
-        if (args.restore_if_db_not_exists || db.restore_if_db_not_exists) && !db.path.exists() {
-            restore_missing(db).await?;
+    Ok(exec)
+}
+
+/// Replication under way, and how to stop it.
+struct Running {
+    replication: Replication,
+    stop: watch::Sender<bool>,
+    /// How many databases have started.
+    started: watch::Receiver<usize>,
+    databases: usize,
+}
+
+impl Running {
+    /// Starts replicating the config's databases, logging their events.
+    fn start(args: &Args, config: &Config) -> Running {
+        let (started_tx, started) = watch::channel(0usize);
+        let sink: EventSink = Arc::new(move |event: &Event| {
+            if event.is_error() {
+                error!("{event}");
+            } else {
+                info!("{event}");
+            }
+            if matches!(event, Event::Started { .. }) {
+                started_tx.send_modify(|n| *n += 1);
+            }
+        });
+        let (stop, mut stop_rx) = watch::channel(false);
+        let shutdown = async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        };
+        let mut settings = ReplicateSettings::from_config(config);
+        settings.once = args.once;
+        settings.force_snapshot = args.force_snapshot;
+        settings.enforce_retention = args.enforce_retention;
+        // No task at all for an exec-only config: there is nothing to wait for.
+        let replication = (!config.dbs.is_empty())
+            .then(|| tokio::spawn(replicate(config.dbs.clone(), settings, shutdown, sink)));
+        Running {
+            replication,
+            stop,
+            started,
+            databases: config.dbs.len(),
         }
     }
 
-    info!(
-        "tideline {} replicating {} database(s){}",
-        env!("CARGO_PKG_VERSION"),
-        config.dbs.len(),
-        if args.once { " once" } else { "" }
-    );
-    let want = config.dbs.len();
-    let (started_tx, mut started_rx) = watch::channel(0usize);
-    let sink: EventSink = Arc::new(move |event: &Event| {
-        if event.is_error() {
-            error!("{event}");
-        } else {
-            info!("{event}");
-        }
-        if matches!(event, Event::Started { .. }) {
-            started_tx.send_modify(|n| *n += 1);
-        }
-    });
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let shutdown = async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    };
-    let mut settings = ReplicateSettings::from_config(&config);
-    settings.once = args.once;
-    settings.force_snapshot = args.force_snapshot;
-    settings.enforce_retention = args.enforce_retention;
-    // No task at all for an exec-only config: there is nothing to wait for.
-    let mut replication = (!config.dbs.is_empty())
-        .then(|| tokio::spawn(replicate(config.dbs.clone(), settings, shutdown, sink)));
-
-    let mut child = None;
-    if let Some(cmd) = &exec {
+    /// Waits until every database is open (the exec command starts then). False when
+    /// a signal came first and replication was stopped.
+    async fn wait_open(&mut self, signals: &mut Signals) -> Result<bool> {
+        let want = self.databases;
         tokio::select! {
-            _ = started_rx.wait_for(|n| *n >= want) => {}
-            res = wait_replication(&mut replication) => {
+            _ = self.started.wait_for(|n| *n >= want) => Ok(true),
+            res = wait_replication(&mut self.replication) => {
                 // Replication ended before every database was open: a startup error.
                 res?;
                 bail!("replication stopped before it started");
             }
             sig = signals.recv() => {
                 info!("{} received, shutting down", sig.name());
-                let _ = stop_tx.send(true);
-                finish(&mut replication, &mut signals).await?;
-                return Ok(0);
+                let _ = self.stop.send(true);
+                finish(&mut self.replication, signals).await?;
+                Ok(false)
             }
         }
-        child = Some(spawn_exec(cmd)?);
     }
 
-    let outcome = tokio::select! {
-        res = wait_replication(&mut replication) => Outcome::Finished(res),
-        sig = signals.recv() => Outcome::Signal(sig),
-        status = wait_child(&mut child) => Outcome::Exited(status),
-    };
-    match outcome {
-        Outcome::Finished(res) => {
-            if let Some(child) = child {
-                stop_child(child, Sig::Terminate).await;
+    /// Stops what is still running after `outcome`; returns the exit code.
+    async fn conclude(
+        mut self,
+        outcome: Outcome,
+        child: Option<Child>,
+        signals: &mut Signals,
+    ) -> Result<i32> {
+        let code = match outcome {
+            Outcome::Finished(res) => {
+                if let Some(child) = child {
+                    stop_child(child, Sig::Terminate).await;
+                }
+                res?;
+                info!("replication complete");
+                return Ok(0);
             }
-            res?;
-            info!("replication complete");
-            Ok(0)
-        }
-        Outcome::Signal(sig) => {
-            info!("{} received, shutting down", sig.name());
-            let mut code = 0;
-            if let Some(child) = child {
-                let status = stop_child(child, sig).await;
-                // The command exiting because of the signal is the expected outcome;
-                // any other failure is reported through the exit code.
-                code = status
-                    .and_then(|s| s.code())
-                    .filter(|c| ![0, 128 + 2, 128 + 15].contains(c))
-                    .unwrap_or(0);
+            Outcome::Signal(sig) => {
+                info!("{} received, shutting down", sig.name());
+                match child {
+                    // The command exiting because of the signal is the expected
+                    // outcome; any other failure is reported through the exit code.
+                    Some(child) => stop_child(child, sig)
+                        .await
+                        .and_then(|s| s.code())
+                        .filter(|c| ![0, 128 + 2, 128 + 15].contains(c))
+                        .unwrap_or(0),
+                    None => 0,
+                }
             }
-            let _ = stop_tx.send(true);
-            finish(&mut replication, &mut signals).await?;
-            info!("tideline shut down");
-            Ok(code)
-        }
-        Outcome::Exited(status) => {
-            let status = status.context("cannot wait for the exec command")?;
-            info!("exec command exited ({status}), shutting down");
-            let _ = stop_tx.send(true);
-            finish(&mut replication, &mut signals).await?;
-            info!("tideline shut down");
-            Ok(exit_code(status))
-        }
+            Outcome::Exited(status) => {
+                let status = status.context("cannot wait for the exec command")?;
+                info!("exec command exited ({status}), shutting down");
+                exit_code(status)
+            }
+        };
+        let _ = self.stop.send(true);
+        finish(&mut self.replication, signals).await?;
+        info!("tideline shut down");
+        Ok(code)
     }
 }
 
@@ -239,7 +279,7 @@ async fn restore_missing(db: &DbConfig) -> Result<()> {
             info!("restored {} at TXID {}", db.path.display(), restored.txid);
             Ok(())
         }
-        Err(tideline_engine::Error::Plan(PlanError::NotAvailable(_))) => {
+        Err(tideline_engine::Error::Plan(e)) if e.is_nothing_to_restore() => {
             info!(
                 "no backup of {} in {replica} yet; starting fresh",
                 db.path.display()

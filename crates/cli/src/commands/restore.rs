@@ -20,8 +20,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 use tideline_engine::FileInfo;
 use tideline_engine::{
-    IntegrityCheck, Overwrite, PlanError, RestoreOptions, Target, check_output, list_levels_for,
-    plan, restore_plan_to,
+    IntegrityCheck, Overwrite, PlanError, RestoreOptions, Restored, Target, check_output,
+    list_levels_for, plan, restore_plan_to,
 };
 use tideline_ltx::Txid;
 use tracing::info;
@@ -140,14 +140,14 @@ pub async fn run(args: &Args) -> Result<()> {
         .with_context(|| format!("cannot list {}", source.replica))?;
     let files = match plan(&levels, target) {
         Ok(files) => files,
-        Err(PlanError::NotAvailable(_)) if args.if_replica_exists => {
+        Err(e) if e.is_nothing_to_restore() && args.if_replica_exists => {
             info!(
                 "no matching backup in {}, nothing restored (-if-replica-exists)",
                 source.replica
             );
             return Ok(());
         }
-        Err(e) => return Err(explain(e, &levels, target, &source.replica)),
+        Err(e) => return Err(explain(e, &source.replica)),
     };
     if args.dry_run {
         print_plan(&files, &out, &source.replica, args.json);
@@ -172,12 +172,22 @@ pub async fn run(args: &Args) -> Result<()> {
     for sidecar in stale {
         info!("removed {} (-force)", sidecar.display());
     }
-    let elapsed = started.elapsed();
+    print_restored(args, &out, &source.replica, &restored, started.elapsed());
+    Ok(())
+}
 
+/// What was restored, as JSON (`-json`) or a log line.
+fn print_restored(
+    args: &Args,
+    out: &Path,
+    replica: &str,
+    restored: &Restored,
+    elapsed: std::time::Duration,
+) {
     if args.json {
         print_json(&json!({
             "db_path": out.display().to_string(),
-            "replica": source.replica,
+            "replica": replica,
             "txid": restored.txid.to_string(),
             "size": restored.bytes,
             "duration_ms": elapsed.as_millis() as u64,
@@ -185,50 +195,26 @@ pub async fn run(args: &Args) -> Result<()> {
         }));
     } else {
         info!(
-            "restored {} at TXID {} from {} ({} pages, {} bytes) in {} ms",
+            "restored {} at TXID {} from {replica} ({} pages, {} bytes) in {} ms",
             out.display(),
             restored.txid,
-            source.replica,
             restored.pages,
             restored.bytes,
             elapsed.as_millis()
         );
     }
-    Ok(())
 }
 
-/// Turns a planning failure into a message that says what exists instead.
-fn explain(
-    err: PlanError,
-    levels: &[Vec<FileInfo>],
-    target: Target,
-    replica: &str,
-) -> anyhow::Error {
-    if levels.iter().all(Vec::is_empty) {
-        return anyhow!(
-            "{replica} holds no backup (no LTX files); check the replica path or URL, or run \
-             `tideline replicate` first (pass -if-replica-exists to succeed when there is none)"
-        );
+/// A planning failure with what the command line can add: the replica's name, and
+/// the flag that makes an empty replica fine.
+fn explain(err: PlanError, replica: &str) -> anyhow::Error {
+    match err {
+        PlanError::NoBackup => anyhow!(
+            "{replica}: {err}; pass -if-replica-exists to succeed when there is none (or run \
+             `tideline replicate` first)"
+        ),
+        err => anyhow::Error::new(err).context(format!("cannot restore from {replica}")),
     }
-    if let (PlanError::NotAvailable(_), Target::Time(t)) = (&err, target) {
-        // Every restore starts at a file holding TXID 1 created before the target, so
-        // the oldest of those is the oldest point a -timestamp can reach.
-        let oldest = levels
-            .iter()
-            .flatten()
-            .filter(|f| f.min_txid == Txid::FIRST)
-            .map(|f| f.created_at)
-            .min();
-        if let Some(t0) = oldest.filter(|t0| t <= *t0) {
-            return anyhow!(
-                "no backup exists before {}; the oldest restore point is {} (pass a later \
-                 -timestamp)",
-                format_rfc3339(t),
-                format_rfc3339(t0)
-            );
-        }
-    }
-    anyhow::Error::new(err).context(format!("cannot restore from {replica}"))
 }
 
 fn print_plan(files: &[FileInfo], out: &Path, replica: &str, as_json: bool) {

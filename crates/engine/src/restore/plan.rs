@@ -40,6 +40,19 @@ pub enum PlanError {
         Target::Latest => String::new(),
     })]
     NotAvailable(Target),
+    /// The replica holds no LTX file at all (a wrong path, or nothing replicated yet).
+    #[error(
+        "the replica holds no backup (no LTX files); check the replica path or URL, or replicate to it first"
+    )]
+    NoBackup,
+    /// A time target before the oldest restore point.
+    #[error("no backup exists before {}; the oldest restore point is {} (pick a later time)", crate::time::format_rfc3339(*.target), crate::time::format_rfc3339(*.oldest))]
+    BeforeOldest {
+        /// The time asked for.
+        target: SystemTime,
+        /// When the oldest restorable state was written.
+        oldest: SystemTime,
+    },
     /// A latest restore would silently miss data past a gap.
     #[error(
         "non-contiguous LTX files in the replica: files reach TXID {have} but the next one starts at {next} (level {level}); restore an earlier TXID with -txid, or repair the replica"
@@ -52,6 +65,42 @@ pub enum PlanError {
         /// The level holding it.
         level: u8,
     },
+}
+
+impl PlanError {
+    /// True when there is simply nothing to restore at the target (no backup, or none
+    /// that old), as opposed to a replica that is damaged.
+    pub fn is_nothing_to_restore(&self) -> bool {
+        matches!(
+            self,
+            PlanError::NotAvailable(_) | PlanError::NoBackup | PlanError::BeforeOldest { .. }
+        )
+    }
+
+    /// A [`PlanError::NotAvailable`] made specific: an empty replica, or a time before
+    /// the oldest restore point, so the message says what exists instead.
+    fn explained(self, levels: &[Vec<FileInfo>], target: Target) -> PlanError {
+        if !matches!(self, PlanError::NotAvailable(_)) {
+            return self;
+        }
+        if levels.iter().all(Vec::is_empty) {
+            return PlanError::NoBackup;
+        }
+        if let Target::Time(t) = target {
+            // Every restore starts at a file holding TXID 1 created before the target,
+            // so the oldest of those is the oldest point a time can reach.
+            let oldest = levels
+                .iter()
+                .flatten()
+                .filter(|f| f.min_txid == Txid::FIRST)
+                .map(|f| f.created_at)
+                .min();
+            if let Some(oldest) = oldest.filter(|t0| t <= *t0) {
+                return PlanError::BeforeOldest { target: t, oldest };
+            }
+        }
+        self
+    }
 }
 
 /// True if `b` is a better next file than `a`.
@@ -109,6 +158,10 @@ impl<'a> Cursor<'a> {
 /// Plans a restore. `levels[l]` lists level `l`'s files (any order; levels absent from
 /// the slice are empty). Returns the files to apply, oldest first.
 pub fn plan(levels: &[Vec<FileInfo>], target: Target) -> Result<Vec<FileInfo>, PlanError> {
+    plan_files(levels, target).map_err(|e| e.explained(levels, target))
+}
+
+fn plan_files(levels: &[Vec<FileInfo>], target: Target) -> Result<Vec<FileInfo>, PlanError> {
     let sorted = |level: u8| {
         let mut v: Vec<FileInfo> = levels.get(level as usize).cloned().unwrap_or_default();
         v.sort_by_key(|f| (f.min_txid, f.max_txid));
