@@ -3,9 +3,9 @@
 //! panicked") instead of a second panic that takes its whole task down.
 
 use crate::error::Error;
-use crate::storage::ReplicaError;
 
-/// Blocking work that panicked (or was cancelled at runtime shutdown).
+/// Blocking work that panicked (or was cancelled at runtime shutdown). Each error
+/// type that blocking work returns converts from it, beside its own definition.
 #[derive(Debug)]
 pub(crate) struct Panicked {
     what: &'static str,
@@ -26,18 +26,6 @@ impl std::fmt::Display for Panicked {
 impl From<Panicked> for Error {
     fn from(p: Panicked) -> Error {
         Error::Internal(p.to_string())
-    }
-}
-
-impl From<Panicked> for ReplicaError {
-    fn from(p: Panicked) -> ReplicaError {
-        ReplicaError::Internal(p.to_string())
-    }
-}
-
-impl From<Panicked> for crate::service::ServiceError {
-    fn from(p: Panicked) -> crate::service::ServiceError {
-        Error::from(p).into()
     }
 }
 

@@ -9,8 +9,6 @@ use tideline_ltx::Txid;
 
 use crate::error::ErrorCode;
 
-use crate::capture::SnapshotReason;
-
 /// What replication reports as it goes.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -318,6 +316,39 @@ impl Event {
                 duration.as_millis()
             ),
             _ => return None,
+        })
+    }
+}
+
+/// Why a full-database L0 was written instead of an incremental one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotReason {
+    /// The first capture of this database (no position).
+    FirstSync,
+    /// The WAL was restarted by another process.
+    WalRestarted,
+    /// The WAL is shorter than the position: truncated by another process.
+    WalTruncated,
+    /// The frame before the position no longer matches: overwritten.
+    WalOverwritten,
+    /// After a TRUNCATE checkpoint, which may have copied frames written after the
+    /// last capture straight into the database.
+    TruncateCheckpoint,
+    /// The position came from the replica (a new machine, a restore, a reset replica):
+    /// the database is copied whole once to continue the replica's TXIDs.
+    ReplicaPosition,
+}
+
+impl std::fmt::Display for SnapshotReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SnapshotReason::FirstSync => "first sync",
+            SnapshotReason::WalRestarted => "WAL restarted by another process",
+            SnapshotReason::WalTruncated => "WAL truncated by another process",
+            SnapshotReason::WalOverwritten => "WAL overwritten by another process",
+            SnapshotReason::TruncateCheckpoint => "TRUNCATE checkpoint",
+            SnapshotReason::ReplicaPosition => "continuing the replica's TXIDs",
         })
     }
 }

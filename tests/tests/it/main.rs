@@ -2,7 +2,7 @@
 //! side by side (drop-in use, S3 compatibility both ways), and faults (SIGKILL, full
 //! disk, another process) with restores as the check.
 
-mod facade;
+mod architecture;
 mod faults;
 mod litestream_dropin;
 mod litestream_s3;

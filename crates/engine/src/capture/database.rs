@@ -52,6 +52,7 @@ use crate::capture::wal::{
     scan_committed,
 };
 use crate::error::{Error, Result};
+pub use crate::events::SnapshotReason;
 use crate::storage::FileInfo;
 
 /// Settings of a watched database, with Litestream's defaults.
@@ -114,39 +115,6 @@ pub struct Position {
     pub salts: (u32, u32),
     /// Cumulative WAL checksum at `wal_end`, once known.
     pub checksum: Option<Checksum>,
-}
-
-/// Why a full-database L0 was written instead of an incremental one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SnapshotReason {
-    /// The first capture of this database (no position).
-    FirstSync,
-    /// The WAL was restarted by another process.
-    WalRestarted,
-    /// The WAL is shorter than the position: truncated by another process.
-    WalTruncated,
-    /// The frame before the position no longer matches: overwritten.
-    WalOverwritten,
-    /// After a TRUNCATE checkpoint, which may have copied frames written after the
-    /// last capture straight into the database.
-    TruncateCheckpoint,
-    /// The position came from the replica (a new machine, a restore, a reset replica):
-    /// the database is copied whole once to continue the replica's TXIDs.
-    ReplicaPosition,
-}
-
-impl std::fmt::Display for SnapshotReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            SnapshotReason::FirstSync => "first sync",
-            SnapshotReason::WalRestarted => "WAL restarted by another process",
-            SnapshotReason::WalTruncated => "WAL truncated by another process",
-            SnapshotReason::WalOverwritten => "WAL overwritten by another process",
-            SnapshotReason::TruncateCheckpoint => "TRUNCATE checkpoint",
-            SnapshotReason::ReplicaPosition => "continuing the replica's TXIDs",
-        })
-    }
 }
 
 /// An L0 file written by a sync.

@@ -67,7 +67,8 @@ impl Database {
         let (pages, size) = self.write_ltx(wal, &seg.pages, from_db, header, &tmp, created_at)?;
         crate::failpoint::hit("l0-written");
         fs::rename(&tmp, &path).map_err(Error::io("rename", &path))?;
-        crate::restore::apply::sync_parent(&path)?;
+        let dir = self.meta.l0_dir();
+        crate::storage::durable::sync_dir(&dir).map_err(Error::io("fsync directory", &dir))?;
         crate::failpoint::hit("l0-renamed");
         self.written
             .set(fs::metadata(&path).ok().map(|m| (txid, FileStamp::of(&m))));

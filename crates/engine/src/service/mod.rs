@@ -110,6 +110,12 @@ impl ServiceError {
     }
 }
 
+impl From<crate::blocking::Panicked> for ServiceError {
+    fn from(p: crate::blocking::Panicked) -> ServiceError {
+        Error::from(p).into()
+    }
+}
+
 impl From<ServiceError> for ErrorReport {
     fn from(e: ServiceError) -> ErrorReport {
         ErrorReport::new(e.code(), e.to_string())

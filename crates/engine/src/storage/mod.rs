@@ -127,6 +127,12 @@ impl ReplicaError {
     }
 }
 
+impl From<crate::blocking::Panicked> for ReplicaError {
+    fn from(p: crate::blocking::Panicked) -> ReplicaError {
+        ReplicaError::Internal(p.to_string())
+    }
+}
+
 /// Result alias for replica operations.
 pub type ReplicaResult<T> = Result<T, ReplicaError>;
 
