@@ -527,41 +527,7 @@ fn build(
     for (i, db) in raw_dbs.iter().enumerate() {
         dbs.push(build_db(db, i, global, env, cwd, &mut warnings)?);
     }
-    let logging = raw.logging.unwrap_or_default();
-    let level_text = env("LOG_LEVEL")
-        .filter(|v| !v.is_empty())
-        .or_else(|| non_empty(&logging.level));
-    let level = match level_text
-        .as_deref()
-        .map(str::to_ascii_uppercase)
-        .as_deref()
-    {
-        None | Some("INFO") => LogLevel::Info,
-        Some("TRACE") => LogLevel::Trace,
-        Some("DEBUG") => LogLevel::Debug,
-        Some("WARN" | "WARNING") => LogLevel::Warn,
-        Some("ERROR") => LogLevel::Error,
-        Some(_) => {
-            warnings.push(format!(
-                "logging.level: unknown level {:?}, using info (use trace, debug, info, warn \
-                 or error)",
-                level_text.unwrap_or_default()
-            ));
-            LogLevel::Info
-        }
-    };
-    let format = match non_empty(&logging.format).as_deref() {
-        None | Some("text") => LogFormat::Text,
-        Some("json") => LogFormat::Json,
-        Some("pretty") => LogFormat::Pretty,
-        Some(other) => {
-            return Err(ConfigError::invalid(
-                "logging.type",
-                format!("unknown log type {other:?}"),
-                "use text, json or pretty",
-            ));
-        }
-    };
+    let logging = build_logging(raw.logging.unwrap_or_default(), env, &mut warnings)?;
     Ok(Config {
         dbs,
         levels,
@@ -584,15 +550,63 @@ fn build(
             .shutdown_sync_interval
             .map_or(DEFAULT_SHUTDOWN_SYNC_INTERVAL, |d| d.0),
         exec: non_empty(&raw.exec),
-        logging: LoggingConfig {
-            level,
-            format,
-            stderr: logging.stderr.unwrap_or(false),
-            source: logging.source.unwrap_or(false),
-        },
+        logging,
         source: None,
         warnings,
     })
+}
+
+/// The `logging:` section; `LOG_LEVEL` in the environment wins over `level:`.
+fn build_logging(
+    logging: raw::RawLogging,
+    env: Env<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<LoggingConfig, ConfigError> {
+    let level_text = env("LOG_LEVEL")
+        .filter(|v| !v.is_empty())
+        .or_else(|| non_empty(&logging.level));
+    let level = log_level(level_text, warnings);
+    let format = match non_empty(&logging.format).as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some("pretty") => LogFormat::Pretty,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "logging.type",
+                format!("unknown log type {other:?}"),
+                "use text, json or pretty",
+            ));
+        }
+    };
+    Ok(LoggingConfig {
+        level,
+        format,
+        stderr: logging.stderr.unwrap_or(false),
+        source: logging.source.unwrap_or(false),
+    })
+}
+
+/// A log level name in any case; unknown names warn and mean info.
+fn log_level(level_text: Option<String>, warnings: &mut Vec<String>) -> LogLevel {
+    match level_text
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        None | Some("INFO") => LogLevel::Info,
+        Some("TRACE") => LogLevel::Trace,
+        Some("DEBUG") => LogLevel::Debug,
+        Some("WARN" | "WARNING") => LogLevel::Warn,
+        Some("ERROR") => LogLevel::Error,
+        Some(_) => {
+            warnings.push(format!(
+                "logging.level: unknown level {:?}, using info (use trace, debug, info, warn \
+                 or error)",
+                level_text.unwrap_or_default()
+            ));
+            LogLevel::Info
+        }
+    }
 }
 
 fn build_levels(
@@ -723,11 +737,43 @@ fn build_db(
     warnings: &mut Vec<String>,
 ) -> Result<DbConfig, ConfigError> {
     let key = format!("dbs[{i}]");
+    let path = single_db_path(db, &key, warnings)?;
+    let stripped = path
+        .strip_prefix("sqlite3://")
+        .or_else(|| path.strip_prefix("sqlite://"))
+        .unwrap_or(&path);
+    let db_path = resolve_path(stripped, &format!("{key}.path"), env, cwd)?;
+    let mut config = DbConfig::new(db_path);
+    if let Some(meta) = non_empty(&db.meta_path) {
+        config.meta_path = resolve_path(&meta, &format!("{key}.meta-path"), env, cwd)?;
+    }
+    apply_db_settings(&mut config, db, &key)?;
+    let (raw_replica, replica_key) = db_replica(db, &key, warnings)?;
+    if let Some(raw_replica) = raw_replica {
+        config.replica = Some(replica::build(
+            raw_replica,
+            global,
+            &replica_key,
+            env,
+            cwd,
+            warnings,
+        )?);
+    }
+    Ok(config)
+}
+
+/// The `path:` of a database entry, refusing what only directories of databases have
+/// (`dir:`, `watch:`, `meta-dir:`) and warning about `pattern:` and `recursive:`.
+fn single_db_path(
+    db: &RawDb,
+    key: &str,
+    warnings: &mut Vec<String>,
+) -> Result<String, ConfigError> {
     let path = non_empty(&db.path);
     let dir = non_empty(&db.dir);
     if path.is_some() && dir.is_some() {
         return Err(ConfigError::invalid(
-            &key,
+            key,
             "cannot specify both 'path' and 'dir'",
             "use path: for one database (dir: is for directories of databases)",
         ));
@@ -763,15 +809,12 @@ fn build_db(
             warnings.push(format!("{key}.{name}: only used with dir:, ignored"));
         }
     }
-    let stripped = path
-        .strip_prefix("sqlite3://")
-        .or_else(|| path.strip_prefix("sqlite://"))
-        .unwrap_or(&path);
-    let db_path = resolve_path(stripped, &format!("{key}.path"), env, cwd)?;
-    let mut config = DbConfig::new(db_path);
-    if let Some(meta) = non_empty(&db.meta_path) {
-        config.meta_path = resolve_path(&meta, &format!("{key}.meta-path"), env, cwd)?;
-    }
+    Ok(path)
+}
+
+/// The per-database settings: intervals, checkpoint thresholds, sizes and the snapshot
+/// override.
+fn apply_db_settings(config: &mut DbConfig, db: &RawDb, key: &str) -> Result<(), ConfigError> {
     if let Some(d) = db.monitor_interval {
         config.monitor_interval = d.0;
     }
@@ -804,42 +847,37 @@ fn build_db(
             retention: s.retention.map(|d| d.0),
         };
     }
+    Ok(())
+}
+
+/// The database's replica section and its config key: `replica:`, or a deprecated
+/// one-entry `replicas:` list (with a warning); never both, never several.
+fn db_replica<'a>(
+    db: &'a RawDb,
+    key: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(Option<&'a RawReplica>, String), ConfigError> {
     let replicas = db.replicas.as_deref().unwrap_or_default();
-    let (raw_replica, replica_key) = match (&db.replica, replicas) {
-        (Some(_), [_, ..]) => {
-            return Err(ConfigError::invalid(
-                &key,
-                "cannot specify 'replica' and 'replicas' on a database",
-                "keep only replica: (a single mapping)",
-            ));
-        }
-        (_, [_, _, ..]) => {
-            return Err(ConfigError::invalid(
-                format!("{key}.replicas"),
-                "multiple replicas on a single database are no longer supported",
-                "keep one replica and write it as replica: (a single mapping); Litestream \
-                 0.5 and Tideline replicate each database to exactly one place",
-            ));
-        }
+    match (&db.replica, replicas) {
+        (Some(_), [_, ..]) => Err(ConfigError::invalid(
+            key,
+            "cannot specify 'replica' and 'replicas' on a database",
+            "keep only replica: (a single mapping)",
+        )),
+        (_, [_, _, ..]) => Err(ConfigError::invalid(
+            format!("{key}.replicas"),
+            "multiple replicas on a single database are no longer supported",
+            "keep one replica and write it as replica: (a single mapping); Litestream \
+             0.5 and Tideline replicate each database to exactly one place",
+        )),
         (None, [only]) => {
             warnings.push(format!(
                 "{key}.replicas: deprecated; write the replica as replica: (a single mapping)"
             ));
-            (Some(only), format!("{key}.replicas[0]"))
+            Ok((Some(only), format!("{key}.replicas[0]")))
         }
-        (replica, _) => (replica.as_ref(), format!("{key}.replica")),
-    };
-    if let Some(raw_replica) = raw_replica {
-        config.replica = Some(replica::build(
-            raw_replica,
-            global,
-            &replica_key,
-            env,
-            cwd,
-            warnings,
-        )?);
+        (replica, _) => Ok((replica.as_ref(), format!("{key}.replica"))),
     }
-    Ok(config)
 }
 
 /// A path as a user typed it on the command line (relative, `~/…`) made absolute the

@@ -252,31 +252,69 @@ pub(crate) fn build(
     warnings: &mut Vec<String>,
 ) -> Result<ReplicaConfig, ConfigError> {
     let eff = local.with_defaults(global);
-    if age_is_set(&eff.age) {
-        let age_key = if age_is_set(&local.age) {
-            format!("{key}.age")
-        } else {
-            "age".to_owned()
-        };
-        return Err(ConfigError::invalid(
-            age_key,
-            "age encryption is not currently supported (Litestream 0.5 removed it, issue #790)",
-            "remove the age section; for encryption at rest use S3 server-side encryption \
-             (sse-kms-key-id or sse-customer-key), or stay on Litestream v0.3.x",
-        ));
+    check_no_age(local, &eff, key)?;
+    check_path_is_not_url(local, key)?;
+    let url = non_empty(&local.url);
+    let (kind, scheme) = replica_kind(url.as_deref(), &eff, key, warnings);
+    let target = match kind.as_str() {
+        "file" => ReplicaTarget::File(build_file(local, url.as_deref(), key, env, cwd)?),
+        "s3" => ReplicaTarget::S3(Box::new(build_s3(
+            local,
+            &eff,
+            url.as_deref(),
+            key,
+            env,
+            warnings,
+        )?)),
+        other => return Err(unsupported_kind(other, scheme.is_some(), key)),
+    };
+    Ok(ReplicaConfig {
+        target,
+        sync_interval: eff.sync_interval.map_or(DEFAULT_SYNC_INTERVAL, |i| i.0),
+        max_sync_ltx_files: max_sync_ltx_files(eff.max_sync_ltx_files),
+        auto_recover: eff.auto_recover.unwrap_or(false),
+    })
+}
+
+/// Refuses an `age:` section (locally or in the top-level defaults).
+fn check_no_age(local: &RawReplica, eff: &RawReplica, key: &str) -> Result<(), ConfigError> {
+    if !age_is_set(&eff.age) {
+        return Ok(());
     }
-    if let Some(path) = non_empty(&local.path)
-        && url::looks_like_url(&path)
-    {
-        return Err(ConfigError::invalid(
+    let age_key = if age_is_set(&local.age) {
+        format!("{key}.age")
+    } else {
+        "age".to_owned()
+    };
+    Err(ConfigError::invalid(
+        age_key,
+        "age encryption is not currently supported (Litestream 0.5 removed it, issue #790)",
+        "remove the age section; for encryption at rest use S3 server-side encryption \
+         (sse-kms-key-id or sse-customer-key), or stay on Litestream v0.3.x",
+    ))
+}
+
+/// Refuses a URL in `path:` (it belongs in `url:`).
+fn check_path_is_not_url(local: &RawReplica, key: &str) -> Result<(), ConfigError> {
+    match non_empty(&local.path) {
+        Some(path) if url::looks_like_url(&path) => Err(ConfigError::invalid(
             format!("{key}.path"),
             format!("replica path cannot be a URL ({})", url::redact(&path)),
             "use the url: key for URLs, or give a plain path",
-        ));
+        )),
+        _ => Ok(()),
     }
-    let url = non_empty(&local.url);
-    // The URL scheme names the type (webdavs is webdav over TLS).
-    let scheme = url.as_deref().and_then(scheme_of).map(|s| {
+}
+
+/// The replica type and the URL scheme it came from, if any: the scheme names the type
+/// (webdavs is webdav over TLS), overriding `type:` with a warning; the default is file.
+fn replica_kind(
+    url: Option<&str>,
+    eff: &RawReplica,
+    key: &str,
+    warnings: &mut Vec<String>,
+) -> (String, Option<String>) {
+    let scheme = url.and_then(scheme_of).map(|s| {
         if s == "webdavs" {
             "webdav".to_owned()
         } else {
@@ -296,57 +334,45 @@ pub(crate) fn build(
         (None, Some(kind)) => kind.clone(),
         (None, None) => "file".to_owned(),
     };
-    let kind_key = if scheme.is_some() {
+    (kind, scheme)
+}
+
+/// The error for a replica type other than file and s3: a Litestream backend Tideline
+/// lacks, an unknown URL scheme, or an unknown `type:` (with a "did you mean").
+fn unsupported_kind(kind: &str, from_scheme: bool, key: &str) -> ConfigError {
+    let kind_key = if from_scheme {
         format!("{key}.url")
     } else {
         format!("{key}.type")
     };
-    let target = match kind.as_str() {
-        "file" => ReplicaTarget::File(build_file(local, url.as_deref(), key, env, cwd)?),
-        "s3" => ReplicaTarget::S3(Box::new(build_s3(
-            local,
-            &eff,
-            url.as_deref(),
-            key,
-            env,
-            warnings,
-        )?)),
-        "gs" | "abs" | "sftp" | "webdav" | "nats" | "oss" => {
-            return Err(ConfigError::invalid(
-                kind_key,
-                format!("replica type {kind} is not supported by Tideline yet"),
-                SUPPORTED,
-            ));
-        }
-        other if scheme.is_some() => {
-            return Err(ConfigError::invalid(
-                kind_key,
-                format!("unknown replica URL scheme {other:?}"),
-                "write file:///abs/path for a folder or s3://bucket/path for S3",
-            ));
-        }
+    match kind {
+        "gs" | "abs" | "sftp" | "webdav" | "nats" | "oss" => ConfigError::invalid(
+            kind_key,
+            format!("replica type {kind} is not supported by Tideline yet"),
+            SUPPORTED,
+        ),
+        other if from_scheme => ConfigError::invalid(
+            kind_key,
+            format!("unknown replica URL scheme {other:?}"),
+            "write file:///abs/path for a folder or s3://bucket/path for S3",
+        ),
         other => {
             let hint = match keys::suggest(other, &["file", "s3"]) {
                 Some(s) => format!("did you mean type: {s}? {SUPPORTED}"),
                 None => SUPPORTED.to_owned(),
             };
-            return Err(ConfigError::invalid(
-                kind_key,
-                format!("unknown replica type {other:?}"),
-                hint,
-            ));
+            ConfigError::invalid(kind_key, format!("unknown replica type {other:?}"), hint)
         }
-    };
-    Ok(ReplicaConfig {
-        target,
-        sync_interval: eff.sync_interval.map_or(DEFAULT_SYNC_INTERVAL, |i| i.0),
-        max_sync_ltx_files: match eff.max_sync_ltx_files {
-            None => Some(DEFAULT_MAX_SYNC_LTX_FILES),
-            Some(0) => None,
-            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
-        },
-        auto_recover: eff.auto_recover.unwrap_or(false),
-    })
+    }
+}
+
+/// `max-sync-ltx-files` as Litestream reads it: 256 by default, 0 for no limit.
+fn max_sync_ltx_files(raw: Option<u64>) -> Option<usize> {
+    match raw {
+        None => Some(DEFAULT_MAX_SYNC_LTX_FILES),
+        Some(0) => None,
+        Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+    }
 }
 
 fn url_error(key: &str, p: UrlProblem) -> ConfigError {
@@ -441,88 +467,118 @@ struct S3Url {
 }
 
 fn parse_s3_url(u: &Url, warnings: &mut Vec<String>, key: &str) -> Result<S3Url, UrlProblem> {
-    let mut out = S3Url::default();
-    if u.host.to_ascii_lowercase().starts_with("arn:") {
-        // s3://arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME/prefix: the access point is
-        // the bucket.
-        let path = u.path.trim_start_matches('/');
-        let (name, prefix) = path.split_once('/').unwrap_or((path, ""));
-        if name.is_empty() || !u.host.to_ascii_lowercase().ends_with(":accesspoint") {
-            return Err(UrlProblem::new(
-                "invalid S3 access point ARN",
-                "write s3://arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME/PREFIX",
-            ));
-        }
-        out.bucket = Some(format!("{}/{name}", u.host));
-        out.region = u
+    let mut out = if u.host.to_ascii_lowercase().starts_with("arn:") {
+        s3_access_point_url(u)?
+    } else {
+        s3_bucket_url(u)
+    };
+    apply_s3_query(u, &mut out)?;
+    warn_unknown_s3_query(u, key, warnings);
+    Ok(out)
+}
+
+/// `s3://arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME/prefix`: the access point is the
+/// bucket.
+fn s3_access_point_url(u: &Url) -> Result<S3Url, UrlProblem> {
+    let path = u.path.trim_start_matches('/');
+    let (name, prefix) = path.split_once('/').unwrap_or((path, ""));
+    if name.is_empty() || !u.host.to_ascii_lowercase().ends_with(":accesspoint") {
+        return Err(UrlProblem::new(
+            "invalid S3 access point ARN",
+            "write s3://arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME/PREFIX",
+        ));
+    }
+    Ok(S3Url {
+        bucket: Some(format!("{}/{name}", u.host)),
+        region: u
             .host
             .split(':')
             .nth(3)
             .filter(|r| !r.is_empty())
-            .map(str::to_owned);
-        out.path = url::s3_key_prefix(prefix);
-    } else {
-        let host = url::parse_s3_host(&u.host);
-        out.bucket = host.bucket;
-        out.region = host.region;
-        out.endpoint = host.endpoint;
-        out.force_path_style = host.force_path_style;
-        out.path = url::s3_key_prefix(&u.path);
+            .map(str::to_owned),
+        path: url::s3_key_prefix(prefix),
+        ..S3Url::default()
+    })
+}
+
+/// `s3://bucket/prefix`, where the host may also name a provider's endpoint.
+fn s3_bucket_url(u: &Url) -> S3Url {
+    let host = url::parse_s3_host(&u.host);
+    S3Url {
+        bucket: host.bucket,
+        region: host.region,
+        endpoint: host.endpoint,
+        force_path_style: host.force_path_style,
+        path: url::s3_key_prefix(&u.path),
+        ..S3Url::default()
     }
-    let bool_param = |names: &[&str]| -> Result<Option<bool>, UrlProblem> {
-        let Some((name, value)) = names
-            .iter()
-            .find_map(|n| u.query_get(n).filter(|v| !v.is_empty()).map(|v| (*n, v)))
-        else {
-            return Ok(None);
-        };
-        match value.to_ascii_lowercase().as_str() {
-            "true" | "1" | "t" | "yes" => Ok(Some(true)),
-            "false" | "0" | "f" | "no" => Ok(Some(false)),
-            _ => Err(UrlProblem::new(
-                format!("query parameter {name}={value:?} is not a boolean"),
-                format!("write {name}=true or {name}=false"),
-            )),
-        }
+}
+
+/// The first of `names` that is set (non-empty) in the query, with its value.
+fn s3_query_param<'u>(u: &'u Url, names: &[&'static str]) -> Option<(&'static str, &'u str)> {
+    names
+        .iter()
+        .find_map(|n| u.query_get(n).filter(|v| !v.is_empty()).map(|v| (*n, v)))
+}
+
+/// A boolean query parameter, as Go's `strconv.ParseBool` reads it (plus yes/no).
+fn s3_bool_param(u: &Url, names: &[&'static str]) -> Result<Option<bool>, UrlProblem> {
+    let Some((name, value)) = s3_query_param(u, names) else {
+        return Ok(None);
     };
-    let int_param = |names: &[&str], bytes: bool| -> Result<Option<u64>, UrlProblem> {
-        let Some((name, value)) = names
-            .iter()
-            .find_map(|n| u.query_get(n).filter(|v| !v.is_empty()).map(|v| (*n, v)))
-        else {
-            return Ok(None);
-        };
-        let parsed = if bytes {
-            super::duration::parse_byte_size(value).ok()
-        } else {
-            value.parse().ok()
-        };
-        parsed.map(Some).ok_or_else(|| {
-            UrlProblem::new(
-                format!("query parameter {name}={value:?} is not a whole number"),
-                format!("write {name}= followed by digits"),
-            )
-        })
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "t" | "yes" => Ok(Some(true)),
+        "false" | "0" | "f" | "no" => Ok(Some(false)),
+        _ => Err(UrlProblem::new(
+            format!("query parameter {name}={value:?} is not a boolean"),
+            format!("write {name}=true or {name}=false"),
+        )),
+    }
+}
+
+/// A whole-number query parameter; `bytes` also accepts sizes such as `5MiB`.
+fn s3_int_param(u: &Url, names: &[&'static str], bytes: bool) -> Result<Option<u64>, UrlProblem> {
+    let Some((name, value)) = s3_query_param(u, names) else {
+        return Ok(None);
     };
-    if let Some(endpoint) = u.query_get("endpoint").filter(|v| !v.is_empty()) {
+    let parsed = if bytes {
+        super::duration::parse_byte_size(value).ok()
+    } else {
+        value.parse().ok()
+    };
+    parsed.map(Some).ok_or_else(|| {
+        UrlProblem::new(
+            format!("query parameter {name}={value:?} is not a whole number"),
+            format!("write {name}= followed by digits"),
+        )
+    })
+}
+
+/// Applies the URL's query parameters (endpoint, region, flags, sizes).
+fn apply_s3_query(u: &Url, out: &mut S3Url) -> Result<(), UrlProblem> {
+    if let Some((_, endpoint)) = s3_query_param(u, &["endpoint"]) {
         out.endpoint = Some(url::ensure_endpoint_scheme(endpoint));
         // Custom endpoints default to path-style unless forcePathStyle=false.
         out.force_path_style = true;
     }
-    if let Some(region) = u.query_get("region").filter(|v| !v.is_empty()) {
+    if let Some((_, region)) = s3_query_param(u, &["region"]) {
         out.region = Some(region.to_owned());
     }
-    if let Some(v) = bool_param(&["forcePathStyle"])? {
+    if let Some(v) = s3_bool_param(u, &["forcePathStyle"])? {
         out.force_path_style = v;
     }
-    out.skip_verify = bool_param(&["skipVerify"])?;
-    out.sign_payload = bool_param(&["signPayload", "sign-payload"])?;
-    out.require_content_md5 = bool_param(&["requireContentMD5", "require-content-md5"])?;
-    out.storage_class = ["storageClass", "storage-class"]
-        .iter()
-        .find_map(|n| u.query_get(n).filter(|v| !v.is_empty()).map(str::to_owned));
-    out.part_size = int_param(&["partSize", "part-size"], true)?;
-    out.concurrency = int_param(&["concurrency"], false)?;
+    out.skip_verify = s3_bool_param(u, &["skipVerify"])?;
+    out.sign_payload = s3_bool_param(u, &["signPayload", "sign-payload"])?;
+    out.require_content_md5 = s3_bool_param(u, &["requireContentMD5", "require-content-md5"])?;
+    out.storage_class =
+        s3_query_param(u, &["storageClass", "storage-class"]).map(|(_, v)| v.to_owned());
+    out.part_size = s3_int_param(u, &["partSize", "part-size"], true)?;
+    out.concurrency = s3_int_param(u, &["concurrency"], false)?;
+    Ok(())
+}
+
+/// Warns about query parameters Litestream does not know (with a "did you mean").
+fn warn_unknown_s3_query(u: &Url, key: &str, warnings: &mut Vec<String>) {
     for (name, _) in &u.query {
         if !S3_QUERY_KEYS.contains(&name.as_str()) {
             let hint = keys::suggest(name, S3_QUERY_KEYS)
@@ -533,7 +589,6 @@ fn parse_s3_url(u: &Url, warnings: &mut Vec<String>, key: &str) -> Result<S3Url,
             ));
         }
     }
-    Ok(out)
 }
 
 fn build_s3(
@@ -544,6 +599,58 @@ fn build_s3(
     env: Env,
     warnings: &mut Vec<String>,
 ) -> Result<S3ReplicaConfig, ConfigError> {
+    check_s3_url_conflicts(local, url, key)?;
+    let mut s = S3Settings::from_config(local, eff);
+    if let Some(u) = url {
+        let parsed = url::parse(u).map_err(|p| url_error(key, p))?;
+        let from_url = parse_s3_url(&parsed, warnings, key).map_err(|p| url_error(key, p))?;
+        s.merge_url(from_url);
+    }
+    let bucket = s.bucket.take().ok_or_else(|| {
+        ConfigError::invalid(
+            key,
+            "s3 replica has no bucket",
+            "set bucket: NAME (and path: PREFIX), or url: s3://BUCKET/PREFIX",
+        )
+    })?;
+    let provider = Provider::of(s.endpoint.as_deref());
+    s.apply_provider_quirks(provider, eff);
+    let part_size = s3_part_size(eff.part_size.map(|b| b.0).or(s.part_size), key)?;
+    let concurrency = s3_concurrency(eff.concurrency.or(s.concurrency), provider);
+    let sse = SseCustomer::from_config(eff, key, env, warnings)?;
+    let credentials = resolve_s3_credentials(
+        non_empty(&eff.access_key_id),
+        non_empty(&eff.secret_access_key),
+        env,
+    );
+    Ok(S3ReplicaConfig {
+        bucket,
+        path: s.path,
+        region: s.region,
+        endpoint: s.endpoint.map(|e| url::strip_userinfo(&e)),
+        access_key_id: credentials.access_key_id,
+        secret_access_key: credentials.secret_access_key,
+        session_token: credentials.session_token,
+        force_path_style: s.force_path_style,
+        skip_verify: s.skip_verify,
+        sign_payload: s.sign_payload.unwrap_or(true),
+        require_content_md5: s.require_content_md5.unwrap_or(true),
+        part_size,
+        concurrency,
+        storage_class: s.storage_class,
+        sse_customer_algorithm: sse.algorithm,
+        sse_customer_key: sse.key.map(Sensitive::new),
+        sse_customer_key_path: sse.key_path,
+        sse_kms_key_id: non_empty(&eff.sse_kms_key_id),
+    })
+}
+
+/// A URL names the bucket and prefix, so `path:` and `bucket:` cannot be set beside it.
+fn check_s3_url_conflicts(
+    local: &RawReplica,
+    url: Option<&str>,
+    key: &str,
+) -> Result<(), ConfigError> {
     if url.is_some() && non_empty(&local.path).is_some() {
         return Err(ConfigError::invalid(
             key,
@@ -560,151 +667,186 @@ fn build_s3(
              bucket: + path:",
         ));
     }
-    let mut bucket = non_empty(&eff.bucket);
-    let mut path = non_empty(&local.path).unwrap_or_default();
-    let mut region = non_empty(&eff.region);
-    let mut endpoint = non_empty(&eff.endpoint).map(|e| url::ensure_endpoint_scheme(&e));
-    let mut skip_verify = eff.skip_verify.unwrap_or(false);
-    let mut sign_payload = eff.sign_payload;
-    let mut require_content_md5 = eff.require_content_md5;
-    let mut storage_class = non_empty(&eff.storage_class);
-    let mut force_path_style = eff.force_path_style.unwrap_or(endpoint.is_some());
-    let mut part_size = None;
-    let mut concurrency = None;
+    Ok(())
+}
 
-    if let Some(u) = url {
-        let parsed = url::parse(u).map_err(|p| url_error(key, p))?;
-        let from_url = parse_s3_url(&parsed, warnings, key).map_err(|p| url_error(key, p))?;
-        // The URL names the bucket and prefix; other settings in the config win.
-        bucket = from_url.bucket;
-        path = from_url.path;
-        region = region.or(from_url.region);
-        endpoint = endpoint.or(from_url.endpoint);
-        storage_class = storage_class.or(from_url.storage_class);
-        if !force_path_style {
-            force_path_style = from_url.force_path_style;
+/// The S3 settings from the config keys and the URL, before provider quirks and
+/// defaults.
+struct S3Settings {
+    bucket: Option<String>,
+    path: String,
+    region: Option<String>,
+    endpoint: Option<String>,
+    skip_verify: bool,
+    sign_payload: Option<bool>,
+    require_content_md5: Option<bool>,
+    storage_class: Option<String>,
+    force_path_style: bool,
+    /// From the URL only; the `part-size` key wins over it.
+    part_size: Option<u64>,
+    /// From the URL only; the `concurrency` key wins over it.
+    concurrency: Option<u64>,
+}
+
+impl S3Settings {
+    fn from_config(local: &RawReplica, eff: &RawReplica) -> Self {
+        let endpoint = non_empty(&eff.endpoint).map(|e| url::ensure_endpoint_scheme(&e));
+        S3Settings {
+            bucket: non_empty(&eff.bucket),
+            path: non_empty(&local.path).unwrap_or_default(),
+            region: non_empty(&eff.region),
+            skip_verify: eff.skip_verify.unwrap_or(false),
+            sign_payload: eff.sign_payload,
+            require_content_md5: eff.require_content_md5,
+            storage_class: non_empty(&eff.storage_class),
+            force_path_style: eff.force_path_style.unwrap_or(endpoint.is_some()),
+            endpoint,
+            part_size: None,
+            concurrency: None,
+        }
+    }
+
+    /// The URL names the bucket and prefix; other settings in the config win.
+    fn merge_url(&mut self, from_url: S3Url) {
+        self.bucket = from_url.bucket;
+        self.path = from_url.path;
+        self.region = self.region.take().or(from_url.region);
+        self.endpoint = self.endpoint.take().or(from_url.endpoint);
+        self.storage_class = self.storage_class.take().or(from_url.storage_class);
+        if !self.force_path_style {
+            self.force_path_style = from_url.force_path_style;
         }
         if let Some(v) = from_url.skip_verify {
-            skip_verify = v;
+            self.skip_verify = v;
         }
-        sign_payload = sign_payload.or(from_url.sign_payload);
-        require_content_md5 = require_content_md5.or(from_url.require_content_md5);
-        part_size = from_url.part_size;
-        concurrency = from_url.concurrency;
+        self.sign_payload = self.sign_payload.or(from_url.sign_payload);
+        self.require_content_md5 = self.require_content_md5.or(from_url.require_content_md5);
+        self.part_size = from_url.part_size;
+        self.concurrency = from_url.concurrency;
     }
 
-    let bucket = bucket.ok_or_else(|| {
-        ConfigError::invalid(
-            key,
-            "s3 replica has no bucket",
-            "set bucket: NAME (and path: PREFIX), or url: s3://BUCKET/PREFIX",
-        )
-    })?;
-
-    // Provider quirks, as Litestream applies them.
-    let host = endpoint
-        .as_deref()
-        .map(url::endpoint_host)
-        .unwrap_or_default();
-    let tigris = host == "fly.storage.tigris.dev" || host == "t3.storage.dev";
-    let r2 = host.ends_with(".r2.cloudflarestorage.com");
-    let b2 = host.ends_with(".backblazeb2.com");
-    let filebase = host == "s3.filebase.com";
-    let supabase = host.ends_with(".supabase.co") || host.contains(".supabase.");
-    let known_cloud = [
-        ".amazonaws.com",
-        ".digitaloceanspaces.com",
-        ".backblazeb2.com",
-        ".filebase.com",
-        ".scw.cloud",
-        ".r2.cloudflarestorage.com",
-        "tigris.dev",
-        "t3.storage.dev",
-    ];
-    let minio = host.contains(':') && !known_cloud.iter().any(|c| host.contains(c));
-    if tigris && require_content_md5.is_none() {
-        require_content_md5 = Some(false);
+    /// Provider quirks, as Litestream applies them: Tigris does not want Content-MD5,
+    /// and Filebase, B2, MinIO and Supabase want path-style unless told otherwise.
+    fn apply_provider_quirks(&mut self, p: Provider, eff: &RawReplica) {
+        if p.tigris && self.require_content_md5.is_none() {
+            self.require_content_md5 = Some(false);
+        }
+        if eff.force_path_style.is_none() && (p.filebase || p.b2 || p.minio || p.supabase) {
+            self.force_path_style = true;
+        }
     }
-    if eff.force_path_style.is_none() && (filebase || b2 || minio || supabase) {
-        force_path_style = true;
-    }
+}
 
+/// The S3-compatible provider an endpoint belongs to, as Litestream recognises them.
+#[derive(Clone, Copy)]
+struct Provider {
+    tigris: bool,
+    r2: bool,
+    b2: bool,
+    filebase: bool,
+    supabase: bool,
+    /// A `host:port` endpoint that is none of the known clouds.
+    minio: bool,
+}
+
+impl Provider {
+    fn of(endpoint: Option<&str>) -> Self {
+        let host = endpoint.map(url::endpoint_host).unwrap_or_default();
+        let known_cloud = [
+            ".amazonaws.com",
+            ".digitaloceanspaces.com",
+            ".backblazeb2.com",
+            ".filebase.com",
+            ".scw.cloud",
+            ".r2.cloudflarestorage.com",
+            "tigris.dev",
+            "t3.storage.dev",
+        ];
+        Provider {
+            tigris: host == "fly.storage.tigris.dev" || host == "t3.storage.dev",
+            r2: host.ends_with(".r2.cloudflarestorage.com"),
+            b2: host.ends_with(".backblazeb2.com"),
+            filebase: host == "s3.filebase.com",
+            supabase: host.ends_with(".supabase.co") || host.contains(".supabase."),
+            minio: host.contains(':') && !known_cloud.iter().any(|c| host.contains(c)),
+        }
+    }
+}
+
+/// The multipart part size: the default for none or 0, else within S3's limits.
+fn s3_part_size(raw: Option<u64>, key: &str) -> Result<u64, ConfigError> {
     let part_size_key = format!("{key}.part-size");
-    let part_size = match eff.part_size.map(|b| b.0).or(part_size) {
-        None | Some(0) => DEFAULT_S3_PART_SIZE,
-        Some(n) if n < MIN_PART_SIZE => {
-            return Err(ConfigError::invalid(
-                part_size_key,
-                format!("{n} bytes is below S3's minimum part size of 5 MiB"),
-                "use at least 5MiB (5242880), or remove the key for the default",
-            ));
-        }
-        Some(n) if n > MAX_PART_SIZE => {
-            return Err(ConfigError::invalid(
-                part_size_key,
-                format!("{n} bytes is above S3's maximum part size of 5 GiB"),
-                "use at most 5GiB, or remove the key for the default (5MiB)",
-            ));
-        }
-        Some(n) => n,
-    };
-    let default_concurrency = if r2 {
+    match raw {
+        None | Some(0) => Ok(DEFAULT_S3_PART_SIZE),
+        Some(n) if n < MIN_PART_SIZE => Err(ConfigError::invalid(
+            part_size_key,
+            format!("{n} bytes is below S3's minimum part size of 5 MiB"),
+            "use at least 5MiB (5242880), or remove the key for the default",
+        )),
+        Some(n) if n > MAX_PART_SIZE => Err(ConfigError::invalid(
+            part_size_key,
+            format!("{n} bytes is above S3's maximum part size of 5 GiB"),
+            "use at most 5GiB, or remove the key for the default (5MiB)",
+        )),
+        Some(n) => Ok(n),
+    }
+}
+
+/// Parallel part uploads: the default for none or 0 (lower for R2, which throttles).
+fn s3_concurrency(raw: Option<u64>, provider: Provider) -> usize {
+    let default_concurrency = if provider.r2 {
         R2_CONCURRENCY
     } else {
         DEFAULT_S3_CONCURRENCY
     };
-    let concurrency = match eff.concurrency.or(concurrency) {
+    match raw {
         None | Some(0) => default_concurrency,
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-    };
+    }
+}
 
-    let sse_key = non_empty(&eff.sse_customer_key);
-    let sse_key_path = match non_empty(&eff.sse_customer_key_path) {
-        Some(p) => Some(resolve_path(
-            &p,
-            &format!("{key}.sse-customer-key-path"),
-            env,
-            None,
-        )?),
-        None => None,
-    };
-    let sse_algorithm = if sse_key.is_some() || sse_key_path.is_some() {
-        Some(non_empty(&eff.sse_customer_algorithm).unwrap_or_else(|| "AES256".to_owned()))
-    } else {
-        if non_empty(&eff.sse_customer_algorithm).is_some() {
-            warnings.push(format!(
-                "{key}.sse-customer-algorithm: has no effect without sse-customer-key or \
-                 sse-customer-key-path; ignored"
-            ));
-        }
-        None
-    };
+/// SSE-C settings: the algorithm defaults to AES256 when a key is set, and is ignored
+/// (with a warning) without one.
+struct SseCustomer {
+    algorithm: Option<String>,
+    key: Option<String>,
+    key_path: Option<PathBuf>,
+}
 
-    let credentials = resolve_s3_credentials(
-        non_empty(&eff.access_key_id),
-        non_empty(&eff.secret_access_key),
-        env,
-    );
-    Ok(S3ReplicaConfig {
-        bucket,
-        path,
-        region,
-        endpoint: endpoint.map(|e| url::strip_userinfo(&e)),
-        access_key_id: credentials.access_key_id,
-        secret_access_key: credentials.secret_access_key,
-        session_token: credentials.session_token,
-        force_path_style,
-        skip_verify,
-        sign_payload: sign_payload.unwrap_or(true),
-        require_content_md5: require_content_md5.unwrap_or(true),
-        part_size,
-        concurrency,
-        storage_class,
-        sse_customer_algorithm: sse_algorithm,
-        sse_customer_key: sse_key.map(Sensitive::new),
-        sse_customer_key_path: sse_key_path,
-        sse_kms_key_id: non_empty(&eff.sse_kms_key_id),
-    })
+impl SseCustomer {
+    fn from_config(
+        eff: &RawReplica,
+        key: &str,
+        env: Env,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self, ConfigError> {
+        let sse_key = non_empty(&eff.sse_customer_key);
+        let key_path = match non_empty(&eff.sse_customer_key_path) {
+            Some(p) => Some(resolve_path(
+                &p,
+                &format!("{key}.sse-customer-key-path"),
+                env,
+                None,
+            )?),
+            None => None,
+        };
+        let algorithm = if sse_key.is_some() || key_path.is_some() {
+            Some(non_empty(&eff.sse_customer_algorithm).unwrap_or_else(|| "AES256".to_owned()))
+        } else {
+            if non_empty(&eff.sse_customer_algorithm).is_some() {
+                warnings.push(format!(
+                    "{key}.sse-customer-algorithm: has no effect without sse-customer-key or \
+                     sse-customer-key-path; ignored"
+                ));
+            }
+            None
+        };
+        Ok(SseCustomer {
+            algorithm,
+            key: sse_key,
+            key_path,
+        })
+    }
 }
 
 /// Static S3 credentials as a replica uses them; all `None` leaves them to the

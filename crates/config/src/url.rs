@@ -1,5 +1,20 @@
 //! A small URL parser for replica URLs (`file:///abs/path`, `s3://bucket/path?…`), with
 //! percent-decoding, Go's `path.Clean`, and Litestream's S3 host conventions.
+//!
+//! Why not the `url` crate: Litestream parses replica URLs with Go's `net/url`, and a
+//! replica URL must mean here what it means there. `url` implements the WHATWG URL
+//! standard, which differs from `net/url` on inputs this crate's tests pin down:
+//! - it normalises (dot segments resolved, special schemes such as `file:` rewritten),
+//!   where `net/url` keeps the path as written and Litestream cleans it afterwards;
+//! - it keeps the path and host percent-encoded and passes bad escapes through, where
+//!   `net/url` decodes them and rejects `%zz` and `%4` (we also reject escapes that
+//!   decode to invalid UTF-8, such as `%ff`, which a Rust `String` cannot hold);
+//! - it rejects an S3 access point ARN as the host
+//!   (`s3://arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME`) as an invalid port, where
+//!   Litestream takes the ARN as the bucket.
+//!
+//! So the parser stays ours: it does what `net/url` does for the parts Litestream
+//! reads (scheme, host, path, query), nothing more.
 
 use super::error::UrlProblem;
 
@@ -267,93 +282,118 @@ pub(crate) struct S3Host {
 /// `bucket.s3[.-]REGION.amazonaws.com`.
 pub(crate) fn parse_s3_host(host: &str) -> S3Host {
     let lower = host.to_ascii_lowercase();
-    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     if host.contains(':') && !lower.contains(".com") {
-        let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
-        let is_ip = name.parse::<std::net::Ipv4Addr>().is_ok() || name.starts_with('[');
-        return match host.split_once('.') {
-            Some((bucket, server)) if !is_ip => S3Host {
-                bucket: non_empty(bucket),
-                region: Some("us-east-1".to_owned()),
-                endpoint: Some(format!("http://{server}")),
-                force_path_style: true,
-            },
-            _ => S3Host {
-                endpoint: Some(format!("http://{host}")),
-                force_path_style: true,
-                ..S3Host::default()
-            },
-        };
+        return local_server_host(host);
     }
-    // `[bucket.]s3.REGION.<suffix>` → (bucket, region).
-    let s3_region = |suffix: &str| -> Option<(String, String)> {
-        let prefix = lower.strip_suffix(suffix)?;
-        let labels: Vec<&str> = prefix.split('.').collect();
-        let n = labels.len();
-        (n >= 2 && labels[n - 2] == "s3" && !labels[n - 1].is_empty()).then(|| {
-            let bucket_len = prefix.len() - labels[n - 1].len() - labels[n - 2].len() - 1;
-            let bucket = host[..bucket_len.saturating_sub(1)].to_owned();
-            (bucket, labels[n - 1].to_owned())
-        })
-    };
-    if let Some((bucket, region)) = s3_region(".backblazeb2.com") {
-        return S3Host {
+    if let Some(found) = provider_host(host, &lower) {
+        return found;
+    }
+    if let Some(prefix) = lower.strip_suffix(".amazonaws.com") {
+        return aws_host(host, prefix);
+    }
+    S3Host {
+        bucket: non_empty(host),
+        ..S3Host::default()
+    }
+}
+
+/// `Some` of a non-empty string.
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// `bucket.host:port` (MinIO and other local servers, path-style over plain http), or
+/// `host:port` / `IP:port` without a bucket.
+fn local_server_host(host: &str) -> S3Host {
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let is_ip = name.parse::<std::net::Ipv4Addr>().is_ok() || name.starts_with('[');
+    match host.split_once('.') {
+        Some((bucket, server)) if !is_ip => S3Host {
+            bucket: non_empty(bucket),
+            region: Some("us-east-1".to_owned()),
+            endpoint: Some(format!("http://{server}")),
+            force_path_style: true,
+        },
+        _ => S3Host {
+            endpoint: Some(format!("http://{host}")),
+            force_path_style: true,
+            ..S3Host::default()
+        },
+    }
+}
+
+/// `[bucket.]s3.REGION.<suffix>` → (bucket, region); `lower` is `host` lower-cased.
+fn s3_region(host: &str, lower: &str, suffix: &str) -> Option<(String, String)> {
+    let prefix = lower.strip_suffix(suffix)?;
+    let labels: Vec<&str> = prefix.split('.').collect();
+    let n = labels.len();
+    (n >= 2 && labels[n - 2] == "s3" && !labels[n - 1].is_empty()).then(|| {
+        let bucket_len = prefix.len() - labels[n - 1].len() - labels[n - 2].len() - 1;
+        let bucket = host[..bucket_len.saturating_sub(1)].to_owned();
+        (bucket, labels[n - 1].to_owned())
+    })
+}
+
+/// Backblaze B2, Scaleway, DigitalOcean Spaces and Filebase hosts.
+fn provider_host(host: &str, lower: &str) -> Option<S3Host> {
+    if let Some((bucket, region)) = s3_region(host, lower, ".backblazeb2.com") {
+        return Some(S3Host {
             bucket: non_empty(&bucket),
             endpoint: Some(format!("https://s3.{region}.backblazeb2.com")),
             region: Some(region),
             force_path_style: true,
-        };
+        });
     }
-    if let Some((bucket, region)) = s3_region(".scw.cloud") {
-        return S3Host {
+    if let Some((bucket, region)) = s3_region(host, lower, ".scw.cloud") {
+        return Some(S3Host {
             bucket: non_empty(&bucket),
             endpoint: Some(format!("https://s3.{region}.scw.cloud")),
             region: Some(region),
             force_path_style: false,
-        };
+        });
     }
     if let Some(prefix) = lower.strip_suffix(".digitaloceanspaces.com") {
         let (bucket, region) = prefix.rsplit_once('.').unwrap_or(("", prefix));
-        return S3Host {
+        return Some(S3Host {
             bucket: non_empty(&host[..bucket.len()]),
             endpoint: Some(format!("https://{region}.digitaloceanspaces.com")),
             region: non_empty(region),
             force_path_style: false,
-        };
+        });
     }
     if lower == "s3.filebase.com" || lower.ends_with(".s3.filebase.com") {
         let bucket = &host[..host.len() - "s3.filebase.com".len()];
-        return S3Host {
+        return Some(S3Host {
             bucket: non_empty(bucket.trim_end_matches('.')),
             endpoint: Some("https://s3.filebase.com".to_owned()),
             ..S3Host::default()
-        };
+        });
     }
-    if let Some(prefix) = lower.strip_suffix(".amazonaws.com") {
-        // bucket.s3 | bucket.s3.REGION | bucket.s3-REGION | s3.REGION (no bucket)
-        let (bucket, rest) =
-            if prefix == "s3" || prefix.starts_with("s3.") || prefix.starts_with("s3-") {
-                ("", prefix)
-            } else if let Some(i) = prefix.rfind(".s3") {
-                (&host[..i], &prefix[i + 1..])
-            } else {
-                return S3Host {
-                    bucket: Some(host.to_owned()),
-                    ..S3Host::default()
-                };
-            };
-        let region = rest
-            .strip_prefix("s3")
-            .map(|r| r.trim_start_matches(['.', '-']))
-            .unwrap_or("");
+    None
+}
+
+/// AWS names: `bucket.s3`, `bucket.s3.REGION`, `bucket.s3-REGION` or `s3.REGION` (no
+/// bucket) before `.amazonaws.com` (`prefix` is that part, lower-cased); any other
+/// name is a bucket that happens to end in `.amazonaws.com`.
+fn aws_host(host: &str, prefix: &str) -> S3Host {
+    let (bucket, rest) = if prefix == "s3" || prefix.starts_with("s3.") || prefix.starts_with("s3-")
+    {
+        ("", prefix)
+    } else if let Some(i) = prefix.rfind(".s3") {
+        (&host[..i], &prefix[i + 1..])
+    } else {
         return S3Host {
-            bucket: non_empty(bucket),
-            region: non_empty(region),
+            bucket: Some(host.to_owned()),
             ..S3Host::default()
         };
-    }
+    };
+    let region = rest
+        .strip_prefix("s3")
+        .map(|r| r.trim_start_matches(['.', '-']))
+        .unwrap_or("");
     S3Host {
-        bucket: non_empty(host),
+        bucket: non_empty(bucket),
+        region: non_empty(region),
         ..S3Host::default()
     }
 }

@@ -1,25 +1,39 @@
-//! RFC 3339 timestamps, without a date-time dependency: parsing `-timestamp` values
-//! and printing creation times, always in UTC.
+//! RFC 3339 timestamps: parsing `-timestamp` values and printing creation times, always
+//! in UTC. The calendar (dates, leap years, offsets, printing) is `jiff`'s
+//! [`Timestamp`]; the accepted syntax is Go's, checked here.
 //!
 //! Parsing accepts what Go's `time.Parse(time.RFC3339, …)` accepts for Litestream's
 //! `-timestamp`: `2026-01-02T15:04:05Z`, fractional seconds of any length
 //! (`…05.123456789Z`, digits past nanoseconds are dropped) and numeric offsets
 //! (`+02:00`, `-07:30`). Dates are checked (no February 30th), as are hours, minutes
 //! and seconds (no leap second, as in Go).
+//!
+//! The layout check stays our own code because jiff's RFC 3339 / ISO 8601 parser is
+//! more lenient than Go: it also takes a space for `T`, `+0200` and `+02` offsets and
+//! `,` for the decimal point, and reads second 60 as 59, all of which Go rejects; and it
+//! refuses more than nine fractional digits, which Go truncates. So the text is split
+//! by Go's layout here and the numbers are handed to jiff. One difference from the
+//! former hand-written calendar: times after jiff's `Timestamp::MAX`
+//! (9999-12-30T22:00:00.999999999Z) are rejected, and [`format_rfc3339`] clamps to
+//! jiff's range.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jiff::Timestamp;
+use jiff::civil::{Date, Time};
+use jiff::tz::Offset;
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 
 /// Parses an RFC 3339 timestamp.
 pub fn parse_rfc3339(s: &str) -> Result<SystemTime, String> {
-    let nanos = parse_nanos(s).map_err(|why| {
+    let at = parse_timestamp(s).map_err(|why| {
         format!(
             "invalid timestamp {s:?}: {why}; use RFC 3339, e.g. 2026-01-02T15:04:05Z or \
              2026-01-02T15:04:05.250+02:00"
         )
     })?;
-    Ok(from_unix_nanos(nanos))
+    Ok(from_unix_nanos(at.as_nanosecond()))
 }
 
 /// `YYYY-MM-DDTHH-MM-SS` in UTC, whole seconds, no colons: a time that is a valid
@@ -30,26 +44,15 @@ pub fn file_timestamp(t: SystemTime) -> String {
 
 /// Formats a time as RFC 3339 in UTC, with fractional seconds only when there are any
 /// (trailing zeros trimmed, like Go's `RFC3339Nano`): `2026-01-02T15:04:05.25Z`.
+/// That is jiff's default printing of a [`Timestamp`].
 pub fn format_rfc3339(t: SystemTime) -> String {
     let nanos = unix_nanos(t);
-    let secs = nanos.div_euclid(NANOS_PER_SEC);
-    let frac = nanos.rem_euclid(NANOS_PER_SEC);
-    let days = secs.div_euclid(86_400) as i64;
-    let of_day = secs.rem_euclid(86_400) as i64;
-    let (y, m, d) = civil_from_days(days);
-    let mut out = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60
-    );
-    if frac != 0 {
-        let digits = format!("{frac:09}");
-        out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
+    let at = Timestamp::from_nanosecond(nanos).unwrap_or(if nanos < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    });
+    at.to_string()
 }
 
 /// Nanoseconds since the Unix epoch (negative before it).
@@ -72,130 +75,140 @@ fn from_unix_nanos(nanos: i128) -> SystemTime {
     }
 }
 
-fn parse_nanos(s: &str) -> Result<i128, String> {
-    let b = s.as_bytes();
-    let num = |range: std::ops::Range<usize>, what: &str| -> Result<i64, String> {
-        let part = b
-            .get(range)
-            .filter(|p| p.iter().all(u8::is_ascii_digit))
-            .ok_or_else(|| format!("expected the {what} as digits"))?;
-        Ok(part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
-    };
-    let sep = |i: usize, want: &[u8], what: &str| -> Result<(), String> {
-        match b.get(i) {
-            Some(c) if want.contains(c) => Ok(()),
-            _ => Err(format!("expected {what} at position {}", i + 1)),
-        }
-    };
-    let year = num(0..4, "year (4 digits)")?;
-    sep(4, b"-", "'-'")?;
-    let month = num(5..7, "month (2 digits)")?;
-    sep(7, b"-", "'-'")?;
-    let day = num(8..10, "day (2 digits)")?;
-    sep(10, b"Tt", "'T' between date and time")?;
-    let hour = num(11..13, "hour (2 digits)")?;
-    sep(13, b":", "':'")?;
-    let minute = num(14..16, "minute (2 digits)")?;
-    sep(16, b":", "':'")?;
-    let second = num(17..19, "second (2 digits)")?;
+/// The numbers of an RFC 3339 timestamp, as Go's layout splits them.
+struct Fields {
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    minute: i64,
+    second: i64,
+    /// Fractional seconds, cut to nanoseconds.
+    nanos: i64,
+    /// East of UTC.
+    offset_secs: i64,
+}
 
-    let mut i = 19;
-    let mut frac_nanos = 0i128;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == start {
-            return Err("expected digits after the decimal point".into());
-        }
-        // Nanosecond resolution: pad or cut the digits to nine.
-        let digits = &s[start..i.min(start + 9)];
-        frac_nanos = format!("{digits:0<9}")
-            .parse::<i128>()
-            .map_err(|e| e.to_string())?;
+/// Parses by Go's layout, then checks the date and time and converts with jiff.
+fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
+    let f = Fields::parse(s)?;
+    let Fields {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        ..
+    } = f;
+    if !(1..=12).contains(&month) {
+        return Err(format!("month {month} is out of range"));
     }
-    let offset_secs = match b.get(i) {
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
+    // Four digits and a checked month: the casts cannot truncate.
+    let date = Date::new(year as i16, month as i8, day as i8)
+        .map_err(|_| format!("day {day} does not exist in {year:04}-{month:02}"))?;
+    let time = Time::new(hour as i8, minute as i8, second as i8, f.nanos as i32)
+        .map_err(|_| format!("time {hour:02}:{minute:02}:{second:02} is out of range"))?;
+    let offset = Offset::from_seconds(f.offset_secs as i32).map_err(|e| e.to_string())?;
+    offset.to_timestamp(date.to_datetime(time)).map_err(|_| {
+        format!(
+            "{} is past the latest supported time, 9999-12-30T22:00:00Z",
+            &s[..19]
+        )
+    })
+}
+
+impl Fields {
+    fn parse(s: &str) -> Result<Fields, String> {
+        let b = s.as_bytes();
+        let year = digits(b, 0..4, "year (4 digits)")?;
+        sep(b, 4, b"-", "'-'")?;
+        let month = digits(b, 5..7, "month (2 digits)")?;
+        sep(b, 7, b"-", "'-'")?;
+        let day = digits(b, 8..10, "day (2 digits)")?;
+        sep(b, 10, b"Tt", "'T' between date and time")?;
+        let hour = digits(b, 11..13, "hour (2 digits)")?;
+        sep(b, 13, b":", "':'")?;
+        let minute = digits(b, 14..16, "minute (2 digits)")?;
+        sep(b, 16, b":", "':'")?;
+        let second = digits(b, 17..19, "second (2 digits)")?;
+        let (nanos, end) = fraction(s, 19)?;
+        let offset_secs = offset(s, end)?;
+        Ok(Fields {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            nanos,
+            offset_secs,
+        })
+    }
+}
+
+/// The number at `range` of `b`, which must be all ASCII digits.
+fn digits(b: &[u8], range: std::ops::Range<usize>, what: &str) -> Result<i64, String> {
+    let part = b
+        .get(range)
+        .filter(|p| p.iter().all(u8::is_ascii_digit))
+        .ok_or_else(|| format!("expected the {what} as digits"))?;
+    Ok(part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+}
+
+/// Checks that byte `i` of `b` is one of `want`.
+fn sep(b: &[u8], i: usize, want: &[u8], what: &str) -> Result<(), String> {
+    match b.get(i) {
+        Some(c) if want.contains(c) => Ok(()),
+        _ => Err(format!("expected {what} at position {}", i + 1)),
+    }
+}
+
+/// Optional fractional seconds at `i` (`.` and at least one digit, any number of them
+/// as in Go; nanosecond resolution, later digits dropped): the nanoseconds and where
+/// the text after them starts.
+fn fraction(s: &str, mut i: usize) -> Result<(i64, usize), String> {
+    let b = s.as_bytes();
+    if b.get(i) != Some(&b'.') {
+        return Ok((0, i));
+    }
+    i += 1;
+    let start = i;
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    if i == start {
+        return Err("expected digits after the decimal point".into());
+    }
+    let digits = &s[start..i.min(start + 9)];
+    let nanos = format!("{digits:0<9}")
+        .parse::<i64>()
+        .map_err(|e| e.to_string())?;
+    Ok((nanos, i))
+}
+
+/// The time zone at `i`, which must end the text: `Z`/`z` or `±HH:MM`; seconds east of
+/// UTC.
+fn offset(s: &str, i: usize) -> Result<i64, String> {
+    let b = s.as_bytes();
+    match b.get(i) {
+        Some(b'Z' | b'z') if i + 1 == b.len() => Ok(0),
         Some(sign @ (b'+' | b'-')) if i + 6 == b.len() => {
-            let h = num(i + 1..i + 3, "offset hours")?;
-            sep(i + 3, b":", "':' in the offset")?;
-            let m = num(i + 4..i + 6, "offset minutes")?;
+            let h = digits(b, i + 1..i + 3, "offset hours")?;
+            sep(b, i + 3, b":", "':' in the offset")?;
+            let m = digits(b, i + 4..i + 6, "offset minutes")?;
             if h > 23 || m > 59 {
                 return Err(format!("offset {} is out of range", &s[i..]));
             }
             let secs = h * 3600 + m * 60;
-            if *sign == b'-' { -secs } else { secs }
+            Ok(if *sign == b'-' { -secs } else { secs })
         }
-        None => return Err("missing time zone: end with Z (UTC) or an offset like +02:00".into()),
-        _ => {
-            return Err(format!(
-                "unexpected {:?} after the time; end with Z (UTC) or an offset like +02:00",
-                &s[i..]
-            ));
-        }
-    };
-
-    if !(1..=12).contains(&month) {
-        return Err(format!("month {month} is out of range"));
+        None => Err("missing time zone: end with Z (UTC) or an offset like +02:00".into()),
+        _ => Err(format!(
+            "unexpected {:?} after the time; end with Z (UTC) or an offset like +02:00",
+            &s[i..]
+        )),
     }
-    if day < 1 || day > days_in_month(year, month) {
-        return Err(format!("day {day} does not exist in {year:04}-{month:02}"));
-    }
-    if hour > 23 || minute > 59 || second > 59 {
-        return Err(format!(
-            "time {hour:02}:{minute:02}:{second:02} is out of range"
-        ));
-    }
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    Ok(i128::from(secs) * NANOS_PER_SEC + frac_nanos)
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day number from [`days_from_civil`].
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
 }
 
 #[cfg(test)]
