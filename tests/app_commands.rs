@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tauri::Listener;
@@ -41,11 +41,7 @@ fn code(r: Result<Value, Value>) -> String {
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    tideline_testkit::wait_until(what, Duration::from_secs(20), || f().then_some(()));
 }
 
 fn rows(db: &Path) -> i64 {

@@ -1,5 +1,9 @@
 //! Real parts for Tideline's tests and benchmarks.
 //!
+//! [`replica`] wraps any replica to count requests ([`CountingReplica`]) or make its
+//! writes and deletes fail, stall or slow down ([`FaultyReplica`]); [`wait`] holds the
+//! bounded polls tests wait with.
+//!
 //! [`S3Server`] is a real S3-compatible server (`s3s-fs`, objects kept as files under a
 //! directory) on `127.0.0.1`, checking SigV4 signatures against one access key. It runs
 //! on its own thread and runtime, so it serves synchronous tests, async tests on a
@@ -15,6 +19,12 @@
 //! * it can hold requests of one operation ([`S3Server::hold`]) so a test can stop the
 //!   server in the middle of an upload ([`S3Server::stop`]) and start it again on the
 //!   same port ([`S3Server::restart`]).
+
+pub mod replica;
+pub mod wait;
+
+pub use replica::{CountingReplica, FaultyReplica, ReplicaCounts, ReplicaFault};
+pub use wait::{wait_until, wait_until_async};
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

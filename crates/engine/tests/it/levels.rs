@@ -13,10 +13,8 @@
 //! * the requests spent are counted (figures for `docs/benchmarks.md`).
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::ops::Range;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,68 +25,9 @@ use tideline_engine::levels::snapshot::SnapshotSource;
 use tideline_engine::replicate::{Event, EventSink};
 use tideline_engine::restore::{IntegrityCheck, Target, plan, restore_plan};
 use tideline_engine::storage::memory::MemoryReplica;
-use tideline_engine::storage::{FileInfo, ReplicaClient, ReplicaResult};
+use tideline_engine::storage::{FileInfo, ReplicaClient};
 use tideline_ltx::Txid;
-
-/// Counts every call to the wrapped replica by kind.
-#[derive(Debug, Default)]
-struct Counts {
-    list: AtomicU64,
-    get: AtomicU64,
-    put: AtomicU64,
-    delete: AtomicU64,
-}
-
-impl Counts {
-    fn snapshot(&self) -> [u64; 4] {
-        [
-            self.list.load(Ordering::SeqCst),
-            self.get.load(Ordering::SeqCst),
-            self.put.load(Ordering::SeqCst),
-            self.delete.load(Ordering::SeqCst),
-        ]
-    }
-}
-
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn ReplicaClient>,
-    counts: Arc<Counts>,
-}
-
-#[async_trait::async_trait]
-impl ReplicaClient for Counting {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn list(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {
-        self.counts.list.fetch_add(1, Ordering::SeqCst);
-        self.inner.list(level).await
-    }
-    async fn read_range(&self, file: &FileInfo, range: Range<u64>) -> ReplicaResult<Vec<u8>> {
-        self.counts.get.fetch_add(1, Ordering::SeqCst);
-        self.inner.read_range(file, range).await
-    }
-    fn open(&self, file: &FileInfo) -> ReplicaResult<Box<dyn Read + Send>> {
-        self.counts.get.fetch_add(1, Ordering::SeqCst);
-        self.inner.open(file)
-    }
-    async fn write(
-        &self,
-        level: u8,
-        min: Txid,
-        max: Txid,
-        at: SystemTime,
-        src: &Path,
-    ) -> ReplicaResult<FileInfo> {
-        self.counts.put.fetch_add(1, Ordering::SeqCst);
-        self.inner.write(level, min, max, at, src).await
-    }
-    async fn delete(&self, files: &[FileInfo]) -> ReplicaResult<()> {
-        self.counts.delete.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete(files).await
-    }
-}
+use tideline_testkit::{CountingReplica, ReplicaCounts};
 
 /// A content hash of everything the application sees.
 fn state(c: &Connection) -> u64 {
@@ -113,7 +52,7 @@ fn t0() -> SystemTime {
 struct Sim {
     _dir: tempfile::TempDir,
     client: Arc<dyn ReplicaClient>,
-    counts: Arc<Counts>,
+    counts: Arc<ReplicaCounts>,
     /// TXID → (capture time, state).
     states: BTreeMap<Txid, (SystemTime, u64)>,
     /// Snapshots written: (TXID, time).
@@ -154,11 +93,8 @@ async fn simulate_on(
     };
     let db = Arc::new(Mutex::new(Database::open(&path, opts).unwrap()));
     let l0_dir = db.lock().unwrap().l0_dir().to_owned();
-    let counts = Arc::new(Counts::default());
-    let client: Arc<dyn ReplicaClient> = Arc::new(Counting {
-        inner: replica,
-        counts: Arc::clone(&counts),
-    });
+    let (client, counts) = CountingReplica::new(replica);
+    let client: Arc<dyn ReplicaClient> = Arc::new(client);
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink: EventSink = {
         let events = Arc::clone(&events);

@@ -3,12 +3,9 @@
 //! replica requests; positions carry over restarts; a reset replica starts afresh.
 
 use std::fs;
-use std::io::Read;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tideline_engine::config::DbConfig;
@@ -17,51 +14,11 @@ use tideline_engine::replicate::{
     replicate_to, wake_channel,
 };
 use tideline_engine::restore::{IntegrityCheck, Target, list_levels, restore};
+use tideline_engine::storage::ReplicaClient;
 use tideline_engine::storage::file::FileReplica;
-use tideline_engine::storage::{FileInfo, ReplicaClient, ReplicaResult};
 use tideline_ltx::Txid;
+use tideline_testkit::{CountingReplica, FaultyReplica, ReplicaFault};
 use tokio::sync::oneshot;
-
-/// A folder replica that counts requests.
-#[derive(Debug)]
-struct Counting {
-    inner: FileReplica,
-    requests: AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl ReplicaClient for Counting {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn list(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        self.inner.list(level).await
-    }
-    async fn read_range(&self, file: &FileInfo, range: Range<u64>) -> ReplicaResult<Vec<u8>> {
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        self.inner.read_range(file, range).await
-    }
-    fn open(&self, file: &FileInfo) -> ReplicaResult<Box<dyn Read + Send>> {
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        self.inner.open(file)
-    }
-    async fn write(
-        &self,
-        level: u8,
-        min: Txid,
-        max: Txid,
-        at: SystemTime,
-        src: &Path,
-    ) -> ReplicaResult<FileInfo> {
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        self.inner.write(level, min, max, at, src).await
-    }
-    async fn delete(&self, files: &[FileInfo]) -> ReplicaResult<()> {
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete(files).await
-    }
-}
 
 struct Running {
     stop: Option<oneshot::Sender<()>>,
@@ -262,27 +219,20 @@ async fn changes_reach_the_replica_while_the_application_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_database_makes_no_replica_requests() {
     let (dir, replica, db, c) = setup();
-    let client = Arc::new(Counting {
-        inner: FileReplica::new(&replica),
-        requests: AtomicUsize::new(0),
-    });
-    let run = start(&db, client.clone());
+    let (client, counts) = CountingReplica::new(Arc::new(FileReplica::new(&replica)));
+    let run = start(&db, Arc::new(client));
     wait_rows(&replica, dir.path(), 10).await;
     write(&c, 100, 10);
     wait_rows(&replica, dir.path(), 20).await;
     // Let the last capture and upload settle, then watch: nothing may happen.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let settled = client.requests.load(Ordering::SeqCst);
+    let settled = counts.total();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        client.requests.load(Ordering::SeqCst),
-        settled,
-        "requests while idle"
-    );
+    assert_eq!(counts.total(), settled, "requests while idle");
     // And it wakes up again on the next write.
     write(&c, 200, 1);
     wait_rows(&replica, dir.path(), 21).await;
-    assert!(client.requests.load(Ordering::SeqCst) > settled);
+    assert!(counts.total() > settled);
     run.stop().await;
 }
 
@@ -543,72 +493,16 @@ async fn a_destination_that_vanishes_while_replicating_is_not_recreated_and_catc
     assert_latest_equals(&replica, dir.path(), &c).await;
 }
 
-/// A folder replica whose compaction uploads (levels 1 to 9) and deletes fail, as a
-/// bucket policy forbidding deletes or a corrupt level would make them.
-#[derive(Debug)]
-struct MaintenanceFails {
-    inner: FileReplica,
-    /// Instead of failing, compaction uploads take this long (a large snapshot on a
-    /// slow link).
-    slow: Option<Duration>,
-}
-
-#[async_trait::async_trait]
-impl ReplicaClient for MaintenanceFails {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn list(&self, level: u8) -> ReplicaResult<Vec<FileInfo>> {
-        self.inner.list(level).await
-    }
-    async fn read_range(&self, file: &FileInfo, range: Range<u64>) -> ReplicaResult<Vec<u8>> {
-        self.inner.read_range(file, range).await
-    }
-    fn open(&self, file: &FileInfo) -> ReplicaResult<Box<dyn Read + Send>> {
-        self.inner.open(file)
-    }
-    async fn write(
-        &self,
-        level: u8,
-        min: Txid,
-        max: Txid,
-        at: SystemTime,
-        src: &Path,
-    ) -> ReplicaResult<FileInfo> {
-        if level > 0 {
-            match self.slow {
-                Some(d) => tokio::time::sleep(d).await,
-                None => return Err(forbidden("write")),
-            }
-        }
-        self.inner.write(level, min, max, at, src).await
-    }
-    async fn delete(&self, _: &[FileInfo]) -> ReplicaResult<()> {
-        Err(forbidden("delete"))
-    }
-    fn start_new_backup(&self) {
-        self.inner.start_new_backup();
-    }
-}
-
-fn forbidden(op: &'static str) -> tideline_engine::storage::ReplicaError {
-    tideline_engine::storage::ReplicaError::Io {
-        replica: "test".into(),
-        op,
-        path: "compaction level".into(),
-        source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "forbidden"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_maintenance_never_stops_capture_and_upload() {
     let (dir, replica, db, c) = setup();
     let run = start(
         &db,
-        Arc::new(MaintenanceFails {
-            inner: FileReplica::new(&replica),
-            slow: None,
-        }),
+        Arc::new(
+            FaultyReplica::new(Arc::new(FileReplica::new(&replica)))
+                .writes(1, ReplicaFault::Forbidden)
+                .deletes(ReplicaFault::Forbidden),
+        ),
     );
     wait_rows(&replica, dir.path(), 10).await;
     run.wait_for(|e| {
@@ -645,10 +539,11 @@ async fn a_slow_compaction_upload_never_delays_capture_and_upload() {
     let (dir, replica, db, c) = setup();
     let run = start(
         &db,
-        Arc::new(MaintenanceFails {
-            inner: FileReplica::new(&replica),
-            slow: Some(Duration::from_secs(30)),
-        }),
+        Arc::new(
+            FaultyReplica::new(Arc::new(FileReplica::new(&replica)))
+                .writes(1, ReplicaFault::Delay(Duration::from_secs(30)))
+                .deletes(ReplicaFault::Forbidden),
+        ),
     );
     wait_rows(&replica, dir.path(), 10).await;
     // A compaction upload is under way (30 s) from the first window on; each commit

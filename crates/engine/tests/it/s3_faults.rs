@@ -72,11 +72,8 @@ fn sink() -> (EventSink, Arc<Mutex<Vec<Event>>>) {
 }
 
 async fn wait_until(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f().await {
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let limit = Duration::from_secs(secs);
+    tideline_testkit::wait_until_async(what, limit, async || f().await.then_some(())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ use tideline_engine::service::{
     inspect_database, probe_replica, restore_copy, restore_points, restored_copy_path,
 };
 use tideline_engine::storage::open_client;
+use tideline_testkit::{FaultyReplica, ReplicaFault};
 
 fn db_with_rows(path: &Path, rows: i64) -> Connection {
     let c = Connection::open(path).unwrap();
@@ -461,53 +462,6 @@ async fn in_place_restore_waits_for_other_processes_and_can_be_undone() {
     service.shutdown().await;
 }
 
-/// A replica whose uploads never finish (a server that accepted the connection and went
-/// silent); everything else is the inner replica's.
-#[derive(Debug)]
-struct StalledUploads(Arc<dyn tideline_engine::ReplicaClient>);
-
-#[async_trait::async_trait]
-impl tideline_engine::ReplicaClient for StalledUploads {
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-    async fn list(
-        &self,
-        level: u8,
-    ) -> tideline_engine::storage::ReplicaResult<Vec<tideline_engine::FileInfo>> {
-        self.0.list(level).await
-    }
-    async fn read_range(
-        &self,
-        file: &tideline_engine::FileInfo,
-        range: std::ops::Range<u64>,
-    ) -> tideline_engine::storage::ReplicaResult<Vec<u8>> {
-        self.0.read_range(file, range).await
-    }
-    fn open(
-        &self,
-        file: &tideline_engine::FileInfo,
-    ) -> tideline_engine::storage::ReplicaResult<Box<dyn std::io::Read + Send>> {
-        self.0.open(file)
-    }
-    async fn write(
-        &self,
-        _level: u8,
-        _min: tideline_ltx::Txid,
-        _max: tideline_ltx::Txid,
-        _created_at: SystemTime,
-        _src: &Path,
-    ) -> tideline_engine::storage::ReplicaResult<tideline_engine::FileInfo> {
-        std::future::pending().await
-    }
-    async fn delete(
-        &self,
-        files: &[tideline_engine::FileInfo],
-    ) -> tideline_engine::storage::ReplicaResult<()> {
-        self.0.delete(files).await
-    }
-}
-
 /// On tokio's paused clock, with the service's clock following it: a database whose
 /// uploads stall is "syncing" until its oldest unshipped change is LAGGING_AFTER old,
 /// then "lagging" — decided by the clock passed in, so 15 s pass in milliseconds.
@@ -526,7 +480,8 @@ async fn a_stalled_destination_turns_lagging_after_exactly_lagging_after() {
         Arc::new(|_, _| {}),
     );
     let cfg = cfg(&db, &dir.path().join("replica"));
-    let client = StalledUploads(open_client(cfg.replica.as_ref().unwrap()).unwrap());
+    let client = FaultyReplica::new(open_client(cfg.replica.as_ref().unwrap()).unwrap())
+        .writes(0, ReplicaFault::Stall);
     service.add(cfg, Arc::new(client), false).await.unwrap();
 
     // Poll on tokio's clock; bounded in simulated time (and so in steps).
