@@ -53,7 +53,7 @@ pub enum Event {
         /// The database.
         db: PathBuf,
         /// PASSIVE or TRUNCATE.
-        mode: &'static str,
+        mode: CheckpointMode,
         /// Whether the WAL restarted.
         restarted: bool,
         /// How long the application's writers were held off.
@@ -317,6 +317,33 @@ impl Event {
             ),
             _ => return None,
         })
+    }
+}
+
+/// Which checkpoint to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckpointMode {
+    /// Copy what can be copied without blocking the application's writers (they are
+    /// held off only briefly, for the tail), then restart the WAL.
+    Passive,
+    /// As `Passive` first; if the WAL could not be restarted that way, SQLite's
+    /// TRUNCATE, which blocks writers until done.
+    Truncate,
+}
+
+impl CheckpointMode {
+    /// The mode's word in `PRAGMA wal_checkpoint(...)`, as events and logs show it.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            CheckpointMode::Passive => "PASSIVE",
+            CheckpointMode::Truncate => "TRUNCATE",
+        }
+    }
+}
+
+impl std::fmt::Display for CheckpointMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.pragma())
     }
 }
 

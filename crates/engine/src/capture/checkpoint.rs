@@ -21,32 +21,7 @@ use super::sqlite::{begin_read, bump_seq, end_read, sqlite_err};
 use crate::capture::wal::{FRAME_HEADER_SIZE, WAL_HEADER_SIZE, WalHeader};
 use crate::error::Result;
 
-/// Which checkpoint to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CheckpointMode {
-    /// Copy what can be copied without blocking the application's writers (they are
-    /// held off only briefly, for the tail), then restart the WAL.
-    Passive,
-    /// As `Passive` first; if the WAL could not be restarted that way, SQLite's
-    /// TRUNCATE, which blocks writers until done.
-    Truncate,
-}
-
-impl CheckpointMode {
-    /// The mode's word in `PRAGMA wal_checkpoint(...)`, as events and logs show it.
-    pub fn pragma(self) -> &'static str {
-        match self {
-            CheckpointMode::Passive => "PASSIVE",
-            CheckpointMode::Truncate => "TRUNCATE",
-        }
-    }
-}
-
-impl std::fmt::Display for CheckpointMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.pragma())
-    }
-}
+pub use crate::events::CheckpointMode;
 
 /// What a checkpoint did.
 #[derive(Debug, Clone, PartialEq, Eq)]

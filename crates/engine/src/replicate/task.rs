@@ -101,7 +101,7 @@ impl Capturer {
             if !ck.deferred {
                 (self.events)(&Event::Checkpointed {
                     db: self.path.clone(),
-                    mode: ck.mode.pragma(),
+                    mode: ck.mode,
                     restarted: ck.restarted,
                     writers_blocked: ck.writers_blocked,
                 });
