@@ -38,7 +38,7 @@ pub fn parse_rfc3339(s: &str) -> Result<SystemTime, String> {
 
 /// `YYYY-MM-DDTHH-MM-SS` in UTC, whole seconds, no colons: a time that is a valid
 /// part of a file name on every OS (safety copies, restored copies).
-pub fn file_timestamp(t: SystemTime) -> String {
+pub(crate) fn file_timestamp(t: SystemTime) -> String {
     format_rfc3339(t.max(UNIX_EPOCH))[..19].replace(':', "-")
 }
 

@@ -277,7 +277,7 @@ impl Database {
     }
 
     /// The local L0 files, oldest first.
-    pub fn local_l0(&self) -> Result<Vec<(Txid, PathBuf)>> {
+    pub(crate) fn local_l0(&self) -> Result<Vec<(Txid, PathBuf)>> {
         self.meta.list_l0()
     }
 
@@ -305,7 +305,7 @@ impl Database {
     /// becomes the position and the next sync writes the whole database at the TXID
     /// after it (its WAL fields cannot be proven to match the live WAL), without it
     /// the next sync starts a new chain at TXID 1.
-    pub fn reset_position(&mut self, newest: Option<(Txid, &[u8])>) -> Result<()> {
+    pub(crate) fn reset_position(&mut self, newest: Option<(Txid, &[u8])>) -> Result<()> {
         for (_, p) in self.local_l0()? {
             fs::remove_file(&p).map_err(Error::io("remove", &p))?;
         }
@@ -326,7 +326,7 @@ impl Database {
 
     /// Syncs until everything committed in the WAL is captured (each sync reads at
     /// most `max_sync_wal_bytes`, so a large WAL takes several).
-    pub fn sync_to_end(&mut self, now: SystemTime) -> Result<Vec<Captured>> {
+    pub(crate) fn sync_to_end(&mut self, now: SystemTime) -> Result<Vec<Captured>> {
         let mut out = Vec::new();
         while let Some(c) = self.sync(now)? {
             let more = c.more;
@@ -583,7 +583,7 @@ impl Database {
     /// is what was written meanwhile. An error is not ours to report: SQLite's own
     /// fsync still runs and sees it. (On Windows flushing needs a handle with write
     /// access, so there it does nothing.)
-    pub fn flush_wal(&self) {
+    pub(crate) fn flush_wal(&self) {
         if let Ok(f) = File::open(&self.wal_path) {
             let _ = f.sync_data();
         }

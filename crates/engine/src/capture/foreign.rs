@@ -99,7 +99,7 @@ impl Database {
     /// fresh may be our own last run's (a restart), or another program's at work
     /// (Litestream on the same database): if it changes during the wait, it is the
     /// latter ([`Database::check_meta_quiet`]).
-    pub fn meta_watch(&self) -> Result<Option<(Duration, MetaStamp)>> {
+    pub(crate) fn meta_watch(&self) -> Result<Option<(Duration, MetaStamp)>> {
         let Some((txid, path)) = self.local_l0()?.pop() else {
             return Ok(None);
         };
@@ -119,7 +119,7 @@ impl Database {
 
     /// After the wait [`Database::meta_watch`] gave: fails with
     /// [`Error::AnotherReplicator`] if the meta directory's newest L0 file changed.
-    pub fn check_meta_quiet(&self, before: MetaStamp) -> Result<()> {
+    pub(crate) fn check_meta_quiet(&self, before: MetaStamp) -> Result<()> {
         let now = self.local_l0()?.pop();
         let changed = match &now {
             Some((txid, path)) => {

@@ -190,7 +190,11 @@ impl Database {
     /// [`Database::advance_read_mark`]: our read mark then lies at or before the
     /// captured offset, so no checkpoint can have copied a newer page into the database
     /// file, and every page is exactly as of the position's TXID.
-    pub fn write_snapshot(&mut self, dst: &Path, now: SystemTime) -> Result<Option<Captured>> {
+    pub(crate) fn write_snapshot(
+        &mut self,
+        dst: &Path,
+        now: SystemTime,
+    ) -> Result<Option<Captured>> {
         let Some(pos) = self.pos else { return Ok(None) };
         let (timestamp, created_at) = timestamps(now);
         let header = Header {

@@ -34,7 +34,7 @@ impl MetaDir {
     }
 
     /// The default meta directory of `db`: `<dir>/.<file>-litestream`.
-    pub fn default_for(db: &Path) -> MetaDir {
+    pub(crate) fn default_for(db: &Path) -> MetaDir {
         MetaDir::new(tideline_config::meta_path_for(db))
     }
 
@@ -49,7 +49,7 @@ impl MetaDir {
     }
 
     /// `ltx/`: the levels' local copies, and temporaries of compactions and snapshots.
-    pub fn ltx_dir(&self) -> PathBuf {
+    pub(crate) fn ltx_dir(&self) -> PathBuf {
         self.root.join("ltx")
     }
 
@@ -59,29 +59,29 @@ impl MetaDir {
     }
 
     /// The L0 file of `txid` in `ltx/0/` (local L0 files hold a single TXID).
-    pub fn l0_file(&self, txid: Txid) -> PathBuf {
+    pub(crate) fn l0_file(&self, txid: Txid) -> PathBuf {
         l0_file_in(&self.l0_dir(), txid)
     }
 
     /// Where the L0 file of `txid` is written before it is renamed into place (a
     /// crash leaves it behind; [`MetaDir::remove_tmp_files`] clears it).
-    pub fn l0_tmp_file(&self, txid: Txid) -> PathBuf {
+    pub(crate) fn l0_tmp_file(&self, txid: Txid) -> PathBuf {
         self.l0_dir()
             .join(format!("{}.tmp", format_filename(txid, txid)))
     }
 
     /// The replicator lock file.
-    pub fn lock_file(&self) -> PathBuf {
+    pub(crate) fn lock_file(&self) -> PathBuf {
         self.root.join(LOCK_FILE)
     }
 
     /// The shipped record: what this machine knows reached the replica.
-    pub fn shipped_record(&self) -> PathBuf {
+    pub(crate) fn shipped_record(&self) -> PathBuf {
         self.root.join(SHIPPED_RECORD_FILE)
     }
 
     /// The request report a replicator keeps for `tideline status`.
-    pub fn request_report(&self) -> PathBuf {
+    pub(crate) fn request_report(&self) -> PathBuf {
         self.root.join(REQUEST_REPORT_FILE)
     }
 
@@ -99,7 +99,7 @@ impl MetaDir {
     /// Removes the temporaries a crash leaves: of L0 files (in `ltx/0/`), of
     /// compactions and snapshots (in `ltx/`) and of state files (in the directory
     /// itself).
-    pub fn remove_tmp_files(&self) -> Result<()> {
+    pub(crate) fn remove_tmp_files(&self) -> Result<()> {
         for dir in [self.l0_dir(), self.ltx_dir(), self.root.clone()] {
             remove_tmp_files(&dir)?;
         }

@@ -135,7 +135,7 @@ impl WalHeader {
     }
 
     /// True if checksum words are big-endian.
-    pub fn big_endian(&self) -> bool {
+    pub(crate) fn big_endian(&self) -> bool {
         self.magic & 1 == 1
     }
 

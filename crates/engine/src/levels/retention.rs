@@ -33,7 +33,7 @@ use tideline_ltx::Txid;
 use crate::storage::FileInfo;
 
 /// How long a file stays in the replica after it became deletable.
-pub const DEFAULT_DELETE_GRACE: Duration = Duration::from_secs(10 * 60);
+pub(crate) const DEFAULT_DELETE_GRACE: Duration = Duration::from_secs(10 * 60);
 
 /// L0 files that may be deleted: compacted into L1 (`l1_max`), created at or before
 /// `now − retention`, oldest first and contiguous from the oldest, never the newest.

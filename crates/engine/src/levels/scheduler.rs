@@ -81,7 +81,7 @@ impl Default for LevelsConfig {
 }
 
 /// Default bound on compactions and snapshots running at once across databases.
-pub const DEFAULT_MAX_CONCURRENT_COMPACTIONS: usize = 2;
+pub(crate) const DEFAULT_MAX_CONCURRENT_COMPACTIONS: usize = 2;
 
 /// Compaction, snapshots and retention of one database's replica.
 pub struct Maintainer {
@@ -167,7 +167,7 @@ impl Maintainer {
     }
 
     /// True if local L0 files must stay after upload until compacted into L1.
-    pub fn keeps_local_l0(&self) -> bool {
+    pub(crate) fn keeps_local_l0(&self) -> bool {
         !self.cfg.levels.is_empty()
     }
 
@@ -178,7 +178,7 @@ impl Maintainer {
 
     /// Forgets the cached listing (and the local copies of compaction levels): the
     /// replica was found changed, so the next tick lists it afresh.
-    pub fn invalidate(&mut self) {
+    pub(crate) fn invalidate(&mut self) {
         self.cache = None;
         self.listed_at = None;
     }
@@ -246,7 +246,7 @@ impl Maintainer {
 
     /// When [`Maintainer::tick`] should next run: now if it never ran, else the first
     /// window boundary or retention check after its last run.
-    pub fn due_at(&self) -> Option<SystemTime> {
+    pub(crate) fn due_at(&self) -> Option<SystemTime> {
         self.last_tick.map(|t| self.next_due(t))
     }
 
@@ -256,7 +256,7 @@ impl Maintainer {
     }
 
     /// The first window boundary or retention check strictly after `now`.
-    pub fn next_due(&self, now: SystemTime) -> SystemTime {
+    pub(crate) fn next_due(&self, now: SystemTime) -> SystemTime {
         let mut due = next_window(now, self.cfg.snapshot_interval);
         for iv in &self.cfg.levels {
             due = due.min(next_window(now, *iv));
@@ -502,11 +502,6 @@ impl Maintainer {
     pub async fn enforce_retention(&mut self, now: SystemTime) -> Result<()> {
         self.ensure_listed(now).await?;
         self.retain(now, true).await
-    }
-
-    /// Files waiting out the grace period before deletion.
-    pub fn pending_deletions(&self) -> usize {
-        self.tombstones.len()
     }
 }
 

@@ -66,7 +66,7 @@ impl SnapshotSource for Mutex<Database> {
 }
 
 /// [`SnapshotSource::take_snapshot`] on a database already locked by the caller.
-pub fn snapshot_locked(
+pub(crate) fn snapshot_locked(
     db: &mut Database,
     dst: &Path,
     now: SystemTime,

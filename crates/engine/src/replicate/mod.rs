@@ -27,7 +27,8 @@ mod task;
 mod watcher;
 
 pub use crate::events::{Event, EventSink, Stage};
-pub use report::{RequestReport, destination_problem, read_request_report};
+pub use report::RequestReport;
+pub(crate) use report::{destination_problem, read_request_report};
 use task::DbTask;
 
 use std::future::Future;

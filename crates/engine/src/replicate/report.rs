@@ -14,7 +14,7 @@ use crate::storage::RequestCounts;
 /// replicator: the replica (described as `replica`, listed as `levels`) shows nothing
 /// though the shipped record in `meta_dir` says this database shipped there. The same
 /// rule the replicator applies before uploading.
-pub fn destination_problem(
+pub(crate) fn destination_problem(
     meta_dir: &Path,
     replica: &str,
     levels: &[Vec<crate::storage::FileInfo>],
@@ -58,7 +58,7 @@ pub(super) fn write_request_report(meta_dir: &Path, report: &RequestReport) -> s
 
 /// The request report a replicator left in `meta_dir` (the newest one, also after it
 /// stopped), if any.
-pub fn read_request_report(meta_dir: &Path) -> Option<RequestReport> {
+pub(crate) fn read_request_report(meta_dir: &Path) -> Option<RequestReport> {
     let data = std::fs::read(request_report_path(meta_dir)).ok()?;
     serde_json::from_slice(&data).ok()
 }

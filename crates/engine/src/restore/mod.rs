@@ -18,8 +18,9 @@ pub use output::{
 pub use plan::{PlanError, Target, plan};
 
 use crate::error::Result;
+pub use crate::storage::list_levels;
+use crate::storage::list_levels_exact;
 use crate::storage::{FileInfo, ReplicaClient};
-pub use crate::storage::{list_levels, list_levels_exact};
 
 /// The listing a plan for `target` needs: exact creation times for a time target.
 pub async fn list_levels_for(
@@ -33,7 +34,10 @@ pub async fn list_levels_for(
 }
 
 /// Plans the restore of `target` from `client`.
-pub async fn plan_restore(client: &dyn ReplicaClient, target: Target) -> Result<Vec<FileInfo>> {
+pub(crate) async fn plan_restore(
+    client: &dyn ReplicaClient,
+    target: Target,
+) -> Result<Vec<FileInfo>> {
     Ok(plan(&list_levels_for(client, target).await?, target)?)
 }
 
@@ -100,7 +104,7 @@ pub async fn restore_plan_to(
 /// Writes and verifies the files of a plan beside `out`, without touching `out`:
 /// for callers that must do something between verifying and replacing (the app's
 /// in-place restore releases its hold on the old database there).
-pub async fn stage_plan(
+pub(crate) async fn stage_plan(
     client: Arc<dyn ReplicaClient>,
     files: Vec<FileInfo>,
     out: &Path,

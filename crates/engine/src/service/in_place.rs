@@ -139,7 +139,7 @@ impl ExclusiveHold {
     }
 
     /// Writes a compact copy of the database (its WAL included) to `out`.
-    pub fn copy_to(&self, out: &Path) -> Result<(), Error> {
+    pub(crate) fn copy_to(&self, out: &Path) -> Result<(), Error> {
         self.conn
             .execute("VACUUM INTO ?1", [out.to_string_lossy()])
             .map_err(|source| Error::Sqlite {

@@ -73,7 +73,7 @@ pub fn inspect_database(path: &Path) -> Result<DbInfo, Error> {
 /// Other processes that have `db` (or its WAL) open, by their `/proc/*/fd` links:
 /// an extra on Linux that names them, and that sees programs holding no SQLite lock.
 /// Empty where `/proc` does not exist; [`ExclusiveHold`] is the portable check.
-pub fn open_by_other_processes(db: &Path) -> Vec<u32> {
+pub(crate) fn open_by_other_processes(db: &Path) -> Vec<u32> {
     let me = std::process::id();
     let Ok(db) = std::fs::canonicalize(db) else {
         return Vec::new();

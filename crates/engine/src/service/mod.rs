@@ -41,10 +41,8 @@ pub mod status;
 pub use crate::restore::points::{MAX_RESTORE_POINTS, PointKind, RestorePoint, restore_points};
 pub use in_place::{ExclusiveHold, InPlaceRestore, RestorePhase, restore_copy, restored_copy_path};
 use in_place::{Source, in_use, pid_list, replace_stopped};
-pub use inspect::{
-    DbInfo, check_folder_writable, inspect, inspect_database, open_by_other_processes,
-    probe_replica,
-};
+use inspect::open_by_other_processes;
+pub use inspect::{DbInfo, check_folder_writable, inspect, inspect_database, probe_replica};
 use status::Track;
 pub use status::{DbStatus, LAGGING_AFTER, StatusSink, SyncState};
 

@@ -34,7 +34,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Makes a rename or a new file in `dir` durable. On Windows directories cannot be
 /// opened for syncing; NTFS journals the rename itself.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
         let dir = if dir.as_os_str().is_empty() {

@@ -206,7 +206,9 @@ pub async fn list_levels(client: &dyn ReplicaClient) -> crate::Result<Vec<Vec<Fi
 /// Lists every level of `client` with exact creation times
 /// ([`ReplicaClient::list_exact`]): what a restore by time plans from. On S3 this
 /// costs a HEAD per file, so the other targets use [`list_levels`].
-pub async fn list_levels_exact(client: &dyn ReplicaClient) -> crate::Result<Vec<Vec<FileInfo>>> {
+pub(crate) async fn list_levels_exact(
+    client: &dyn ReplicaClient,
+) -> crate::Result<Vec<Vec<FileInfo>>> {
     let mut levels = Vec::with_capacity(SNAPSHOT_LEVEL as usize + 1);
     for level in 0..=SNAPSHOT_LEVEL {
         levels.push(client.list_exact(level).await?);
@@ -220,7 +222,7 @@ pub fn newest_txid(levels: &[Vec<FileInfo>]) -> Option<Txid> {
 }
 
 /// The replica's newest TXID at any level, by listing every level.
-pub async fn replica_newest_txid(client: &dyn ReplicaClient) -> crate::Result<Option<Txid>> {
+pub(crate) async fn replica_newest_txid(client: &dyn ReplicaClient) -> crate::Result<Option<Txid>> {
     Ok(newest_txid(&list_levels(client).await?))
 }
 

@@ -28,13 +28,6 @@ impl Cache {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Forgets every level's listing: the next `list` of each asks the server.
-    pub(super) fn invalidate_all(&self) {
-        for l in self.lock().iter_mut() {
-            l.invalidate();
-        }
-    }
-
     /// Forgets `level`'s listing.
     pub(super) fn invalidate(&self, level: u8) {
         self.lock()[usize::from(level)].invalidate();
@@ -340,7 +333,7 @@ mod tests {
         cache.invalidate(LEVEL);
         assert_eq!(cache.files(LEVEL), None);
         assert!(cache.files(0).is_some(), "only the level named");
-        cache.invalidate_all();
+        cache.invalidate(0);
         assert_eq!(cache.files(0), None);
         // A file written while the listing is forgotten keeps its time in the next.
         record_write(&cache, &file(2, 2, 20));

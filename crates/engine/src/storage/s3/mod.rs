@@ -62,7 +62,7 @@ use tokio::sync::Semaphore;
 
 pub use counters::RequestCounts;
 pub use failure::S3Failure;
-pub use upload::{MAX_PARTS, part_size_for};
+pub(crate) use upload::MAX_PARTS;
 
 use super::{FileInfo, ReplicaClient, ReplicaError, ReplicaResult, check_level};
 use crate::config::S3ReplicaConfig;
@@ -171,11 +171,6 @@ impl S3Replica {
             .await
             .map_err(|e| self.error("list", &prefix, e))?;
         Ok(())
-    }
-
-    /// Forgets the cached listings: the next `list` of each level asks the server.
-    pub fn invalidate(&self) {
-        self.inner.cache.invalidate_all();
     }
 
     fn level_prefix(&self, level: u8) -> String {

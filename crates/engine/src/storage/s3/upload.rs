@@ -22,7 +22,7 @@ use super::{FileInfo, ReplicaResult, S3Failure, S3Replica, TIMESTAMP_KEY};
 use crate::time::format_rfc3339;
 
 /// S3's most parts in one multipart upload.
-pub const MAX_PARTS: u64 = 10_000;
+pub(crate) const MAX_PARTS: u64 = 10_000;
 /// S3's smallest part (all but the last).
 pub(super) const MIN_PART_SIZE: u64 = 5 << 20;
 const MIB: u64 = 1 << 20;
@@ -31,7 +31,7 @@ const MIB: u64 = 1 << 20;
 /// MiB) just enough for the file to fit in `max_parts` parts. With the default 5 MiB
 /// that happens above 48.8 GiB; without it S3 rejects part 10,001 and the upload of a
 /// large snapshot fails forever.
-pub fn part_size_for(configured: u64, size: u64, max_parts: u64) -> u64 {
+pub(crate) fn part_size_for(configured: u64, size: u64, max_parts: u64) -> u64 {
     let needed = size.div_ceil(max_parts.max(1)).div_ceil(MIB) * MIB;
     configured.max(needed)
 }
