@@ -21,8 +21,11 @@
 //!   directory until uploaded.
 //! * **Shutdown** captures and ships what is pending, retrying until the deadline.
 
+mod capture;
+mod maintain;
 mod reconcile;
 mod report;
+mod retry;
 mod task;
 mod watcher;
 

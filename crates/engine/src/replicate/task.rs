@@ -3,18 +3,20 @@
 //! (reconcile with the replica, then upload in order) and maintain (compaction,
 //! snapshots, retention). Each stage backs off on its own after failures.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-
-use tokio::time::Instant;
 
 use tideline_ltx::Txid;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
+use super::capture::{Capturer, with_db};
+use super::maintain::{LiveSnapshots, MaintMsg, maintain, sleep_until_some};
 use super::reconcile::{self, Decision, ShippedRecord};
 use super::report::{RequestReport, missing, write_request_report};
+use super::retry::{FALLBACK_POLL, Retry, paced};
 use super::watcher::WalWatcher;
 use super::{ReplicateSettings, TaskStats, Wake, open_when_present, wake_channel};
 use crate::capture::{Captured, Database, DbOptions, MetaDir};
@@ -24,198 +26,6 @@ use crate::error::{Error, Result};
 use crate::events::{Event, EventSink, Stage};
 use crate::levels::scheduler::{LevelsConfig, Maintainer};
 use crate::storage::{ReplicaClient, RequestCounts};
-
-/// Longest pause between retries after failures.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// Longest pause between capture retries.
-const MAX_CAPTURE_BACKOFF: Duration = Duration::from_secs(10);
-/// Fallback poll when file-system events are available (they may still be missed,
-/// e.g. on network file systems): cheap, a stat of the WAL.
-const FALLBACK_POLL: Duration = Duration::from_secs(10);
-
-/// The least time between two captures (or uploads) for an `interval`: a little less
-/// than the interval. With exactly the interval, a writer committing once per
-/// interval would be held back by each wake-up's latency, and the delays would add up
-/// (every commit then waits the largest delay seen so far); the slack lets that delay
-/// shrink by up to 100 ms per commit, for at most ~11 % more files under sustained
-/// writes.
-fn paced(interval: Duration) -> Duration {
-    interval - (interval / 10).min(Duration::from_millis(100))
-}
-
-/// WAL captured at once beyond which it is flushed before the read mark moves (see
-/// `Database::flush_wal`); below it, as after a few small commits, the application's
-/// own fsync is short and ours would only add lag.
-const FLUSH_WAL_BYTES: u64 = 4 << 20;
-
-/// The capture side of a database's task: runs beside the uploads, so that a slow or
-/// stalled destination never delays the capture of commits into local L0 files (each
-/// keeps its own restore point, and checkpoints go on).
-#[derive(Clone)]
-struct Capturer {
-    path: PathBuf,
-    db: Arc<Mutex<Database>>,
-    events: EventSink,
-    monitor_interval: Duration,
-    /// Set when capture took another replicator's files as the position.
-    reloaded: Arc<AtomicBool>,
-    clock: Clock,
-}
-
-impl Capturer {
-    async fn with_db<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Database) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        with_db(&self.db, f).await
-    }
-
-    /// Captures everything committed, checkpointing when due.
-    async fn capture(&self) -> Result<Vec<Captured>> {
-        let clock = self.clock.clone();
-        let captured = self
-            .with_db(move |db| {
-                let out = db.sync_to_end(clock.now())?;
-                if out.last().is_some_and(|c| !c.more) {
-                    if out.iter().map(|c| c.wal_bytes).sum::<u64>() >= FLUSH_WAL_BYTES {
-                        db.flush_wal();
-                    }
-                    db.advance_read_mark()?;
-                }
-                let ck = match db.checkpoint_due(Instant::now().into_std()) {
-                    Some(mode) => {
-                        Some(db.checkpoint(mode, clock.now(), Instant::now().into_std())?)
-                    }
-                    None => None,
-                };
-                Ok((out, ck, db.take_position_reloaded()))
-            })
-            .await?;
-        let (mut out, ck, reloaded) = captured;
-        if reloaded {
-            // Another replicator's files are now the position: the upload side
-            // matches them with the replica before uploading any.
-            self.reloaded.store(true, Ordering::Relaxed);
-        }
-        if let Some(ck) = ck {
-            if !ck.deferred {
-                (self.events)(&Event::Checkpointed {
-                    db: self.path.clone(),
-                    mode: ck.mode,
-                    restarted: ck.restarted,
-                    writers_blocked: ck.writers_blocked,
-                });
-            }
-            out.extend(ck.captured);
-        }
-        for c in &out {
-            (self.events)(&Event::Captured {
-                db: self.path.clone(),
-                txid: c.info.max_txid,
-                pages: c.pages,
-                bytes: c.info.size,
-                snapshot: c.snapshot,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Reports a stage's failure and schedules its retry (doubling, up to 5 minutes).
-    fn failed(&self, stage: Stage, e: &Error, retry: &mut Retry) {
-        // Capture is local work (a full disk, another replicator's files): retried
-        // often, so it resumes soon after the cause is gone; remote stages back off
-        // further, so a failing server is not hammered.
-        let max = if stage == Stage::Capture {
-            MAX_CAPTURE_BACKOFF
-        } else {
-            MAX_BACKOFF
-        };
-        retry.backoff =
-            (retry.backoff * 2).clamp(self.monitor_interval.max(Duration::from_millis(100)), max);
-        retry.at = Some(tokio::time::Instant::now() + retry.backoff);
-        (self.events)(&Event::Error {
-            db: self.path.clone(),
-            stage,
-            code: e.code(),
-            message: e.to_string(),
-            retry_in: retry.backoff,
-        });
-    }
-
-    /// Clears a stage's retry state, telling listeners if it had been failing.
-    fn succeeded(&self, stage: Stage, retry: &mut Retry) {
-        if retry.failing() {
-            (self.events)(&Event::Recovered {
-                db: self.path.clone(),
-                stage,
-            });
-        }
-        *retry = Retry::default();
-    }
-
-    /// Waits for changes and captures them until `stop`, telling the upload side
-    /// (`kick`) whenever there is something new.
-    pub(super) async fn run(
-        &self,
-        mut stop: watch::Receiver<bool>,
-        wake: &mut mpsc::Receiver<()>,
-        poll: Duration,
-        kick: &tokio::sync::Notify,
-        stats: &TaskStats,
-    ) {
-        let mut last_capture: Option<Instant> = None;
-        let mut retry = Retry::default();
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            let timer = [Some(tokio::time::Instant::now() + poll), retry.at]
-                .into_iter()
-                .flatten()
-                .min()
-                .expect("the poll is always set");
-            // While capture backs off, changes wait for its retry (they are picked up
-            // then), so a failing step is not run at the writer's pace.
-            let listen = retry.ready();
-            tokio::select! {
-                _ = stop.changed() => break,
-                _ = wake.recv(), if listen => {}
-                _ = tokio::time::sleep_until(timer) => {}
-            }
-            if *stop.borrow() {
-                break;
-            }
-            // Capture at most once per monitor interval: a burst of events within it
-            // becomes one L0 file.
-            if let Some(t) = last_capture {
-                let next = t + paced(self.monitor_interval);
-                if Instant::now() < next {
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        _ = tokio::time::sleep(next - Instant::now()) => {}
-                    }
-                }
-            }
-            if !retry.ready() {
-                continue;
-            }
-            stats.syncs.fetch_add(1, Ordering::Relaxed);
-            // Intervals count from the start of a capture, so its own duration does
-            // not add up into lag.
-            let started = Instant::now();
-            match self.capture().await {
-                Ok(captured) => {
-                    if !captured.is_empty() {
-                        last_capture = Some(started);
-                        kick.notify_one();
-                    }
-                    self.succeeded(Stage::Capture, &mut retry);
-                }
-                Err(e) => self.failed(Stage::Capture, &e, &mut retry),
-            }
-        }
-    }
-}
 
 /// One database's replication.
 pub(super) struct DbTask {
@@ -251,148 +61,10 @@ pub(super) struct DbTask {
     clock: Clock,
 }
 
-/// Snapshots of a database that capture runs on beside maintenance: the files are
-/// stamped with the moment the database lock was had, not the maintenance tick's
-/// `now`, which is older by the wait for a capture under way; its commits are in the
-/// files, and a point-in-time restore before them must not pick the files.
-struct LiveSnapshots(Arc<Mutex<Database>>, Clock);
-
-impl crate::levels::snapshot::SnapshotSource for LiveSnapshots {
-    fn take_snapshot(
-        &self,
-        dst: &Path,
-        now: SystemTime,
-    ) -> Result<Option<crate::levels::snapshot::SnapshotTaken>> {
-        let mut db = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        crate::levels::snapshot::snapshot_locked(&mut db, dst, now.max(self.1.now()))
-    }
-}
-
-/// Runs `f` on the locked database on a blocking thread (SQLite and file IO block).
-async fn with_db<T: Send + 'static>(
-    db: &Arc<Mutex<Database>>,
-    f: impl FnOnce(&mut Database) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let db = Arc::clone(db);
-    crate::blocking::blocking("database", move || {
-        f(&mut db.lock().unwrap_or_else(PoisonError::into_inner))
-    })
-    .await
-}
-
-/// What the upload side tells the maintainer.
-#[derive(Debug)]
-enum MaintMsg {
-    /// A file reached the replica (keeps its cached listing true).
-    Written(crate::storage::FileInfo),
-    /// The replica was found changed: list it afresh.
-    Invalidate,
-    /// The replica was matched: maintenance may write to it.
-    Reconciled,
-}
-
-impl MaintMsg {
-    fn apply(self, m: &mut Maintainer) {
-        match self {
-            MaintMsg::Written(info) => m.note_written(info),
-            MaintMsg::Invalidate => m.invalidate(),
-            MaintMsg::Reconciled => {}
-        }
-    }
-}
-
-/// Compaction, snapshots and retention, in a loop of their own beside capture and
-/// upload, so that a long compaction or snapshot upload delays neither, and a failing
-/// one backs off alone. Nothing is written before the replica was matched (a missing
-/// destination must not be written by them either). Returns the maintainer at `stop`.
-async fn maintain(
-    mut m: Maintainer,
-    mut rx: mpsc::UnboundedReceiver<MaintMsg>,
-    reconciled: Arc<AtomicBool>,
-    mut stop: watch::Receiver<bool>,
-    report: &Capturer,
-) -> Maintainer {
-    let mut retry = Retry::default();
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        // Until the replica is matched, only messages (one says it is) and the stop.
-        let at = if reconciled.load(Ordering::Relaxed) {
-            Some(retry.at.unwrap_or_else(|| {
-                let in_ = m
-                    .due_at()
-                    .and_then(|t| t.duration_since(report.clock.now()).ok())
-                    .unwrap_or_default();
-                tokio::time::Instant::now() + in_
-            }))
-        } else {
-            None
-        };
-        tokio::select! {
-            _ = stop.changed() => break,
-            msg = rx.recv() => {
-                match msg {
-                    Some(msg) => msg.apply(&mut m),
-                    None => break,
-                }
-                continue;
-            }
-            _ = sleep_until_some(at) => {}
-        }
-        while let Ok(msg) = rx.try_recv() {
-            msg.apply(&mut m);
-        }
-        let now = report.clock.now();
-        if reconciled.load(Ordering::Relaxed) && retry.ready() && (retry.failing() || m.is_due(now))
-        {
-            let ticked = tokio::select! {
-                _ = stop.changed() => break,
-                r = m.tick(now) => r,
-            };
-            match ticked {
-                Ok(()) => report.succeeded(Stage::Maintain, &mut retry),
-                Err(e) => report.failed(Stage::Maintain, &e, &mut retry),
-            }
-        }
-    }
-    // Uploads made at the very end still reach the cached listing.
-    while let Ok(msg) = rx.try_recv() {
-        msg.apply(&mut m);
-    }
-    m
-}
-
-/// Sleeps until `at`, or forever without one.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// How often the shipped record is rewritten while uploads go on: it only has to
 /// show that something reached the replica and roughly how far, and each write costs
 /// two fsyncs.
 const RECORD_EVERY: Duration = Duration::from_secs(60);
-
-/// One stage's retry state after failures.
-#[derive(Debug, Default)]
-struct Retry {
-    backoff: Duration,
-    at: Option<tokio::time::Instant>,
-}
-
-impl Retry {
-    /// True unless the stage is waiting out a backoff.
-    fn ready(&self) -> bool {
-        self.at.is_none_or(|at| tokio::time::Instant::now() >= at)
-    }
-
-    fn failing(&self) -> bool {
-        self.at.is_some()
-    }
-}
 
 /// Opens the database, waiting for it to exist with `wait_until` (`None` if shutdown
 /// came first). Another program writing its meta directory (Litestream on the same
