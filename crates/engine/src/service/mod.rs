@@ -224,9 +224,7 @@ impl Service {
         if self.dbs().contains_key(&cfg.path) {
             return Err(ServiceError::AlreadyAdded(cfg.path));
         }
-        let path = cfg.path.clone();
-        let p = path.clone();
-        crate::blocking::blocking("inspect", move || inspect_database(&p)).await?;
+        inspect::inspect(cfg.path.clone()).await?;
         let replica = crate::storage::replica_newest_txid(client.as_ref()).await?;
         self.insert(cfg, client, paused, replica)
     }
