@@ -21,15 +21,14 @@
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use tideline_testkit::{ACCESS_KEY, S3Server, SECRET_KEY};
+use tideline_testkit::S3Server;
 
-use crate::s3::{self, hex_text, timed, unique};
+use crate::s3::{self, hex_text, unique};
 use crate::watch::Watch;
-use crate::{Args, Proc, Replicator, median, open, spread};
+use crate::{Args, Proc, Replicator, median, open, settle, spread, wait_any_file};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dest {
@@ -70,7 +69,7 @@ impl Target<'_> {
     fn l0_dir(&self) -> PathBuf {
         match self.dest {
             Dest::Folder => self.replica_dir().join("ltx/0"),
-            Dest::S3 => self.server.object_path(&format!("{}/0000", self.prefix)),
+            Dest::S3 => s3::l0_dir(self.server, &self.prefix),
         }
     }
 
@@ -96,7 +95,7 @@ impl Target<'_> {
     fn sent(&self) -> (u64, u64) {
         match self.dest {
             Dest::Folder => (0, 0),
-            Dest::S3 => (s3::uploads(self.server), self.server.bytes_in()),
+            Dest::S3 => s3::sent(self.server),
         }
     }
 
@@ -116,35 +115,22 @@ impl Target<'_> {
     }
 }
 
-fn bin(a: &Args, r: Replicator) -> Option<&Path> {
-    match r {
-        Replicator::None => None,
-        Replicator::Litestream => Some(&a.litestream),
-        Replicator::Tideline => Some(&a.tideline),
-    }
-}
-
 /// Starts `r` on `db` (config file) and waits (bounded) for its first level-0 file.
 fn start(a: &Args, r: Replicator, t: &Target, db: &Path) -> Result<Option<Proc>> {
-    let Some(bin) = bin(a, r) else {
+    let Some(bin) = a.bin(r) else {
         return Ok(None);
     };
     let cfg = t.config(db)?;
     let p = Proc::start_config(bin, &cfg, &t.run.join(format!("{}.log", r.name())))?;
     let l0 = t.l0_dir();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while fs::read_dir(&l0).map_or(0, |d| d.count()) == 0 {
-        if Instant::now() > deadline {
-            bail!(
-                "{} wrote nothing to {} within 120 s",
-                r.name(),
-                l0.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if !wait_any_file(&l0, Duration::from_secs(120)) {
+        bail!(
+            "{} wrote nothing to {} within 120 s",
+            r.name(),
+            l0.display()
+        );
     }
-    // Let the initial copy and any start-up work settle.
-    std::thread::sleep(Duration::from_millis(1500));
+    settle();
     Ok(Some(p))
 }
 
@@ -337,7 +323,7 @@ pub fn restore(
     dir: &Path,
     big: &Path,
 ) -> Result<Restore> {
-    let bin = bin(a, r).context("restore needs a replicator")?;
+    let bin = a.bin(r).context("restore needs a replicator")?;
     let prefix = format!("restore-{}-{}-{}", dest.name(), r.name(), unique());
     let t = Target {
         dest,
@@ -346,107 +332,103 @@ pub fn restore(
         run: dir.join(&prefix),
     };
     fs::create_dir_all(&t.run)?;
-    let res = (|| {
-        let db = t.run.join("big.db");
-        fs::copy(big, &db)?;
-        let base = rows(&db)?;
-        let cfg = t.config(&db)?;
-        let (sync_s, sync_rss) = timed(
-            Command::new(bin)
-                .args(["replicate", "-once", "-config"])
-                .arg(&cfg),
-            &t.run.join("sync.log"),
-        )?;
-        // A running replicator ships two small transactions a few seconds apart; the
-        // point in time lies between them.
-        let proc = Proc::start_config(bin, &cfg, &t.run.join(format!("{}.log", r.name())))?;
-        std::thread::sleep(Duration::from_millis(1500));
-        let watch = Watch::start(t.l0_dir());
-        let c = open(&db)?;
-        let small = |mark: u64| -> Result<()> {
-            let (mut s, mut x) = (String::new(), 0x1234_5678_9abc_def1u64 ^ mark);
-            let tx = c.unchecked_transaction()?;
-            for _ in 0..100 {
-                row(&mut s, &mut x, mark);
-                tx.execute("INSERT INTO t(v) VALUES (?1)", [&s])?;
-            }
-            tx.commit()?;
-            Ok(())
-        };
-        let shipped = (|| {
-            small(1)?;
-            watch.wait(1, Duration::from_secs(120), r.name())?;
-            // A whole second after the first transaction landed, and a second before
-            // the second one commits.
-            let pit = (now_secs() + 1.0).floor();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while now_secs() < pit + 1.2 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            small(2)?;
-            watch.wait(2, Duration::from_secs(120), r.name())?;
-            Ok::<_, anyhow::Error>(pit as u64)
-        })();
-        watch.finish();
-        proc.stop();
-        drop(c);
-        let pit = shipped?;
-        let src_len = fs::metadata(big)?.len();
-        let run_restore = |extra: &[String], tag: &str| -> Result<(f64, u64, PathBuf)> {
-            let out = t.run.join(format!("restored-{tag}.db"));
-            let (secs, rss) = timed(
-                Command::new(bin)
-                    .arg("restore")
-                    .arg("-o")
-                    .arg(&out)
-                    .args(extra)
-                    .arg(t.url())
-                    .env("LITESTREAM_ACCESS_KEY_ID", ACCESS_KEY)
-                    .env("LITESTREAM_SECRET_ACCESS_KEY", SECRET_KEY),
-                &t.run.join(format!("restore-{tag}.log")),
-            )?;
-            Ok((secs, rss, out))
-        };
-        // Checking opens the restored database, which leaves -wal and -shm files.
-        let remove = |db: &Path| {
-            for ext in ["", "-wal", "-shm"] {
-                let _ = fs::remove_file(format!("{}{ext}", db.display()));
-            }
-        };
-        let (latest_s, latest_rss, out) = run_restore(&[], "latest")?;
-        let (len, n) = (fs::metadata(&out)?.len(), rows(&out)?);
-        if len < src_len || n != base + 200 {
-            bail!(
-                "{} {}: latest restore has {len} bytes (source {src_len}) and {n} rows (expected {})",
-                r.name(),
-                dest.name(),
-                base + 200
-            );
-        }
-        remove(&out);
-        let (pit_s, pit_rss, out) = run_restore(&["-timestamp".into(), rfc3339(pit)], "pit")?;
-        let n = rows(&out)?;
-        if n != base + 100 {
-            bail!(
-                "{} {}: restore at {} has {n} rows (expected {})",
-                r.name(),
-                dest.name(),
-                rfc3339(pit),
-                base + 100
-            );
-        }
-        remove(&out);
-        Ok(Restore {
-            sync_s,
-            sync_rss_mib: sync_rss as f64 / 1024.0,
-            latest_s,
-            latest_rss_mib: latest_rss as f64 / 1024.0,
-            pit_s,
-            pit_rss_mib: pit_rss as f64 / 1024.0,
-        })
-    })();
+    let res = sync_ship_restore(bin, r, &t, big);
     t.cleanup();
     res
+}
+
+/// The steps of [`restore`] inside the run directory `t.run`, which the caller removes.
+fn sync_ship_restore(bin: &Path, r: Replicator, t: &Target, big: &Path) -> Result<Restore> {
+    let db = t.run.join("big.db");
+    fs::copy(big, &db)?;
+    let base = rows(&db)?;
+    let cfg = t.config(&db)?;
+    let (sync_s, sync_rss) = s3::replicate_once(bin, &cfg, &t.run.join("sync.log"))?;
+    let pit = ship_two(bin, r, t, &cfg, &db)?;
+    let src_len = fs::metadata(big)?.len();
+    let who = format!("{} {}", r.name(), t.dest.name());
+    let (latest_s, latest_rss, out) = restore_run(bin, t, &[], "latest")?;
+    let (len, n) = (fs::metadata(&out)?.len(), rows(&out)?);
+    if len < src_len || n != base + 200 {
+        bail!(
+            "{who}: latest restore has {len} bytes (source {src_len}) and {n} rows (expected {})",
+            base + 200
+        );
+    }
+    remove_db(&out);
+    let args = ["-timestamp".into(), rfc3339(pit)];
+    let (pit_s, pit_rss, out) = restore_run(bin, t, &args, "pit")?;
+    let n = rows(&out)?;
+    if n != base + 100 {
+        bail!(
+            "{who}: restore at {} has {n} rows (expected {})",
+            rfc3339(pit),
+            base + 100
+        );
+    }
+    remove_db(&out);
+    Ok(Restore {
+        sync_s,
+        sync_rss_mib: sync_rss as f64 / 1024.0,
+        latest_s,
+        latest_rss_mib: latest_rss as f64 / 1024.0,
+        pit_s,
+        pit_rss_mib: pit_rss as f64 / 1024.0,
+    })
+}
+
+/// A running replicator ships two small transactions a few seconds apart; the point
+/// in time (epoch seconds) that lies between them.
+fn ship_two(bin: &Path, r: Replicator, t: &Target, cfg: &Path, db: &Path) -> Result<u64> {
+    let proc = Proc::start_config(bin, cfg, &t.run.join(format!("{}.log", r.name())))?;
+    settle();
+    let watch = Watch::start(t.l0_dir());
+    let c = open(db)?;
+    let shipped = (|| {
+        small_tx(&c, 1)?;
+        watch.wait(1, Duration::from_secs(120), r.name())?;
+        // A whole second after the first transaction landed, and a second before
+        // the second one commits.
+        let pit = (now_secs() + 1.0).floor();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while now_secs() < pit + 1.2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        small_tx(&c, 2)?;
+        watch.wait(2, Duration::from_secs(120), r.name())?;
+        Ok::<_, anyhow::Error>(pit as u64)
+    })();
+    watch.finish();
+    proc.stop();
+    drop(c);
+    shipped
+}
+
+/// One transaction of 100 rows carrying marker `mark`.
+fn small_tx(c: &rusqlite::Connection, mark: u64) -> Result<()> {
+    let (mut s, mut x) = (String::new(), 0x1234_5678_9abc_def1u64 ^ mark);
+    let tx = c.unchecked_transaction()?;
+    for _ in 0..100 {
+        row(&mut s, &mut x, mark);
+        tx.execute("INSERT INTO t(v) VALUES (?1)", [&s])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Restores `t`'s replica to `restored-<tag>.db`: (seconds, peak RSS KiB, the file).
+fn restore_run(bin: &Path, t: &Target, extra: &[String], tag: &str) -> Result<(f64, u64, PathBuf)> {
+    let out = t.run.join(format!("restored-{tag}.db"));
+    let log = t.run.join(format!("restore-{tag}.log"));
+    let (secs, rss) = s3::restore_to(bin, &t.url(), &out, extra, &log)?;
+    Ok((secs, rss, out))
+}
+
+/// Removes a restored database and the -wal and -shm files its check left.
+fn remove_db(db: &Path) {
+    for ext in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{ext}", db.display()));
+    }
 }
 
 /// Seconds to copy `src` and fsync the copy: the physical limit of a restore.
