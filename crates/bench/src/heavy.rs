@@ -471,181 +471,284 @@ const TOOLS: [Replicator; 3] = [
     Replicator::Tideline,
 ];
 
+/// The two write workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    BigTx,
+    Bulk,
+}
+
+/// A table row: (name, figure, digits, with the no-replication column, S3 only).
+type WriteFigure = (&'static str, fn(&Write) -> f64, usize, bool, bool);
+
+impl Kind {
+    /// How the progress line names it.
+    fn label(self) -> &'static str {
+        match self {
+            Kind::BigTx => "one big transaction",
+            Kind::Bulk => "bulk load",
+        }
+    }
+
+    /// The heading of its table.
+    fn title(self, a: &Args) -> String {
+        match self {
+            Kind::BigTx => format!("one {} MiB transaction", a.tx_mb),
+            Kind::Bulk => format!("bulk load of {} MiB, 1000-row transactions", a.bulk_mb),
+        }
+    }
+
+    /// One run of it with `r` against `dest`.
+    fn run(
+        self,
+        a: &Args,
+        r: Replicator,
+        dest: Dest,
+        server: &S3Server,
+        dir: &Path,
+    ) -> Result<Write> {
+        match self {
+            Kind::BigTx => big_tx(a, r, dest, server, dir, a.tx_mb),
+            Kind::Bulk => bulk(a, r, dest, server, dir, a.bulk_mb),
+        }
+    }
+
+    /// The rows of its table, the writer's own figures first.
+    fn figures(self) -> Vec<WriteFigure> {
+        let mut figures: Vec<WriteFigure> = match self {
+            Kind::BigTx => vec![
+                ("transaction time, s", |w| w.elapsed_s, 2, true, false),
+                ("COMMIT, ms", |w| w.commit_ms, 1, true, false),
+            ],
+            Kind::Bulk => vec![
+                ("elapsed, s", |w| w.elapsed_s, 2, true, false),
+                ("MB/s (row data)", |w| w.mb_s, 1, true, false),
+                ("worst transaction, ms", |w| w.commit_ms, 1, true, false),
+            ],
+        };
+        figures.extend::<[WriteFigure; 5]>([
+            ("lag after COMMIT, ms", |w| w.lag_ms, 0, false, false),
+            ("replicator CPU s", |w| w.cpu_s, 2, false, false),
+            ("replicator peak RSS, MiB", |w| w.rss_mib, 1, false, false),
+            ("uploads", |w| w.uploads, 0, false, true),
+            ("MB uploaded", |w| w.mb_up, 1, false, true),
+        ]);
+        figures
+    }
+}
+
+const DESTS: [Dest; 2] = [Dest::Folder, Dest::S3];
+
+/// `[dest][tool]` → one figure set per round.
+type PerDest<T> = Vec<Vec<Vec<T>>>;
+
 /// The big-transaction and bulk-load groups; prints their tables.
 pub fn run_writes(a: &Args, server: &S3Server, dir: &Path) -> Result<()> {
-    // [kind][dest][tool] → rounds
-    let mut res: Vec<Vec<Vec<Vec<Write>>>> = vec![vec![vec![Vec::new(); 3]; 2]; 2];
-    let kinds: Vec<usize> = [(0, a.big_tx), (1, a.bulk)]
+    let kinds: Vec<Kind> = [(Kind::BigTx, a.big_tx), (Kind::Bulk, a.bulk)]
         .iter()
         .filter(|(_, on)| *on)
         .map(|(k, _)| *k)
         .collect();
+    let mut res: Vec<PerDest<Write>> = vec![vec![vec![Vec::new(); 3]; 2]; kinds.len()];
     for round in 0..a.heavy_rounds {
-        for &k in &kinds {
-            for (d, dest) in [Dest::Folder, Dest::S3].into_iter().enumerate() {
-                for (i, &r) in TOOLS.iter().enumerate() {
-                    eprintln!(
-                        "round {}: {} {}, {}",
-                        round + 1,
-                        if k == 0 {
-                            "one big transaction"
-                        } else {
-                            "bulk load"
-                        },
-                        dest.name(),
-                        r.name()
-                    );
-                    let w = if k == 0 {
-                        big_tx(a, r, dest, server, dir, a.tx_mb)?
-                    } else {
-                        bulk(a, r, dest, server, dir, a.bulk_mb)?
-                    };
-                    res[k][d][i].push(w);
-                }
-            }
+        for (k, &kind) in kinds.iter().enumerate() {
+            write_round(a, kind, server, dir, round, &mut res[k])?;
         }
     }
-    for &k in &kinds {
-        let title = if k == 0 {
-            format!("one {} MiB transaction", a.tx_mb)
-        } else {
-            format!("bulk load of {} MiB, 1000-row transactions", a.bulk_mb)
-        };
-        println!("\n{title}, {} round(s); median (spread)\n", a.heavy_rounds);
-        println!("| workload | figure | none | litestream | tideline | ratio |");
-        println!("|---|---|---:|---:|---:|---:|");
-        type Get = fn(&Write) -> f64;
-        let mut figures: Vec<(&str, Get, usize, bool, bool)> = Vec::new();
-        // (name, get, digits, with none, S3 only)
-        if k == 0 {
-            figures.push(("transaction time, s", |w| w.elapsed_s, 2, true, false));
-            figures.push(("COMMIT, ms", |w| w.commit_ms, 1, true, false));
-        } else {
-            figures.push(("elapsed, s", |w| w.elapsed_s, 2, true, false));
-            figures.push(("MB/s (row data)", |w| w.mb_s, 1, true, false));
-            figures.push(("worst transaction, ms", |w| w.commit_ms, 1, true, false));
-        }
-        figures.push(("lag after COMMIT, ms", |w| w.lag_ms, 0, false, false));
-        figures.push(("replicator CPU s", |w| w.cpu_s, 2, false, false));
-        figures.push(("replicator peak RSS, MiB", |w| w.rss_mib, 1, false, false));
-        figures.push(("uploads", |w| w.uploads, 0, false, true));
-        figures.push(("MB uploaded", |w| w.mb_up, 1, false, true));
-        for (d, dest) in [Dest::Folder, Dest::S3].into_iter().enumerate() {
-            for &(name, get, digits, with_none, s3_only) in &figures {
-                if s3_only && dest != Dest::S3 {
-                    continue;
-                }
-                let v: Vec<Vec<f64>> = res[k][d]
-                    .iter()
-                    .map(|ws| ws.iter().map(get).collect())
-                    .collect();
-                let none = if with_none {
-                    cell(&v[0], digits)
-                } else {
-                    "—".into()
-                };
-                println!(
-                    "| {} | {name} | {none} | {} | {} | {} |",
-                    dest.name(),
-                    cell(&v[1], digits),
-                    cell(&v[2], digits),
-                    ratio(&v[1], &v[2])
-                );
-            }
+    for (&kind, res) in kinds.iter().zip(&res) {
+        print_writes(a, kind, res);
+    }
+    Ok(())
+}
+
+/// One round of `kind`: every tool against every destination, in turn.
+fn write_round(
+    a: &Args,
+    kind: Kind,
+    server: &S3Server,
+    dir: &Path,
+    round: usize,
+    res: &mut PerDest<Write>,
+) -> Result<()> {
+    for (d, dest) in DESTS.into_iter().enumerate() {
+        for (i, &r) in TOOLS.iter().enumerate() {
+            eprintln!(
+                "round {}: {} {}, {}",
+                round + 1,
+                kind.label(),
+                dest.name(),
+                r.name()
+            );
+            res[d][i].push(kind.run(a, r, dest, server, dir)?);
         }
     }
     Ok(())
 }
 
+/// Prints the table of one write workload.
+fn print_writes(a: &Args, kind: Kind, res: &PerDest<Write>) {
+    println!(
+        "\n{}, {} round(s); median (spread)\n",
+        kind.title(a),
+        a.heavy_rounds
+    );
+    println!("| workload | figure | none | litestream | tideline | ratio |");
+    println!("|---|---|---:|---:|---:|---:|");
+    let figures = kind.figures();
+    for (d, dest) in DESTS.into_iter().enumerate() {
+        for &(name, get, digits, with_none, s3_only) in &figures {
+            if s3_only && dest != Dest::S3 {
+                continue;
+            }
+            let v: Vec<Vec<f64>> = res[d]
+                .iter()
+                .map(|ws| ws.iter().map(get).collect())
+                .collect();
+            let none = if with_none {
+                cell(&v[0], digits)
+            } else {
+                "—".into()
+            };
+            println!(
+                "| {} | {name} | {none} | {} | {} | {} |",
+                dest.name(),
+                cell(&v[1], digits),
+                cell(&v[2], digits),
+                ratio(&v[1], &v[2])
+            );
+        }
+    }
+}
+
+/// One size's restore results.
+struct SizeRun {
+    mb: u64,
+    rounds: usize,
+    /// The database's size in MB (10^6 bytes).
+    db_mb: f64,
+    /// cp + fsync seconds per round.
+    cp: Vec<f64>,
+    res: PerDest<Restore>,
+}
+
 /// The restore group at the large and huge sizes; prints its table.
 pub fn run_restores(a: &Args, server: &S3Server, dir: &Path) -> Result<()> {
-    let tools = [Replicator::Litestream, Replicator::Tideline];
     let mut sizes = vec![(a.big_mb, a.heavy_rounds)];
     if a.huge_mb != a.big_mb {
         sizes.push((a.huge_mb, 1));
     }
-    // per size: (db MB, cp+fsync seconds, [dest][tool] → rounds)
     let mut all = Vec::new();
     for &(mb, rounds) in &sizes {
-        eprintln!("building a {mb} MiB database");
-        let t = Instant::now();
-        let big = s3::big_db(dir, mb)?;
-        eprintln!("  ({:.1} s)", t.elapsed().as_secs_f64());
-        let db_mb = fs::metadata(&big)?.len() as f64 / 1e6;
-        let mut cp = Vec::new();
-        let mut res: Vec<Vec<Vec<Restore>>> = vec![vec![Vec::new(); 2]; 2];
-        for round in 0..rounds {
-            // The physical limit: the better of two copies (the disk is shared).
-            cp.push(cp_fsync(&big, dir)?.min(cp_fsync(&big, dir)?));
-            for (d, dest) in [Dest::Folder, Dest::S3].into_iter().enumerate() {
-                for (i, &r) in tools.iter().enumerate() {
-                    eprintln!(
-                        "round {}: {mb} MiB initial sync + restore, {}, {}",
-                        round + 1,
-                        dest.name(),
-                        r.name()
-                    );
-                    res[d][i].push(restore(a, r, dest, server, dir, &big)?);
-                }
-            }
-        }
-        all.push((mb, rounds, db_mb, cp, res));
+        all.push(restore_size(a, server, dir, mb, rounds)?);
     }
     println!(
         "\ninitial sync and restore (latest, and -timestamp between two later transactions); median (spread) where ≥ 2 rounds\n"
     );
     println!("| database | from | figure | cp+fsync | litestream | tideline | ratio |");
     println!("|---|---|---|---:|---:|---:|---:|");
-    type Get = fn(&Restore) -> f64;
-    for (mb, rounds, db_mb, cp, res) in &all {
-        let cp_mbs: Vec<f64> = cp.iter().map(|s| db_mb / s.max(0.001)).collect();
-        let figures: [(&str, Get, usize, Option<&Vec<f64>>); 8] = [
-            ("initial sync until restorable, s", |r| r.sync_s, 2, None),
-            ("initial sync peak RSS, MiB", |r| r.sync_rss_mib, 1, None),
-            ("restore latest, s", |r| r.latest_s, 2, Some(cp)),
-            ("restore latest, MB/s", |r| r.latest_s, 0, Some(&cp_mbs)),
-            (
-                "restore latest peak RSS, MiB",
-                |r| r.latest_rss_mib,
-                1,
-                None,
-            ),
-            ("restore point in time, s", |r| r.pit_s, 2, Some(cp)),
-            ("restore point in time, MB/s", |r| r.pit_s, 0, Some(&cp_mbs)),
-            (
-                "restore point in time peak RSS, MiB",
-                |r| r.pit_rss_mib,
-                1,
-                None,
-            ),
-        ];
-        for (d, dest) in [Dest::Folder, Dest::S3].into_iter().enumerate() {
-            for &(name, get, digits, cpv) in &figures {
-                let per_s = name.ends_with("MB/s");
-                let v: Vec<Vec<f64>> = res[d]
-                    .iter()
-                    .map(|rs| {
-                        rs.iter()
-                            .map(|r| {
-                                if per_s {
-                                    db_mb / get(r).max(0.001)
-                                } else {
-                                    get(r)
-                                }
-                            })
-                            .collect()
-                    })
-                    .collect();
-                let cpc = cpv.map_or("—".into(), |c| cell(c, digits));
-                println!(
-                    "| {db_mb:.0} MB ({mb} MiB, {rounds} round(s)) | {} | {name} | {cpc} | {} | {} | {} |",
+    for s in &all {
+        print_restore_size(s);
+    }
+    Ok(())
+}
+
+/// Builds (or reuses) the `mb` MiB database and runs `rounds` rounds of restores on it.
+fn restore_size(
+    a: &Args,
+    server: &S3Server,
+    dir: &Path,
+    mb: u64,
+    rounds: usize,
+) -> Result<SizeRun> {
+    let tools = [Replicator::Litestream, Replicator::Tideline];
+    eprintln!("building a {mb} MiB database");
+    let t = Instant::now();
+    let big = s3::big_db(dir, mb)?;
+    eprintln!("  ({:.1} s)", t.elapsed().as_secs_f64());
+    let db_mb = fs::metadata(&big)?.len() as f64 / 1e6;
+    let mut cp = Vec::new();
+    let mut res: PerDest<Restore> = vec![vec![Vec::new(); 2]; 2];
+    for round in 0..rounds {
+        // The physical limit: the better of two copies (the disk is shared).
+        cp.push(cp_fsync(&big, dir)?.min(cp_fsync(&big, dir)?));
+        for (d, dest) in DESTS.into_iter().enumerate() {
+            for (i, &r) in tools.iter().enumerate() {
+                eprintln!(
+                    "round {}: {mb} MiB initial sync + restore, {}, {}",
+                    round + 1,
                     dest.name(),
-                    cell(&v[0], digits),
-                    cell(&v[1], digits),
-                    ratio(&v[0], &v[1])
+                    r.name()
                 );
+                res[d][i].push(restore(a, r, dest, server, dir, &big)?);
             }
         }
     }
-    Ok(())
+    Ok(SizeRun {
+        mb,
+        rounds,
+        db_mb,
+        cp,
+        res,
+    })
+}
+
+/// Prints one size's rows of the restore table.
+fn print_restore_size(s: &SizeRun) {
+    type Get = fn(&Restore) -> f64;
+    let SizeRun {
+        mb,
+        rounds,
+        db_mb,
+        cp,
+        res,
+    } = s;
+    let cp_mbs: Vec<f64> = cp.iter().map(|s| db_mb / s.max(0.001)).collect();
+    let figures: [(&str, Get, usize, Option<&Vec<f64>>); 8] = [
+        ("initial sync until restorable, s", |r| r.sync_s, 2, None),
+        ("initial sync peak RSS, MiB", |r| r.sync_rss_mib, 1, None),
+        ("restore latest, s", |r| r.latest_s, 2, Some(cp)),
+        ("restore latest, MB/s", |r| r.latest_s, 0, Some(&cp_mbs)),
+        (
+            "restore latest peak RSS, MiB",
+            |r| r.latest_rss_mib,
+            1,
+            None,
+        ),
+        ("restore point in time, s", |r| r.pit_s, 2, Some(cp)),
+        ("restore point in time, MB/s", |r| r.pit_s, 0, Some(&cp_mbs)),
+        (
+            "restore point in time peak RSS, MiB",
+            |r| r.pit_rss_mib,
+            1,
+            None,
+        ),
+    ];
+    for (d, dest) in DESTS.into_iter().enumerate() {
+        for &(name, get, digits, cpv) in &figures {
+            // MB/s rows share the seconds getter: the rate is the database over it.
+            let per_s = name.ends_with("MB/s");
+            let v: Vec<Vec<f64>> = res[d]
+                .iter()
+                .map(|rs| {
+                    rs.iter()
+                        .map(|r| {
+                            if per_s {
+                                db_mb / get(r).max(0.001)
+                            } else {
+                                get(r)
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let cpc = cpv.map_or("—".into(), |c| cell(c, digits));
+            println!(
+                "| {db_mb:.0} MB ({mb} MiB, {rounds} round(s)) | {} | {name} | {cpc} | {} | {} | {} |",
+                dest.name(),
+                cell(&v[0], digits),
+                cell(&v[1], digits),
+                ratio(&v[0], &v[1])
+            );
+        }
+    }
 }
