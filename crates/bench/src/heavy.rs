@@ -28,7 +28,7 @@ use tideline_testkit::S3Server;
 
 use crate::s3::{self, hex_text, unique};
 use crate::watch::Watch;
-use crate::{Args, Proc, Replicator, median, open, settle, spread, wait_any_file};
+use crate::{Args, Proc, REPLICATORS, Replicator, median, open, settle, spread, wait_any_file};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dest {
@@ -102,7 +102,7 @@ impl Target<'_> {
     /// Removes the run's files, keeping the replicator's log beside them
     /// (`<prefix>.log`) for a look at what it did.
     fn cleanup(&self) {
-        for r in [Replicator::Litestream, Replicator::Tideline] {
+        for r in REPLICATORS {
             let _ = fs::rename(
                 self.run.join(format!("{}.log", r.name())),
                 self.run.with_extension("log"),
@@ -660,7 +660,6 @@ fn restore_size(
     mb: u64,
     rounds: usize,
 ) -> Result<SizeRun> {
-    let tools = [Replicator::Litestream, Replicator::Tideline];
     eprintln!("building a {mb} MiB database");
     let t = Instant::now();
     let big = s3::big_db(dir, mb)?;
@@ -672,7 +671,7 @@ fn restore_size(
         // The physical limit: the better of two copies (the disk is shared).
         cp.push(cp_fsync(&big, dir)?.min(cp_fsync(&big, dir)?));
         for (d, dest) in DESTS.into_iter().enumerate() {
-            for (i, &r) in tools.iter().enumerate() {
+            for (i, &r) in REPLICATORS.iter().enumerate() {
                 eprintln!(
                     "round {}: {mb} MiB initial sync + restore, {}, {}",
                     round + 1,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tideline_testkit::S3Server;
 
-use crate::{Args, Proc, Replicator, fresh, median_spread, s3, wait_first_copy};
+use crate::{Args, Proc, REPLICATORS, Replicator, fresh, median_spread, s3, wait_first_copy};
 
 /// One window's figures for one replicator.
 #[derive(Debug, Clone, Copy, Default)]
@@ -24,11 +24,10 @@ pub struct Idle {
 
 /// Runs `a.rounds` idle windows of `a.idle_seconds`, both tools at once in each.
 pub fn run(a: &Args, dir: &Path) -> Result<()> {
-    let tools = [Replicator::Litestream, Replicator::Tideline];
     let mut out: Vec<Vec<Idle>> = vec![Vec::new(), Vec::new()];
     for round in 0..a.rounds {
         eprintln!("round {}: idle, litestream and tideline at once", round + 1);
-        for (i, idle) in window(a, dir, &tools, round)?.into_iter().enumerate() {
+        for (i, idle) in window(a, dir, &REPLICATORS, round)?.into_iter().enumerate() {
             out[i].push(idle);
         }
     }

@@ -497,6 +497,9 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// The two replicators compared, in the order of every table's columns.
+const REPLICATORS: [Replicator; 2] = [Replicator::Litestream, Replicator::Tideline];
+
 type Rates = Vec<(Replicator, Vec<MaxRate>)>;
 type Lags = Vec<(Replicator, Vec<Sparse>)>;
 
@@ -547,8 +550,6 @@ struct S3Results {
     large: Vec<Vec<s3::Large>>,
 }
 
-const S3_TOOLS: [Replicator; 2] = [Replicator::Litestream, Replicator::Tideline];
-
 /// The S3 group: every workload for Litestream then tideline, alternating, per round.
 fn run_s3(a: &Args, dir: &Path) -> Result<()> {
     let server = tideline_testkit::S3Server::start(&dir.join("s3-server"))?;
@@ -575,15 +576,15 @@ fn s3_rounds(
     let idle = Duration::from_secs(a.idle_seconds);
     let secs = a.seconds.max(5);
     for round in 0..a.rounds {
-        for (i, &r) in S3_TOOLS.iter().enumerate() {
+        for (i, &r) in REPLICATORS.iter().enumerate() {
             eprintln!("round {}: s3 200 tx/s, {}", round + 1, r.name());
             res.fast[i].push(s3::steady(a, r, server, dir, 200.0, secs, Some(idle))?);
         }
-        for (i, &r) in S3_TOOLS.iter().enumerate() {
+        for (i, &r) in REPLICATORS.iter().enumerate() {
             eprintln!("round {}: s3 1 tx/s, {}", round + 1, r.name());
             res.slow[i].push(s3::steady(a, r, server, dir, 1.0, secs, None)?);
         }
-        for (i, &r) in S3_TOOLS.iter().enumerate() {
+        for (i, &r) in REPLICATORS.iter().enumerate() {
             eprintln!(
                 "round {}: s3 initial sync + restore, {}",
                 round + 1,
