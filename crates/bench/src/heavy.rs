@@ -28,7 +28,9 @@ use tideline_testkit::S3Server;
 
 use crate::s3::{self, hex_text, unique};
 use crate::watch::Watch;
-use crate::{Args, Proc, REPLICATORS, Replicator, median, open, settle, spread, wait_any_file};
+use crate::{
+    Args, Proc, REPLICATORS, Replicator, median, median_spread, open, settle, wait_any_file,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dest {
@@ -446,16 +448,18 @@ pub fn cp_fsync(src: &Path, dir: &Path) -> Result<f64> {
     Ok(secs)
 }
 
+/// A table cell: median, with the spread only where there are two rounds or more.
 fn cell(v: &[f64], digits: usize) -> String {
     if v.is_empty() {
         "—".into()
     } else if v.len() >= 2 {
-        format!("{:.*} ({:.*})", digits, median(v), digits, spread(v))
+        median_spread(v, digits)
     } else {
         format!("{:.*}", digits, median(v))
     }
 }
 
+/// tideline's median over Litestream's, as a table cell.
 fn ratio(l: &[f64], t: &[f64]) -> String {
     let (l, t) = (median(l), median(t));
     if l > 0.0 && !t.is_nan() {
