@@ -21,15 +21,16 @@
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use tideline_testkit::{ACCESS_KEY, S3Server, SECRET_KEY};
+use tideline_testkit::S3Server;
 
-use crate::s3::{self, hex_text, timed, unique};
+use crate::s3::{self, hex_text, unique};
 use crate::watch::Watch;
-use crate::{Args, Proc, Replicator, median, open, spread};
+use crate::{
+    Args, Proc, REPLICATORS, Replicator, median, median_spread, open, settle, wait_any_file,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dest {
@@ -70,7 +71,7 @@ impl Target<'_> {
     fn l0_dir(&self) -> PathBuf {
         match self.dest {
             Dest::Folder => self.replica_dir().join("ltx/0"),
-            Dest::S3 => self.server.object_path(&format!("{}/0000", self.prefix)),
+            Dest::S3 => s3::l0_dir(self.server, &self.prefix),
         }
     }
 
@@ -96,14 +97,14 @@ impl Target<'_> {
     fn sent(&self) -> (u64, u64) {
         match self.dest {
             Dest::Folder => (0, 0),
-            Dest::S3 => (s3::uploads(self.server), self.server.bytes_in()),
+            Dest::S3 => s3::sent(self.server),
         }
     }
 
     /// Removes the run's files, keeping the replicator's log beside them
     /// (`<prefix>.log`) for a look at what it did.
     fn cleanup(&self) {
-        for r in [Replicator::Litestream, Replicator::Tideline] {
+        for r in REPLICATORS {
             let _ = fs::rename(
                 self.run.join(format!("{}.log", r.name())),
                 self.run.with_extension("log"),
@@ -116,35 +117,22 @@ impl Target<'_> {
     }
 }
 
-fn bin(a: &Args, r: Replicator) -> Option<&Path> {
-    match r {
-        Replicator::None => None,
-        Replicator::Litestream => Some(&a.litestream),
-        Replicator::Tideline => Some(&a.tideline),
-    }
-}
-
 /// Starts `r` on `db` (config file) and waits (bounded) for its first level-0 file.
 fn start(a: &Args, r: Replicator, t: &Target, db: &Path) -> Result<Option<Proc>> {
-    let Some(bin) = bin(a, r) else {
+    let Some(bin) = a.bin(r) else {
         return Ok(None);
     };
     let cfg = t.config(db)?;
     let p = Proc::start_config(bin, &cfg, &t.run.join(format!("{}.log", r.name())))?;
     let l0 = t.l0_dir();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while fs::read_dir(&l0).map_or(0, |d| d.count()) == 0 {
-        if Instant::now() > deadline {
-            bail!(
-                "{} wrote nothing to {} within 120 s",
-                r.name(),
-                l0.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if !wait_any_file(&l0, Duration::from_secs(120)) {
+        bail!(
+            "{} wrote nothing to {} within 120 s",
+            r.name(),
+            l0.display()
+        );
     }
-    // Let the initial copy and any start-up work settle.
-    std::thread::sleep(Duration::from_millis(1500));
+    settle();
     Ok(Some(p))
 }
 
@@ -337,7 +325,7 @@ pub fn restore(
     dir: &Path,
     big: &Path,
 ) -> Result<Restore> {
-    let bin = bin(a, r).context("restore needs a replicator")?;
+    let bin = a.bin(r).context("restore needs a replicator")?;
     let prefix = format!("restore-{}-{}-{}", dest.name(), r.name(), unique());
     let t = Target {
         dest,
@@ -346,107 +334,103 @@ pub fn restore(
         run: dir.join(&prefix),
     };
     fs::create_dir_all(&t.run)?;
-    let res = (|| {
-        let db = t.run.join("big.db");
-        fs::copy(big, &db)?;
-        let base = rows(&db)?;
-        let cfg = t.config(&db)?;
-        let (sync_s, sync_rss) = timed(
-            Command::new(bin)
-                .args(["replicate", "-once", "-config"])
-                .arg(&cfg),
-            &t.run.join("sync.log"),
-        )?;
-        // A running replicator ships two small transactions a few seconds apart; the
-        // point in time lies between them.
-        let proc = Proc::start_config(bin, &cfg, &t.run.join(format!("{}.log", r.name())))?;
-        std::thread::sleep(Duration::from_millis(1500));
-        let watch = Watch::start(t.l0_dir());
-        let c = open(&db)?;
-        let small = |mark: u64| -> Result<()> {
-            let (mut s, mut x) = (String::new(), 0x1234_5678_9abc_def1u64 ^ mark);
-            let tx = c.unchecked_transaction()?;
-            for _ in 0..100 {
-                row(&mut s, &mut x, mark);
-                tx.execute("INSERT INTO t(v) VALUES (?1)", [&s])?;
-            }
-            tx.commit()?;
-            Ok(())
-        };
-        let shipped = (|| {
-            small(1)?;
-            watch.wait(1, Duration::from_secs(120), r.name())?;
-            // A whole second after the first transaction landed, and a second before
-            // the second one commits.
-            let pit = (now_secs() + 1.0).floor();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while now_secs() < pit + 1.2 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            small(2)?;
-            watch.wait(2, Duration::from_secs(120), r.name())?;
-            Ok::<_, anyhow::Error>(pit as u64)
-        })();
-        watch.finish();
-        proc.stop();
-        drop(c);
-        let pit = shipped?;
-        let src_len = fs::metadata(big)?.len();
-        let run_restore = |extra: &[String], tag: &str| -> Result<(f64, u64, PathBuf)> {
-            let out = t.run.join(format!("restored-{tag}.db"));
-            let (secs, rss) = timed(
-                Command::new(bin)
-                    .arg("restore")
-                    .arg("-o")
-                    .arg(&out)
-                    .args(extra)
-                    .arg(t.url())
-                    .env("LITESTREAM_ACCESS_KEY_ID", ACCESS_KEY)
-                    .env("LITESTREAM_SECRET_ACCESS_KEY", SECRET_KEY),
-                &t.run.join(format!("restore-{tag}.log")),
-            )?;
-            Ok((secs, rss, out))
-        };
-        // Checking opens the restored database, which leaves -wal and -shm files.
-        let remove = |db: &Path| {
-            for ext in ["", "-wal", "-shm"] {
-                let _ = fs::remove_file(format!("{}{ext}", db.display()));
-            }
-        };
-        let (latest_s, latest_rss, out) = run_restore(&[], "latest")?;
-        let (len, n) = (fs::metadata(&out)?.len(), rows(&out)?);
-        if len < src_len || n != base + 200 {
-            bail!(
-                "{} {}: latest restore has {len} bytes (source {src_len}) and {n} rows (expected {})",
-                r.name(),
-                dest.name(),
-                base + 200
-            );
-        }
-        remove(&out);
-        let (pit_s, pit_rss, out) = run_restore(&["-timestamp".into(), rfc3339(pit)], "pit")?;
-        let n = rows(&out)?;
-        if n != base + 100 {
-            bail!(
-                "{} {}: restore at {} has {n} rows (expected {})",
-                r.name(),
-                dest.name(),
-                rfc3339(pit),
-                base + 100
-            );
-        }
-        remove(&out);
-        Ok(Restore {
-            sync_s,
-            sync_rss_mib: sync_rss as f64 / 1024.0,
-            latest_s,
-            latest_rss_mib: latest_rss as f64 / 1024.0,
-            pit_s,
-            pit_rss_mib: pit_rss as f64 / 1024.0,
-        })
-    })();
+    let res = sync_ship_restore(bin, r, &t, big);
     t.cleanup();
     res
+}
+
+/// The steps of [`restore`] inside the run directory `t.run`, which the caller removes.
+fn sync_ship_restore(bin: &Path, r: Replicator, t: &Target, big: &Path) -> Result<Restore> {
+    let db = t.run.join("big.db");
+    fs::copy(big, &db)?;
+    let base = rows(&db)?;
+    let cfg = t.config(&db)?;
+    let (sync_s, sync_rss) = s3::replicate_once(bin, &cfg, &t.run.join("sync.log"))?;
+    let pit = ship_two(bin, r, t, &cfg, &db)?;
+    let src_len = fs::metadata(big)?.len();
+    let who = format!("{} {}", r.name(), t.dest.name());
+    let (latest_s, latest_rss, out) = restore_run(bin, t, &[], "latest")?;
+    let (len, n) = (fs::metadata(&out)?.len(), rows(&out)?);
+    if len < src_len || n != base + 200 {
+        bail!(
+            "{who}: latest restore has {len} bytes (source {src_len}) and {n} rows (expected {})",
+            base + 200
+        );
+    }
+    remove_db(&out);
+    let args = ["-timestamp".into(), rfc3339(pit)];
+    let (pit_s, pit_rss, out) = restore_run(bin, t, &args, "pit")?;
+    let n = rows(&out)?;
+    if n != base + 100 {
+        bail!(
+            "{who}: restore at {} has {n} rows (expected {})",
+            rfc3339(pit),
+            base + 100
+        );
+    }
+    remove_db(&out);
+    Ok(Restore {
+        sync_s,
+        sync_rss_mib: sync_rss as f64 / 1024.0,
+        latest_s,
+        latest_rss_mib: latest_rss as f64 / 1024.0,
+        pit_s,
+        pit_rss_mib: pit_rss as f64 / 1024.0,
+    })
+}
+
+/// A running replicator ships two small transactions a few seconds apart; the point
+/// in time (epoch seconds) that lies between them.
+fn ship_two(bin: &Path, r: Replicator, t: &Target, cfg: &Path, db: &Path) -> Result<u64> {
+    let proc = Proc::start_config(bin, cfg, &t.run.join(format!("{}.log", r.name())))?;
+    settle();
+    let watch = Watch::start(t.l0_dir());
+    let c = open(db)?;
+    let shipped = (|| {
+        small_tx(&c, 1)?;
+        watch.wait(1, Duration::from_secs(120), r.name())?;
+        // A whole second after the first transaction landed, and a second before
+        // the second one commits.
+        let pit = (now_secs() + 1.0).floor();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while now_secs() < pit + 1.2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        small_tx(&c, 2)?;
+        watch.wait(2, Duration::from_secs(120), r.name())?;
+        Ok::<_, anyhow::Error>(pit as u64)
+    })();
+    watch.finish();
+    proc.stop();
+    drop(c);
+    shipped
+}
+
+/// One transaction of 100 rows carrying marker `mark`.
+fn small_tx(c: &rusqlite::Connection, mark: u64) -> Result<()> {
+    let (mut s, mut x) = (String::new(), 0x1234_5678_9abc_def1u64 ^ mark);
+    let tx = c.unchecked_transaction()?;
+    for _ in 0..100 {
+        row(&mut s, &mut x, mark);
+        tx.execute("INSERT INTO t(v) VALUES (?1)", [&s])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Restores `t`'s replica to `restored-<tag>.db`: (seconds, peak RSS KiB, the file).
+fn restore_run(bin: &Path, t: &Target, extra: &[String], tag: &str) -> Result<(f64, u64, PathBuf)> {
+    let out = t.run.join(format!("restored-{tag}.db"));
+    let log = t.run.join(format!("restore-{tag}.log"));
+    let (secs, rss) = s3::restore_to(bin, &t.url(), &out, extra, &log)?;
+    Ok((secs, rss, out))
+}
+
+/// Removes a restored database and the -wal and -shm files its check left.
+fn remove_db(db: &Path) {
+    for ext in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{ext}", db.display()));
+    }
 }
 
 /// Seconds to copy `src` and fsync the copy: the physical limit of a restore.
@@ -464,16 +448,18 @@ pub fn cp_fsync(src: &Path, dir: &Path) -> Result<f64> {
     Ok(secs)
 }
 
+/// A table cell: median, with the spread only where there are two rounds or more.
 fn cell(v: &[f64], digits: usize) -> String {
     if v.is_empty() {
         "—".into()
     } else if v.len() >= 2 {
-        format!("{:.*} ({:.*})", digits, median(v), digits, spread(v))
+        median_spread(v, digits)
     } else {
         format!("{:.*}", digits, median(v))
     }
 }
 
+/// tideline's median over Litestream's, as a table cell.
 fn ratio(l: &[f64], t: &[f64]) -> String {
     let (l, t) = (median(l), median(t));
     if l > 0.0 && !t.is_nan() {
@@ -489,181 +475,283 @@ const TOOLS: [Replicator; 3] = [
     Replicator::Tideline,
 ];
 
+/// The two write workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    BigTx,
+    Bulk,
+}
+
+/// A table row: (name, figure, digits, with the no-replication column, S3 only).
+type WriteFigure = (&'static str, fn(&Write) -> f64, usize, bool, bool);
+
+impl Kind {
+    /// How the progress line names it.
+    fn label(self) -> &'static str {
+        match self {
+            Kind::BigTx => "one big transaction",
+            Kind::Bulk => "bulk load",
+        }
+    }
+
+    /// The heading of its table.
+    fn title(self, a: &Args) -> String {
+        match self {
+            Kind::BigTx => format!("one {} MiB transaction", a.tx_mb),
+            Kind::Bulk => format!("bulk load of {} MiB, 1000-row transactions", a.bulk_mb),
+        }
+    }
+
+    /// One run of it with `r` against `dest`.
+    fn run(
+        self,
+        a: &Args,
+        r: Replicator,
+        dest: Dest,
+        server: &S3Server,
+        dir: &Path,
+    ) -> Result<Write> {
+        match self {
+            Kind::BigTx => big_tx(a, r, dest, server, dir, a.tx_mb),
+            Kind::Bulk => bulk(a, r, dest, server, dir, a.bulk_mb),
+        }
+    }
+
+    /// The rows of its table, the writer's own figures first.
+    fn figures(self) -> Vec<WriteFigure> {
+        let mut figures: Vec<WriteFigure> = match self {
+            Kind::BigTx => vec![
+                ("transaction time, s", |w| w.elapsed_s, 2, true, false),
+                ("COMMIT, ms", |w| w.commit_ms, 1, true, false),
+            ],
+            Kind::Bulk => vec![
+                ("elapsed, s", |w| w.elapsed_s, 2, true, false),
+                ("MB/s (row data)", |w| w.mb_s, 1, true, false),
+                ("worst transaction, ms", |w| w.commit_ms, 1, true, false),
+            ],
+        };
+        figures.extend::<[WriteFigure; 5]>([
+            ("lag after COMMIT, ms", |w| w.lag_ms, 0, false, false),
+            ("replicator CPU s", |w| w.cpu_s, 2, false, false),
+            ("replicator peak RSS, MiB", |w| w.rss_mib, 1, false, false),
+            ("uploads", |w| w.uploads, 0, false, true),
+            ("MB uploaded", |w| w.mb_up, 1, false, true),
+        ]);
+        figures
+    }
+}
+
+const DESTS: [Dest; 2] = [Dest::Folder, Dest::S3];
+
+/// `[dest][tool]` → one figure set per round.
+type PerDest<T> = Vec<Vec<Vec<T>>>;
+
 /// The big-transaction and bulk-load groups; prints their tables.
 pub fn run_writes(a: &Args, server: &S3Server, dir: &Path) -> Result<()> {
-    // [kind][dest][tool] → rounds
-    let mut res: Vec<Vec<Vec<Vec<Write>>>> = vec![vec![vec![Vec::new(); 3]; 2]; 2];
-    let kinds: Vec<usize> = [(0, a.big_tx), (1, a.bulk)]
+    let kinds: Vec<Kind> = [(Kind::BigTx, a.big_tx), (Kind::Bulk, a.bulk)]
         .iter()
         .filter(|(_, on)| *on)
         .map(|(k, _)| *k)
         .collect();
+    let mut res: Vec<PerDest<Write>> = vec![vec![vec![Vec::new(); 3]; 2]; kinds.len()];
     for round in 0..a.heavy_rounds {
-        for &k in &kinds {
-            for (d, dest) in [Dest::Folder, Dest::S3].into_iter().enumerate() {
-                for (i, &r) in TOOLS.iter().enumerate() {
-                    eprintln!(
-                        "round {}: {} {}, {}",
-                        round + 1,
-                        if k == 0 {
-                            "one big transaction"
-                        } else {
-                            "bulk load"
-                        },
-                        dest.name(),
-                        r.name()
-                    );
-                    let w = if k == 0 {
-                        big_tx(a, r, dest, server, dir, a.tx_mb)?
-                    } else {
-                        bulk(a, r, dest, server, dir, a.bulk_mb)?
-                    };
-                    res[k][d][i].push(w);
-                }
-            }
+        for (k, &kind) in kinds.iter().enumerate() {
+            write_round(a, kind, server, dir, round, &mut res[k])?;
         }
     }
-    for &k in &kinds {
-        let title = if k == 0 {
-            format!("one {} MiB transaction", a.tx_mb)
-        } else {
-            format!("bulk load of {} MiB, 1000-row transactions", a.bulk_mb)
-        };
-        println!("\n{title}, {} round(s); median (spread)\n", a.heavy_rounds);
-        println!("| workload | figure | none | litestream | tideline | ratio |");
-        println!("|---|---|---:|---:|---:|---:|");
-        type Get = fn(&Write) -> f64;
-        let mut figures: Vec<(&str, Get, usize, bool, bool)> = Vec::new();
-        // (name, get, digits, with none, S3 only)
-        if k == 0 {
-            figures.push(("transaction time, s", |w| w.elapsed_s, 2, true, false));
-            figures.push(("COMMIT, ms", |w| w.commit_ms, 1, true, false));
-        } else {
-            figures.push(("elapsed, s", |w| w.elapsed_s, 2, true, false));
-            figures.push(("MB/s (row data)", |w| w.mb_s, 1, true, false));
-            figures.push(("worst transaction, ms", |w| w.commit_ms, 1, true, false));
-        }
-        figures.push(("lag after COMMIT, ms", |w| w.lag_ms, 0, false, false));
-        figures.push(("replicator CPU s", |w| w.cpu_s, 2, false, false));
-        figures.push(("replicator peak RSS, MiB", |w| w.rss_mib, 1, false, false));
-        figures.push(("uploads", |w| w.uploads, 0, false, true));
-        figures.push(("MB uploaded", |w| w.mb_up, 1, false, true));
-        for (d, dest) in [Dest::Folder, Dest::S3].into_iter().enumerate() {
-            for &(name, get, digits, with_none, s3_only) in &figures {
-                if s3_only && dest != Dest::S3 {
-                    continue;
-                }
-                let v: Vec<Vec<f64>> = res[k][d]
-                    .iter()
-                    .map(|ws| ws.iter().map(get).collect())
-                    .collect();
-                let none = if with_none {
-                    cell(&v[0], digits)
-                } else {
-                    "—".into()
-                };
-                println!(
-                    "| {} | {name} | {none} | {} | {} | {} |",
-                    dest.name(),
-                    cell(&v[1], digits),
-                    cell(&v[2], digits),
-                    ratio(&v[1], &v[2])
-                );
-            }
+    for (&kind, res) in kinds.iter().zip(&res) {
+        print_writes(a, kind, res);
+    }
+    Ok(())
+}
+
+/// One round of `kind`: every tool against every destination, in turn.
+fn write_round(
+    a: &Args,
+    kind: Kind,
+    server: &S3Server,
+    dir: &Path,
+    round: usize,
+    res: &mut PerDest<Write>,
+) -> Result<()> {
+    for (d, dest) in DESTS.into_iter().enumerate() {
+        for (i, &r) in TOOLS.iter().enumerate() {
+            eprintln!(
+                "round {}: {} {}, {}",
+                round + 1,
+                kind.label(),
+                dest.name(),
+                r.name()
+            );
+            res[d][i].push(kind.run(a, r, dest, server, dir)?);
         }
     }
     Ok(())
 }
 
+/// Prints the table of one write workload.
+fn print_writes(a: &Args, kind: Kind, res: &PerDest<Write>) {
+    println!(
+        "\n{}, {} round(s); median (spread)\n",
+        kind.title(a),
+        a.heavy_rounds
+    );
+    println!("| workload | figure | none | litestream | tideline | ratio |");
+    println!("|---|---|---:|---:|---:|---:|");
+    let figures = kind.figures();
+    for (d, dest) in DESTS.into_iter().enumerate() {
+        for &(name, get, digits, with_none, s3_only) in &figures {
+            if s3_only && dest != Dest::S3 {
+                continue;
+            }
+            let v: Vec<Vec<f64>> = res[d]
+                .iter()
+                .map(|ws| ws.iter().map(get).collect())
+                .collect();
+            let none = if with_none {
+                cell(&v[0], digits)
+            } else {
+                "—".into()
+            };
+            println!(
+                "| {} | {name} | {none} | {} | {} | {} |",
+                dest.name(),
+                cell(&v[1], digits),
+                cell(&v[2], digits),
+                ratio(&v[1], &v[2])
+            );
+        }
+    }
+}
+
+/// One size's restore results.
+struct SizeRun {
+    mb: u64,
+    rounds: usize,
+    /// The database's size in MB (10^6 bytes).
+    db_mb: f64,
+    /// cp + fsync seconds per round.
+    cp: Vec<f64>,
+    res: PerDest<Restore>,
+}
+
 /// The restore group at the large and huge sizes; prints its table.
 pub fn run_restores(a: &Args, server: &S3Server, dir: &Path) -> Result<()> {
-    let tools = [Replicator::Litestream, Replicator::Tideline];
     let mut sizes = vec![(a.big_mb, a.heavy_rounds)];
     if a.huge_mb != a.big_mb {
         sizes.push((a.huge_mb, 1));
     }
-    // per size: (db MB, cp+fsync seconds, [dest][tool] → rounds)
     let mut all = Vec::new();
     for &(mb, rounds) in &sizes {
-        eprintln!("building a {mb} MiB database");
-        let t = Instant::now();
-        let big = s3::big_db(dir, mb)?;
-        eprintln!("  ({:.1} s)", t.elapsed().as_secs_f64());
-        let db_mb = fs::metadata(&big)?.len() as f64 / 1e6;
-        let mut cp = Vec::new();
-        let mut res: Vec<Vec<Vec<Restore>>> = vec![vec![Vec::new(); 2]; 2];
-        for round in 0..rounds {
-            // The physical limit: the better of two copies (the disk is shared).
-            cp.push(cp_fsync(&big, dir)?.min(cp_fsync(&big, dir)?));
-            for (d, dest) in [Dest::Folder, Dest::S3].into_iter().enumerate() {
-                for (i, &r) in tools.iter().enumerate() {
-                    eprintln!(
-                        "round {}: {mb} MiB initial sync + restore, {}, {}",
-                        round + 1,
-                        dest.name(),
-                        r.name()
-                    );
-                    res[d][i].push(restore(a, r, dest, server, dir, &big)?);
-                }
-            }
-        }
-        all.push((mb, rounds, db_mb, cp, res));
+        all.push(restore_size(a, server, dir, mb, rounds)?);
     }
     println!(
         "\ninitial sync and restore (latest, and -timestamp between two later transactions); median (spread) where ≥ 2 rounds\n"
     );
     println!("| database | from | figure | cp+fsync | litestream | tideline | ratio |");
     println!("|---|---|---|---:|---:|---:|---:|");
-    type Get = fn(&Restore) -> f64;
-    for (mb, rounds, db_mb, cp, res) in &all {
-        let cp_mbs: Vec<f64> = cp.iter().map(|s| db_mb / s.max(0.001)).collect();
-        let figures: [(&str, Get, usize, Option<&Vec<f64>>); 8] = [
-            ("initial sync until restorable, s", |r| r.sync_s, 2, None),
-            ("initial sync peak RSS, MiB", |r| r.sync_rss_mib, 1, None),
-            ("restore latest, s", |r| r.latest_s, 2, Some(cp)),
-            ("restore latest, MB/s", |r| r.latest_s, 0, Some(&cp_mbs)),
-            (
-                "restore latest peak RSS, MiB",
-                |r| r.latest_rss_mib,
-                1,
-                None,
-            ),
-            ("restore point in time, s", |r| r.pit_s, 2, Some(cp)),
-            ("restore point in time, MB/s", |r| r.pit_s, 0, Some(&cp_mbs)),
-            (
-                "restore point in time peak RSS, MiB",
-                |r| r.pit_rss_mib,
-                1,
-                None,
-            ),
-        ];
-        for (d, dest) in [Dest::Folder, Dest::S3].into_iter().enumerate() {
-            for &(name, get, digits, cpv) in &figures {
-                let per_s = name.ends_with("MB/s");
-                let v: Vec<Vec<f64>> = res[d]
-                    .iter()
-                    .map(|rs| {
-                        rs.iter()
-                            .map(|r| {
-                                if per_s {
-                                    db_mb / get(r).max(0.001)
-                                } else {
-                                    get(r)
-                                }
-                            })
-                            .collect()
-                    })
-                    .collect();
-                let cpc = cpv.map_or("—".into(), |c| cell(c, digits));
-                println!(
-                    "| {db_mb:.0} MB ({mb} MiB, {rounds} round(s)) | {} | {name} | {cpc} | {} | {} | {} |",
+    for s in &all {
+        print_restore_size(s);
+    }
+    Ok(())
+}
+
+/// Builds (or reuses) the `mb` MiB database and runs `rounds` rounds of restores on it.
+fn restore_size(
+    a: &Args,
+    server: &S3Server,
+    dir: &Path,
+    mb: u64,
+    rounds: usize,
+) -> Result<SizeRun> {
+    eprintln!("building a {mb} MiB database");
+    let t = Instant::now();
+    let big = s3::big_db(dir, mb)?;
+    eprintln!("  ({:.1} s)", t.elapsed().as_secs_f64());
+    let db_mb = fs::metadata(&big)?.len() as f64 / 1e6;
+    let mut cp = Vec::new();
+    let mut res: PerDest<Restore> = vec![vec![Vec::new(); 2]; 2];
+    for round in 0..rounds {
+        // The physical limit: the better of two copies (the disk is shared).
+        cp.push(cp_fsync(&big, dir)?.min(cp_fsync(&big, dir)?));
+        for (d, dest) in DESTS.into_iter().enumerate() {
+            for (i, &r) in REPLICATORS.iter().enumerate() {
+                eprintln!(
+                    "round {}: {mb} MiB initial sync + restore, {}, {}",
+                    round + 1,
                     dest.name(),
-                    cell(&v[0], digits),
-                    cell(&v[1], digits),
-                    ratio(&v[0], &v[1])
+                    r.name()
                 );
+                res[d][i].push(restore(a, r, dest, server, dir, &big)?);
             }
         }
     }
-    Ok(())
+    Ok(SizeRun {
+        mb,
+        rounds,
+        db_mb,
+        cp,
+        res,
+    })
+}
+
+/// Prints one size's rows of the restore table.
+fn print_restore_size(s: &SizeRun) {
+    type Get = fn(&Restore) -> f64;
+    let SizeRun {
+        mb,
+        rounds,
+        db_mb,
+        cp,
+        res,
+    } = s;
+    let cp_mbs: Vec<f64> = cp.iter().map(|s| db_mb / s.max(0.001)).collect();
+    let figures: [(&str, Get, usize, Option<&Vec<f64>>); 8] = [
+        ("initial sync until restorable, s", |r| r.sync_s, 2, None),
+        ("initial sync peak RSS, MiB", |r| r.sync_rss_mib, 1, None),
+        ("restore latest, s", |r| r.latest_s, 2, Some(cp)),
+        ("restore latest, MB/s", |r| r.latest_s, 0, Some(&cp_mbs)),
+        (
+            "restore latest peak RSS, MiB",
+            |r| r.latest_rss_mib,
+            1,
+            None,
+        ),
+        ("restore point in time, s", |r| r.pit_s, 2, Some(cp)),
+        ("restore point in time, MB/s", |r| r.pit_s, 0, Some(&cp_mbs)),
+        (
+            "restore point in time peak RSS, MiB",
+            |r| r.pit_rss_mib,
+            1,
+            None,
+        ),
+    ];
+    for (d, dest) in DESTS.into_iter().enumerate() {
+        for &(name, get, digits, cpv) in &figures {
+            // MB/s rows share the seconds getter: the rate is the database over it.
+            let per_s = name.ends_with("MB/s");
+            let v: Vec<Vec<f64>> = res[d]
+                .iter()
+                .map(|rs| {
+                    rs.iter()
+                        .map(|r| {
+                            if per_s {
+                                db_mb / get(r).max(0.001)
+                            } else {
+                                get(r)
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let cpc = cpv.map_or("—".into(), |c| cell(c, digits));
+            println!(
+                "| {db_mb:.0} MB ({mb} MiB, {rounds} round(s)) | {} | {name} | {cpc} | {} | {} | {} |",
+                dest.name(),
+                cell(&v[0], digits),
+                cell(&v[1], digits),
+                ratio(&v[0], &v[1])
+            );
+        }
+    }
 }

@@ -6,14 +6,13 @@
 //! settling period (past the first compaction window), the window measures each
 //! process's CPU seconds and, for S3, the requests it made.
 
-use std::fs;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
 use tideline_testkit::S3Server;
 
-use crate::{Args, Proc, Replicator, fresh, median, s3, spread, wait_first_copy};
+use crate::{Args, Proc, REPLICATORS, Replicator, fresh, median_spread, s3, wait_first_copy};
 
 /// One window's figures for one replicator.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,11 +24,10 @@ pub struct Idle {
 
 /// Runs `a.rounds` idle windows of `a.idle_seconds`, both tools at once in each.
 pub fn run(a: &Args, dir: &Path) -> Result<()> {
-    let tools = [Replicator::Litestream, Replicator::Tideline];
     let mut out: Vec<Vec<Idle>> = vec![Vec::new(), Vec::new()];
     for round in 0..a.rounds {
         eprintln!("round {}: idle, litestream and tideline at once", round + 1);
-        for (i, idle) in window(a, dir, &tools, round)?.into_iter().enumerate() {
+        for (i, idle) in window(a, dir, &REPLICATORS, round)?.into_iter().enumerate() {
             out[i].push(idle);
         }
     }
@@ -46,7 +44,7 @@ pub fn run(a: &Args, dir: &Path) -> Result<()> {
         out.iter()
             .map(|v| {
                 let xs: Vec<f64> = v.iter().map(f).collect();
-                format!("{:.*} ({:.*})", digits, median(&xs), digits, spread(&xs))
+                median_spread(&xs, digits)
             })
             .collect()
     };
@@ -84,11 +82,7 @@ pub fn run(a: &Args, dir: &Path) -> Result<()> {
 fn window(a: &Args, dir: &Path, tools: &[Replicator], round: usize) -> Result<Vec<Idle>> {
     let mut running = Vec::new();
     for &r in tools {
-        let bin = match r {
-            Replicator::Litestream => &a.litestream,
-            Replicator::Tideline => &a.tideline,
-            Replicator::None => bail!("the idle group needs a replicator"),
-        };
+        let bin = a.bin(r).context("the idle group needs a replicator")?;
         let (db, replica, app) = fresh(dir, &format!("idle-folder-{}-{round}", r.name()))?;
         let folder = Proc::start(bin, &db, &replica, &db.with_file_name("replicate.log"))?;
         wait_first_copy(&replica)?;
@@ -98,14 +92,7 @@ fn window(a: &Args, dir: &Path, tools: &[Replicator], round: usize) -> Result<Ve
         let (s3_db, _s3_replica, s3_app) = fresh(dir, &prefix)?;
         let cfg = s3::config(dir, &s3_db, &server, &prefix)?;
         let on_s3 = Proc::start_config(bin, &cfg, &dir.join(format!("{prefix}.log")))?;
-        let l0 = server.object_path(&format!("{prefix}/0000"));
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while fs::read_dir(&l0).map_or(0, |d| d.count()) == 0 {
-            if Instant::now() > deadline {
-                bail!("{} made no upload to S3 within 120 s", r.name());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        s3::wait_first_upload(&server, &prefix, r)?;
         running.push((folder, on_s3, server, app, s3_app));
     }
     std::thread::sleep(a.idle_settle);

@@ -103,6 +103,17 @@ struct Args {
     heavy_rounds: usize,
 }
 
+impl Args {
+    /// The binary of `r`, or `None` for no replication.
+    fn bin(&self, r: Replicator) -> Option<&Path> {
+        match r {
+            Replicator::None => None,
+            Replicator::Litestream => Some(&self.litestream),
+            Replicator::Tideline => Some(&self.tideline),
+        }
+    }
+}
+
 const USAGE: &str = "\
 usage: tideline-bench [--quick] [--rounds N] [--seconds S] [--litestream PATH]
                       [--tideline PATH] [--dir DIR] [--no-folder] [--no-s3] [--no-idle]
@@ -317,6 +328,23 @@ fn wait_first_copy(replica: &Path) -> Result<()> {
     )
 }
 
+/// Waits (bounded by `timeout`) until `dir` holds any file; false if it never does.
+fn wait_any_file(dir: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while fs::read_dir(dir).map_or(0, |d| d.count()) == 0 {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Sleeps 1.5 s: the initial copy and any start-up work settle before a measurement.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
 fn count_files(replica: &Path) -> usize {
     fs::read_dir(replica.join("ltx/0")).map_or(0, |rd| {
         rd.filter_map(Result::ok)
@@ -366,8 +394,7 @@ struct Sparse {
 fn sparse(a: &Args, r: Replicator, dir: &Path) -> Result<Sparse> {
     let (db, replica, c) = fresh(dir, &format!("sparse-{}", r.name()))?;
     let proc = start(a, r, &db, &replica)?.context("sparse needs a replicator")?;
-    // Let the initial copy and any start-up work settle.
-    std::thread::sleep(Duration::from_millis(1500));
+    settle();
     let mut lags = Vec::new();
     for i in 0..a.seconds.max(3) {
         let before = count_files(&replica);
@@ -392,10 +419,8 @@ fn sparse(a: &Args, r: Replicator, dir: &Path) -> Result<Sparse> {
 /// Starts `r` on `db`, logging to `<db's directory>/<replicator>.log` (one log per
 /// workload, kept after the run for a look at what the replicator did).
 fn start(a: &Args, r: Replicator, db: &Path, replica: &Path) -> Result<Option<Proc>> {
-    let bin = match r {
-        Replicator::None => return Ok(None),
-        Replicator::Litestream => &a.litestream,
-        Replicator::Tideline => &a.tideline,
+    let Some(bin) = a.bin(r) else {
+        return Ok(None);
     };
     let log = db.with_file_name(format!("{}.log", r.name()));
     let p = Proc::start(bin, db, replica, &log)?;
@@ -407,6 +432,11 @@ fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+/// "median (spread)" of one figure over rounds, as a table cell.
+fn median_spread(v: &[f64], digits: usize) -> String {
+    format!("{:.*} ({:.*})", digits, median(v), digits, spread(v))
 }
 
 fn spread(v: &[f64]) -> f64 {
@@ -467,6 +497,9 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// The two replicators compared, in the order of every table's columns.
+const REPLICATORS: [Replicator; 2] = [Replicator::Litestream, Replicator::Tideline];
+
 type Rates = Vec<(Replicator, Vec<MaxRate>)>;
 type Lags = Vec<(Replicator, Vec<Sparse>)>;
 
@@ -477,9 +510,7 @@ fn print_folder(a: &Args, rate: &Rates, lag: &Lags) {
     );
     println!("| workload | figure | none | litestream | tideline |");
     println!("|---|---|---:|---:|---:|");
-    let cell = |xs: Vec<f64>, digits: usize| {
-        format!("{:.*} ({:.*})", digits, median(&xs), digits, spread(&xs))
-    };
+    let cell = |xs: Vec<f64>, digits: usize| median_spread(&xs, digits);
     let row = |name: &str, f: &dyn Fn(&MaxRate) -> f64, digits: usize, with_none: bool| {
         let cells: Vec<String> = rate
             .iter()
@@ -512,43 +543,61 @@ fn print_folder(a: &Args, rate: &Rates, lag: &Lags) {
     }
 }
 
+/// The S3 group's rounds: `[tool]` → one figure set per round.
+struct S3Results {
+    fast: Vec<Vec<s3::Steady>>,
+    slow: Vec<Vec<s3::Steady>>,
+    large: Vec<Vec<s3::Large>>,
+}
+
 /// The S3 group: every workload for Litestream then tideline, alternating, per round.
 fn run_s3(a: &Args, dir: &Path) -> Result<()> {
     let server = tideline_testkit::S3Server::start(&dir.join("s3-server"))?;
-    let tools = [Replicator::Litestream, Replicator::Tideline];
-    let mut fast: Vec<Vec<s3::Steady>> = vec![Vec::new(), Vec::new()];
-    let mut slow: Vec<Vec<s3::Steady>> = vec![Vec::new(), Vec::new()];
-    let mut large: Vec<Vec<s3::Large>> = vec![Vec::new(), Vec::new()];
     eprintln!("building a {} MiB database", a.big_mb);
     let big = s3::big_db(dir, a.big_mb)?;
     let big_mb = fs::metadata(&big)?.len() as f64 / 1e6;
+    let res = s3_rounds(a, &server, dir, &big)?;
+    print_s3(a, big_mb, &res);
+    Ok(())
+}
+
+/// Runs `a.rounds` rounds of 200 tx/s, 1 tx/s and large-database runs, each tool in turn.
+fn s3_rounds(
+    a: &Args,
+    server: &tideline_testkit::S3Server,
+    dir: &Path,
+    big: &Path,
+) -> Result<S3Results> {
+    let mut res = S3Results {
+        fast: vec![Vec::new(), Vec::new()],
+        slow: vec![Vec::new(), Vec::new()],
+        large: vec![Vec::new(), Vec::new()],
+    };
     let idle = Duration::from_secs(a.idle_seconds);
+    let secs = a.seconds.max(5);
     for round in 0..a.rounds {
-        for (i, &r) in tools.iter().enumerate() {
+        for (i, &r) in REPLICATORS.iter().enumerate() {
             eprintln!("round {}: s3 200 tx/s, {}", round + 1, r.name());
-            fast[i].push(s3::steady(
-                a,
-                r,
-                &server,
-                dir,
-                200.0,
-                a.seconds.max(5),
-                Some(idle),
-            )?);
+            res.fast[i].push(s3::steady(a, r, server, dir, 200.0, secs, Some(idle))?);
         }
-        for (i, &r) in tools.iter().enumerate() {
+        for (i, &r) in REPLICATORS.iter().enumerate() {
             eprintln!("round {}: s3 1 tx/s, {}", round + 1, r.name());
-            slow[i].push(s3::steady(a, r, &server, dir, 1.0, a.seconds.max(5), None)?);
+            res.slow[i].push(s3::steady(a, r, server, dir, 1.0, secs, None)?);
         }
-        for (i, &r) in tools.iter().enumerate() {
+        for (i, &r) in REPLICATORS.iter().enumerate() {
             eprintln!(
                 "round {}: s3 initial sync + restore, {}",
                 round + 1,
                 r.name()
             );
-            large[i].push(s3::large(a, r, &server, dir, &big)?);
+            res.large[i].push(s3::large(a, r, server, dir, big)?);
         }
     }
+    Ok(res)
+}
+
+/// Prints the S3 group's table.
+fn print_s3(a: &Args, big_mb: f64, res: &S3Results) {
     println!(
         "\nS3 (s3s-fs on 127.0.0.1, default sync-interval 1 s), {} round(s), {} s per steady run, {:.0} MB database; medians\n",
         a.rounds,
@@ -557,19 +606,27 @@ fn run_s3(a: &Args, dir: &Path) -> Result<()> {
     );
     println!("| workload | figure | litestream | tideline | ratio |");
     println!("|---|---|---:|---:|---:|");
-    let line = |work: &str, name: &str, f: &dyn Fn(usize) -> Vec<f64>, digits: usize| {
-        let (l, t) = (median(&f(0)), median(&f(1)));
-        let ratio = if l > 0.0 {
-            format!("{:.2}×", t / l)
-        } else {
-            "—".into()
-        };
-        println!(
-            "| {work} | {name} | {} | {} | {ratio} |",
-            s3::med(&f(0), digits),
-            s3::med(&f(1), digits)
-        );
+    print_s3_steady(res);
+    print_s3_large(res, big_mb);
+}
+
+/// One row of the S3 table: Litestream's and tideline's medians and their ratio.
+fn s3_line(work: &str, name: &str, f: &dyn Fn(usize) -> Vec<f64>, digits: usize) {
+    let (l, t) = (median(&f(0)), median(&f(1)));
+    let ratio = if l > 0.0 {
+        format!("{:.2}×", t / l)
+    } else {
+        "—".into()
     };
+    println!(
+        "| {work} | {name} | {} | {} | {ratio} |",
+        s3::med(&f(0), digits),
+        s3::med(&f(1), digits)
+    );
+}
+
+/// The 200 tx/s, idle and 1 tx/s rows of the S3 table.
+fn print_s3_steady(res: &S3Results) {
     type Get = fn(&s3::Steady) -> f64;
     let rows: [(&str, Get, usize); 7] = [
         ("uploads / 1000 tx", |s| s.uploads_per_1000, 1),
@@ -581,58 +638,43 @@ fn run_s3(a: &Args, dir: &Path) -> Result<()> {
         ("replicator peak RSS, MiB", |s| s.rss_mib, 1),
     ];
     for (name, get, digits) in rows {
-        line(
-            "200 tx/s",
-            name,
-            &|i| fast[i].iter().map(get).collect(),
-            digits,
-        );
+        let f = |i: usize| res.fast[i].iter().map(get).collect();
+        s3_line("200 tx/s", name, &f, digits);
     }
-    line(
+    s3_line(
         "idle (after 200 tx/s)",
         "requests / minute",
-        &|i| fast[i].iter().filter_map(|s| s.idle_per_min).collect(),
+        &|i| res.fast[i].iter().filter_map(|s| s.idle_per_min).collect(),
         1,
     );
     for (name, get, digits) in [
         ("lag p50, ms", (|s: &s3::Steady| s.lag_p50_ms) as Get, 0),
         ("lag p99, ms", |s| s.lag_p99_ms, 0),
     ] {
-        line(
-            "1 tx/s",
-            name,
-            &|i| slow[i].iter().map(get).collect(),
-            digits,
-        );
+        let f = |i: usize| res.slow[i].iter().map(get).collect();
+        s3_line("1 tx/s", name, &f, digits);
     }
-    line(
-        "large database",
-        "initial sync until restorable, s",
-        &|i| large[i].iter().map(|l| l.sync_s).collect(),
-        2,
-    );
-    line(
-        "large database",
-        "restore, s",
-        &|i| large[i].iter().map(|l| l.restore_s).collect(),
-        2,
-    );
-    line(
-        "large database",
-        "restore, MB/s",
-        &|i| {
-            large[i]
-                .iter()
-                .map(|l| big_mb / l.restore_s.max(0.001))
-                .collect()
-        },
-        0,
-    );
-    line(
-        "large database",
-        "restore peak RSS, MiB",
-        &|i| large[i].iter().map(|l| l.restore_rss_mib).collect(),
-        1,
-    );
-    Ok(())
+}
+
+/// The large-database rows of the S3 table.
+fn print_s3_large(res: &S3Results, big_mb: f64) {
+    type Get<'a> = Box<dyn Fn(&s3::Large) -> f64 + 'a>;
+    let rows: [(&str, Get, usize); 4] = [
+        (
+            "initial sync until restorable, s",
+            Box::new(|l| l.sync_s),
+            2,
+        ),
+        ("restore, s", Box::new(|l| l.restore_s), 2),
+        (
+            "restore, MB/s",
+            Box::new(|l| big_mb / l.restore_s.max(0.001)),
+            0,
+        ),
+        ("restore peak RSS, MiB", Box::new(|l| l.restore_rss_mib), 1),
+    ];
+    for (name, get, digits) in rows {
+        let f = |i: usize| res.large[i].iter().map(&get).collect();
+        s3_line("large database", name, &f, digits);
+    }
 }

@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use tideline_testkit::{ACCESS_KEY, BUCKET, Op, REGION, S3Server, SECRET_KEY};
 
 use crate::watch::Watch;
-use crate::{Args, Proc, Replicator, median, open};
+use crate::{Args, Proc, Replicator, median, open, settle, wait_any_file};
 
 /// The replica config both tools read.
 pub(crate) fn config(dir: &Path, db: &Path, server: &S3Server, prefix: &str) -> Result<PathBuf> {
@@ -43,9 +43,25 @@ pub(crate) fn url(server: &S3Server, prefix: &str) -> String {
     )
 }
 
-pub(crate) fn uploads(server: &S3Server) -> u64 {
+/// (uploads, bytes uploaded) so far: PUTs and multipart parts, as a provider bills them.
+pub(crate) fn sent(server: &S3Server) -> (u64, u64) {
     let c = server.counts();
-    c.get(&Op::Put).copied().unwrap_or(0) + c.get(&Op::UploadPart).copied().unwrap_or(0)
+    let uploads =
+        c.get(&Op::Put).copied().unwrap_or(0) + c.get(&Op::UploadPart).copied().unwrap_or(0);
+    (uploads, server.bytes_in())
+}
+
+/// The server's directory for level-0 objects under `prefix`.
+pub(crate) fn l0_dir(server: &S3Server, prefix: &str) -> PathBuf {
+    server.object_path(&format!("{prefix}/0000"))
+}
+
+/// Waits (bounded) for `r`'s first level-0 upload under `prefix`.
+pub(crate) fn wait_first_upload(server: &S3Server, prefix: &str, r: Replicator) -> Result<()> {
+    if !wait_any_file(&l0_dir(server, prefix), Duration::from_secs(120)) {
+        bail!("{} made no upload to S3 within 120 s", r.name());
+    }
+    Ok(())
 }
 
 /// One steady-rate run's figures.
@@ -93,27 +109,41 @@ pub fn steady(
     let prefix = format!("steady-{}-{}-{}", rate as u64, r.name(), unique());
     let (db, c) = fresh_db(dir, &prefix)?;
     let cfg = config(dir, &db, server, &prefix)?;
-    let bin = match r {
-        Replicator::Litestream => &a.litestream,
-        Replicator::Tideline => &a.tideline,
-        Replicator::None => bail!("steady needs a replicator"),
-    };
-    let l0_dir = server.object_path(&format!("{prefix}/0000"));
+    let bin = a.bin(r).context("steady needs a replicator")?;
     let proc = Proc::start_config(bin, &cfg, &dir.join(format!("{prefix}.log")))?;
-    // The initial copy, then a moment to settle.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while fs::read_dir(&l0_dir).map_or(0, |d| d.count()) == 0 {
-        if Instant::now() > deadline {
-            bail!("{} made no upload to S3 within 120 s", r.name());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(1500));
-    let watch = Watch::start(l0_dir);
-    let (ups0, bytes0) = (uploads(server), server.bytes_in());
+    wait_first_upload(server, &prefix, r)?;
+    settle();
+    let watch = Watch::start(l0_dir(server, &prefix));
+    let (ups0, bytes0) = sent(server);
     let (cpu0, _) = proc.usage();
 
     let n = (rate * seconds as f64).max(3.0) as u64;
+    let committed = write_at_rate(&c, rate, n)?;
+    // Wait (bounded) for the last commit to land.
+    watch.wait(n - 1, Duration::from_secs(30), r.name())?;
+    let arrivals = watch.finish();
+    let (cpu1, rss) = proc.usage();
+    let (ups1, bytes1) = sent(server);
+    let idle_per_min = idle.map(|window| idle_requests_per_min(a, server, window));
+    proc.stop();
+
+    let lags = commit_lags(&committed, &arrivals, r)?;
+    let pct = |p: f64| lags[((lags.len() - 1) as f64 * p).round() as usize];
+    let per_1000 = n as f64 / 1000.0;
+    Ok(Steady {
+        lag_p50_ms: pct(0.5),
+        lag_p99_ms: pct(0.99),
+        lag_max_ms: *lags.last().unwrap_or(&0.0),
+        uploads_per_1000: (ups1 - ups0) as f64 / per_1000,
+        kib_up_per_1000: (bytes1 - bytes0) as f64 / 1024.0 / per_1000,
+        cpu_per_1000: (cpu1 - cpu0) / per_1000,
+        rss_mib: rss as f64 / 1024.0,
+        idle_per_min,
+    })
+}
+
+/// Commits `n` marked rows, the i-th due at i / `rate` s; when each COMMIT returned.
+fn write_at_rate(c: &rusqlite::Connection, rate: f64, n: u64) -> Result<Vec<Instant>> {
     let mut stmt = c.prepare("INSERT INTO t(v) VALUES (?1)")?;
     let t0 = Instant::now();
     let mut committed = Vec::with_capacity(n as usize);
@@ -125,28 +155,29 @@ pub fn steady(
         stmt.execute([format!("lagmark:{i:010} and a row of application data")])?;
         committed.push(Instant::now());
     }
-    // Wait (bounded) for the last commit to land.
-    watch.wait(n - 1, Duration::from_secs(30), r.name())?;
-    let arrivals_list = watch.finish();
-    let (cpu1, rss) = proc.usage();
-    let (ups, bytes) = (uploads(server) - ups0, server.bytes_in() - bytes0);
+    Ok(committed)
+}
 
-    let idle_per_min = match idle {
-        Some(window) => {
-            // Settled: past the first compaction window (L1, 30 s by default) that the
-            // last writes start, so what remains is what an idle database costs.
-            std::thread::sleep(a.idle_settle);
-            let before = server.total_requests();
-            std::thread::sleep(window);
-            Some((server.total_requests() - before) as f64 * 60.0 / window.as_secs_f64())
-        }
-        None => None,
-    };
-    proc.stop();
+/// Requests per minute the server sees over `window`, after the writes have settled.
+fn idle_requests_per_min(a: &Args, server: &S3Server, window: Duration) -> f64 {
+    // Settled: past the first compaction window (L1, 30 s by default) that the last
+    // writes start, so what remains is what an idle database costs.
+    std::thread::sleep(a.idle_settle);
+    let before = server.total_requests();
+    std::thread::sleep(window);
+    (server.total_requests() - before) as f64 * 60.0 / window.as_secs_f64()
+}
 
+/// Each commit's lag (ms, sorted) to the first arrival holding its marker; fails if
+/// fewer than 90 % were seen.
+fn commit_lags(
+    committed: &[Instant],
+    arrivals: &[(Instant, u64)],
+    r: Replicator,
+) -> Result<Vec<f64>> {
     let mut lags = Vec::with_capacity(committed.len());
     for (i, t) in committed.iter().enumerate() {
-        if let Some((at, _)) = arrivals_list
+        if let Some((at, _)) = arrivals
             .iter()
             .filter(|(_, m)| *m >= i as u64)
             .min_by_key(|(at, _)| *at)
@@ -163,18 +194,7 @@ pub fn steady(
         );
     }
     lags.sort_by(f64::total_cmp);
-    let pct = |p: f64| lags[((lags.len() - 1) as f64 * p).round() as usize];
-    let per_1000 = n as f64 / 1000.0;
-    Ok(Steady {
-        lag_p50_ms: pct(0.5),
-        lag_p99_ms: pct(0.99),
-        lag_max_ms: *lags.last().unwrap_or(&0.0),
-        uploads_per_1000: ups as f64 / per_1000,
-        kib_up_per_1000: bytes as f64 / 1024.0 / per_1000,
-        cpu_per_1000: (cpu1 - cpu0) / per_1000,
-        rss_mib: rss as f64 / 1024.0,
-        idle_per_min,
-    })
+    Ok(lags)
 }
 
 pub(crate) fn unique() -> u128 {
@@ -270,6 +290,38 @@ pub(crate) fn timed(cmd: &mut Command, log: &Path) -> Result<(f64, u64)> {
     ))
 }
 
+/// Seconds and peak RSS (KiB) of `bin replicate -once -config cfg`: initial sync
+/// until restorable.
+pub(crate) fn replicate_once(bin: &Path, cfg: &Path, log: &Path) -> Result<(f64, u64)> {
+    timed(
+        Command::new(bin)
+            .args(["replicate", "-once", "-config"])
+            .arg(cfg),
+        log,
+    )
+}
+
+/// Seconds and peak RSS (KiB) of `bin restore -o out EXTRA url`.
+pub(crate) fn restore_to(
+    bin: &Path,
+    url: &str,
+    out: &Path,
+    extra: &[String],
+    log: &Path,
+) -> Result<(f64, u64)> {
+    timed(
+        Command::new(bin)
+            .arg("restore")
+            .arg("-o")
+            .arg(out)
+            .args(extra)
+            .arg(url)
+            .env("LITESTREAM_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("LITESTREAM_SECRET_ACCESS_KEY", SECRET_KEY),
+        log,
+    )
+}
+
 /// Initial sync (`replicate -once`) and restore figures for one tool.
 #[derive(Debug, Default, Clone)]
 pub struct Large {
@@ -280,33 +332,20 @@ pub struct Large {
 
 /// Replicates `db` once with `r` to a fresh prefix, then restores it with `r`.
 pub fn large(a: &Args, r: Replicator, server: &S3Server, dir: &Path, db: &Path) -> Result<Large> {
-    let bin = match r {
-        Replicator::Litestream => &a.litestream,
-        Replicator::Tideline => &a.tideline,
-        Replicator::None => bail!("large needs a replicator"),
-    };
+    let bin = a.bin(r).context("large needs a replicator")?;
     let prefix = format!("large-{}-{}", r.name(), unique());
     let run = dir.join(&prefix);
     fs::create_dir_all(&run)?;
     let copy = run.join("big.db");
     fs::copy(db, &copy)?;
     let cfg = config(&run, &copy, server, &prefix)?;
-    let log = run.join("sync.log");
-    let (sync_s, _) = timed(
-        Command::new(bin)
-            .args(["replicate", "-once", "-config"])
-            .arg(&cfg),
-        &log,
-    )?;
+    let (sync_s, _) = replicate_once(bin, &cfg, &run.join("sync.log"))?;
     let out = run.join("restored.db");
-    let (restore_s, rss) = timed(
-        Command::new(bin)
-            .arg("restore")
-            .arg("-o")
-            .arg(&out)
-            .arg(url(server, &prefix))
-            .env("LITESTREAM_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("LITESTREAM_SECRET_ACCESS_KEY", SECRET_KEY),
+    let (restore_s, rss) = restore_to(
+        bin,
+        &url(server, &prefix),
+        &out,
+        &[],
         &run.join("restore.log"),
     )?;
     // (Both tools add their bookkeeping tables, so the copy grows by a page or two.)
