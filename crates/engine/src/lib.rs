@@ -1,30 +1,28 @@
 //! # tideline-engine
 //!
-//! The replication engine shared by the `tideline` command and the desktop app:
+//! The replication engine shared by the `tideline` command and the desktop app. The
+//! modules follow the data (`docs/architecture.md` has the whole tree and its rules):
 //!
-//! * [`wal`] — a pure reader of SQLite write-ahead logs: header, frames, salts, the
-//!   cumulative checksum chain, commit boundaries, the newest version of each page;
-//! * [`db`] — a watched database: read lock, capture of committed WAL frames into L0
-//!   files, position, continuity checks and low-stall checkpoints;
-//! * [`replica`] — what replicas hold: LTX files by level, the client trait and its
-//!   folder, S3 (cached listings, request counts, errors named for what to fix) and
-//!   in-memory backends;
-//! * [`replicate`] — continuous replication: wake on change, capture, ship, checkpoint,
-//!   graceful shutdown;
-//! * [`config`] — Litestream-compatible config files and replica URLs, defaults applied;
-//! * [`compaction`], [`snapshot`], [`retention`] — compaction levels on wall-clock
-//!   windows, level-9 snapshots from the live database, and what may be deleted, as
-//!   pure rules plus the IO that carries them out; [`maintenance`] schedules them per
-//!   database over a cached listing;
-//! * [`restore`] — Litestream's restore plan, and applying it by a streaming merge into
-//!   a temporary file that is verified, synced and renamed;
-//! * [`durable`] — small state files written atomically and durably (temp, fsync,
-//!   rename, fsync of the directory), for the engine and the app's settings;
-//! * [`time`] — RFC 3339 timestamps (restore targets, S3 object metadata);
-//! * [`service`] — a long-running replication service controlled at run time (add,
-//!   remove, pause, resume, sync now, status per database), for the desktop app.
+//! * [`capture`] — the watched database: a pure WAL reader, the read lock, capture of
+//!   committed frames into L0 files in the meta directory, position and continuity
+//!   checks, low-stall checkpoints;
+//! * [`storage`] — replicas: the client trait, listings by level, the folder, S3 and
+//!   in-memory backends, durable small files;
+//! * [`levels`] — compaction on wall-clock windows, level-9 snapshots and retention as
+//!   pure rules, and the scheduler that carries them out over a cached listing;
+//! * [`restore`] — Litestream's restore plan, the streaming merge into a verified
+//!   temporary file, the one output policy (overwrite, sidecars, integrity check),
+//!   restore points;
+//! * [`replicate`](mod@replicate) — one task per database: wake on change, capture, ship, maintain,
+//!   reconcile with the replica, graceful shutdown;
+//! * [`service`] — replication controlled at run time (add, remove, pause, resume, sync
+//!   now, status, in-place restore) for the desktop app;
+//! * [`events`], [`clock`], [`time`], [`Error`] — the vocabulary every part shares:
+//!   what happened, the time passed in, RFC 3339 timestamps, errors with stable codes;
+//! * [`config`] — the `tideline-config` crate: Litestream-compatible configuration.
 //!
-//! The design map (capture, ship, compact, retain, restore) is `shared/design.md`.
+//! The front ends use only the items re-exported at the top of this crate (the
+//! facade); the modules are public for the engine's own tests and benchmarks.
 
 #![deny(missing_docs)]
 
@@ -43,7 +41,7 @@ pub mod storage;
 pub mod time;
 
 // The facade: what the `tideline` command and the desktop app use, and nothing else
-// (tests/tests/it/facade.rs checks that the front ends stay on it). The modules above
+// (tests/tests/it/architecture.rs checks that the front ends stay on it). The modules above
 // are the engine's components, public for the engine's own tests and benchmarks.
 
 pub use clock::Clock;

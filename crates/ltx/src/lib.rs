@@ -13,10 +13,10 @@
 //!
 //! | section | size | contents |
 //! |---|---|---|
-//! | [header](header) | 100 | magic `LTX1`, flags, page size, commit, TXID range, timestamp, WAL position |
+//! | [header] | 100 | magic `LTX1`, flags, page size, commit, TXID range, timestamp, WAL position |
 //! | [page block](page) | variable | page frames in strictly ascending page number, then a 6-byte zero header |
 //! | [page index](index) | variable | varint (pgno, offset, size) per page, a 0, then a u64 length |
-//! | [trailer](trailer) | 16 | post-apply database checksum, file checksum |
+//! | [trailer] | 16 | post-apply database checksum, file checksum |
 //!
 //! All integers are big-endian except the index varints. The file checksum is
 //! CRC-64/GO-ISO over the uncompressed content (see [`checksum`]).

@@ -20,7 +20,7 @@
 //! takes. A file that became deletable after the listing must not vanish under it
 //! (Litestream issue #1270). Deletable files are therefore first *tombstoned* in
 //! memory with the time they became deletable, and deleted only once they have been
-//! deletable for [`DEFAULT_DELETE_GRACE`] (configurable): any restore that planned
+//! deletable for `DEFAULT_DELETE_GRACE` (configurable): any restore that planned
 //! with them and runs for less than the grace period completes. Tombstones are not
 //! persisted; after a restart the grace period starts again, which only delays
 //! deletions. No extra replica request is spent on them.

@@ -55,7 +55,7 @@ pub trait SnapshotSource: Send + Sync {
 
 impl SnapshotSource for Mutex<Database> {
     /// Captures what is committed, then writes the snapshot before the read mark moves
-    /// (see [`Database::write_snapshot`] for why that order makes it consistent).
+    /// (see `Database::write_snapshot` for why that order makes it consistent).
     fn take_snapshot(&self, dst: &Path, now: SystemTime) -> Result<Option<SnapshotTaken>> {
         snapshot_locked(
             &mut self.lock().unwrap_or_else(PoisonError::into_inner),

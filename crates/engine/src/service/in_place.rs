@@ -99,7 +99,7 @@ pub(super) async fn replace_stopped(
 /// refusal is immediate. A database in rollback-journal mode is seen only while
 /// another connection is inside a transaction (idle ones hold no lock there), and
 /// programs that open the file without SQLite hold no lock at all; on Linux
-/// [`open_by_other_processes`] covers both, and names the processes.
+/// `open_by_other_processes` covers both, and names the processes.
 #[derive(Debug)]
 pub struct ExclusiveHold {
     conn: rusqlite::Connection,

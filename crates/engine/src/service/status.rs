@@ -180,7 +180,7 @@ pub struct DbStatus {
     pub replica_txid: Option<Txid>,
     /// The last error (cleared by the next success).
     pub error: Option<ErrorReport>,
-    /// Capture attempts since the task last started (see [`TaskStats::syncs`]).
+    /// Capture attempts since the task last started (see [`crate::replicate::TaskStats::syncs`]).
     pub syncs: u64,
 }
 
