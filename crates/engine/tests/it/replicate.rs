@@ -43,6 +43,12 @@ impl Running {
         }
     }
 
+    /// The events so far, one per line, for failure messages.
+    fn events_text(&self) -> String {
+        let events = self.events.lock().unwrap();
+        events.iter().map(|e| format!("\n  {e}")).collect()
+    }
+
     async fn stop(mut self) -> Vec<Event> {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(Duration::from_secs(30), self.task)
@@ -123,6 +129,11 @@ async fn replica_txid(client: &dyn ReplicaClient) -> Option<Txid> {
 
 /// Waits (bounded) until restoring the replica gives `want` rows.
 async fn wait_rows(replica: &Path, scratch: &Path, want: i64) {
+    wait_rows_or(replica, scratch, want, String::new).await;
+}
+
+/// [`wait_rows`], with `diag` (the events so far, say) in the failure message.
+async fn wait_rows_or(replica: &Path, scratch: &Path, want: i64, diag: impl Fn() -> String) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let out = scratch.join("probe.db");
     loop {
@@ -141,7 +152,8 @@ async fn wait_rows(replica: &Path, scratch: &Path, want: i64) {
         }
         assert!(
             Instant::now() < deadline,
-            "replica did not reach {want} rows within 20 s"
+            "replica did not reach {want} rows within 20 s{}",
+            diag()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -518,7 +530,7 @@ async fn a_failing_maintenance_never_stops_capture_and_upload() {
     // Each commit still reaches the replica within the usual second or so.
     for k in 0..5 {
         write(&c, 100 + k * 10, 10);
-        wait_rows(&replica, dir.path(), 20 + k * 10).await;
+        wait_rows_or(&replica, dir.path(), 20 + k * 10, || run.events_text()).await;
     }
     let events = run.stop().await;
     assert!(
