@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::capture::Capturer;
 use super::retry::Retry;
@@ -21,7 +21,16 @@ use crate::levels::scheduler::Maintainer;
 /// stamped with the moment the database lock was had, not the maintenance tick's
 /// `now`, which is older by the wait for a capture under way; its commits are in the
 /// files, and a point-in-time restore before them must not pick the files.
-pub(super) struct LiveSnapshots(pub(super) Arc<Mutex<Database>>, pub(super) Clock);
+///
+/// A snapshot first captures what is committed into L0 files, as capture does; the
+/// upload side is told (`kick`), since capture then finds nothing new and would not
+/// tell it, and those commits would wait for the next one to reach the replica (or,
+/// on a database gone quiet, never reach it).
+pub(super) struct LiveSnapshots {
+    pub(super) db: Arc<Mutex<Database>>,
+    pub(super) clock: Clock,
+    pub(super) kick: Arc<Notify>,
+}
 
 impl crate::levels::snapshot::SnapshotSource for LiveSnapshots {
     fn take_snapshot(
@@ -29,8 +38,14 @@ impl crate::levels::snapshot::SnapshotSource for LiveSnapshots {
         dst: &Path,
         now: SystemTime,
     ) -> Result<Option<crate::levels::snapshot::SnapshotTaken>> {
-        let mut db = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        crate::levels::snapshot::snapshot_locked(&mut db, dst, now.max(self.1.now()))
+        let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken =
+            crate::levels::snapshot::snapshot_locked(&mut db, dst, now.max(self.clock.now()));
+        drop(db);
+        // Whatever came of the snapshot itself: L0 files it captured before failing
+        // are on disk too. A look with nothing new costs a local listing.
+        self.kick.notify_one();
+        taken
     }
 }
 
@@ -122,5 +137,51 @@ pub(super) async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::capture::{DbOptions, list_l0};
+    use crate::levels::snapshot::SnapshotSource;
+
+    /// A snapshot that captured commits capture had not seen yet tells the upload side:
+    /// capture then finds nothing new and would not.
+    #[tokio::test]
+    async fn a_snapshot_that_captured_commits_wakes_the_upload_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        let app = rusqlite::Connection::open(&path).unwrap();
+        app.pragma_update(None, "journal_mode", "wal").unwrap();
+        app.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let mut db = Database::open(&path, DbOptions::default()).unwrap();
+        db.sync_to_end(SystemTime::now()).unwrap();
+        let l0 = db.l0_dir().to_owned();
+        let before = list_l0(&l0).unwrap().len();
+        app.execute("INSERT INTO t VALUES (2)", []).unwrap();
+
+        let kick = Arc::new(Notify::new());
+        let source = LiveSnapshots {
+            db: Arc::new(Mutex::new(db)),
+            clock: Clock::system(),
+            kick: Arc::clone(&kick),
+        };
+        let taken = source
+            .take_snapshot(&dir.path().join("snap.tmp"), SystemTime::now())
+            .unwrap()
+            .expect("a snapshot");
+        assert_eq!(
+            taken.captured.len(),
+            1,
+            "the commit was captured by the snapshot"
+        );
+        assert_eq!(list_l0(&l0).unwrap().len(), before + 1);
+        tokio::time::timeout(Duration::from_secs(1), kick.notified())
+            .await
+            .expect("the upload side was told");
     }
 }

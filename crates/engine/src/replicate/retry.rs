@@ -8,7 +8,8 @@ pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Longest pause between capture retries.
 pub(super) const MAX_CAPTURE_BACKOFF: Duration = Duration::from_secs(10);
 /// Fallback poll when file-system events are available (they may still be missed,
-/// e.g. on network file systems): cheap, a stat of the WAL.
+/// e.g. on network file systems): cheap, a stat of the WAL. The upload side looks
+/// for unshipped local files as often, whatever told it or not.
 pub(super) const FALLBACK_POLL: Duration = Duration::from_secs(10);
 
 /// The least time between two captures (or uploads) for an `interval`: a little less

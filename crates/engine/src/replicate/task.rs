@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tideline_ltx::Txid;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
 use super::capture::{Capturer, with_db};
@@ -58,6 +58,9 @@ pub(super) struct DbTask {
     keeps_local_l0: bool,
     /// Set by capture when it took another replicator's files as the position.
     reloaded: Arc<AtomicBool>,
+    /// Tells the upload side that local L0 files are waiting: capture after each
+    /// capture, a snapshot after capturing on its own.
+    kick: Arc<Notify>,
     clock: Clock,
 }
 
@@ -122,13 +125,18 @@ impl DbTask {
             return Ok(None);
         };
         let db = Arc::new(Mutex::new(db));
+        let kick = Arc::new(Notify::new());
         let maintainer = Maintainer::new(
             cfg.path.clone(),
             Arc::clone(&client),
             levels,
             Some(l0_dir),
             meta.ltx_dir(),
-            Some(Arc::new(LiveSnapshots(Arc::clone(&db), clock.clone()))
+            Some(Arc::new(LiveSnapshots {
+                db: Arc::clone(&db),
+                clock: clock.clone(),
+                kick: Arc::clone(&kick),
+            })
                 as Arc<dyn crate::levels::snapshot::SnapshotSource>),
             compactions,
             Arc::clone(&events),
@@ -151,6 +159,7 @@ impl DbTask {
             maintainer: Some(maintainer),
             maint_tx: None,
             reloaded: Arc::default(),
+            kick,
             clock,
         };
         let txid = task.with_db(|db| Ok(db.position().map(|p| p.txid))).await?;
@@ -394,7 +403,7 @@ impl DbTask {
         };
         // The first pass captures and ships whatever happened while we were not running.
         let _ = wake_tx.try_send(());
-        let kick = tokio::sync::Notify::new();
+        let kick = Arc::clone(&self.kick);
         kick.notify_one();
         // Capture and upload run side by side: a stalled upload must not hold up
         // capture, which keeps a restore point per commit batch locally meanwhile.
@@ -436,7 +445,7 @@ impl DbTask {
     }
 
     /// Uploads what capture produced (told by `kick`) until `stop`.
-    async fn ship_loop(&mut self, mut stop: watch::Receiver<bool>, kick: &tokio::sync::Notify) {
+    async fn ship_loop(&mut self, mut stop: watch::Receiver<bool>, kick: &Notify) {
         let mut last_ship: Option<Instant> = None;
         let mut ship = Retry::default();
         loop {
@@ -451,6 +460,10 @@ impl DbTask {
                 _ = stop.changed() => break,
                 _ = kick.notified(), if listen => {}
                 _ = sleep_until_some(retry_at) => {}
+                // A safety net: should a path that writes L0 files ever fail to tell
+                // (`kick`), its files still leave within this. A look with nothing
+                // pending is a local listing, no request.
+                _ = tokio::time::sleep(FALLBACK_POLL), if listen => {}
             }
             if *stop.borrow() {
                 break;
