@@ -41,6 +41,7 @@ export type ErrorCode =
   | "no_restore_point"
   | "integrity_failed"
   | "replica_corrupt"
+  | "local_state_damaged"
   | "invalid_input"
   | "keychain_unavailable"
   | "disk_full"

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::commands::{databases, ltx, replicate, restore, status, version};
+use crate::commands::{databases, ltx, replicate, reset, restore, status, version};
 
 /// Continuous replication of SQLite databases, compatible with Litestream 0.5.
 #[derive(Debug, Parser)]
@@ -42,6 +42,8 @@ enum Cmd {
     Ltx(ltx::Args),
     /// List the databases in the config file
     Databases(databases::Args),
+    /// Drop a database's local replication state (the next sync writes a fresh snapshot)
+    Reset(reset::Args),
     /// Show each configured database's local and replica positions
     Status(status::Args),
     /// Print the version
@@ -54,12 +56,29 @@ fn main() {
     let code = match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            // `{:#}` prints the whole chain: "cannot restore x from y: no backup …".
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&err));
             1
         }
     };
     std::process::exit(code);
+}
+
+/// The whole chain, "cannot restore x from y: no backup …", with each cause once: the
+/// engine's messages often carry their cause's text already (so that the app, which
+/// shows one message, has it too).
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -76,6 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Cmd::Restore(args) => restore::run(args).await?,
             Cmd::Ltx(args) => ltx::run(args).await?,
             Cmd::Databases(args) => databases::run(args)?,
+            Cmd::Reset(args) => reset::run(args)?,
             Cmd::Status(args) => status::run(args).await?,
             Cmd::Version(args) => version::run(args),
         }
@@ -91,6 +111,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        let io = std::io::Error::other("disk on fire");
+        let inner = anyhow::Error::new(io).context("open x: disk on fire");
+        let err = inner.context("cannot replicate x");
+        assert_eq!(error_text(&err), "cannot replicate x: open x: disk on fire");
+        let err = anyhow::anyhow!("no backup").context("cannot restore x");
+        assert_eq!(error_text(&err), "cannot restore x: no backup");
+    }
 
     #[test]
     fn cli_definition_is_valid() {

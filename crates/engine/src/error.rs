@@ -32,6 +32,18 @@ pub enum Error {
         #[source]
         source: tideline_ltx::Error,
     },
+    /// The newest local L0 file, the database's position, cannot be read: `tideline
+    /// reset` drops the local state.
+    #[error("the local position of {} is damaged ({}: {source}); run `tideline reset {}` to drop the local state — the replica is untouched, and the next sync writes a fresh snapshot", db.display(), file.display(), db.display())]
+    LocalStateDamaged {
+        /// The database.
+        db: PathBuf,
+        /// The damaged file.
+        file: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: tideline_ltx::Error,
+    },
     /// The replica could not be read or written.
     #[error(transparent)]
     Replica(#[from] ReplicaError),
@@ -199,6 +211,8 @@ pub enum ErrorCode {
     IntegrityFailed,
     /// The replica holds corrupt or incomplete files.
     ReplicaCorrupt,
+    /// The local replication state (the meta directory's files) is damaged.
+    LocalStateDamaged,
     /// The disk is full.
     DiskFull,
     /// A local file operation or SQLite failed.
@@ -256,6 +270,7 @@ impl Error {
                 ErrorCode::ReplicaCorrupt
             }
             Error::Compaction(_) => ErrorCode::ReplicaCorrupt,
+            Error::LocalStateDamaged { .. } => ErrorCode::LocalStateDamaged,
             Error::Config(_) => ErrorCode::InvalidConfig,
             Error::ReplicaTypeNotBuilt { .. } => ErrorCode::Unsupported,
             Error::Io { source, .. } if is_disk_full(source) => ErrorCode::DiskFull,

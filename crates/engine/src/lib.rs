@@ -44,6 +44,7 @@ pub mod time;
 // (tests/tests/it/architecture.rs checks that the front ends stay on it). The modules above
 // are the engine's components, public for the engine's own tests and benchmarks.
 
+pub use capture::{LocalState, Reset, reset_local_state};
 pub use clock::Clock;
 pub use error::{Error, ErrorCode, ErrorReport, Result};
 pub use events::{Event, EventSink, Stage};

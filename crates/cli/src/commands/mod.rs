@@ -4,6 +4,7 @@
 pub mod databases;
 pub mod ltx;
 pub mod replicate;
+pub mod reset;
 pub mod restore;
 pub mod status;
 pub mod version;

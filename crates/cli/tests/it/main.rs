@@ -4,4 +4,5 @@
 mod commands;
 mod common;
 mod replicate;
+mod reset;
 mod restore;

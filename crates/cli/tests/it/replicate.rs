@@ -11,7 +11,7 @@ use crate::common::*;
 use rusqlite::Connection;
 
 /// A WAL-mode database with `rows` rows; the connection stays open so the WAL is kept.
-fn wal_db(path: &Path, rows: i64) -> Connection {
+pub(crate) fn wal_db(path: &Path, rows: i64) -> Connection {
     let conn = Connection::open(path).unwrap();
     conn.pragma_update(None, "journal_mode", "wal").unwrap();
     conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);")
@@ -20,7 +20,7 @@ fn wal_db(path: &Path, rows: i64) -> Connection {
     conn
 }
 
-fn insert(conn: &Connection, ids: std::ops::Range<i64>) {
+pub(crate) fn insert(conn: &Connection, ids: std::ops::Range<i64>) {
     let tx = conn.unchecked_transaction().unwrap();
     for i in ids {
         tx.execute(
@@ -108,7 +108,7 @@ fn replicate_flag_errors() {
 }
 
 /// Kills the child on drop, so a failing test leaves no process behind.
-struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {

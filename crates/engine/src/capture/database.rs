@@ -286,9 +286,12 @@ impl Database {
             return Ok(None);
         };
         let f = File::open(&path).map_err(Error::io("open", &path))?;
-        let r = IndexedReader::open(io::BufReader::new(f)).map_err(|source| Error::Ltx {
-            name: path.display().to_string(),
-            source,
+        let r = IndexedReader::open(io::BufReader::new(f)).map_err(|source| {
+            Error::LocalStateDamaged {
+                db: self.path.clone(),
+                file: path.clone(),
+                source,
+            }
         })?;
         let h = *r.header();
         Ok(Some(Position {

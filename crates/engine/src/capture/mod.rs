@@ -4,8 +4,8 @@
 //! [`database`] holds the read lock on a watched database, captures committed frames
 //! into L0 files and keeps the position and the continuity checks; [`checkpoint`]
 //! copies the WAL into the database and restarts it; [`meta_dir`] is the meta
-//! directory's layout. The rest serve those: [`sqlite`] (the header check and our
-//! connections), `lock` (one replicator per database), `foreign` (another replicator
+//! directory's layout; [`reset`] drops the local state (`tideline reset`). The rest
+//! serve those: [`sqlite`] (the header check and our connections), `lock` (one replicator per database), `foreign` (another replicator
 //! on the same meta directory) and `ltx_file` (writing L0 files and snapshots).
 
 pub mod checkpoint;
@@ -14,6 +14,7 @@ mod foreign;
 mod lock;
 mod ltx_file;
 pub mod meta_dir;
+pub mod reset;
 pub mod sqlite;
 pub mod wal;
 
@@ -21,4 +22,5 @@ pub use checkpoint::{CheckpointMode, Checkpointed};
 pub use database::{Captured, Database, DbOptions, Position, SnapshotReason, wal_path};
 pub use foreign::MetaStamp;
 pub use meta_dir::{MetaDir, default_meta_dir, list_l0};
+pub use reset::{LocalState, Reset, reset_local_state};
 pub use sqlite::check_sqlite_header;
