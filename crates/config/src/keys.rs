@@ -16,6 +16,8 @@ const TOP: &[&str] = &[
     "shutdown-sync-interval",
     "exec",
     "logging",
+    "heartbeat-url",
+    "heartbeat-interval",
 ];
 
 /// Top-level Litestream keys Tideline does not act on yet.
@@ -23,8 +25,6 @@ const TOP_UNSUPPORTED: &[&str] = &[
     "addr",
     "mcp-addr",
     "socket",
-    "heartbeat-url",
-    "heartbeat-interval",
     "validation",
     "verify-compaction",
 ];

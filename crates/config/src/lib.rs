@@ -12,7 +12,7 @@
 //!
 //! * keys Tideline does not act on are accepted but listed in [`Config::warnings`]:
 //!   unknown keys (with a "did you mean" for typos), and Litestream features Tideline
-//!   does not have yet (`addr`, `socket`, `mcp-addr`, `heartbeat-url`, `validation`, …);
+//!   does not have yet (`addr`, `socket`, `mcp-addr`, `validation`, …);
 //! * replica types other than `file` and `s3` are refused with a clear error, as are
 //!   directory configs (`dir:`/`pattern:`/`watch:`);
 //! * a bare number where a duration belongs (`monitor-interval: 5`) is refused instead
@@ -109,6 +109,7 @@ mod db;
 mod duration;
 mod env;
 mod error;
+mod heartbeat;
 mod keys;
 mod paths;
 mod raw;
@@ -125,6 +126,7 @@ use serde_yaml_ng::Value;
 pub use db::{DbConfig, meta_path_for};
 pub use duration::{ParseDurationError, deserialize_duration, format_duration, parse_duration};
 pub use error::{ConfigError, Origin};
+pub use heartbeat::{DEFAULT_HEARTBEAT_INTERVAL, HeartbeatConfig, MIN_HEARTBEAT_INTERVAL};
 pub use paths::{absolute_path, default_config_path};
 pub use replica::{FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3Parts, S3ReplicaConfig};
 pub use s3::{S3Credentials, resolve_s3_credentials};
@@ -251,6 +253,8 @@ pub struct Config {
     pub shutdown_sync_interval: Duration,
     /// Command run alongside replication; Tideline exits when it does.
     pub exec: Option<String>,
+    /// `heartbeat-url` / `heartbeat-interval`: pinged while every database replicates.
+    pub heartbeat: Option<HeartbeatConfig>,
     /// `logging:` section (`LOG_LEVEL` in the environment overrides the level).
     pub logging: LoggingConfig,
     /// The file this config was loaded from.
@@ -273,6 +277,7 @@ impl Default for Config {
             shutdown_sync_timeout: DEFAULT_SHUTDOWN_SYNC_TIMEOUT,
             shutdown_sync_interval: DEFAULT_SHUTDOWN_SYNC_INTERVAL,
             exec: None,
+            heartbeat: None,
             logging: LoggingConfig::default(),
             source: None,
             warnings: Vec::new(),
@@ -451,6 +456,11 @@ fn build(
         dbs.push(build_db(db, i, global, env, cwd, &mut warnings)?);
     }
     let logging = build_logging(raw.logging.unwrap_or_default(), env, &mut warnings)?;
+    let heartbeat = heartbeat::build(
+        non_empty(&raw.heartbeat_url),
+        raw.heartbeat_interval.map(|i| i.0),
+        &mut warnings,
+    )?;
     Ok(Config {
         dbs,
         levels,
@@ -473,6 +483,7 @@ fn build(
             .shutdown_sync_interval
             .map_or(DEFAULT_SHUTDOWN_SYNC_INTERVAL, |d| d.0),
         exec: non_empty(&raw.exec),
+        heartbeat,
         logging,
         source: None,
         warnings,

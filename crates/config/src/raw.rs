@@ -20,6 +20,8 @@ pub(crate) struct RawConfig {
     pub shutdown_sync_interval: Option<Interval>,
     pub exec: Option<String>,
     pub logging: Option<RawLogging>,
+    pub heartbeat_url: Option<String>,
+    pub heartbeat_interval: Option<Interval>,
 }
 
 #[derive(Debug, Default, Deserialize)]

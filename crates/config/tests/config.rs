@@ -680,7 +680,6 @@ fn unknown_and_unsupported_keys_become_warnings() {
         vec![
             "addr: not supported by Tideline yet, ignored",
             "socket: not supported by Tideline yet, ignored",
-            "heartbeat-url: not supported by Tideline yet, ignored",
             "validation: not supported by Tideline yet, ignored",
             "verify-compaction: not supported by Tideline yet, ignored",
             "mcp-addr: not supported by Tideline yet, ignored",
@@ -691,6 +690,10 @@ fn unknown_and_unsupported_keys_become_warnings() {
              support yet; ignored",
         ]
     );
+    // The heartbeat is acted on.
+    let hb = c.heartbeat.as_ref().unwrap();
+    assert_eq!(hb.url, "https://hc.example/x");
+    assert_eq!(hb.interval, secs(300));
     // The misspelled keys really were ignored.
     assert_eq!(c.snapshot.interval, secs(86_400));
     assert_eq!(c.dbs[0].monitor_interval, secs(1));

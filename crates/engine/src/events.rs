@@ -138,6 +138,14 @@ pub enum Event {
         /// Time of the delete request(s).
         duration: Duration,
     },
+    /// The heartbeat URL was requested (every database had replicated within the
+    /// heartbeat interval), or the request failed.
+    Heartbeat {
+        /// The URL, without credentials.
+        url: String,
+        /// Why the request failed; `None` when the monitor answered 2xx.
+        error: Option<String>,
+    },
     /// A database's replication stopped.
     Stopped {
         /// The database.
@@ -177,14 +185,18 @@ impl std::fmt::Display for Stage {
 impl Event {
     /// True for failures.
     pub fn is_error(&self) -> bool {
-        matches!(self, Event::Error { .. })
-            || matches!(self, Event::Stopped { pending, .. } if *pending > 0)
+        matches!(
+            self,
+            Event::Error { .. } | Event::Heartbeat { error: Some(_), .. }
+        ) || matches!(self, Event::Stopped { pending, .. } if *pending > 0)
     }
 }
 
 impl std::fmt::Display for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: ", self.db().display())?;
+        if let Some(db) = self.db() {
+            write!(f, "{}: ", db.display())?;
+        }
         // `db` matches every variant without a wildcard, so a new event cannot be
         // added without coming here; one with no words yet shows its fields.
         let text = self.flow_text().or_else(|| self.upkeep_text());
@@ -193,9 +205,9 @@ impl std::fmt::Display for Event {
 }
 
 impl Event {
-    /// The database the event is about.
-    pub fn db(&self) -> &std::path::Path {
-        match self {
+    /// The database the event is about; `None` for the heartbeat, which is about all.
+    pub fn db(&self) -> Option<&std::path::Path> {
+        Some(match self {
             Event::Started { db, .. }
             | Event::Captured { db, .. }
             | Event::Shipped { db, .. }
@@ -207,7 +219,8 @@ impl Event {
             | Event::Snapshotted { db, .. }
             | Event::Deleted { db, .. }
             | Event::Stopped { db, .. } => db,
-        }
+            Event::Heartbeat { .. } => return None,
+        })
     }
 
     /// The words for the data flowing (start, capture, upload, checkpoint, stop);
@@ -278,6 +291,11 @@ impl Event {
                 retry_in.as_secs_f32()
             ),
             Event::Recovered { stage, .. } => format!("{stage} works again"),
+            Event::Heartbeat { url, error: None } => format!("heartbeat sent to {url}"),
+            Event::Heartbeat {
+                url,
+                error: Some(e),
+            } => format!("heartbeat to {url} failed: {e}; trying again at the next interval"),
             Event::NewGeneration { reason, txid, .. } => format!(
                 "the replica was changed by someone else ({reason}); starting a new generation there with the whole database at TXID {txid}"
             ),

@@ -184,9 +184,13 @@ impl Capturer {
                         last_capture = Some(started);
                         kick.notify_one();
                     }
+                    stats.note_capture(true);
                     self.succeeded(Stage::Capture, &mut retry);
                 }
-                Err(e) => self.failed(Stage::Capture, &e, &mut retry),
+                Err(e) => {
+                    stats.note_capture(false);
+                    self.failed(Stage::Capture, &e, &mut retry);
+                }
             }
         }
     }

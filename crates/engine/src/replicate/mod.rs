@@ -22,6 +22,7 @@
 //! * **Shutdown** captures and ships what is pending, retrying until the deadline.
 
 mod capture;
+mod heartbeat;
 mod maintain;
 mod reconcile;
 mod report;
@@ -68,6 +69,10 @@ pub struct ReplicateSettings {
     pub enforce_retention: bool,
     /// The time replication goes by (the system clock outside tests).
     pub clock: Clock,
+    /// `heartbeat-url`: pinged while every database replicates.
+    pub heartbeat: Option<crate::config::HeartbeatConfig>,
+    /// How often the heartbeat's conditions are looked at (15 s; tests go faster).
+    pub heartbeat_check_every: Duration,
 }
 
 impl ReplicateSettings {
@@ -82,6 +87,8 @@ impl ReplicateSettings {
             force_snapshot: false,
             enforce_retention: false,
             clock: Clock::system(),
+            heartbeat: config.heartbeat.clone(),
+            heartbeat_check_every: heartbeat::HEARTBEAT_CHECK_EVERY,
         }
     }
 }
@@ -153,9 +160,21 @@ pub async fn replicate_to(
             started.push(task);
         }
     }
+    let stats: Vec<Arc<TaskStats>> = started.iter().map(|_| Arc::default()).collect();
+    let heartbeat = match &settings.heartbeat {
+        Some(hb) if !settings.once => Some(tokio::spawn(heartbeat::run(
+            hb.clone(),
+            settings.heartbeat_check_every,
+            stats.clone(),
+            stop_rx.clone(),
+            Arc::clone(&events),
+        ))),
+        _ => None,
+    };
     let handles: Vec<_> = started
         .into_iter()
-        .map(|t| tokio::spawn(t.run(settings.clone(), stop_rx.clone(), None, Arc::default())))
+        .zip(&stats)
+        .map(|(t, s)| tokio::spawn(t.run(settings.clone(), stop_rx.clone(), None, Arc::clone(s))))
         .collect();
     let mut first_err = None;
     for h in handles {
@@ -169,6 +188,10 @@ pub async fn replicate_to(
                     .get_or_insert(Error::Internal(format!("replication task failed: {join}")));
             }
         }
+    }
+    if let Some(h) = heartbeat {
+        // Stopped with the rest (the stop was sent); a request under way is dropped.
+        h.abort();
     }
     first_err.map_or(Ok(()), Err)
 }
@@ -188,9 +211,51 @@ pub fn wake_channel() -> Wake {
 #[derive(Debug, Default)]
 pub struct TaskStats {
     syncs: AtomicU64,
+    /// When the upload side last succeeded (with or without files to upload).
+    shipped_ok: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Whether the last capture failed.
+    capture_failing: std::sync::atomic::AtomicBool,
+    /// Whether a capture succeeded since the start (before it, an upload that found
+    /// nothing to do says nothing about the database being backed up).
+    captured: std::sync::atomic::AtomicBool,
+    /// Whether the last upload attempt failed.
+    ship_failing: std::sync::atomic::AtomicBool,
 }
 
 impl TaskStats {
+    pub(super) fn note_ship_failed(&self) {
+        self.ship_failing.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn note_shipped(&self, at: tokio::time::Instant) {
+        self.ship_failing.store(false, Ordering::Relaxed);
+        *self
+            .shipped_ok
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(at);
+    }
+
+    pub(super) fn note_capture(&self, ok: bool) {
+        self.capture_failing.store(!ok, Ordering::Relaxed);
+        if ok {
+            self.captured.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// True if capture has run, the upload side succeeded at or after `since` (ever,
+    /// for `None`), and neither failed since: what the heartbeat asks of every
+    /// database.
+    pub(super) fn healthy_since(&self, since: Option<tokio::time::Instant>) -> bool {
+        let shipped = *self
+            .shipped_ok
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.captured.load(Ordering::Relaxed)
+            && !self.capture_failing.load(Ordering::Relaxed)
+            && !self.ship_failing.load(Ordering::Relaxed)
+            && shipped.is_some_and(|t| since.is_none_or(|s| t >= s))
+    }
+
     /// Capture attempts (Litestream's sync count): one per wake-up by a change, a
     /// timer or the caller. An idle database adds only the timers' ticks.
     pub fn syncs(&self) -> u64 {

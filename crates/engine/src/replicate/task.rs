@@ -414,7 +414,7 @@ impl DbTask {
         let reconciled = Arc::clone(&self.reconciled);
         let ((), (), maintainer) = tokio::join!(
             capturer.run(stop.clone(), &mut wake, poll, &kick, &stats),
-            self.ship_loop(stop.clone(), &kick),
+            self.ship_loop(stop.clone(), &kick, &stats),
             maintain(maintainer, maint_rx, reconciled, stop, &capturer),
         );
         self.maint_tx = None;
@@ -445,7 +445,12 @@ impl DbTask {
     }
 
     /// Uploads what capture produced (told by `kick`) until `stop`.
-    async fn ship_loop(&mut self, mut stop: watch::Receiver<bool>, kick: &Notify) {
+    async fn ship_loop(
+        &mut self,
+        mut stop: watch::Receiver<bool>,
+        kick: &Notify,
+        stats: &TaskStats,
+    ) {
         let mut last_ship: Option<Instant> = None;
         let mut ship = Retry::default();
         loop {
@@ -495,9 +500,13 @@ impl DbTask {
                         if n > 0 {
                             last_ship = Some(started);
                         }
+                        stats.note_shipped(Instant::now());
                         self.succeeded(Stage::Ship, &mut ship);
                     }
-                    Err(e) => self.failed(Stage::Ship, &e, &mut ship),
+                    Err(e) => {
+                        stats.note_ship_failed();
+                        self.failed(Stage::Ship, &e, &mut ship);
+                    }
                 }
             }
             self.report_requests();

@@ -269,7 +269,8 @@ impl Track {
             | Event::Checkpointed { .. }
             | Event::Compacted { .. }
             | Event::Snapshotted { .. }
-            | Event::Deleted { .. } => {}
+            | Event::Deleted { .. }
+            | Event::Heartbeat { .. } => {}
         }
     }
 }

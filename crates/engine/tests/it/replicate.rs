@@ -61,6 +61,21 @@ impl Running {
 }
 
 fn start(db: &Path, client: Arc<dyn ReplicaClient>) -> Running {
+    let settings = ReplicateSettings {
+        once: false,
+        shutdown_sync_timeout: Duration::from_secs(5),
+        shutdown_sync_interval: Duration::from_millis(100),
+        ..ReplicateSettings::default()
+    };
+    start_with(db, client, settings)
+}
+
+/// [`start`] with `settings` (the levels still get a 1 s L1 window).
+fn start_with(
+    db: &Path,
+    client: Arc<dyn ReplicaClient>,
+    mut settings: ReplicateSettings,
+) -> Running {
     let mut cfg = DbConfig::new(db);
     cfg.monitor_interval = Duration::from_millis(100);
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -69,12 +84,6 @@ fn start(db: &Path, client: Arc<dyn ReplicaClient>) -> Running {
         Arc::new(move |e: &Event| events.lock().unwrap().push(e.clone()))
     };
     let (tx, rx) = oneshot::channel::<()>();
-    let mut settings = ReplicateSettings {
-        once: false,
-        shutdown_sync_timeout: Duration::from_secs(5),
-        shutdown_sync_interval: Duration::from_millis(100),
-        ..ReplicateSettings::default()
-    };
     // A 1 s L1 window: compaction settles within the tests' idle waits (with the
     // default 30 s window, an L1 upload could land in the middle of one).
     settings.levels.levels = vec![Duration::from_secs(1)];
@@ -586,4 +595,115 @@ async fn a_slow_compaction_upload_never_delays_capture_and_upload() {
     );
     run.stop().await;
     assert_latest_equals(&replica, dir.path(), &c).await;
+}
+
+/// An HTTP server on 127.0.0.1 answering every request with `status`, for 60 s at
+/// most; returns its ping URL and the requests' first lines.
+fn monitor(status: u16) -> (String, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/ping/abc", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            stream.set_nonblocking(false).unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            // The rest of the head, up to the blank line.
+            let mut h = String::new();
+            while reader.read_line(&mut h).is_ok_and(|n| n > 2) {
+                h.clear();
+            }
+            log.lock().unwrap().push(line.trim().to_owned());
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, seen)
+}
+
+fn start_with_heartbeat(db: &Path, client: Arc<dyn ReplicaClient>, url: &str) -> Running {
+    let mut settings = ReplicateSettings {
+        once: false,
+        shutdown_sync_timeout: Duration::from_secs(2),
+        shutdown_sync_interval: Duration::from_millis(100),
+        heartbeat_check_every: Duration::from_millis(50),
+        ..ReplicateSettings::default()
+    };
+    settings.heartbeat = Some(tideline_engine::config::HeartbeatConfig {
+        url: url.to_owned(),
+        interval: Duration::from_secs(60),
+    });
+    start_with(db, client, settings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_is_sent_while_replicating_and_never_while_uploads_fail() {
+    // Replicating: the monitor hears a GET (once: the interval is a minute).
+    let (dir, replica, db, _c) = setup();
+    let (url, seen) = monitor(200);
+    let run = start_with_heartbeat(&db, Arc::new(FileReplica::new(&replica)), &url);
+    let sent = run
+        .wait_for(|e| matches!(e, Event::Heartbeat { error: None, .. }))
+        .await;
+    assert!(matches!(sent, Event::Heartbeat { ref url, .. } if url.ends_with("/ping/abc")));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec!["GET /ping/abc HTTP/1.1".to_owned()]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "more than one ping per interval"
+    );
+    run.stop().await;
+    drop(dir);
+
+    // The destination unusable from the start (its folder is a file): no ping at
+    // all, though capture goes on.
+    let (dir, replica, db, c) = setup();
+    fs::write(&replica, b"not a folder").unwrap();
+    let (url, seen) = monitor(200);
+    let run = start_with_heartbeat(&db, Arc::new(FileReplica::new(&replica)), &url);
+    run.wait_for(|e| {
+        matches!(
+            e,
+            Event::Error {
+                stage: Stage::Ship,
+                ..
+            }
+        )
+    })
+    .await;
+    write(&c, 100, 10);
+    run.wait_for(|e| matches!(e, Event::Captured { .. })).await;
+    // Many heartbeat checks (every 50 ms) pass meanwhile.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(seen.lock().unwrap().is_empty(), "pinged while uploads fail");
+    let events = run.stop().await;
+    assert!(!events.iter().any(|e| matches!(e, Event::Heartbeat { .. })));
+    drop(dir);
+
+    // A monitor that answers 500: reported as a failed heartbeat.
+    let (_dir, replica, db, _c) = setup();
+    let (url, _seen) = monitor(500);
+    let run = start_with_heartbeat(&db, Arc::new(FileReplica::new(&replica)), &url);
+    let failed = run
+        .wait_for(|e| matches!(e, Event::Heartbeat { error: Some(_), .. }))
+        .await;
+    assert!(failed.to_string().contains("500"), "{failed}");
+    assert!(failed.is_error());
+    run.stop().await;
 }
