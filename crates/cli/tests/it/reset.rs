@@ -19,6 +19,16 @@ fn local_l0(d: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// Restores `url` with `flags` into a new file in `d`; returns its row count.
+fn restored_rows(d: &Path, flags: &[&str], url: &str) -> i64 {
+    let out = d.join(format!("restored-{}.db", flags.join("-")));
+    let mut args = vec!["restore", "-o", out.to_str().unwrap()];
+    args.extend_from_slice(flags);
+    args.push(url);
+    ok_in(d, &args);
+    count_rows(&out)
+}
+
 #[test]
 fn after_damaged_local_files_a_reset_resumes_with_a_fresh_snapshot() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,33 +63,9 @@ fn after_damaged_local_files_a_reset_resumes_with_a_fresh_snapshot() {
     ok_in(d, &["replicate", "-once", "app.db", &url]);
     insert(&app, 300..350);
     ok_in(d, &["replicate", "-once", "app.db", &url]);
-    let restored = d.join("restored.db");
-    ok_in(
-        d,
-        &[
-            "restore",
-            "-o",
-            restored.to_str().unwrap(),
-            "-integrity-check",
-            "full",
-            &url,
-        ],
-    );
-    assert_eq!(count_rows(&restored), 350);
+    assert_eq!(restored_rows(d, &["-integrity-check", "full"], &url), 350);
     // The replica's history before the reset stays restorable: TXID 2 held 200 rows.
-    let earlier = d.join("earlier.db");
-    ok_in(
-        d,
-        &[
-            "restore",
-            "-o",
-            earlier.to_str().unwrap(),
-            "-txid",
-            "0000000000000002",
-            &url,
-        ],
-    );
-    assert_eq!(count_rows(&earlier), 200);
+    assert_eq!(restored_rows(d, &["-txid", "0000000000000002"], &url), 200);
     drop(app);
 }
 
