@@ -2,7 +2,10 @@
 //! at most once per `heartbeat-interval` and only while every database replicates —
 //! each one has captured since the start, its upload side succeeded within the
 //! interval, and neither is failing now — so that the monitor raises the alarm when backups stop, as Litestream 0.5
-//! does. A failed request is reported and tried again at the next interval.
+//! does. A failed request is reported and tried again at the next interval. An idle
+//! database stays healthy: its upload side looks for pending files every 10 s (the
+//! fallback poll, well under the least interval of a minute), and a look that finds
+//! none succeeds without a request.
 
 use std::sync::Arc;
 use std::time::Duration;
