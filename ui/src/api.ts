@@ -42,6 +42,7 @@ export type ErrorCode =
   | "integrity_failed"
   | "replica_corrupt"
   | "local_state_damaged"
+  | "host_key_rejected"
   | "invalid_input"
   | "keychain_unavailable"
   | "disk_full"

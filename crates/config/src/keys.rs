@@ -51,6 +51,15 @@ pub(crate) const REPLICA_SETTINGS: &[&str] = &[
     "sse-customer-key",
     "sse-customer-key-path",
     "sse-kms-key-id",
+    "host",
+    "user",
+    "password",
+    "key-path",
+    "concurrent-writes",
+    "host-key",
+    "webdav-url",
+    "webdav-username",
+    "webdav-password",
     "age",
 ];
 
@@ -88,15 +97,6 @@ const OTHER_BACKEND_SETTINGS: &[(&str, &str)] = &[
     ("account-name", "abs"),
     ("account-key", "abs"),
     ("sas-token", "abs"),
-    ("host", "sftp"),
-    ("user", "sftp"),
-    ("password", "sftp and nats"),
-    ("key-path", "sftp"),
-    ("concurrent-writes", "sftp"),
-    ("host-key", "sftp"),
-    ("webdav-url", "webdav"),
-    ("webdav-username", "webdav"),
-    ("webdav-password", "webdav"),
     ("jwt", "nats"),
     ("seed", "nats"),
     ("creds", "nats"),
@@ -324,7 +324,7 @@ mod tests {
             "addr: ':9090'\nsnapshot: {intervall: 1h}\nlevels: [{interval: 30s, x: 1}]\n\
              logging: {levle: debug}\nretention: {enable: false}\nsync-interval: 1s\n\
              dbs:\n  - path: /a\n    monitor-intervall: 1s\n    snapshot: {retension: 1h}\n\
-             \x20   replica: {url: 's3://b', host: h, name: n, validation-interval: 1s, zzzz: 1}\n\
+             \x20   replica: {url: 's3://b', account-name: h, name: n, validation-interval: 1s, zzzz: 1}\n\
              \x20   replicas: [{typ: file}]\n",
         );
         let want = [
@@ -335,7 +335,7 @@ mod tests {
             "retention.enable: unknown key, ignored (did you mean enabled?)",
             "dbs[0].monitor-intervall: unknown key, ignored (did you mean monitor-interval?)",
             "dbs[0].snapshot.retension: unknown key, ignored (did you mean retention?)",
-            "dbs[0].replica.host: used only by sftp replicas, which Tideline does not support yet; ignored",
+            "dbs[0].replica.account-name: used only by abs replicas, which Tideline does not support yet; ignored",
             "dbs[0].replica.name: deprecated replica name, ignored",
             "dbs[0].replica.validation-interval: has no effect (Litestream ignores it too)",
             "dbs[0].replica.zzzz: unknown key, ignored",

@@ -115,7 +115,9 @@ mod paths;
 mod raw;
 mod replica;
 mod s3;
+mod sftp;
 mod url;
+mod webdav;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -130,6 +132,8 @@ pub use heartbeat::{DEFAULT_HEARTBEAT_INTERVAL, HeartbeatConfig, MIN_HEARTBEAT_I
 pub use paths::{absolute_path, default_config_path};
 pub use replica::{FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3Parts, S3ReplicaConfig};
 pub use s3::{S3Credentials, resolve_s3_credentials};
+pub use sftp::{DEFAULT_SFTP_PORT, SftpReplicaConfig};
+pub use webdav::WebDavReplicaConfig;
 
 use db::{build_db, db_name};
 pub(crate) use paths::resolve_path;

@@ -101,6 +101,17 @@ pub(crate) struct RawReplica {
     pub sse_customer_key_path: Option<String>,
     pub sse_kms_key_id: Option<String>,
 
+    pub host: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub key_path: Option<String>,
+    pub concurrent_writes: Option<bool>,
+    pub host_key: Option<String>,
+
+    pub webdav_url: Option<String>,
+    pub webdav_username: Option<String>,
+    pub webdav_password: Option<String>,
+
     /// Litestream 0.3's age encryption; rejected when it names any key.
     pub age: Option<Value>,
 }
@@ -135,6 +146,15 @@ impl RawReplica {
             sse_customer_key: s(&self.sse_customer_key, &global.sse_customer_key),
             sse_customer_key_path: s(&self.sse_customer_key_path, &global.sse_customer_key_path),
             sse_kms_key_id: s(&self.sse_kms_key_id, &global.sse_kms_key_id),
+            host: s(&self.host, &global.host),
+            user: s(&self.user, &global.user),
+            password: s(&self.password, &global.password),
+            key_path: s(&self.key_path, &global.key_path),
+            concurrent_writes: self.concurrent_writes.or(global.concurrent_writes),
+            host_key: s(&self.host_key, &global.host_key),
+            webdav_url: s(&self.webdav_url, &global.webdav_url),
+            webdav_username: s(&self.webdav_username, &global.webdav_username),
+            webdav_password: s(&self.webdav_password, &global.webdav_password),
             age: if age_is_set(&self.age) {
                 self.age.clone()
             } else {

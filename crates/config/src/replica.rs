@@ -8,7 +8,9 @@ use std::time::Duration;
 use super::error::{ConfigError, UrlProblem};
 use super::raw::{RawReplica, age_is_set, non_empty};
 use super::s3::build_s3;
+use super::sftp::{SftpReplicaConfig, build_sftp};
 use super::url::{self};
+use super::webdav::{WebDavReplicaConfig, build_webdav};
 use super::{
     DEFAULT_MAX_SYNC_LTX_FILES, DEFAULT_SYNC_INTERVAL, Env, Sensitive, keys, resolve_path,
 };
@@ -20,7 +22,7 @@ pub(crate) const MAX_PART_SIZE: u64 = 5 << 30;
 /// Litestream's concurrency for Cloudflare R2, which throttles parallel uploads.
 pub(crate) const R2_CONCURRENCY: usize = 2;
 
-pub(crate) const SUPPORTED: &str = "supported: file, s3";
+pub(crate) const SUPPORTED: &str = "supported: file, s3, sftp, webdav";
 
 /// Where and how one database is replicated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,25 +48,43 @@ pub enum ReplicaTarget {
     File(FileReplicaConfig),
     /// An S3 or S3-compatible bucket (`type: s3`, `s3://bucket/path`).
     S3(Box<S3ReplicaConfig>),
+    /// A folder on an SFTP server (`type: sftp`, `sftp://user@host/path`).
+    Sftp(Box<SftpReplicaConfig>),
+    /// A folder on a WebDAV server (`type: webdav`, `webdavs://host/path`).
+    WebDav(Box<WebDavReplicaConfig>),
 }
 
 impl ReplicaTarget {
-    /// `"file"` or `"s3"`, as Litestream's `type:` names it.
+    /// The type, as Litestream's `type:` names it (`file`, `s3`, `sftp`, `webdav`).
     pub fn kind(&self) -> &'static str {
         match self {
             ReplicaTarget::File(_) => "file",
             ReplicaTarget::S3(_) => "s3",
+            ReplicaTarget::Sftp(_) => "sftp",
+            ReplicaTarget::WebDav(_) => "webdav",
         }
     }
 }
 
 impl fmt::Display for ReplicaTarget {
-    /// A description without credentials: the folder, or `s3://bucket/path`.
+    /// A description without credentials: the folder, `s3://bucket/path`,
+    /// `sftp://user@host/path` or the WebDAV folder's URL.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ReplicaTarget::File(c) => write!(f, "{}", c.path.display()),
             ReplicaTarget::S3(c) if c.path.is_empty() => write!(f, "s3://{}", c.bucket),
             ReplicaTarget::S3(c) => write!(f, "s3://{}/{}", c.bucket, c.path),
+            ReplicaTarget::Sftp(c) if c.path.starts_with('/') => {
+                write!(f, "sftp://{}@{}{}", c.user, c.host, c.path)
+            }
+            ReplicaTarget::Sftp(c) if c.path.is_empty() => {
+                write!(f, "sftp://{}@{} (login folder)", c.user, c.host)
+            }
+            ReplicaTarget::Sftp(c) => {
+                write!(f, "sftp://{}@{} (folder {})", c.user, c.host, c.path)
+            }
+            ReplicaTarget::WebDav(c) if c.path.is_empty() => write!(f, "{}/", c.url),
+            ReplicaTarget::WebDav(c) => write!(f, "{}/{}/", c.url, c.path),
         }
     }
 }
@@ -270,6 +290,17 @@ pub(crate) fn build(
             env,
             warnings,
         )?)),
+        "sftp" => ReplicaTarget::Sftp(Box::new(build_sftp(
+            local,
+            &eff,
+            url.as_deref(),
+            key,
+            env,
+            cwd,
+        )?)),
+        "webdav" => {
+            ReplicaTarget::WebDav(Box::new(build_webdav(local, &eff, url.as_deref(), key)?))
+        }
         other => return Err(unsupported_kind(other, scheme.is_some(), key)),
     };
     Ok(ReplicaConfig {
@@ -354,7 +385,7 @@ pub(crate) fn unsupported_kind(kind: &str, from_scheme: bool, key: &str) -> Conf
         format!("{key}.type")
     };
     match kind {
-        "gs" | "abs" | "sftp" | "webdav" | "nats" | "oss" => ConfigError::invalid(
+        "gs" | "abs" | "nats" | "oss" => ConfigError::invalid(
             kind_key,
             format!("replica type {kind} is not supported by Tideline yet"),
             SUPPORTED,
@@ -365,7 +396,7 @@ pub(crate) fn unsupported_kind(kind: &str, from_scheme: bool, key: &str) -> Conf
             "write file:///abs/path for a folder or s3://bucket/path for S3",
         ),
         other => {
-            let hint = match keys::suggest(other, &["file", "s3"]) {
+            let hint = match keys::suggest(other, &["file", "s3", "sftp", "webdav"]) {
                 Some(s) => format!("did you mean type: {s}? {SUPPORTED}"),
                 None => SUPPORTED.to_owned(),
             };

@@ -29,6 +29,11 @@ pub(crate) struct Url {
     pub path: String,
     /// Decoded query pairs in order.
     pub query: Vec<(String, String)>,
+    /// The decoded user name of a `user[:password]@` part. S3 never reads it (keys come
+    /// from the config or the environment); SFTP and WebDAV take it as Litestream does.
+    pub user: Option<String>,
+    /// The decoded password of a `user:password@` part.
+    pub password: Option<String>,
 }
 
 impl Url {
@@ -172,9 +177,17 @@ pub(crate) fn parse(s: &str) -> Result<Url, UrlProblem> {
         Some(after) => after.split_at(after.find('/').unwrap_or(after.len())),
         None => ("", rest),
     };
-    // Credentials in the URL are never used (keys come from the config or the
-    // environment), so the user-info part is dropped.
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (user, password) = match userinfo {
+        Some(u) => match u.split_once(':') {
+            Some((name, pass)) => (Some(decode(name, false)?), Some(decode(pass, false)?)),
+            None => (Some(decode(u, false)?), None),
+        },
+        None => (None, None),
+    };
     let mut query = Vec::new();
     for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -185,6 +198,8 @@ pub(crate) fn parse(s: &str) -> Result<Url, UrlProblem> {
         host: decode(hostport, false)?,
         path: decode(raw_path, false)?,
         query,
+        user,
+        password,
     })
 }
 

@@ -520,14 +520,14 @@ fn every_config_error_names_the_key_and_the_fix() {
             "dbs:\n  - path: /a.db\n    replica:\n      url: gs://bucket/x\n",
             &[
                 "dbs[0].replica.url",
-                "replica type gs is not supported by Tideline yet; supported: file, s3",
+                "replica type gs is not supported by Tideline yet; supported: file, s3, sftp, webdav",
             ],
         ),
         (
-            "dbs:\n  - path: /a.db\n    replica:\n      type: sftp\n      host: h\n",
+            "dbs:\n  - path: /a.db\n    replica:\n      type: abs\n      bucket: h\n",
             &[
                 "dbs[0].replica.type",
-                "replica type sftp is not supported by Tideline yet; supported: file, s3",
+                "replica type abs is not supported by Tideline yet; supported: file, s3, sftp, webdav",
             ],
         ),
         (
@@ -1007,11 +1007,11 @@ fn replica_urls() {
     );
     bad(
         "sftp://host/x",
-        &["replica type sftp is not supported by Tideline yet; supported: file, s3"],
+        &["user required for sftp replica", "sftp://user@host/path"],
     );
     bad(
-        "webdavs://host/x",
-        &["replica type webdav is not supported"],
+        "webdav:///x",
+        &["webdav-url required", "webdavs://host/path"],
     );
     bad("nats://host:4222/bucket", &["nats is not supported"]);
     bad("abs://container/x", &["abs is not supported"]);
@@ -1153,5 +1153,157 @@ fn default_config_path_follows_litestream() {
         assert_eq!(fallback, PathBuf::from(r"C:\Litestream\litestream.yml"));
     } else {
         assert_eq!(fallback, PathBuf::from("/etc/litestream.yml"));
+    }
+}
+
+fn sftp(replica: &ReplicaConfig) -> &tideline_config::SftpReplicaConfig {
+    match &replica.target {
+        ReplicaTarget::Sftp(c) => c,
+        other => panic!("not sftp: {other:?}"),
+    }
+}
+
+fn webdav(replica: &ReplicaConfig) -> &tideline_config::WebDavReplicaConfig {
+    match &replica.target {
+        ReplicaTarget::WebDav(c) => c,
+        other => panic!("not webdav: {other:?}"),
+    }
+}
+
+#[test]
+fn sftp_replicas_read_litestreams_keys_and_url() {
+    let c = parse_env(
+        "key-path: /keys/id_ed25519\n\
+         dbs:\n  - path: /a.db\n    replica:\n      type: sftp\n      host: nas.local:2222\n      \
+         user: backup\n      \
+         password: ${PW}\n      path: backups/a\n      concurrent-writes: false\n      \
+         host-key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB2example0key0text0here\n\
+         \x20 - path: /b.db\n    replica:\n      url: sftp://ann:s%40cret@10.0.0.2/srv/b/\n",
+        &[("PW", "pw1")],
+    );
+    let a = sftp(c.dbs[0].replica.as_ref().unwrap());
+    assert_eq!(a.host_and_port(), ("nas.local".into(), 2222));
+    assert_eq!(a.user, "backup");
+    assert_eq!(expose(&a.password), Some("pw1"));
+    assert_eq!(a.path, "backups/a");
+    assert_eq!(a.level_dir(3), "backups/a/ltx/3");
+    assert_eq!(
+        a.key_path.as_deref(),
+        Some(Path::new("/keys/id_ed25519")),
+        "inherited from the top level"
+    );
+    assert!(!a.concurrent_writes);
+    assert!(
+        a.host_key
+            .as_deref()
+            .unwrap()
+            .starts_with("ssh-ed25519 AAAA")
+    );
+    assert!(
+        !format!("{a:?}").contains("pw1"),
+        "the password is not in Debug"
+    );
+
+    let b = c.dbs[1].replica.as_ref().unwrap();
+    let sb = sftp(b);
+    assert_eq!(
+        (sb.host.as_str(), sb.user.as_str(), sb.path.as_str()),
+        ("10.0.0.2", "ann", "/srv/b")
+    );
+    assert_eq!(expose(&sb.password), Some("s@cret"), "decoded from the URL");
+    assert_eq!(sb.host_and_port().1, 22);
+    assert!(sb.concurrent_writes, "Litestream's default");
+    assert_eq!(sb.level_dir(0), "/srv/b/ltx/0");
+    assert_eq!(b.target.to_string(), "sftp://ann@10.0.0.2/srv/b");
+
+    for (text, fragments) in [
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: sftp\n      user: u\n",
+            &["dbs[0].replica", "host required for sftp replica"][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: sftp://u@h/p\n      host: h2\n",
+            &["cannot specify url & host for sftp replica"][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: sftp://u@h/p\n      path: /q\n",
+            &["cannot specify url & path for sftp replica"][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: sftp://u@h/p\n      host-key: AAAA\n",
+            &[
+                "dbs[0].replica.host-key",
+                "not a public key line",
+                "ssh-keyscan",
+            ][..],
+        ),
+    ] {
+        assert_msg(&parse_err(text), fragments);
+    }
+}
+
+#[test]
+fn webdav_replicas_read_litestreams_keys_and_url() {
+    let c = parse_env(
+        "dbs:\n  - path: /a.db\n    replica:\n      type: webdav\n      \
+         webdav-url: https://cloud.example.com/remote.php/dav/files/ann/\n      \
+         webdav-username: ann\n      webdav-password: ${PW}\n      path: /backups/a/\n\
+         \x20 - path: /b.db\n    replica:\n      url: webdav://bob:pw2@127.0.0.1:8080/dav/b\n\
+         \x20 - path: /c.db\n    replica:\n      url: webdavs://nas/c\n      type: s3\n",
+        &[("PW", "pw1")],
+    );
+    let a = webdav(c.dbs[0].replica.as_ref().unwrap());
+    assert_eq!(a.url, "https://cloud.example.com/remote.php/dav/files/ann");
+    assert_eq!(a.path, "backups/a");
+    assert_eq!(a.level_dir(9), "backups/a/ltx/9");
+    assert_eq!(
+        (a.username.as_deref(), expose(&a.password)),
+        (Some("ann"), Some("pw1"))
+    );
+    assert!(
+        !format!("{a:?}").contains("pw1"),
+        "the password is not in Debug"
+    );
+
+    let b = c.dbs[1].replica.as_ref().unwrap();
+    let wb = webdav(b);
+    assert_eq!(
+        (wb.url.as_str(), wb.path.as_str()),
+        ("http://127.0.0.1:8080", "dav/b")
+    );
+    assert_eq!(
+        (wb.username.as_deref(), expose(&wb.password)),
+        (Some("bob"), Some("pw2"))
+    );
+    assert_eq!(b.target.to_string(), "http://127.0.0.1:8080/dav/b/");
+
+    let wc = webdav(c.dbs[2].replica.as_ref().unwrap());
+    assert_eq!((wc.url.as_str(), wc.path.as_str()), ("https://nas", "c"));
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("the url scheme makes this a webdav replica")),
+        "{:?}",
+        c.warnings
+    );
+
+    for (text, fragments) in [
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: webdav\n      path: x\n",
+            &[
+                "webdav-url required for webdav replica",
+                "webdav-url: https://host",
+            ][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: webdav\n      webdav-url: ftp://h\n",
+            &["dbs[0].replica.webdav-url", "not an http(s) URL"][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: webdav://h/p\n      webdav-url: http://h\n",
+            &["cannot specify url & webdav-url for webdav replica"][..],
+        ),
+    ] {
+        assert_msg(&parse_err(text), fragments);
     }
 }

@@ -230,12 +230,14 @@ pub enum ErrorCode {
     KeychainUnavailable,
     /// A bug.
     Internal,
+    /// The SSH server's host key is unknown or changed: the server is not trusted.
+    HostKeyRejected,
 }
 
 impl Error {
     /// The stable code of this error.
     pub fn code(&self) -> ErrorCode {
-        use crate::storage::S3Failure;
+        use crate::storage::{RemoteFailure, S3Failure};
         match self {
             Error::DatabaseMissing(_) => ErrorCode::DatabaseMissing,
             Error::NotSqlite(_) => ErrorCode::NotSqlite,
@@ -254,6 +256,16 @@ impl Error {
                 S3Failure::NoSuchBucket => ErrorCode::NoSuchBucket,
                 S3Failure::ClockSkew => ErrorCode::ClockSkew,
                 S3Failure::WrongRegion(_) => ErrorCode::WrongRegion,
+                _ => ErrorCode::DestinationUnavailable,
+            },
+            Error::Replica(ReplicaError::Remote { failure, .. }) => match failure {
+                RemoteFailure::Unreachable(_) => ErrorCode::DestinationUnreachable,
+                RemoteFailure::WrongCredentials { .. } => ErrorCode::WrongCredentials,
+                RemoteFailure::AccessDenied(_) => ErrorCode::AccessDenied,
+                RemoteFailure::HostKeyUnknown { .. } | RemoteFailure::HostKeyChanged { .. } => {
+                    ErrorCode::HostKeyRejected
+                }
+                RemoteFailure::ServerFull(_) => ErrorCode::DiskFull,
                 _ => ErrorCode::DestinationUnavailable,
             },
             Error::Replica(ReplicaError::Io { source, .. }) if is_disk_full(source) => {

@@ -19,12 +19,18 @@ use std::time::SystemTime;
 
 use tideline_ltx::Txid;
 
+pub(crate) mod cache;
+pub mod counters;
 pub mod durable;
 pub mod file;
 pub mod memory;
+pub mod remote;
 pub mod s3;
+pub mod webdav;
 
-pub use s3::{RequestCounts, S3Failure};
+pub use counters::RequestCounts;
+pub use remote::RemoteFailure;
+pub use s3::S3Failure;
 
 pub use tideline_ltx::{MAX_COMPACTION_LEVEL, SNAPSHOT_LEVEL};
 
@@ -106,6 +112,18 @@ pub enum ReplicaError {
         /// Why, in terms of what to fix.
         failure: S3Failure,
     },
+    /// A request to an SFTP or WebDAV server failed; `failure` says what to fix.
+    #[error("{replica}: {op} {path}: {failure}")]
+    Remote {
+        /// The replica (server and folder; never credentials).
+        replica: String,
+        /// What was being done.
+        op: &'static str,
+        /// The file or folder on the server.
+        path: String,
+        /// Why, in terms of what to fix.
+        failure: RemoteFailure,
+    },
 }
 
 impl ReplicaError {
@@ -113,17 +131,18 @@ impl ReplicaError {
     /// credentials, no permission, no such bucket, another region): worth failing
     /// at start for, where a destination that is down or missing is waited for.
     pub fn needs_config_fix(&self) -> bool {
-        matches!(
-            self,
-            ReplicaError::S3 {
-                failure: S3Failure::WrongCredentials { .. }
+        match self {
+            ReplicaError::S3 { failure, .. } => matches!(
+                failure,
+                S3Failure::WrongCredentials { .. }
                     | S3Failure::NoCredentials(_)
                     | S3Failure::AccessDenied
                     | S3Failure::NoSuchBucket
-                    | S3Failure::WrongRegion(_),
-                ..
-            }
-        )
+                    | S3Failure::WrongRegion(_)
+            ),
+            ReplicaError::Remote { failure, .. } => failure.needs_config_fix(),
+            _ => false,
+        }
     }
 }
 
@@ -252,6 +271,9 @@ pub fn open_client(
             Ok(std::sync::Arc::new(file::FileReplica::new(&f.path)))
         }
         crate::config::ReplicaTarget::S3(s) => Ok(std::sync::Arc::new(s3::S3Replica::new(s)?)),
+        crate::config::ReplicaTarget::WebDav(w) => {
+            Ok(std::sync::Arc::new(webdav::WebDavReplica::new(w)?))
+        }
         other => Err(crate::Error::ReplicaTypeNotBuilt { kind: other.kind() }),
     }
 }

@@ -1,103 +1,39 @@
-//! Counters of the requests (every attempt, retries included) and bytes a client has
-//! used, by operation, for `tideline status`: [`RequestCounts`] and the SDK
-//! interceptor that keeps them.
+//! The SDK interceptor that keeps a client's [`Counters`]: how a request is told to be
+//! one operation or another.
 //!
-//! Reason to change: what is counted, or how a request is told to be one operation
-//! or another.
+//! Reason to change: how S3 requests are classified.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_s3::config::interceptors::{
     BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
 };
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
-use serde::{Deserialize, Serialize};
 
-/// Requests and bytes a replica client has used since it was created.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestCounts {
-    /// LIST requests.
-    pub list: u64,
-    /// GET requests (whole or ranged).
-    pub get: u64,
-    /// HEAD requests.
-    pub head: u64,
-    /// PUT requests: whole objects and multipart parts.
-    pub put: u64,
-    /// Multipart create, complete and abort requests.
-    pub multipart: u64,
-    /// DELETE and DeleteObjects requests.
-    pub delete: u64,
-    /// Bytes sent in request bodies.
-    pub bytes_up: u64,
-    /// Bytes received in response bodies.
-    pub bytes_down: u64,
-}
+use crate::storage::counters::{Counters, Op};
 
-impl RequestCounts {
-    /// Every request.
-    pub fn total(&self) -> u64 {
-        self.list + self.get + self.head + self.put + self.multipart + self.delete
-    }
-}
-
-/// The live counts, shared by a client and its interceptor.
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    list: AtomicU64,
-    get: AtomicU64,
-    head: AtomicU64,
-    put: AtomicU64,
-    multipart: AtomicU64,
-    delete: AtomicU64,
-    bytes_up: AtomicU64,
-    bytes_down: AtomicU64,
-}
-
-impl Counters {
-    pub(super) fn snapshot(&self) -> RequestCounts {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        RequestCounts {
-            list: l(&self.list),
-            get: l(&self.get),
-            head: l(&self.head),
-            put: l(&self.put),
-            multipart: l(&self.multipart),
-            delete: l(&self.delete),
-            bytes_up: l(&self.bytes_up),
-            bytes_down: l(&self.bytes_down),
-        }
-    }
-
-    /// Counts one request of `method` to `uri` with a body of `bytes_up` bytes.
-    fn count_request(&self, method: &str, uri: &str, bytes_up: u64) {
-        let query = uri.split_once('?').map_or("", |(_, q)| q);
-        let has = |k: &str| {
-            query
-                .split('&')
-                .any(|p| p == k || p.starts_with(&format!("{k}=")))
-        };
-        // Path-style and virtual-hosted requests both end in the key for objects;
-        // listings are the only GETs with `list-type` (or `prefix`) in the query.
-        let counter = match method {
-            "GET" if has("list-type") || has("prefix") => &self.list,
-            "GET" => &self.get,
-            "HEAD" => &self.head,
-            "PUT" => &self.put,
-            "POST" if has("delete") => &self.delete,
-            "POST" => &self.multipart,
-            "DELETE" if has("uploadId") => &self.multipart,
-            "DELETE" => &self.delete,
-            _ => &self.list,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.bytes_up.fetch_add(bytes_up, Ordering::Relaxed);
-    }
-
-    fn count_download(&self, bytes: u64) {
-        self.bytes_down.fetch_add(bytes, Ordering::Relaxed);
-    }
+/// Counts one request by its method and URI.
+fn count_request(counters: &Counters, method: &str, uri: &str, bytes_up: u64) {
+    let query = uri.split_once('?').map_or("", |(_, q)| q);
+    let has = |k: &str| {
+        query
+            .split('&')
+            .any(|p| p == k || p.starts_with(&format!("{k}=")))
+    };
+    // Path-style and virtual-hosted requests both end in the key for objects;
+    // listings are the only GETs with `list-type` (or `prefix`) in the query.
+    let op = match method {
+        "GET" if has("list-type") || has("prefix") => Op::List,
+        "GET" => Op::Get,
+        "HEAD" => Op::Head,
+        "PUT" => Op::Put,
+        "POST" if has("delete") => Op::Delete,
+        "POST" => Op::Multipart,
+        "DELETE" if has("uploadId") => Op::Multipart,
+        "DELETE" => Op::Delete,
+        _ => Op::List,
+    };
+    counters.count(op, bytes_up);
 }
 
 /// Counts every attempt the SDK transmits (retries included), as the provider bills.
@@ -129,7 +65,7 @@ impl Intercept for CountRequests {
             .get("content-length")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        self.0.count_request(req.method(), req.uri(), up);
+        count_request(&self.0, req.method(), req.uri(), up);
         Ok(())
     }
 
@@ -147,13 +83,14 @@ impl Intercept for CountRequests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::RequestCounts;
 
     const BUCKET: &str = "http://127.0.0.1:9000/bucket";
 
     fn counted(requests: &[(&str, &str, u64)]) -> RequestCounts {
         let c = Counters::default();
         for (method, path, up) in requests {
-            c.count_request(method, &format!("{BUCKET}{path}"), *up);
+            count_request(&c, method, &format!("{BUCKET}{path}"), *up);
         }
         c.snapshot()
     }
@@ -208,7 +145,7 @@ mod tests {
         let c = Counters::default();
         c.count_download(4096);
         c.count_download(1);
-        c.count_request("GET", "/k", 0);
+        count_request(&c, "GET", "/k", 0);
         let s = c.snapshot();
         assert_eq!(s.bytes_down, 4097);
         assert_eq!(s.total(), 1, "bytes are not requests");

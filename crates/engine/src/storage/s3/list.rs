@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use tideline_ltx::parse_filename;
 use tokio::sync::Semaphore;
 
-use super::cache::LevelCache;
 use super::{FileInfo, ReplicaResult, S3Failure, S3Replica, TIMESTAMP_KEY};
+use crate::storage::cache::LevelCache;
 use crate::time::parse_rfc3339;
 
 /// HEADs in flight when listing with exact creation times.

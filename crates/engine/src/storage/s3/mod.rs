@@ -31,12 +31,12 @@
 //! This module is the glue: [`S3Replica`], its client set-up and the
 //! [`ReplicaClient`] impl. Each concern has its own file: `failure` (what went
 //! wrong), `counters` (requests and bytes), `credentials`, `sse` (encryption),
-//! `cache` (the listing cache), `list`, `upload`, `read` and `delete`.
+//! `list`, `upload`, `read` and `delete`; the listing cache is [`storage::cache`](crate::storage),
+//! shared with the SFTP and WebDAV clients.
 
 // First, so that its `sse_customer!` macro is in scope in the modules after it.
 #[macro_use]
 mod sse;
-mod cache;
 mod counters;
 mod credentials;
 mod delete;
@@ -60,14 +60,14 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use tideline_ltx::{Txid, format_filename};
 use tokio::sync::Semaphore;
 
-pub use counters::RequestCounts;
 pub use failure::S3Failure;
 pub(crate) use upload::MAX_PARTS;
 
 use super::{FileInfo, ReplicaClient, ReplicaError, ReplicaResult, check_level};
 use crate::config::S3ReplicaConfig;
-use cache::Cache;
-use counters::{CountRequests, Counters};
+use crate::storage::cache::Cache;
+use crate::storage::counters::{Counters, RequestCounts};
+use counters::CountRequests;
 use upload::MIN_PART_SIZE;
 
 /// User metadata key holding the LTX header timestamp (RFC 3339, Go's RFC3339Nano).

@@ -17,24 +17,24 @@ use tideline_ltx::Txid;
 use super::{FileInfo, ReplicaResult};
 
 /// One level's listing, kept true by this client's own writes and deletes.
-pub(super) type LevelCache = BTreeMap<(Txid, Txid), FileInfo>;
+pub(crate) type LevelCache = BTreeMap<(Txid, Txid), FileInfo>;
 
 /// Every level's [`Listing`].
 #[derive(Debug, Default)]
-pub(super) struct Cache(Mutex<[Listing; 10]>);
+pub(crate) struct Cache(Mutex<[Listing; 10]>);
 
 impl Cache {
-    pub(super) fn lock(&self) -> MutexGuard<'_, [Listing; 10]> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, [Listing; 10]> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Forgets `level`'s listing.
-    pub(super) fn invalidate(&self, level: u8) {
+    pub(crate) fn invalidate(&self, level: u8) {
         self.lock()[usize::from(level)].invalidate();
     }
 
     /// The cached listing of `level`, if known.
-    pub(super) fn files(&self, level: u8) -> Option<Vec<FileInfo>> {
+    pub(crate) fn files(&self, level: u8) -> Option<Vec<FileInfo>> {
         let cache = self.lock();
         let files = cache[usize::from(level)].files.as_ref()?;
         Some(files.values().cloned().collect())
@@ -42,7 +42,7 @@ impl Cache {
 
     /// Starts a listing of `level`: this client's changes are recorded for it until
     /// it ends ([`ListingInFlight::finish`], or dropped).
-    pub(super) fn begin_listing(&self, level: u8) -> ListingInFlight<'_> {
+    pub(crate) fn begin_listing(&self, level: u8) -> ListingInFlight<'_> {
         self.lock()[usize::from(level)].in_flight += 1;
         ListingInFlight {
             cache: Some(self),
@@ -54,7 +54,7 @@ impl Cache {
 /// Per level: the listing if known, and files written before it was listed (whose
 /// exact creation times the next listing keeps; LIST only gives upload times).
 #[derive(Debug, Default)]
-pub(super) struct Listing {
+pub(crate) struct Listing {
     files: Option<LevelCache>,
     written: LevelCache,
     /// Listings of this level under way.
@@ -73,7 +73,7 @@ struct Changes {
 impl Listing {
     /// Forgets the listing (the next `list` asks the server). Files written before
     /// are still remembered for their creation times.
-    pub(super) fn invalidate(&mut self) {
+    pub(crate) fn invalidate(&mut self) {
         self.files = None;
     }
 
@@ -110,7 +110,7 @@ impl Listing {
     }
 
     /// Records a file this client wrote.
-    pub(super) fn record_write(&mut self, info: &FileInfo) {
+    pub(crate) fn record_write(&mut self, info: &FileInfo) {
         let k = (info.min_txid, info.max_txid);
         match &mut self.files {
             Some(cached) => cached.insert(k, info.clone()),
@@ -123,7 +123,7 @@ impl Listing {
     }
 
     /// Records a file this client deleted.
-    pub(super) fn record_delete(&mut self, min: Txid, max: Txid) {
+    pub(crate) fn record_delete(&mut self, min: Txid, max: Txid) {
         self.written.remove(&(min, max));
         if let Some(c) = &mut self.files {
             c.remove(&(min, max));
@@ -138,7 +138,7 @@ impl Listing {
 /// A listing under way. Ends it when dropped half way (a shutdown past its
 /// deadline), so that writes stop being recorded for a listing that will never
 /// arrive.
-pub(super) struct ListingInFlight<'a> {
+pub(crate) struct ListingInFlight<'a> {
     /// `None` once the listing ended normally.
     cache: Option<&'a Cache>,
     level: u8,
@@ -147,7 +147,7 @@ pub(super) struct ListingInFlight<'a> {
 impl ListingInFlight<'_> {
     /// Ends the listing with what the server answered: when it listed the level, that
     /// becomes the cached listing, with this client's knowledge applied over it.
-    pub(super) fn finish(
+    pub(crate) fn finish(
         mut self,
         result: ReplicaResult<LevelCache>,
     ) -> ReplicaResult<Vec<FileInfo>> {

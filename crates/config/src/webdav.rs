@@ -1,0 +1,112 @@
+//! WebDAV replicas (`type: webdav` with `webdav-url`, or
+//! `webdav[s]://user[:password]@host[:port]/path`): the keys and URL form of
+//! Litestream 0.5's `webdav` client.
+
+use super::error::ConfigError;
+use super::raw::{RawReplica, non_empty};
+use super::replica::url_error;
+use super::{Sensitive, url};
+
+/// A WebDAV replica: files under `<url>/<path>/ltx/<level>/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebDavReplicaConfig {
+    /// The server's base URL, `http://` or `https://` (`webdav-url`, or the scheme and
+    /// host of a `webdav://` / `webdavs://` URL); without user-info or a trailing slash.
+    pub url: String,
+    /// The replica's folder below `url`, `/`-separated, without leading or trailing
+    /// slashes; empty for `url` itself.
+    pub path: String,
+    /// `webdav-username` (or the URL's user), for HTTP basic authentication.
+    pub username: Option<String>,
+    /// `webdav-password` (or the URL's password).
+    pub password: Option<Sensitive<String>>,
+}
+
+impl WebDavReplicaConfig {
+    /// The folder of level `level` below `url`: `<path>/ltx/<level>`.
+    pub fn level_dir(&self, level: u8) -> String {
+        if self.path.is_empty() {
+            format!("ltx/{level}")
+        } else {
+            format!("{}/ltx/{level}", self.path)
+        }
+    }
+}
+
+pub(crate) fn build_webdav(
+    local: &RawReplica,
+    eff: &RawReplica,
+    url: Option<&str>,
+    key: &str,
+) -> Result<WebDavReplicaConfig, ConfigError> {
+    if url.is_some() && non_empty(&local.path).is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            "cannot specify url & path for webdav replica",
+            "put the folder in the URL (url: webdavs://host/path), or drop url: and use \
+             webdav-url: + path:",
+        ));
+    }
+    if url.is_some() && non_empty(&local.webdav_url).is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            "cannot specify url & webdav-url for webdav replica",
+            "keep one of them: url: webdavs://host/path, or webdav-url: https://host + path:",
+        ));
+    }
+    let mut base = non_empty(&eff.webdav_url);
+    let mut username = non_empty(&eff.webdav_username);
+    let mut password = non_empty(&eff.webdav_password);
+    let mut path = non_empty(&eff.path);
+    if let Some(u) = url {
+        let parsed = url::parse(u).map_err(|p| url_error(key, p))?;
+        let scheme = if parsed.scheme == "webdavs" {
+            "https"
+        } else {
+            "http"
+        };
+        if !parsed.host.is_empty() {
+            base = base.or(Some(format!("{scheme}://{}", parsed.host)));
+        }
+        username = username.or(parsed.user.filter(|u| !u.is_empty()));
+        password = password.or(parsed.password.filter(|p| !p.is_empty()));
+        path = path.or(Some(parsed.path).filter(|p| !p.is_empty()));
+    }
+    let base = base.ok_or_else(|| {
+        ConfigError::invalid(
+            key,
+            "webdav-url required for webdav replica",
+            "set webdav-url: https://host[/base] (and path:), or url: webdavs://host/path",
+        )
+    })?;
+    let lower = base.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err(ConfigError::invalid(
+            format!("{key}.webdav-url"),
+            format!("webdav-url {:?} is not an http(s) URL", url::redact(&base)),
+            "write it as https://host[:port][/base] (or http:// on a trusted network)",
+        ));
+    }
+    let parsed = url::parse(&base).map_err(|p| url_error(key, p))?;
+    if parsed.host.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{key}.webdav-url"),
+            "webdav-url has no host",
+            "write it as https://host[:port][/base]",
+        ));
+    }
+    // Credentials in webdav-url itself are taken as Litestream's HTTP client takes them.
+    username = username.or(parsed.user.filter(|u| !u.is_empty()));
+    password = password.or(parsed.password.filter(|p| !p.is_empty()));
+    let base = url::strip_userinfo(&base).trim_end_matches('/').to_owned();
+    let path = path
+        .map(|p| url::clean_path(&p).trim_matches('/').to_owned())
+        .filter(|p| p != ".")
+        .unwrap_or_default();
+    Ok(WebDavReplicaConfig {
+        url: base,
+        path,
+        username,
+        password: password.map(Sensitive::new),
+    })
+}

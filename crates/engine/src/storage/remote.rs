@@ -1,0 +1,96 @@
+//! Why a request to an SFTP or WebDAV server failed, in terms of what the user must
+//! fix: the [`RemoteFailure`] taxonomy those backends share (S3 has its own,
+//! [`S3Failure`](super::S3Failure), for its richer error codes).
+//!
+//! Reason to change: a server reports a failure in a way not yet named, or a message
+//! must say something else.
+
+/// Why a request to an SFTP or WebDAV server failed, in terms of what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoteFailure {
+    /// The server could not be reached (refused, timed out, DNS, TLS, connection lost).
+    Unreachable(String),
+    /// The server refused the login; `keys` names the settings that hold it.
+    WrongCredentials {
+        /// The config keys to check, e.g. `user, password and key-path`.
+        keys: &'static str,
+        /// What the server or the client said.
+        detail: String,
+    },
+    /// The login worked but may not do this here.
+    AccessDenied(String),
+    /// The SSH server's host key is neither `host-key` nor in `~/.ssh/known_hosts`.
+    HostKeyUnknown {
+        /// The server.
+        host: String,
+        /// The key it offered, as an `authorized_keys` line.
+        offered: String,
+    },
+    /// The SSH server offered another host key than the one configured or known.
+    HostKeyChanged {
+        /// The server.
+        host: String,
+        /// The key it offered, as an `authorized_keys` line.
+        offered: String,
+    },
+    /// The server is out of space.
+    ServerFull(String),
+    /// The server answered with an HTTP error not named above.
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// The status text or the server's message.
+        message: String,
+    },
+    /// Anything else (a malformed answer, a protocol error).
+    Other(String),
+}
+
+impl RemoteFailure {
+    /// True for failures only a change of configuration fixes.
+    pub fn needs_config_fix(&self) -> bool {
+        matches!(
+            self,
+            RemoteFailure::WrongCredentials { .. }
+                | RemoteFailure::AccessDenied(_)
+                | RemoteFailure::HostKeyUnknown { .. }
+                | RemoteFailure::HostKeyChanged { .. }
+        )
+    }
+}
+
+impl std::fmt::Display for RemoteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RemoteFailure::Unreachable(detail) => write!(
+                f,
+                "cannot reach the server ({detail}): check the host and port, and that the server is running and reachable"
+            ),
+            RemoteFailure::WrongCredentials { keys, detail } => write!(
+                f,
+                "the server refused the login ({detail}): check {keys} in the config"
+            ),
+            RemoteFailure::AccessDenied(detail) => write!(
+                f,
+                "access denied ({detail}): the login works but may not read and write this folder; fix the folder's permissions or the path"
+            ),
+            RemoteFailure::HostKeyUnknown { host, offered } => write!(
+                f,
+                "the host key of {host} is not known, so the server cannot be trusted yet: check that this is the server's key (ssh-keyscan on the server itself) and set host-key: {offered} in the replica config, or add it to ~/.ssh/known_hosts"
+            ),
+            RemoteFailure::HostKeyChanged { host, offered } => write!(
+                f,
+                "the host key of {host} has CHANGED (now {offered}): someone may be intercepting the connection; if the server was reinstalled, check its new key and update host-key (or ~/.ssh/known_hosts)"
+            ),
+            RemoteFailure::ServerFull(detail) => write!(
+                f,
+                "the server is out of space ({detail}): free space there or raise the quota; nothing is lost, the files not uploaded stay in the meta directory"
+            ),
+            RemoteFailure::Server { status, message } => {
+                write!(f, "the server answered {status} {message}")
+            }
+            RemoteFailure::Other(detail) => f.write_str(detail),
+        }
+    }
+}
