@@ -4,6 +4,9 @@
 //! writes and deletes fail, stall or slow down ([`FaultyReplica`]); [`wait`] holds the
 //! bounded polls tests wait with.
 //!
+//! [`webdav::WebDavServer`] runs `rclone serve webdav` on `127.0.0.1` for the WebDAV
+//! replica's tests.
+//!
 //! [`S3Server`] is a real S3-compatible server (`s3s-fs`, objects kept as files under a
 //! directory) on `127.0.0.1`, checking SigV4 signatures against one access key. It runs
 //! on its own thread and runtime, so it serves synchronous tests, async tests on a
@@ -22,9 +25,11 @@
 
 pub mod replica;
 pub mod wait;
+pub mod webdav;
 
 pub use replica::{CountingReplica, FaultyReplica, ReplicaCounts, ReplicaFault};
 pub use wait::{wait_until, wait_until_async};
+pub use webdav::{WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer};
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

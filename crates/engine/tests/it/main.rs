@@ -11,3 +11,4 @@ mod restore;
 mod s3_faults;
 mod service;
 mod wal_sqlite;
+mod webdav;

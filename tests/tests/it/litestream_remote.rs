@@ -1,10 +1,10 @@
-//! Tideline and Litestream 0.5.17 over S3, both directions, on a real S3 server on
-//! 127.0.0.1 that checks SigV4 signatures: each restores (latest, at TXIDs and at a
-//! timestamp, which reads the `litestream-timestamp` metadata) what the other
-//! replicated and compacted, and an idle replicator makes no requests.
+//! Tideline and Litestream 0.5.17 over remote destinations, both directions, on real
+//! servers on 127.0.0.1 — an S3 server that checks SigV4 signatures, and a WebDAV
+//! server (`rclone serve webdav`): each restores (latest, at TXIDs and at a timestamp)
+//! what the other replicated and compacted, and an idle replicator makes no requests.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -16,36 +16,92 @@ use tideline_engine::restore::{IntegrityCheck, Target, list_levels, restore};
 use tideline_engine::storage::{ReplicaClient, open_client};
 use tideline_engine::time::format_rfc3339;
 use tideline_ltx::Txid;
-use tideline_testkit::{ACCESS_KEY, BUCKET, REGION, S3Server, SECRET_KEY};
+use tideline_testkit::{
+    ACCESS_KEY, BUCKET, REGION, S3Server, SECRET_KEY, WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer,
+};
 use tokio::sync::oneshot;
 
 const PATH: &str = "backups/app.db";
 
-fn url(server: &S3Server) -> String {
-    format!(
-        "s3://{BUCKET}/{PATH}?endpoint={}&region={REGION}&forcePathStyle=true",
-        server.endpoint()
-    )
+/// A destination both tools replicate to: its replica URL, the replica section of a
+/// Litestream config, where a level's files are on the server's disk, and (where the
+/// server counts them) its requests.
+trait Remote {
+    fn url(&self) -> String;
+    fn litestream_replica(&self) -> String;
+    fn level_dir(&self, level: u8) -> PathBuf;
+    fn total_requests(&self) -> Option<u64>;
+    /// How far from any upload a `-timestamp` must be for Litestream, which takes a
+    /// file's creation time from the server's listing, to see the same files as
+    /// Tideline, which reads the LTX header.
+    fn time_margin(&self) -> Duration {
+        Duration::from_millis(300)
+    }
 }
 
-fn client(server: &S3Server) -> Arc<dyn ReplicaClient> {
+impl Remote for S3Server {
+    fn url(&self) -> String {
+        format!(
+            "s3://{BUCKET}/{PATH}?endpoint={}&region={REGION}&forcePathStyle=true",
+            self.endpoint()
+        )
+    }
+    fn litestream_replica(&self) -> String {
+        format!(
+            "type: s3\n      bucket: {BUCKET}\n      path: {PATH}\n      endpoint: {}\n      region: {REGION}\n      force-path-style: true\n      access-key-id: {ACCESS_KEY}\n      secret-access-key: {SECRET_KEY}",
+            self.endpoint()
+        )
+    }
+    /// Litestream's S3 layout: `<path>/<level %04x>/<min>-<max>.ltx`.
+    fn level_dir(&self, level: u8) -> PathBuf {
+        self.object_path(&format!("{PATH}/{level:04x}"))
+    }
+    fn total_requests(&self) -> Option<u64> {
+        Some(S3Server::total_requests(self))
+    }
+}
+
+impl Remote for WebDavServer {
+    fn url(&self) -> String {
+        self.replica_url(PATH)
+    }
+    fn litestream_replica(&self) -> String {
+        format!(
+            "type: webdav\n      webdav-url: {}\n      webdav-username: {WEBDAV_USER}\n      webdav-password: {WEBDAV_PASSWORD}\n      path: {PATH}",
+            self.url()
+        )
+    }
+    /// Litestream's WebDAV layout: `<path>/ltx/<level>/<min>-<max>.ltx`.
+    fn level_dir(&self, level: u8) -> PathBuf {
+        self.root().join(format!("{PATH}/ltx/{level}"))
+    }
+    fn total_requests(&self) -> Option<u64> {
+        None
+    }
+    /// WebDAV dates (`getlastmodified`) have whole seconds.
+    fn time_margin(&self) -> Duration {
+        Duration::from_millis(1300)
+    }
+}
+
+fn client(server: &dyn Remote) -> Arc<dyn ReplicaClient> {
     let env = |k: &str| match k {
         "LITESTREAM_ACCESS_KEY_ID" => Some(ACCESS_KEY.to_string()),
         "LITESTREAM_SECRET_ACCESS_KEY" => Some(SECRET_KEY.to_string()),
         _ => None,
     };
-    open_client(&ReplicaConfig::from_url_with_env(&url(server), &env).unwrap()).unwrap()
+    open_client(&ReplicaConfig::from_url_with_env(&server.url(), &env).unwrap()).unwrap()
 }
 
-/// Restores with Litestream from the S3 replica.
-fn ls_restore(bin: &Path, server: &S3Server, out: &Path, extra: &[&str]) {
+/// Restores with Litestream from the replica.
+fn ls_restore(bin: &Path, server: &dyn Remote, out: &Path, extra: &[&str]) {
     let _ = fs::remove_file(out);
     let o = Command::new(bin)
         .arg("restore")
         .args(extra)
         .arg("-o")
         .arg(out)
-        .arg(url(server))
+        .arg(server.url())
         .env("LITESTREAM_ACCESS_KEY_ID", ACCESS_KEY)
         .env("LITESTREAM_SECRET_ACCESS_KEY", SECRET_KEY)
         .env_remove("AWS_CA_BUNDLE")
@@ -58,14 +114,14 @@ fn ls_restore(bin: &Path, server: &S3Server, out: &Path, extra: &[&str]) {
     );
 }
 
-async fn tl_restore(server: &S3Server, out: &Path, target: Target) -> Txid {
+async fn tl_restore(server: &dyn Remote, out: &Path, target: Target) -> Txid {
     restore(client(server), target, out, IntegrityCheck::Full)
         .await
         .unwrap()
         .txid
 }
 
-async fn l0_txids(server: &S3Server) -> Vec<Txid> {
+async fn l0_txids(server: &dyn Remote) -> Vec<Txid> {
     list_levels(client(server).as_ref()).await.unwrap()[0]
         .iter()
         .map(|f| f.max_txid)
@@ -73,7 +129,7 @@ async fn l0_txids(server: &S3Server) -> Vec<Txid> {
 }
 
 /// Waits (bounded) until a restore of the replica has `want` rows.
-async fn wait_rows(server: &S3Server, scratch: &Path, want: i64) {
+async fn wait_rows(server: &dyn Remote, scratch: &Path, want: i64) {
     let out = scratch.join("probe.db");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -109,8 +165,27 @@ async fn litestream_restores_what_tideline_replicated_to_s3() {
     };
     let (dir, db, c) = setup();
     let server = S3Server::start(&dir.path().join("s3")).unwrap();
+    litestream_restores_what_tideline_replicated(&ls, &server, dir.path(), &db, c).await;
+}
 
-    let mut cfg = DbConfig::new(&db);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litestream_restores_what_tideline_replicated_to_webdav() {
+    let Some(ls) = litestream("litestream_restores_what_tideline_replicated_to_webdav") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = WebDavServer::start(&dir.path().join("dav")).unwrap();
+    litestream_restores_what_tideline_replicated(&ls, &server, dir.path(), &db, c).await;
+}
+
+async fn litestream_restores_what_tideline_replicated(
+    ls: &Path,
+    server: &dyn Remote,
+    dir: &Path,
+    db: &Path,
+    c: rusqlite::Connection,
+) {
+    let mut cfg = DbConfig::new(db);
     cfg.monitor_interval = Duration::from_millis(100);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let events = Arc::new(std::sync::Mutex::new(Vec::<Event>::new()));
@@ -118,7 +193,7 @@ async fn litestream_restores_what_tideline_replicated_to_s3() {
         let events = Arc::clone(&events);
         Arc::new(move |e: &Event| events.lock().unwrap().push(e.clone()))
     };
-    let tl_client = client(&server);
+    let tl_client = client(server);
     // Short compaction windows and snapshots, so this replica holds every level kind
     // Litestream must read: L0, L1, L2 and L9 snapshots past TXID 1.
     let mut settings = ReplicateSettings::default();
@@ -132,15 +207,15 @@ async fn litestream_restores_what_tideline_replicated_to_s3() {
         },
         sink,
     ));
-    wait_rows(&server, dir.path(), 100).await;
+    wait_rows(server, dir, 100).await;
     for k in 0..10 {
         write(&c, 1000 + k * 50, 50);
         tokio::time::sleep(Duration::from_millis(120)).await;
     }
-    wait_rows(&server, dir.path(), 600).await;
+    wait_rows(server, dir, 600).await;
     // The replica's newest TXID at any level (a snapshot can be ahead of the uploaded
     // L0 files: it is taken from the live database).
-    let mid = list_levels(client(&server).as_ref())
+    let mid = list_levels(client(server).as_ref())
         .await
         .unwrap()
         .iter()
@@ -149,15 +224,15 @@ async fn litestream_restores_what_tideline_replicated_to_s3() {
         .max()
         .unwrap();
     // A moment between the 600-row state and the next write, for -timestamp.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(server.time_margin()).await;
     let between = SystemTime::now();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(server.time_margin()).await;
     write(&c, 5000, 300);
-    wait_rows(&server, dir.path(), 900).await;
-    // Wait (bounded) for compactions and a snapshot past TXID 1 on S3.
+    wait_rows(server, dir, 900).await;
+    // Wait (bounded) for compactions and a snapshot past TXID 1.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let levels = list_levels(client(&server).as_ref()).await.unwrap();
+        let levels = list_levels(client(server).as_ref()).await.unwrap();
         if !levels[1].is_empty()
             && !levels[2].is_empty()
             && levels[9].iter().any(|f| f.max_txid > Txid(1))
@@ -166,7 +241,7 @@ async fn litestream_restores_what_tideline_replicated_to_s3() {
         }
         assert!(
             Instant::now() < deadline,
-            "no L1/L2/L9 from tideline on S3: {:?}",
+            "no L1/L2/L9 from tideline: {:?}",
             events.lock().unwrap()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -181,12 +256,7 @@ async fn litestream_restores_what_tideline_replicated_to_s3() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         if tl_client.request_counts().unwrap() == before {
             // (The probes above used their own clients; nothing else talks to it.)
-            assert_eq!(
-                server.total_requests(),
-                server_before,
-                "{:?}",
-                server.counts()
-            );
+            assert_eq!(server.total_requests(), server_before);
             break;
         }
         assert!(
@@ -208,31 +278,26 @@ async fn litestream_restores_what_tideline_replicated_to_s3() {
         events.lock().unwrap()
     );
     drop(c);
-    let want = checkpointed(&db);
+    let want = checkpointed(db);
 
-    let out = dir.path().join("ls.db");
-    ls_restore(&ls, &server, &out, &[]);
+    let out = dir.join("ls.db");
+    ls_restore(ls, server, &out, &[]);
     assert!(
         fs::read(&out).unwrap() == want,
-        "litestream's restore of tideline's S3 replica is not byte-identical"
+        "litestream's restore of tideline's replica is not byte-identical"
     );
-    ls_restore(&ls, &server, &out, &["-txid", &mid.to_string()]);
-    let ours = dir.path().join("tl.db");
-    tl_restore(&server, &ours, Target::Txid(mid)).await;
+    ls_restore(ls, server, &out, &["-txid", &mid.to_string()]);
+    let ours = dir.join("tl.db");
+    tl_restore(server, &ours, Target::Txid(mid)).await;
     assert!(
         fs::read(&out).unwrap() == fs::read(&ours).unwrap(),
         "restores at TXID {mid} differ"
     );
     assert_eq!(rows(&out), 600);
     // By time: Litestream reads our `litestream-timestamp` metadata.
-    ls_restore(
-        &ls,
-        &server,
-        &out,
-        &["-timestamp", &format_rfc3339(between)],
-    );
+    ls_restore(ls, server, &out, &["-timestamp", &format_rfc3339(between)]);
     assert_eq!(rows(&out), 600, "litestream -timestamp");
-    tl_restore(&server, &ours, Target::Time(between)).await;
+    tl_restore(server, &ours, Target::Time(between)).await;
     assert_eq!(rows(&ours), 600, "tideline by time");
 }
 
@@ -243,48 +308,68 @@ async fn tideline_restores_what_litestream_replicated_to_s3() {
     };
     let (dir, db, c) = setup();
     let server = S3Server::start(&dir.path().join("s3")).unwrap();
-    let config = dir.path().join("litestream.yml");
+    tideline_restores_what_litestream_replicated(&ls, &server, dir.path(), &db, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tideline_restores_what_litestream_replicated_to_webdav() {
+    let Some(ls) = litestream("tideline_restores_what_litestream_replicated_to_webdav") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = WebDavServer::start(&dir.path().join("dav")).unwrap();
+    tideline_restores_what_litestream_replicated(&ls, &server, dir.path(), &db, c).await;
+}
+
+async fn tideline_restores_what_litestream_replicated(
+    ls: &Path,
+    server: &dyn Remote,
+    dir: &Path,
+    db: &Path,
+    c: rusqlite::Connection,
+) {
+    let config = dir.join("litestream.yml");
     fs::write(
         &config,
         format!(
-            "levels:\n  - interval: 2s\nsnapshot:\n  interval: 4s\n  retention: 1h\nl0-retention: 1h\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      type: s3\n      bucket: {BUCKET}\n      path: {PATH}\n      endpoint: {}\n      region: {REGION}\n      force-path-style: true\n      access-key-id: {ACCESS_KEY}\n      secret-access-key: {SECRET_KEY}\n      sync-interval: 100ms\n",
+            "levels:\n  - interval: 2s\nsnapshot:\n  interval: 4s\n  retention: 1h\nl0-retention: 1h\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      {}\n      sync-interval: 100ms\n",
             db.display(),
-            server.endpoint()
+            server.litestream_replica()
         ),
     )
     .unwrap();
-    let proc = Litestream::replicate(&ls, &config, dir.path().join("ls.log"));
+    let proc = Litestream::replicate(ls, &config, dir.join("ls.log"));
     let mut between = None;
     for k in 0..25 {
         write(&c, 1000 + k * 20, 20);
         tokio::time::sleep(Duration::from_millis(200)).await;
         if k == 12 {
-            wait_rows(&server, dir.path(), 100 + 13 * 20).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            wait_rows(server, dir, 100 + 13 * 20).await;
+            tokio::time::sleep(server.time_margin()).await;
             between = Some(SystemTime::now());
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(server.time_margin()).await;
         }
     }
-    wait_rows(&server, dir.path(), 600).await;
+    wait_rows(server, dir, 600).await;
     // Wait (bounded) for a compaction level and a snapshot past TXID 1.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let levels = list_levels(client(&server).as_ref()).await.unwrap();
+        let levels = list_levels(client(server).as_ref()).await.unwrap();
         if !levels[1].is_empty() && levels[9].iter().any(|f| f.max_txid > Txid(1)) {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "no L1/L9 from litestream:\n{}",
-            fs::read_to_string(dir.path().join("ls.log")).unwrap()
+            fs::read_to_string(dir.join("ls.log")).unwrap()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     proc.stop();
     drop(c);
-    let want = checkpointed(&db);
-    // Litestream's S3 layout, as we read it: `<path>/<level %04x>/<min>-<max>.ltx`.
-    let snapshots: Vec<String> = fs::read_dir(server.object_path(&format!("{PATH}/0009")))
+    let want = checkpointed(db);
+    // Litestream's layout of this destination, as we read it.
+    let snapshots: Vec<String> = fs::read_dir(server.level_dir(9))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".ltx"))
@@ -294,17 +379,17 @@ async fn tideline_restores_what_litestream_replicated_to_s3() {
         "{snapshots:?}"
     );
 
-    let out = dir.path().join("tl.db");
-    tl_restore(&server, &out, Target::Latest).await;
+    let out = dir.join("tl.db");
+    tl_restore(server, &out, Target::Latest).await;
     assert!(
         fs::read(&out).unwrap() == want,
-        "tideline's restore of litestream's S3 replica is not byte-identical"
+        "tideline's restore of litestream's replica is not byte-identical"
     );
-    let theirs = dir.path().join("ls.db");
-    let ends = l0_txids(&server).await;
+    let theirs = dir.join("ls.db");
+    let ends = l0_txids(server).await;
     for txid in ends.iter().step_by(5) {
-        ls_restore(&ls, &server, &theirs, &["-txid", &txid.to_string()]);
-        tl_restore(&server, &out, Target::Txid(*txid)).await;
+        ls_restore(ls, server, &theirs, &["-txid", &txid.to_string()]);
+        tl_restore(server, &out, Target::Txid(*txid)).await;
         assert!(
             fs::read(&out).unwrap() == fs::read(&theirs).unwrap(),
             "TXID {txid}: restores differ"
@@ -312,8 +397,8 @@ async fn tideline_restores_what_litestream_replicated_to_s3() {
     }
     // By time: both read Litestream's metadata timestamps the same way.
     let t = format_rfc3339(between.unwrap());
-    ls_restore(&ls, &server, &theirs, &["-timestamp", &t]);
-    tl_restore(&server, &out, Target::Time(between.unwrap())).await;
+    ls_restore(ls, server, &theirs, &["-timestamp", &t]);
+    tl_restore(server, &out, Target::Time(between.unwrap())).await;
     assert_eq!(rows(&out), 100 + 13 * 20);
     assert!(
         fs::read(&out).unwrap() == fs::read(&theirs).unwrap(),
