@@ -2,8 +2,8 @@
 //! engine, with checkpoints at random points; the application-visible state after
 //! every TXID and at random times is recorded, and restoring the replica at each of
 //! them must give that state (the latest byte for byte). Seeded, so a failure replays.
-//! Run on the folder of L0 files and on an S3 replica (a real S3 server on 127.0.0.1)
-//! that every captured file is uploaded to.
+//! Run on the folder of L0 files, and on an S3 and a WebDAV replica (real servers on
+//! 127.0.0.1) that every captured file is uploaded to.
 
 use std::fs;
 use std::path::Path;
@@ -15,11 +15,11 @@ use tideline_engine::capture::Captured;
 use tideline_engine::capture::{Database, DbOptions, default_meta_dir};
 use tideline_engine::config::{ReplicaConfig, ReplicaTarget};
 use tideline_engine::restore::{IntegrityCheck, Target, restore};
-use tideline_engine::storage::ReplicaClient;
 use tideline_engine::storage::file::FileReplica;
 use tideline_engine::storage::s3::S3Replica;
+use tideline_engine::storage::{ReplicaClient, open_client};
 use tideline_ltx::Txid;
-use tideline_testkit::{ACCESS_KEY, BUCKET, REGION, S3Server, SECRET_KEY};
+use tideline_testkit::{ACCESS_KEY, BUCKET, REGION, S3Server, SECRET_KEY, WebDavServer};
 
 struct Rng(u64);
 impl Rng {
@@ -139,7 +139,16 @@ fn s3_client(server: &S3Server) -> Arc<dyn ReplicaClient> {
     Arc::new(S3Replica::new(s3).unwrap())
 }
 
-fn run(seed: u64, steps: usize, on_s3: bool) {
+/// Where the model's files go: the meta directory itself (read as a folder replica),
+/// or uploaded, as replication would, to a real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dest {
+    Meta,
+    S3,
+    WebDav,
+}
+
+fn run(seed: u64, steps: usize, dest: Dest) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.db");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -147,14 +156,23 @@ fn run(seed: u64, steps: usize, on_s3: bool) {
         .enable_all()
         .build()
         .unwrap();
-    let server = on_s3.then(|| S3Server::start(&dir.path().join("s3")).unwrap());
-    let client: Arc<dyn ReplicaClient> = match &server {
-        Some(server) => s3_client(server),
-        None => Arc::new(FileReplica::new(default_meta_dir(&path))),
+    // The server lives as long as the run.
+    let (client, _server): (Arc<dyn ReplicaClient>, Option<Box<dyn std::any::Any>>) = match dest {
+        Dest::Meta => (Arc::new(FileReplica::new(default_meta_dir(&path))), None),
+        Dest::S3 => {
+            let server = S3Server::start(&dir.path().join("s3")).unwrap();
+            (s3_client(&server), Some(Box::new(server)))
+        }
+        Dest::WebDav => {
+            let server = WebDavServer::start(&dir.path().join("dav")).unwrap();
+            let cfg =
+                ReplicaConfig::from_url_with_env(&server.replica_url("model"), &|_| None).unwrap();
+            (open_client(&cfg).unwrap(), Some(Box::new(server)))
+        }
     };
-    // On S3, every captured L0 file is uploaded as replication would.
+    // On a server, every captured L0 file is uploaded as replication would.
     let upload = |caps: &[&Captured]| {
-        if server.is_some() {
+        if dest != Dest::Meta {
             for c in caps {
                 rt.block_on(client.write(
                     0,
@@ -263,12 +281,17 @@ fn run(seed: u64, steps: usize, on_s3: bool) {
 #[test]
 fn random_transactions_restore_at_every_txid_and_time() {
     for seed in [1, 2] {
-        run(seed, 100, false);
+        run(seed, 100, Dest::Meta);
     }
 }
 
 #[test]
 fn random_transactions_restore_at_every_txid_and_time_from_s3() {
     // Fewer steps: each restore at TXID n downloads n files (no compaction here).
-    run(3, 50, true);
+    run(3, 50, Dest::S3);
+}
+
+#[test]
+fn random_transactions_restore_at_every_txid_and_time_from_webdav() {
+    run(4, 50, Dest::WebDav);
 }
