@@ -102,17 +102,38 @@ pub(crate) fn build_sftp(
              use host: + user: + path:",
         ));
     }
-    let mut host = non_empty(&eff.host);
-    let mut user = non_empty(&eff.user);
-    let mut password = non_empty(&eff.password);
-    let mut path = non_empty(&eff.path);
-    if let Some(u) = url {
-        let parsed = url::parse(u).map_err(|p| url_error(key, p))?;
-        host = host.or(Some(parsed.host).filter(|h| !h.is_empty()));
-        user = user.or(parsed.user.filter(|u| !u.is_empty()));
-        password = password.or(parsed.password.filter(|p| !p.is_empty()));
-        path = path.or(Some(parsed.path).filter(|p| !p.is_empty()));
-    }
+    // A key set on the replica beats the URL's part, which beats a top-level default
+    // (Litestream lets a top-level default beat the URL, which nobody means).
+    let parsed = match url {
+        Some(u) => Some(url::parse(u).map_err(|p| url_error(key, p))?),
+        None => None,
+    };
+    let from_url = |part: Option<String>| part.filter(|p| !p.is_empty());
+    let pick = |local: &Option<String>, in_url: Option<String>, global: &Option<String>| {
+        non_empty(local)
+            .or_else(|| from_url(in_url))
+            .or_else(|| non_empty(global))
+    };
+    let host = pick(
+        &local.host,
+        parsed.as_ref().map(|p| p.host.clone()),
+        &eff.host,
+    );
+    let user = pick(
+        &local.user,
+        parsed.as_ref().and_then(|p| p.user.clone()),
+        &eff.user,
+    );
+    let password = pick(
+        &local.password,
+        parsed.as_ref().and_then(|p| p.password.clone()),
+        &eff.password,
+    );
+    let path = pick(
+        &local.path,
+        parsed.as_ref().map(|p| p.path.clone()),
+        &eff.path,
+    );
     let host = host.ok_or_else(|| {
         ConfigError::invalid(
             key,

@@ -54,24 +54,40 @@ pub(crate) fn build_webdav(
             "keep one of them: url: webdavs://host/path, or webdav-url: https://host + path:",
         ));
     }
-    let mut base = non_empty(&eff.webdav_url);
-    let mut username = non_empty(&eff.webdav_username);
-    let mut password = non_empty(&eff.webdav_password);
-    let mut path = non_empty(&eff.path);
-    if let Some(u) = url {
-        let parsed = url::parse(u).map_err(|p| url_error(key, p))?;
-        let scheme = if parsed.scheme == "webdavs" {
+    // A key set on the replica beats the URL's part, which beats a top-level default.
+    let parsed = match url {
+        Some(u) => Some(url::parse(u).map_err(|p| url_error(key, p))?),
+        None => None,
+    };
+    let pick = |local: &Option<String>, in_url: Option<String>, global: &Option<String>| {
+        non_empty(local)
+            .or_else(|| in_url.filter(|p| !p.is_empty()))
+            .or_else(|| non_empty(global))
+    };
+    let url_base = parsed.as_ref().filter(|p| !p.host.is_empty()).map(|p| {
+        let scheme = if p.scheme == "webdavs" {
             "https"
         } else {
             "http"
         };
-        if !parsed.host.is_empty() {
-            base = base.or(Some(format!("{scheme}://{}", parsed.host)));
-        }
-        username = username.or(parsed.user.filter(|u| !u.is_empty()));
-        password = password.or(parsed.password.filter(|p| !p.is_empty()));
-        path = path.or(Some(parsed.path).filter(|p| !p.is_empty()));
-    }
+        format!("{scheme}://{}", p.host)
+    });
+    let base = pick(&local.webdav_url, url_base, &eff.webdav_url);
+    let mut username = pick(
+        &local.webdav_username,
+        parsed.as_ref().and_then(|p| p.user.clone()),
+        &eff.webdav_username,
+    );
+    let mut password = pick(
+        &local.webdav_password,
+        parsed.as_ref().and_then(|p| p.password.clone()),
+        &eff.webdav_password,
+    );
+    let path = pick(
+        &local.path,
+        parsed.as_ref().map(|p| p.path.clone()),
+        &eff.path,
+    );
     let base = base.ok_or_else(|| {
         ConfigError::invalid(
             key,
