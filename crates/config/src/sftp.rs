@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::ConfigError;
 use super::raw::{RawReplica, non_empty};
-use super::replica::url_error;
+use super::replica::{UrlParts, pick, refuse_beside_url};
 use super::{Env, Sensitive, resolve_path, url};
 
 /// SFTP's port when `host` names none.
@@ -86,54 +86,27 @@ pub(crate) fn build_sftp(
     env: Env,
     cwd: Option<&Path>,
 ) -> Result<SftpReplicaConfig, ConfigError> {
-    if url.is_some() && non_empty(&local.path).is_some() {
-        return Err(ConfigError::invalid(
-            key,
-            "cannot specify url & path for sftp replica",
-            "put the folder in the URL (url: sftp://user@host/path), or drop url: and use \
-             host: + user: + path:",
-        ));
-    }
-    if url.is_some() && non_empty(&local.host).is_some() {
-        return Err(ConfigError::invalid(
-            key,
-            "cannot specify url & host for sftp replica",
-            "put the host in the URL (url: sftp://user@host:port/path), or drop url: and \
-             use host: + user: + path:",
-        ));
-    }
-    // A key set on the replica beats the URL's part, which beats a top-level default
-    // (Litestream lets a top-level default beat the URL, which nobody means).
-    let parsed = match url {
-        Some(u) => Some(url::parse(u).map_err(|p| url_error(key, p))?),
-        None => None,
-    };
-    let from_url = |part: Option<String>| part.filter(|p| !p.is_empty());
-    let pick = |local: &Option<String>, in_url: Option<String>, global: &Option<String>| {
-        non_empty(local)
-            .or_else(|| from_url(in_url))
-            .or_else(|| non_empty(global))
-    };
-    let host = pick(
-        &local.host,
-        parsed.as_ref().map(|p| p.host.clone()),
-        &eff.host,
-    );
-    let user = pick(
-        &local.user,
-        parsed.as_ref().and_then(|p| p.user.clone()),
-        &eff.user,
-    );
-    let password = pick(
-        &local.password,
-        parsed.as_ref().and_then(|p| p.password.clone()),
-        &eff.password,
-    );
-    let path = pick(
+    refuse_beside_url(
+        url,
         &local.path,
-        parsed.as_ref().map(|p| p.path.clone()),
-        &eff.path,
-    );
+        key,
+        "cannot specify url & path for sftp replica",
+        "put the folder in the URL (url: sftp://user@host/path), or drop url: and use \
+         host: + user: + path:",
+    )?;
+    refuse_beside_url(
+        url,
+        &local.host,
+        key,
+        "cannot specify url & host for sftp replica",
+        "put the host in the URL (url: sftp://user@host:port/path), or drop url: and use \
+         host: + user: + path:",
+    )?;
+    let u = UrlParts::of(url, key)?;
+    let host = pick(&local.host, &u.host, &eff.host);
+    let user = pick(&local.user, &u.user, &eff.user);
+    let password = pick(&local.password, &u.password, &eff.password);
+    let path = pick(&local.path, &u.path, &eff.path);
     let host = host.ok_or_else(|| {
         ConfigError::invalid(
             key,

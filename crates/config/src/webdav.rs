@@ -3,8 +3,8 @@
 //! Litestream 0.5's `webdav` client.
 
 use super::error::ConfigError;
-use super::raw::{RawReplica, non_empty};
-use super::replica::url_error;
+use super::raw::RawReplica;
+use super::replica::{UrlParts, pick, refuse_beside_url, url_error};
 use super::{Sensitive, url};
 
 /// A WebDAV replica: files under `<url>/<path>/ltx/<level>/`.
@@ -39,55 +39,32 @@ pub(crate) fn build_webdav(
     url: Option<&str>,
     key: &str,
 ) -> Result<WebDavReplicaConfig, ConfigError> {
-    if url.is_some() && non_empty(&local.path).is_some() {
-        return Err(ConfigError::invalid(
-            key,
-            "cannot specify url & path for webdav replica",
-            "put the folder in the URL (url: webdavs://host/path), or drop url: and use \
-             webdav-url: + path:",
-        ));
-    }
-    if url.is_some() && non_empty(&local.webdav_url).is_some() {
-        return Err(ConfigError::invalid(
-            key,
-            "cannot specify url & webdav-url for webdav replica",
-            "keep one of them: url: webdavs://host/path, or webdav-url: https://host + path:",
-        ));
-    }
-    // A key set on the replica beats the URL's part, which beats a top-level default.
-    let parsed = match url {
-        Some(u) => Some(url::parse(u).map_err(|p| url_error(key, p))?),
-        None => None,
-    };
-    let pick = |local: &Option<String>, in_url: Option<String>, global: &Option<String>| {
-        non_empty(local)
-            .or_else(|| in_url.filter(|p| !p.is_empty()))
-            .or_else(|| non_empty(global))
-    };
-    let url_base = parsed.as_ref().filter(|p| !p.host.is_empty()).map(|p| {
-        let scheme = if p.scheme == "webdavs" {
-            "https"
-        } else {
-            "http"
-        };
-        format!("{scheme}://{}", p.host)
-    });
-    let base = pick(&local.webdav_url, url_base, &eff.webdav_url);
-    let mut username = pick(
-        &local.webdav_username,
-        parsed.as_ref().and_then(|p| p.user.clone()),
-        &eff.webdav_username,
-    );
-    let mut password = pick(
-        &local.webdav_password,
-        parsed.as_ref().and_then(|p| p.password.clone()),
-        &eff.webdav_password,
-    );
-    let path = pick(
+    refuse_beside_url(
+        url,
         &local.path,
-        parsed.as_ref().map(|p| p.path.clone()),
-        &eff.path,
-    );
+        key,
+        "cannot specify url & path for webdav replica",
+        "put the folder in the URL (url: webdavs://host/path), or drop url: and use \
+         webdav-url: + path:",
+    )?;
+    refuse_beside_url(
+        url,
+        &local.webdav_url,
+        key,
+        "cannot specify url & webdav-url for webdav replica",
+        "keep one of them: url: webdavs://host/path, or webdav-url: https://host + path:",
+    )?;
+    let u = UrlParts::of(url, key)?;
+    let scheme = if u.scheme == "webdavs" {
+        "https"
+    } else {
+        "http"
+    };
+    let url_base = u.host.as_ref().map(|h| format!("{scheme}://{h}"));
+    let base = pick(&local.webdav_url, &url_base, &eff.webdav_url);
+    let mut username = pick(&local.webdav_username, &u.user, &eff.webdav_username);
+    let mut password = pick(&local.webdav_password, &u.password, &eff.webdav_password);
+    let path = pick(&local.path, &u.path, &eff.path);
     let base = base.ok_or_else(|| {
         ConfigError::invalid(
             key,
