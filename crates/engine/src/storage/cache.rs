@@ -40,6 +40,11 @@ impl Cache {
         Some(files.values().cloned().collect())
     }
 
+    /// Records a file this client wrote: it is in the listing from now on.
+    pub(crate) fn wrote(&self, info: &FileInfo) {
+        self.lock()[usize::from(info.level)].record_write(info);
+    }
+
     /// Starts a listing of `level`: this client's changes are recorded for it until
     /// it ends ([`ListingInFlight::finish`], or dropped).
     pub(crate) fn begin_listing(&self, level: u8) -> ListingInFlight<'_> {

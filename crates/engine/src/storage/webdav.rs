@@ -587,7 +587,7 @@ impl ReplicaClient for WebDavReplica {
             size,
             created_at,
         };
-        self.inner.cache.lock()[usize::from(level)].record_write(&info);
+        self.inner.cache.wrote(&info);
         Ok(info)
     }
 

@@ -156,22 +156,7 @@ async fn replication_to_s3_recovers_from_throttling_errors_and_a_server_restart(
     // Everything the application committed reaches the replica.
     let probe = dir.path().join("probe.db");
     let fresh = s3_client(&server, SECRET_KEY);
-    wait_until("the replica catching up", 60, async || {
-        restore(
-            Arc::clone(&fresh),
-            Target::Latest,
-            &probe,
-            IntegrityCheck::None,
-        )
-        .await
-        .is_ok()
-            && Connection::open(&probe)
-                .unwrap()
-                .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
-                .unwrap()
-                == total
-    })
-    .await;
+    wait_for_rows(&fresh, &probe, total).await;
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(30), task)
         .await
@@ -535,6 +520,27 @@ async fn credentials_in_an_endpoint_url_are_never_shown() {
     assert!(!leaks(&format!("{err} {err:?}")), "{err:?}");
 }
 
+/// Waits (bounded) until a restore of `client`'s latest into `probe` has `want` rows.
+async fn wait_for_rows(client: &Arc<dyn ReplicaClient>, probe: &Path, want: i64) {
+    wait_until("the replica catching up", 60, async || {
+        let _ = fs::remove_file(probe);
+        restore(
+            Arc::clone(client),
+            Target::Latest,
+            probe,
+            IntegrityCheck::None,
+        )
+        .await
+        .is_ok()
+            && Connection::open(probe)
+                .unwrap()
+                .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+                == want
+    })
+    .await;
+}
+
 /// A test server that can go away and come back, and a client for it.
 trait Remote {
     fn stop(&mut self);
@@ -635,23 +641,7 @@ async fn down_at_start(server: &mut dyn Remote, dir: &Path) {
     server.restart();
     let probe = dir.join("probe.db");
     let fresh = server.client();
-    wait_until("the replica catching up", 60, async || {
-        let _ = fs::remove_file(&probe);
-        restore(
-            Arc::clone(&fresh),
-            Target::Latest,
-            &probe,
-            IntegrityCheck::None,
-        )
-        .await
-        .is_ok()
-            && Connection::open(&probe)
-                .unwrap()
-                .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
-                .unwrap()
-                == 40
-    })
-    .await;
+    wait_for_rows(&fresh, &probe, 40).await;
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(30), task)
         .await

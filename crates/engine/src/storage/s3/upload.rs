@@ -99,7 +99,7 @@ impl S3Replica {
             size,
             created_at,
         };
-        self.inner.cache.lock()[usize::from(level)].record_write(&info);
+        self.inner.cache.wrote(&info);
         Ok(info)
     }
 
