@@ -22,15 +22,12 @@ pub enum RemoteFailure {
     AccessDenied(String),
     /// The SSH server's host key is neither `host-key` nor in `~/.ssh/known_hosts`.
     HostKeyUnknown {
-        /// The server.
-        host: String,
-        /// The key it offered, as an `authorized_keys` line.
+        /// The key it offered, as an `authorized_keys` line (the server is named by
+        /// the error's replica).
         offered: String,
     },
     /// The SSH server offered another host key than the one configured or known.
     HostKeyChanged {
-        /// The server.
-        host: String,
         /// The key it offered, as an `authorized_keys` line.
         offered: String,
     },
@@ -75,13 +72,13 @@ impl std::fmt::Display for RemoteFailure {
                 f,
                 "access denied ({detail}): the login works but may not read and write this folder; fix the folder's permissions or the path"
             ),
-            RemoteFailure::HostKeyUnknown { host, offered } => write!(
+            RemoteFailure::HostKeyUnknown { offered } => write!(
                 f,
-                "the host key of {host} is not known, so the server cannot be trusted yet: check that this is the server's key (ssh-keyscan on the server itself) and set host-key: {offered} in the replica config, or add it to ~/.ssh/known_hosts"
+                "the server's host key is not known, so the server cannot be trusted yet: check that this is the server's key (ssh-keyscan on the server itself) and set host-key: {offered} in the replica config, or add it to ~/.ssh/known_hosts"
             ),
-            RemoteFailure::HostKeyChanged { host, offered } => write!(
+            RemoteFailure::HostKeyChanged { offered } => write!(
                 f,
-                "the host key of {host} has CHANGED (now {offered}): someone may be intercepting the connection; if the server was reinstalled, check its new key and update host-key (or ~/.ssh/known_hosts)"
+                "the server's host key has CHANGED (now {offered}): someone may be intercepting the connection; if the server was reinstalled, check its new key and update host-key (or ~/.ssh/known_hosts)"
             ),
             RemoteFailure::ServerFull(detail) => write!(
                 f,
