@@ -2,7 +2,8 @@
 //!
 //! [`replica`] wraps any replica to count requests ([`CountingReplica`]) or make its
 //! writes and deletes fail, stall or slow down ([`FaultyReplica`]); [`wait`] holds the
-//! bounded polls tests wait with.
+//! bounded polls tests wait with; [`sshd`] runs OpenSSH's server on 127.0.0.1 for
+//! SFTP replicas ([`SshServer`]).
 //!
 //! [`S3Server`] is a real S3-compatible server (`s3s-fs`, objects kept as files under a
 //! directory) on `127.0.0.1`, checking SigV4 signatures against one access key. It runs
@@ -21,9 +22,11 @@
 //!   same port ([`S3Server::restart`]).
 
 pub mod replica;
+pub mod sshd;
 pub mod wait;
 
 pub use replica::{CountingReplica, FaultyReplica, ReplicaCounts, ReplicaFault};
+pub use sshd::SshServer;
 pub use wait::{wait_until, wait_until_async};
 
 use std::collections::BTreeMap;

@@ -19,7 +19,7 @@ use tideline_engine::storage::{ReplicaClient, ReplicaError, S3Failure};
 use tideline_ltx::{Decoder, Encoder, FLAG_NO_CHECKSUM, Header, Txid};
 use tideline_testkit::{ACCESS_KEY, BUCKET, Op, REGION, S3Server, SECRET_KEY};
 
-fn ltx(dir: &Path, min: u64, max: u64, fill: u8) -> (std::path::PathBuf, SystemTime) {
+pub(crate) fn ltx(dir: &Path, min: u64, max: u64, fill: u8) -> (std::path::PathBuf, SystemTime) {
     let ts = 1_800_000_000_000 + max as i64;
     let h = Header {
         flags: FLAG_NO_CHECKSUM,
@@ -40,7 +40,7 @@ fn ltx(dir: &Path, min: u64, max: u64, fill: u8) -> (std::path::PathBuf, SystemT
     (path, UNIX_EPOCH + Duration::from_millis(ts as u64))
 }
 
-async fn contract(client: Arc<dyn ReplicaClient>, scratch: &Path) {
+pub(crate) async fn contract(client: Arc<dyn ReplicaClient>, scratch: &Path) {
     assert!(
         client.list(0).await.unwrap().is_empty(),
         "empty replica lists nothing"
