@@ -2,8 +2,8 @@
 //! engine, with checkpoints at random points; the application-visible state after
 //! every TXID and at random times is recorded, and restoring the replica at each of
 //! them must give that state (the latest byte for byte). Seeded, so a failure replays.
-//! Run on the folder of L0 files and on an S3 replica (a real S3 server on 127.0.0.1)
-//! that every captured file is uploaded to.
+//! Run on the folder of L0 files, and on an S3 and an SFTP replica (real servers on
+//! 127.0.0.1) that every captured file is uploaded to.
 
 use std::fs;
 use std::path::Path;
@@ -139,7 +139,17 @@ fn s3_client(server: &S3Server) -> Arc<dyn ReplicaClient> {
     Arc::new(S3Replica::new(s3).unwrap())
 }
 
-fn run(seed: u64, steps: usize, on_s3: bool) {
+/// Where the model's files go: the meta directory itself (read as a folder replica),
+/// or uploaded, as replication would, to a real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dest {
+    Meta,
+    S3,
+    #[cfg(feature = "sftp")]
+    Sftp,
+}
+
+fn run(seed: u64, steps: usize, dest: Dest) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.db");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -147,14 +157,32 @@ fn run(seed: u64, steps: usize, on_s3: bool) {
         .enable_all()
         .build()
         .unwrap();
-    let server = on_s3.then(|| S3Server::start(&dir.path().join("s3")).unwrap());
-    let client: Arc<dyn ReplicaClient> = match &server {
-        Some(server) => s3_client(server),
-        None => Arc::new(FileReplica::new(default_meta_dir(&path))),
+    // The server lives as long as the run.
+    let (client, _server): (Arc<dyn ReplicaClient>, Option<Box<dyn std::any::Any>>) = match dest {
+        Dest::Meta => (Arc::new(FileReplica::new(default_meta_dir(&path))), None),
+        Dest::S3 => {
+            let server = S3Server::start(&dir.path().join("s3")).unwrap();
+            (s3_client(&server), Some(Box::new(server)))
+        }
+        #[cfg(feature = "sftp")]
+        Dest::Sftp => {
+            let server = tideline_testkit::SshServer::start(&dir.path().join("sshd")).unwrap();
+            let cfg = tideline_engine::config::SftpReplicaConfig {
+                host: server.host_port(),
+                user: server.user().to_owned(),
+                password: None,
+                path: "model".to_owned(),
+                key_path: Some(server.client_key()),
+                host_key: Some(server.host_key().to_owned()),
+                concurrent_writes: true,
+            };
+            let client = tideline_engine::storage::sftp::SftpReplica::new(&cfg).unwrap();
+            (Arc::new(client), Some(Box::new(server)))
+        }
     };
-    // On S3, every captured L0 file is uploaded as replication would.
+    // On a server, every captured L0 file is uploaded as replication would.
     let upload = |caps: &[&Captured]| {
-        if server.is_some() {
+        if dest != Dest::Meta {
             for c in caps {
                 rt.block_on(client.write(
                     0,
@@ -263,12 +291,18 @@ fn run(seed: u64, steps: usize, on_s3: bool) {
 #[test]
 fn random_transactions_restore_at_every_txid_and_time() {
     for seed in [1, 2] {
-        run(seed, 100, false);
+        run(seed, 100, Dest::Meta);
     }
 }
 
 #[test]
 fn random_transactions_restore_at_every_txid_and_time_from_s3() {
     // Fewer steps: each restore at TXID n downloads n files (no compaction here).
-    run(3, 50, true);
+    run(3, 50, Dest::S3);
+}
+
+#[cfg(feature = "sftp")]
+#[test]
+fn random_transactions_restore_at_every_txid_and_time_from_sftp() {
+    run(5, 50, Dest::Sftp);
 }
