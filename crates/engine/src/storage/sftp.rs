@@ -677,27 +677,19 @@ impl SftpReplica {
         Ok(())
     }
 
-    /// Uploads `src` as `path` on `c`: to a temporary name, times set, renamed over.
+    /// Uploads `src` as `path` on `c`: to `tmp`, times set, renamed over `path`.
     async fn upload(
         &self,
         c: &Arc<Conn>,
         level: u8,
-        path: &str,
+        (path, tmp): (&str, &str),
         src: &Path,
         created_at: SystemTime,
     ) -> Result<u64, SftpError> {
         let dir = self.level_dir(level);
         self.mkdir_all(c, &dir).await?;
-        let tmp = format!(
-            "{path}.{}.{}.tmp",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos()
-        );
         let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-        let handle = match c.sftp.open(&tmp, flags, FileAttributes::empty()).await {
+        let handle = match c.sftp.open(tmp, flags, FileAttributes::empty()).await {
             Ok(h) => h.handle,
             Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {
                 // The folder went away since this client made it: make it again, once.
@@ -708,7 +700,7 @@ impl SftpReplica {
                     .clear();
                 self.mkdir_all(c, &dir).await?;
                 c.sftp
-                    .open(&tmp, flags, FileAttributes::empty())
+                    .open(tmp, flags, FileAttributes::empty())
                     .await?
                     .handle
             }
@@ -728,11 +720,11 @@ impl SftpReplica {
             times.atime = Some(secs);
             times.mtime = Some(secs);
             self.inner.counters.count(Op::Multipart, 0);
-            c.sftp.setstat(&tmp, times).await?;
+            c.sftp.setstat(tmp, times).await?;
             self.inner.counters.count(Op::Multipart, 0);
             if c.posix_rename {
                 let mut data = Vec::with_capacity(tmp.len() + path.len() + 8);
-                for s in [&tmp, path] {
+                for s in [tmp, path] {
                     data.extend_from_slice(&(s.len() as u32).to_be_bytes());
                     data.extend_from_slice(s.as_bytes());
                 }
@@ -749,13 +741,13 @@ impl SftpReplica {
                     Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {}
                     Err(e) => return Err(e),
                 }
-                c.sftp.rename(&tmp, path).await?;
+                c.sftp.rename(tmp, path).await?;
             }
             Ok(size)
         }
         .await;
         if result.is_err() {
-            let _ = c.sftp.remove(&tmp).await;
+            let _ = c.sftp.remove(tmp).await;
         }
         result
     }
@@ -807,6 +799,32 @@ impl SftpReplica {
         first_error.map_or(Ok(offset), Err)
     }
 
+    /// Opens `path` for reading: the connection, the handle and the file's size.
+    async fn open_for_read(
+        &self,
+        path: &str,
+    ) -> ReplicaResult<Answer<(Arc<Conn>, String, Option<u64>)>> {
+        self.run("get", path, |c| {
+            let path = path.to_owned();
+            async move {
+                let handle = c
+                    .sftp
+                    .open(&path, OpenFlags::READ, FileAttributes::empty())
+                    .await?
+                    .handle;
+                let size = match c.sftp.fstat(handle.as_str()).await {
+                    Ok(a) => a.attrs.size,
+                    Err(e) => {
+                        let _ = c.sftp.close(handle).await;
+                        return Err(e);
+                    }
+                };
+                Ok((c, handle, size))
+            }
+        })
+        .await
+    }
+
     /// A blocking reader of the whole of `file`, fed by a task on the runtime.
     fn reader(&self, file: &FileInfo) -> ReplicaResult<Box<dyn Read + Send>> {
         let path = self.file_path(file.level, file.min_txid, file.max_txid);
@@ -821,56 +839,58 @@ impl SftpReplica {
         let (this, file) = (self.clone(), file.clone());
         handle.spawn(async move {
             let _permit = this.inner.transfers.acquire().await;
-            this.inner.counters.count(Op::Get, 0);
-            let opened = this
-                .run("get", &path, |c| {
-                    let path = path.clone();
-                    async move {
-                        let handle = c
-                            .sftp
-                            .open(&path, OpenFlags::READ, FileAttributes::empty())
-                            .await?
-                            .handle;
-                        let size = match c.sftp.fstat(handle.as_str()).await {
-                            Ok(a) => a.attrs.size,
-                            Err(e) => {
-                                let _ = c.sftp.close(handle).await;
-                                return Err(e);
-                            }
+            // Bytes handed to the reader so far: after a lost connection the file
+            // is opened again and read on from there, once per read.
+            let mut sent = 0u64;
+            let mut resumed = false;
+            loop {
+                this.inner.counters.count(Op::Get, 0);
+                let (c, handle, size) = match this.open_for_read(&path).await {
+                    Ok(Ok(v)) => v,
+                    Ok(Err(s)) => {
+                        let e = if s.status_code == StatusCode::NoSuchFile {
+                            this.not_found(&file)
+                        } else {
+                            this.status_failure("get", &path, &s)
                         };
-                        Ok((c, handle, size))
+                        let _ = tx.send(Err(e)).await;
+                        return;
                     }
-                })
-                .await;
-            let (c, handle, size): (Arc<Conn>, String, Option<u64>) = match opened {
-                Ok(Ok(v)) => v,
-                Ok(Err(s)) => {
-                    let e = if s.status_code == StatusCode::NoSuchFile {
-                        this.not_found(&file)
-                    } else {
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let size = size.unwrap_or(file.size);
+                let streamed =
+                    stream_file(&c, &handle, &mut sent, size, &tx, &this.inner.counters).await;
+                let e = match streamed {
+                    Ok(()) => {
+                        let _ = c.sftp.close(handle).await;
+                        return;
+                    }
+                    Err(SftpError::Status(s)) => {
+                        let _ = c.sftp.close(handle).await;
                         this.status_failure("get", &path, &s)
-                    };
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-            };
-            let size = size.unwrap_or(file.size);
-            let streamed = stream_file(&c, &handle, size, &tx, &this.inner.counters).await;
-            let _ = c.sftp.close(handle).await;
-            if let Err(e) = streamed {
-                let e = match e {
-                    SftpError::Status(s) => this.status_failure("get", &path, &s),
-                    other => this.fail(
-                        "get",
-                        &path,
-                        RemoteFailure::Unreachable(format!("the connection was lost: {other}")),
-                    ),
+                    }
+                    // The connection is gone (no CLOSE on it: it would wait for an
+                    // answer that never comes).
+                    Err(_) if !resumed => {
+                        this.drop_conn(&c).await;
+                        resumed = true;
+                        continue;
+                    }
+                    Err(other) => {
+                        this.drop_conn(&c).await;
+                        this.fail(
+                            "get",
+                            &path,
+                            RemoteFailure::Unreachable(format!("the connection was lost: {other}")),
+                        )
+                    }
                 };
                 let _ = tx.send(Err(e)).await;
+                return;
             }
         });
         Ok(Box::new(StreamReader {
@@ -929,19 +949,20 @@ async fn read_span(c: &Conn, handle: &str, range: Range<u64>) -> Result<Vec<u8>,
     Ok(out)
 }
 
-/// Sends the open `handle`'s bytes to `tx` in order, with several reads in flight.
-/// A short read (the server may answer less than asked) drops the reads after it
-/// and goes on from where it ended.
+/// Sends the open `handle`'s bytes from `*sent` on to `tx` in order, with several
+/// reads in flight, advancing `*sent`. A short read (the server may answer less
+/// than asked) drops the reads after it and goes on from where it ended.
 async fn stream_file(
     c: &Arc<Conn>,
     handle: &str,
+    sent: &mut u64,
     size: u64,
     tx: &mpsc::Sender<ReplicaResult<bytes::Bytes>>,
     counters: &Counters,
 ) -> Result<(), SftpError> {
     type Read = tokio::task::JoinHandle<Result<Vec<u8>, SftpError>>;
     let mut queue: VecDeque<(u64, u32, Read)> = VecDeque::new();
-    let mut next = 0u64;
+    let mut next = *sent;
     let mut eof = false;
     loop {
         while !eof && next < size && queue.len() < READS_IN_FLIGHT {
@@ -960,15 +981,23 @@ async fn stream_file(
         let Some((at, want, task)) = queue.pop_front() else {
             return Ok(());
         };
-        let data = task
-            .await
-            .map_err(|e| SftpError::UnexpectedBehavior(format!("a read task ended: {e}")))??;
+        let data = match task.await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                abort_all(&mut queue);
+                return Err(e);
+            }
+            Err(e) => {
+                abort_all(&mut queue);
+                return Err(SftpError::UnexpectedBehavior(format!(
+                    "a read task ended: {e}"
+                )));
+            }
+        };
         let got = data.len() as u64;
         if got < u64::from(want) {
             // Short or at the end: what was asked after it is from the wrong offset.
-            for (_, _, t) in queue.drain(..) {
-                t.abort();
-            }
+            abort_all(&mut queue);
             if got == 0 {
                 eof = true;
             }
@@ -976,14 +1005,20 @@ async fn stream_file(
         }
         if got > 0 {
             counters.count_download(got);
+            *sent = at + got;
             if tx.send(Ok(bytes::Bytes::from(data))).await.is_err() {
                 // The reader was dropped: nobody wants the rest.
-                for (_, _, t) in queue.drain(..) {
-                    t.abort();
-                }
+                abort_all(&mut queue);
                 return Ok(());
             }
         }
+    }
+}
+
+/// Cancels the reads still in flight.
+fn abort_all<T>(queue: &mut VecDeque<(u64, u32, tokio::task::JoinHandle<T>)>) {
+    for (_, _, t) in queue.drain(..) {
+        t.abort();
     }
 }
 
@@ -1087,12 +1122,26 @@ impl ReplicaClient for SftpReplica {
                 path: src.display().to_string(),
                 source: e,
             })?;
+        // Litestream's temporary name. One per write, not per attempt: an upload cut
+        // by a lost connection cannot remove its temporary file, and the attempt
+        // after reconnecting overwrites and renames that same file instead of
+        // leaving it behind.
+        let tmp = format!(
+            "{path}.{}.{}.tmp",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        );
         let _permit = self.inner.transfers.acquire().await;
         let answer = self
             .run("put", &path, |c| {
-                let path = path.clone();
+                let (path, tmp) = (path.clone(), tmp.clone());
                 async move {
-                    let size = self.upload(&c, level, &path, src, created_at).await?;
+                    let size = self
+                        .upload(&c, level, (&path, &tmp), src, created_at)
+                        .await?;
                     self.inner.counters.count(Op::Put, size);
                     Ok(size)
                 }

@@ -387,3 +387,45 @@ async fn a_large_file_round_trips_with_and_without_concurrent_writes() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_file_read_cut_by_a_server_restart_goes_on_where_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = SshServer::start(&dir.path().join("sshd")).unwrap();
+    let c = client(&server, "cut");
+    let data = noise(8 << 20);
+    let src = dir.path().join("big.ltx");
+    fs::write(&src, &data).unwrap();
+    let info = c
+        .write(9, Txid(1), Txid(1), UNIX_EPOCH, &src)
+        .await
+        .unwrap();
+    // The reader takes 1 MiB, the server restarts (every session killed), the
+    // reader takes the rest.
+    let (took_tx, took_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (c2, info2) = (Arc::clone(&c), info.clone());
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut r = c2.open(&info2).unwrap();
+        let mut out = vec![0u8; 1 << 20];
+        r.read_exact(&mut out).unwrap();
+        took_tx.send(()).unwrap();
+        go_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        r.read_to_end(&mut out).map(|_| out)
+    });
+    tokio::task::spawn_blocking(move || took_rx.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    let gets = c.request_counts().unwrap().get;
+    server.restart().unwrap();
+    go_tx.send(()).unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("the read ends")
+        .unwrap()
+        .unwrap();
+    assert!(read == data, "the resumed read differs");
+    // Opened once more, on a new connection.
+    assert_eq!(c.request_counts().unwrap().get, gets + 1);
+}
