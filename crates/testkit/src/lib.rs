@@ -3,7 +3,8 @@
 //! [`replica`] wraps any replica to count requests ([`CountingReplica`]) or make its
 //! writes and deletes fail, stall or slow down ([`FaultyReplica`]); [`wait`] holds the
 //! bounded polls tests wait with; [`sshd`] runs OpenSSH's server on 127.0.0.1 for
-//! SFTP replicas ([`SshServer`]).
+//! SFTP replicas ([`SshServer`]); [`latency`] puts a far network in front of any of them
+//! ([`LatencyProxy`]).
 //!
 //! [`S3Server`] is a real S3-compatible server (`s3s-fs`, objects kept as files under a
 //! directory) on `127.0.0.1`, checking SigV4 signatures against one access key. It runs
@@ -21,10 +22,12 @@
 //!   server in the middle of an upload ([`S3Server::stop`]) and start it again on the
 //!   same port ([`S3Server::restart`]).
 
+pub mod latency;
 pub mod replica;
 pub mod sshd;
 pub mod wait;
 
+pub use latency::LatencyProxy;
 pub use replica::{CountingReplica, FaultyReplica, ReplicaCounts, ReplicaFault};
 pub use sshd::SshServer;
 pub use wait::{wait_until, wait_until_async};

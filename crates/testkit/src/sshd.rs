@@ -157,17 +157,25 @@ impl SshServer {
             .sum()
     }
 
-    /// Stops the server and every session it serves: connections drop, as when a
-    /// server reboots.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Sessions first (children of the listener), then the listener, by PID.
+    /// Kills every session the server serves, by PID, leaving it listening: open
+    /// connections drop (as when a NAT or firewall forgets them) and new ones work.
+    pub fn drop_connections(&self) {
+        if let Some(child) = &self.child {
             for pid in descendants(child.id()) {
                 let _ = Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
                     .stderr(Stdio::null())
                     .status();
             }
+        }
+    }
+
+    /// Stops the server and every session it serves: connections drop, as when a
+    /// server reboots.
+    pub fn stop(&mut self) {
+        // Sessions first (children of the listener), then the listener, by PID.
+        self.drop_connections();
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
