@@ -30,6 +30,19 @@ const PATH: &str = "backups/app.db";
 /// files in Litestream (mtime) as in Tideline (the LTX header's milliseconds).
 const TIME_MARGIN: Duration = Duration::from_millis(1300);
 
+/// The `tideline` binary built for this test run (next to the test executable).
+fn tideline_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join(format!("tideline{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} not built: run `cargo build -p tideline-cli`",
+        bin.display()
+    );
+    bin
+}
+
 fn replica_path(server: &SshServer) -> PathBuf {
     server.root().join(PATH)
 }
@@ -303,6 +316,27 @@ async fn tideline_restores_what_litestream_replicated_to_sftp() {
     assert!(
         fs::read(&out).unwrap() == want,
         "tideline's restore of litestream's SFTP replica is not byte-identical"
+    );
+    // The `tideline` binary, drop-in, with Litestream's own config file: its keys
+    // (type: sftp, key-path, host-key) reach the SFTP client.
+    let by_cli = dir.path().join("cli.db");
+    let o = Command::new(tideline_bin())
+        .arg("restore")
+        .arg("-config")
+        .arg(&config)
+        .arg("-o")
+        .arg(&by_cli)
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "tideline restore failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        fs::read(&by_cli).unwrap() == want,
+        "the tideline binary's restore is not byte-identical"
     );
     let theirs = dir.path().join("ls.db");
     let ends: Vec<Txid> = list_levels(client(&server).as_ref()).await.unwrap()[0]
