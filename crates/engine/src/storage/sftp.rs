@@ -89,7 +89,7 @@ struct Inner {
     host_key: Option<ssh_key::PublicKey>,
     /// The known-hosts file when `host-key` is unset; `None` for `~/.ssh/known_hosts`.
     known_hosts: Option<PathBuf>,
-    /// The replica's folder (`path`), as Go's `path.Join` cleans it.
+    /// The replica's config: `path` and its level folders (`level_dir`, Go's `path.Join`).
     cfg: SftpReplicaConfig,
     concurrent_writes: bool,
     describe: String,

@@ -204,6 +204,22 @@ async fn an_unknown_host_key_is_refused_naming_the_key_to_trust() {
     // Once known (as `ssh` writes it for another port), the same client connects.
     fs::write(&known_hosts, format!("{}\n", server.known_hosts_line())).unwrap();
     assert!(c.list(0).await.unwrap().is_empty());
+
+    // Hashed host names (HashKnownHosts, Debian's default) are matched too.
+    let hashed = std::process::Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&known_hosts)
+        .output()
+        .unwrap();
+    assert!(hashed.status.success());
+    let text = fs::read_to_string(&known_hosts).unwrap();
+    assert!(
+        text.starts_with("|1|") && !text.contains("127.0.0.1"),
+        "{text}"
+    );
+    let c = SftpReplica::with_known_hosts(&cfg, &known_hosts).unwrap();
+    assert!(c.list(0).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
