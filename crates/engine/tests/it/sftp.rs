@@ -499,3 +499,81 @@ async fn concurrent_writes_pipeline_an_upload_over_a_far_link() {
         took[1]
     );
 }
+
+/// Waits (bounded) until a fresh client restores `want` rows of `t`.
+async fn wait_rows(server: &SshServer, scratch: &Path, want: i64) {
+    use tideline_engine::restore::{IntegrityCheck, Target, restore};
+    let out = scratch.join("probe.db");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let probe: Arc<dyn ReplicaClient> = client(server, "db");
+        if restore(probe, Target::Latest, &out, IntegrityCheck::None)
+            .await
+            .is_ok()
+        {
+            let n: i64 = rusqlite::Connection::open(&out)
+                .unwrap()
+                .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+                .unwrap_or(0);
+            if n == want {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "not {want} rows within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_rides_out_a_server_restart() {
+    use tideline_engine::config::DbConfig;
+    use tideline_engine::replicate::{Event, EventSink, ReplicateSettings, replicate_to};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = SshServer::start(&dir.path().join("sshd")).unwrap();
+    let db = dir.path().join("app.db");
+    let app = rusqlite::Connection::open(&db).unwrap();
+    app.busy_timeout(Duration::from_secs(5)).unwrap();
+    app.pragma_update(None, "journal_mode", "wal").unwrap();
+    app.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    let write = |from: i64| {
+        let tx = app.unchecked_transaction().unwrap();
+        for i in from..from + 50 {
+            tx.execute("INSERT INTO t(id, v) VALUES (?1, 'x')", [i])
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    };
+    let mut cfg = DbConfig::new(&db);
+    cfg.monitor_interval = Duration::from_millis(100);
+    let events = Arc::new(std::sync::Mutex::new(Vec::<Event>::new()));
+    let sink: EventSink = {
+        let events = Arc::clone(&events);
+        Arc::new(move |e: &Event| events.lock().unwrap().push(e.clone()))
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let replica = client(&server, "db");
+    let task = tokio::spawn(replicate_to(
+        vec![(cfg, replica.clone() as Arc<dyn ReplicaClient>)],
+        ReplicateSettings::default(),
+        async move {
+            let _ = stop_rx.await;
+        },
+        sink,
+    ));
+    write(0);
+    wait_rows(&server, dir.path(), 50).await;
+    server.restart().unwrap();
+    write(50);
+    wait_rows(&server, dir.path(), 100).await;
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("stops")
+        .unwrap()
+        .unwrap();
+    // The upload that met the dead connection reconnected and landed: no failed sync.
+    let events = events.lock().unwrap();
+    assert!(!events.iter().any(Event::is_error), "{events:?}");
+}
