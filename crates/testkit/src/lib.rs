@@ -3,7 +3,8 @@
 //! [`replica`] wraps any replica to count requests ([`CountingReplica`]) or make its
 //! writes and deletes fail, stall or slow down ([`FaultyReplica`]); [`wait`] holds the
 //! bounded polls tests wait with; [`sshd`] runs OpenSSH's server on 127.0.0.1 for
-//! SFTP replicas ([`SshServer`]); [`latency`] puts a far network in front of any of them
+//! SFTP replicas ([`SshServer`]) and [`password_sftp`] one that logs in by password
+//! ([`PasswordSftpServer`]); [`latency`] puts a far network in front of any of them
 //! ([`LatencyProxy`]).
 //!
 //! [`S3Server`] is a real S3-compatible server (`s3s-fs`, objects kept as files under a
@@ -23,11 +24,13 @@
 //!   same port ([`S3Server::restart`]).
 
 pub mod latency;
+pub mod password_sftp;
 pub mod replica;
 pub mod sshd;
 pub mod wait;
 
 pub use latency::LatencyProxy;
+pub use password_sftp::PasswordSftpServer;
 pub use replica::{CountingReplica, FaultyReplica, ReplicaCounts, ReplicaFault};
 pub use sshd::SshServer;
 pub use wait::{wait_until, wait_until_async};

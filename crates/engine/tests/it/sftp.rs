@@ -12,7 +12,7 @@ use tideline_engine::config::SftpReplicaConfig;
 use tideline_engine::storage::sftp::SftpReplica;
 use tideline_engine::storage::{RemoteFailure, ReplicaClient, ReplicaError};
 use tideline_ltx::Txid;
-use tideline_testkit::{LatencyProxy, SshServer};
+use tideline_testkit::{LatencyProxy, PasswordSftpServer, SshServer};
 
 use crate::replica_contract::{contract, ltx};
 
@@ -576,4 +576,55 @@ async fn replication_rides_out_a_server_restart() {
     // The upload that met the dead connection reconnected and landed: no failed sync.
     let events = events.lock().unwrap();
     assert!(!events.iter().any(Event::is_error), "{events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_logs_in_and_a_wrong_one_is_refused_without_being_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = PasswordSftpServer::start(dir.path(), "ann", "right-pw-1").unwrap();
+    let cfg = |password: &str, key: Option<PathBuf>| SftpReplicaConfig {
+        host: server.host_port(),
+        user: "ann".to_owned(),
+        password: Some(tideline_engine::config::Sensitive::new(password.to_owned())),
+        path: "db".to_owned(),
+        key_path: key,
+        host_key: Some(server.host_key().to_owned()),
+        concurrent_writes: true,
+    };
+    // Password only, and a key the server refuses before the password: both work,
+    // and the replica is a replica (a write lands, below the login folder).
+    let stranger = dir.path().join("stranger");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for key in [None, Some(stranger.clone())] {
+        let c = SftpReplica::new(&cfg("right-pw-1", key)).unwrap();
+        let (src, t) = ltx(dir.path(), 1, 1, 3);
+        c.write(0, Txid(1), Txid(1), t, &src).await.unwrap();
+        assert_eq!(c.list_fresh(0).await.unwrap().len(), 1);
+    }
+    assert!(
+        server
+            .root()
+            .join("db/ltx/0/0000000000000001-0000000000000001.ltx")
+            .is_file()
+    );
+    let err = SftpReplica::new(&cfg("wrong-pw-2", None))
+        .unwrap()
+        .list(0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(remote_failure(&err), RemoteFailure::WrongCredentials { .. }),
+        "{err}"
+    );
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("password was refused"), "{text}");
+    assert!(
+        !text.contains("wrong-pw-2") && !text.contains("right-pw-1"),
+        "{text}"
+    );
 }
