@@ -55,22 +55,7 @@ impl SshServer {
             .trim()
             .to_owned();
         let user = current_user()?;
-        let config = format!(
-            "HostKey {dir}/host_ed25519\n\
-             AuthorizedKeysFile {dir}/authorized_keys\n\
-             PidFile {dir}/sshd.pid\n\
-             ListenAddress 127.0.0.1\n\
-             StrictModes no\n\
-             PermitRootLogin yes\n\
-             PubkeyAuthentication yes\n\
-             PasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\n\
-             UsePAM no\n\
-             AllowUsers {user}\n\
-             Subsystem sftp internal-sftp -d {dir}/root\n\
-             LogLevel VERBOSE\n",
-            dir = dir.display()
-        );
+        let config = config_text(dir, &user, false);
         std::fs::write(dir.join("sshd_config"), config)?;
         run(Command::new(SSHD)
             .arg("-t")
@@ -181,6 +166,16 @@ impl SshServer {
         }
     }
 
+    /// Starts the server again on the same port, serving SFTP read-only when
+    /// `read_only` (the login works, every change is refused as not permitted).
+    pub fn restart_read_only(&mut self, read_only: bool) -> std::io::Result<()> {
+        std::fs::write(
+            self.dir.join("sshd_config"),
+            config_text(&self.dir, &self.user, read_only),
+        )?;
+        self.restart()
+    }
+
     /// Starts the server again on the same port, with the same keys and files.
     pub fn restart(&mut self) -> std::io::Result<()> {
         self.stop();
@@ -240,6 +235,28 @@ impl Drop for SshServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The server's `sshd_config`; `read_only` serves SFTP read-only (`internal-sftp -R`:
+/// every change is refused with "permission denied").
+fn config_text(dir: &Path, user: &str, read_only: bool) -> String {
+    format!(
+        "HostKey {dir}/host_ed25519\n\
+         AuthorizedKeysFile {dir}/authorized_keys\n\
+         PidFile {dir}/sshd.pid\n\
+         ListenAddress 127.0.0.1\n\
+         StrictModes no\n\
+         PermitRootLogin yes\n\
+         PubkeyAuthentication yes\n\
+         PasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\n\
+         UsePAM no\n\
+         AllowUsers {user}\n\
+         Subsystem sftp internal-sftp{ro} -d {dir}/root\n\
+         LogLevel VERBOSE\n",
+        dir = dir.display(),
+        ro = if read_only { " -R" } else { "" },
+    )
 }
 
 /// Runs `cmd`, failing with its output when it fails.

@@ -628,3 +628,32 @@ async fn a_password_logs_in_and_a_wrong_one_is_refused_without_being_shown() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_the_login_may_not_change_is_access_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = SshServer::start(&dir.path().join("sshd")).unwrap();
+    let c = client(&server, "db");
+    let (src, t) = ltx(dir.path(), 1, 1, 1);
+    c.write(0, Txid(1), Txid(1), t, &src).await.unwrap();
+    // The same login, now read-only: reads work, a write is refused as not permitted
+    // (a config fix: the folder's permissions), and nothing half-written is left.
+    server.restart_read_only(true).unwrap();
+    assert_eq!(c.list_fresh(0).await.unwrap().len(), 1);
+    let (src, t) = ltx(dir.path(), 2, 2, 2);
+    let err = c.write(0, Txid(2), Txid(2), t, &src).await.unwrap_err();
+    assert!(
+        matches!(remote_failure(&err), RemoteFailure::AccessDenied(_)),
+        "{err}"
+    );
+    assert!(err.needs_config_fix());
+    assert!(
+        err.to_string()
+            .contains("0000000000000002-0000000000000002.ltx"),
+        "{err}"
+    );
+    let c2 = client(&server, "db");
+    assert!(c2.delete(&c2.list(0).await.unwrap()).await.is_err());
+    let names: Vec<_> = files_below(&server.root().join("db"));
+    assert_eq!(names.len(), 1, "{names:?}");
+}
