@@ -604,6 +604,23 @@ impl SftpReplica {
             }))
     }
 
+    /// Whether the file system of `dir` has less than `size` bytes left (asked with
+    /// `statvfs@openssh.com`). OpenSSH answers a full disk with a bare "Failure" (SFTP
+    /// v3 has no code for it), so a failed write asks, once, to tell "server full"
+    /// (nothing lost, free space there) from other failures.
+    async fn out_of_space(&self, dir: &str, size: u64) -> bool {
+        let answer = self
+            .run("put", dir, |c| {
+                let dir = dir.to_owned();
+                async move { c.sftp.statvfs(dir).await }
+            })
+            .await;
+        match answer {
+            Ok(Ok(v)) => too_full(v.blocks_avail, v.fragment_size, size),
+            _ => false,
+        }
+    }
+
     /// Creates `dir` and the folders above it (`MkdirAll`), remembering what exists.
     async fn mkdir_all(&self, c: &Conn, dir: &str) -> Result<(), SftpError> {
         let known = |p: &str| {
@@ -900,6 +917,11 @@ impl SftpReplica {
     }
 }
 
+/// Whether `blocks` free blocks of `block_size` bytes hold less than `size` bytes.
+fn too_full(blocks: u64, block_size: u64, size: u64) -> bool {
+    blocks.saturating_mul(block_size.max(1)) < size
+}
+
 /// The outcome of one write task.
 fn join_write(
     done: Option<Result<Result<(), SftpError>, tokio::task::JoinError>>,
@@ -1114,14 +1136,15 @@ impl ReplicaClient for SftpReplica {
         self.inner.writer.store(true, Ordering::Release);
         let path = self.file_path(level, min, max);
         // The local file first, so that a missing source is not blamed on the server.
-        tokio::fs::metadata(src)
+        let local_size = tokio::fs::metadata(src)
             .await
             .map_err(|e| ReplicaError::Io {
                 replica: self.inner.describe.clone(),
                 op: "read",
                 path: src.display().to_string(),
                 source: e,
-            })?;
+            })?
+            .len();
         // Litestream's temporary name. One per write, not per attempt: an upload cut
         // by a lost connection cannot remove its temporary file, and the attempt
         // after reconnecting overwrites and renames that same file instead of
@@ -1151,6 +1174,18 @@ impl ReplicaClient for SftpReplica {
             Ok(Ok(size)) => size,
             Ok(Err(s)) => {
                 self.inner.cache.invalidate(level);
+                let dir = self.level_dir(level);
+                if s.status_code == StatusCode::Failure && self.out_of_space(&dir, local_size).await
+                {
+                    return Err(self.fail(
+                        "put",
+                        &path,
+                        RemoteFailure::ServerFull(format!(
+                            "{} bytes do not fit in the space left at {dir}",
+                            local_size
+                        )),
+                    ));
+                }
                 return Err(self.status_failure("put", &path, &s));
             }
             Err(e) => {
@@ -1246,6 +1281,15 @@ mod tests {
 
     fn key(line: &str) -> ssh_key::PublicKey {
         ssh_key::PublicKey::from_openssh(line).unwrap()
+    }
+
+    #[test]
+    fn a_failed_write_is_server_full_only_when_the_space_left_is_short() {
+        assert!(too_full(0, 4096, 1));
+        assert!(too_full(1, 4096, 4097));
+        assert!(!too_full(1, 4096, 4096));
+        assert!(!too_full(u64::MAX, 4096, u64::MAX), "no overflow");
+        assert!(too_full(3, 0, 4), "a zero block size counts as 1");
     }
 
     #[test]
