@@ -2,7 +2,10 @@
 //!
 //! [`replica`] wraps any replica to count requests ([`CountingReplica`]) or make its
 //! writes and deletes fail, stall or slow down ([`FaultyReplica`]); [`wait`] holds the
-//! bounded polls tests wait with.
+//! bounded polls tests wait with; [`sshd`] runs OpenSSH's server on 127.0.0.1 for
+//! SFTP replicas ([`SshServer`]) and [`password_sftp`] one that logs in by password
+//! ([`PasswordSftpServer`]); [`latency`] puts a far network in front of any of them
+//! ([`LatencyProxy`]).
 //!
 //! [`webdav::WebDavServer`] runs `rclone serve webdav` on `127.0.0.1` for the WebDAV
 //! replica's tests.
@@ -23,11 +26,17 @@
 //!   server in the middle of an upload ([`S3Server::stop`]) and start it again on the
 //!   same port ([`S3Server::restart`]).
 
+pub mod latency;
+pub mod password_sftp;
 pub mod replica;
+pub mod sshd;
 pub mod wait;
 pub mod webdav;
 
+pub use latency::LatencyProxy;
+pub use password_sftp::PasswordSftpServer;
 pub use replica::{CountingReplica, FaultyReplica, ReplicaCounts, ReplicaFault};
+pub use sshd::SshServer;
 pub use wait::{wait_until, wait_until_async};
 pub use webdav::{WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer};
 

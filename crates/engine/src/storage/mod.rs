@@ -4,7 +4,8 @@
 //! A replica holds immutable LTX files named `%016x-%016x.ltx` in one directory per
 //! level. Backends: [`file::FileReplica`] (a folder, Litestream's exact layout),
 //! [`s3::S3Replica`] (S3 and S3-compatible stores, Litestream's S3 layout) and
-//! [`memory::MemoryReplica`] (for fast tests).
+//! [`memory::MemoryReplica`] (for fast tests); `sftp::SftpReplica` (an SSH server, with
+//! the `sftp` feature) and [`webdav::WebDavReplica`] in Litestream's layouts too.
 //!
 //! Writes upload a complete local file: the engine always has one (the L0 file in the
 //! meta directory, or a compaction or snapshot written to a temporary file first), so a
@@ -26,6 +27,8 @@ pub mod file;
 pub mod memory;
 pub mod remote;
 pub mod s3;
+#[cfg(feature = "sftp")]
+pub mod sftp;
 pub mod webdav;
 
 pub use counters::RequestCounts;
@@ -273,6 +276,10 @@ pub fn open_client(
         crate::config::ReplicaTarget::S3(s) => Ok(std::sync::Arc::new(s3::S3Replica::new(s)?)),
         crate::config::ReplicaTarget::WebDav(w) => {
             Ok(std::sync::Arc::new(webdav::WebDavReplica::new(w)?))
+        }
+        #[cfg(feature = "sftp")]
+        crate::config::ReplicaTarget::Sftp(s) => {
+            Ok(std::sync::Arc::new(sftp::SftpReplica::new(s)?))
         }
         other => Err(crate::Error::ReplicaTypeNotBuilt { kind: other.kind() }),
     }

@@ -1,6 +1,6 @@
 //! The engine's tests, in one binary (one link of the AWS SDK and SQLite instead of one
 //! per file): each module is one area, against real SQLite databases and, for S3, a
-//! real S3 server on 127.0.0.1.
+//! real S3 server on 127.0.0.1; for SFTP, OpenSSH's `sshd` on 127.0.0.1.
 
 mod capture;
 mod levels;
@@ -10,5 +10,7 @@ mod replica_contract;
 mod replicate;
 mod restore;
 mod service;
+#[cfg(feature = "sftp")]
+mod sftp;
 mod wal_sqlite;
 mod webdav;

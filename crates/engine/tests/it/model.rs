@@ -2,7 +2,7 @@
 //! engine, with checkpoints at random points; the application-visible state after
 //! every TXID and at random times is recorded, and restoring the replica at each of
 //! them must give that state (the latest byte for byte). Seeded, so a failure replays.
-//! Run on the folder of L0 files, and on an S3 and a WebDAV replica (real servers on
+//! Run on the folder of L0 files, and on S3, WebDAV and SFTP replicas (real servers on
 //! 127.0.0.1) that every captured file is uploaded to.
 
 use std::fs;
@@ -146,6 +146,8 @@ enum Dest {
     Meta,
     S3,
     WebDav,
+    #[cfg(feature = "sftp")]
+    Sftp,
 }
 
 fn run(seed: u64, steps: usize, dest: Dest) {
@@ -168,6 +170,21 @@ fn run(seed: u64, steps: usize, dest: Dest) {
             let cfg =
                 ReplicaConfig::from_url_with_env(&server.replica_url("model"), &|_| None).unwrap();
             (open_client(&cfg).unwrap(), Some(Box::new(server)))
+        }
+        #[cfg(feature = "sftp")]
+        Dest::Sftp => {
+            let server = tideline_testkit::SshServer::start(&dir.path().join("sshd")).unwrap();
+            let cfg = tideline_engine::config::SftpReplicaConfig {
+                host: server.host_port(),
+                user: server.user().to_owned(),
+                password: None,
+                path: "model".to_owned(),
+                key_path: Some(server.client_key()),
+                host_key: Some(server.host_key().to_owned()),
+                concurrent_writes: true,
+            };
+            let client = tideline_engine::storage::sftp::SftpReplica::new(&cfg).unwrap();
+            (Arc::new(client), Some(Box::new(server)))
         }
     };
     // On a server, every captured L0 file is uploaded as replication would.
@@ -294,4 +311,10 @@ fn random_transactions_restore_at_every_txid_and_time_from_s3() {
 #[test]
 fn random_transactions_restore_at_every_txid_and_time_from_webdav() {
     run(4, 50, Dest::WebDav);
+}
+
+#[cfg(feature = "sftp")]
+#[test]
+fn random_transactions_restore_at_every_txid_and_time_from_sftp() {
+    run(5, 50, Dest::Sftp);
 }

@@ -155,6 +155,60 @@ pub(crate) async fn contract(client: Arc<dyn ReplicaClient>, scratch: &Path) {
     assert!(client.read_range(&l0[0], 0..1).await.is_err());
 }
 
+/// A restore merges every file of its plan at once: 14 files of 1 MiB, more than a
+/// remote client's transfer permits and each larger than a reader's queue, must all be
+/// read at once without one reader waiting on another's permit.
+pub(crate) async fn restore_many_large_files(client: Arc<dyn ReplicaClient>, dir: &Path) {
+    use rusqlite::Connection;
+    use tideline_engine::capture::{Database, DbOptions};
+    use tideline_engine::restore::{IntegrityCheck, Target, restore};
+
+    let path = dir.join("many.db");
+    let c = Connection::open(&path).unwrap();
+    c.pragma_update(None, "journal_mode", "wal").unwrap();
+    c.execute_batch("CREATE TABLE b(id INTEGER PRIMARY KEY, v BLOB)")
+        .unwrap();
+    let mut db = Database::open(&path, DbOptions::default()).unwrap();
+    let mut now = std::time::SystemTime::now();
+    for i in 0..14i64 {
+        c.execute(
+            "INSERT INTO b VALUES (?1, randomblob(1048576))",
+            rusqlite::params![i],
+        )
+        .unwrap();
+        now += Duration::from_millis(10);
+        let cap = db.sync(now).unwrap().unwrap();
+        client
+            .write(
+                0,
+                cap.info.min_txid,
+                cap.info.max_txid,
+                cap.info.created_at,
+                &cap.path,
+            )
+            .await
+            .unwrap();
+    }
+    assert!(client.list(0).await.unwrap().len() >= 14);
+    let out = dir.join("out.db");
+    let restored = tokio::time::timeout(
+        Duration::from_secs(60),
+        restore(client.clone(), Target::Latest, &out, IntegrityCheck::Full),
+    )
+    .await
+    .expect("the restore finishes (no reader waits on another's permit)")
+    .unwrap();
+    assert_eq!(
+        restored.txid,
+        client.list(0).await.unwrap().last().unwrap().max_txid
+    );
+    let n: i64 = Connection::open(&out)
+        .unwrap()
+        .query_row("SELECT count(*) FROM b", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 14);
+}
+
 #[tokio::test]
 async fn memory_replica_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
