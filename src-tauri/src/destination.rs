@@ -490,10 +490,8 @@ mod tests {
         assert_eq!(w.url, "https://cloud.example.com/remote.php/dav/files/ann");
         assert_eq!(w.path, "backups/app");
         assert_eq!(w.password.as_ref().map(|p| p.expose().as_str()), Some("pw"));
-        assert_eq!(
-            dav("https://cloud.example.com/dav").describe(),
-            "https://cloud.example.com/dav/backups/app"
-        );
+        let destination = dav("https://cloud.example.com/remote.php/dav/files/ann/");
+        assert_eq!(destination.describe(), cfg.target.to_string());
 
         let sftp = |host: &str, user: &str, key_path: &str, host_key: &str| Destination::Sftp {
             host: host.into(),
@@ -516,6 +514,8 @@ mod tests {
         assert_eq!(s.password.as_ref().map(|p| p.expose().as_str()), Some("pw"));
         assert_eq!(s.key_path.as_deref(), Some(Path::new("/keys/id_ed25519")));
         assert!(s.concurrent_writes && s.host_key.is_none());
+        let destination = sftp("nas:2222", "backup", "/keys/id_ed25519", "");
+        assert_eq!(destination.describe(), cfg.target.to_string());
 
         for (dest, says) in [
             (dav(" "), "Enter the server URL."),

@@ -105,8 +105,8 @@ impl Destination {
         !matches!(self, Destination::Folder { .. })
     }
 
-    /// Where it is, in words, without credentials (the list shows it for a database
-    /// that could not start).
+    /// Where it is, in words, without credentials, as the engine describes the replica
+    /// (the list shows it for a database that could not start).
     pub fn describe(&self) -> String {
         let join = |base: &str, path: &str| {
             let path = path.trim_matches('/');
@@ -119,7 +119,7 @@ impl Destination {
         match self {
             Destination::Folder { path } => path.clone(),
             Destination::S3 { bucket, path, .. } => join(&format!("s3://{bucket}"), path),
-            Destination::WebDav { url, path, .. } => join(url, path),
+            Destination::WebDav { url, path, .. } => format!("{}/", join(url, path)),
             Destination::Sftp {
                 host, user, path, ..
             } if path.starts_with('/') => format!("sftp://{user}@{host}{path}"),
