@@ -108,6 +108,7 @@ pub async fn add_database(
         destination,
         paused: false,
         meta_path: None,
+        keychain: keys.is_some(),
     })?;
     Ok(DbView::from(&status))
 }

@@ -237,6 +237,7 @@ pub fn imported(db: &DbConfig) -> Result<(StoredDb, Option<Keys>), String> {
         destination,
         paused: false,
         meta_path: (db.meta_path != meta_path_for(&db.path)).then(|| db.meta_path.clone()),
+        keychain: keys.is_some(),
     };
     Ok((stored, keys))
 }
@@ -430,6 +431,7 @@ mod tests {
             if let Some(k) = &keys {
                 assert!(k.access_key_id.is_empty() && k.secret_access_key.is_empty());
             }
+            assert_eq!(stored.reads_keychain(), password.is_some(), "{name}");
             let (stored, _, rebuilt) = restarted(db);
             assert_eq!(
                 rebuilt.target,

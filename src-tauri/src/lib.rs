@@ -295,7 +295,7 @@ fn commands_client(
     tideline_engine::config::ReplicaConfig,
     Arc<dyn tideline_engine::ReplicaClient>,
 )> {
-    let keys = if db.destination.has_secrets() {
+    let keys = if db.reads_keychain() {
         secrets::load(&db.path.display().to_string())?
     } else {
         None
@@ -399,4 +399,29 @@ pub fn run() {
         })
         .run(tauri::generate_context!("../tauri.conf.json"))
         .expect("error while running tauri application");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A remembered WebDAV or SFTP destination without secrets starts without asking
+    /// the keychain, so it starts where there is none (this machine has none).
+    #[test]
+    fn destinations_without_secrets_start_without_a_keychain() {
+        let db = StoredDb {
+            path: "/data/dav.db".into(),
+            destination: store::Destination::WebDav {
+                url: "http://127.0.0.1:9".into(),
+                path: "dav".into(),
+                username: String::new(),
+            },
+            paused: false,
+            meta_path: None,
+            keychain: false,
+        };
+        let (cfg, client) = commands_client(&db, &Settings::default()).unwrap();
+        assert_eq!(cfg.target.to_string(), "http://127.0.0.1:9/dav/");
+        assert_eq!(client.describe(), db.destination.describe());
+    }
 }

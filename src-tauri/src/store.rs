@@ -235,6 +235,19 @@ pub struct StoredDb {
     /// `None` is the default beside the database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta_path: Option<PathBuf>,
+    /// Its destination's secrets were put in the keychain. S3 destinations are read
+    /// from the keychain whatever this says (files from before it existed do not have
+    /// it); a WebDAV or SFTP destination without secrets (a key file, no login) then
+    /// starts on a computer without a keychain.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keychain: bool,
+}
+
+impl StoredDb {
+    /// Whether starting it reads the keychain.
+    pub fn reads_keychain(&self) -> bool {
+        self.keychain || matches!(self.destination, Destination::S3 { .. })
+    }
 }
 
 /// The whole file.
@@ -309,6 +322,8 @@ mod tests {
             matches!(&stored.databases[1].destination, Destination::S3 { bucket, .. } if bucket == "bkt")
         );
         assert!(!stored.databases[0].destination.has_secrets());
+        assert!(!stored.databases[0].reads_keychain());
+        assert!(stored.databases[1].reads_keychain(), "S3 keys of old files");
 
         let dav: Destination =
             serde_json::from_str(r#"{"kind":"webdav","url":"https://h/dav"}"#).unwrap();
