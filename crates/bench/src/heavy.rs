@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use tideline_testkit::S3Server;
+use tideline_testkit::{S3Server, WebDavServer};
 
 use crate::s3::{self, hex_text, unique};
 use crate::watch::Watch;
@@ -36,6 +36,35 @@ use crate::{
 pub enum Dest {
     Folder,
     S3,
+    /// The restore group only: `rclone serve webdav` (when `rclone` is installed).
+    WebDav,
+}
+
+/// The servers of the heavy groups, started once: S3 always, WebDAV where `rclone` is.
+#[derive(Debug)]
+pub struct Servers {
+    pub s3: S3Server,
+    pub webdav: Option<WebDavServer>,
+}
+
+impl Servers {
+    pub fn start(dir: &Path) -> Result<Servers> {
+        let s3 = S3Server::start(&dir.join("heavy-s3-server"))?;
+        let webdav = match WebDavServer::start(&dir.join("heavy-webdav-server")) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("no WebDAV rows: {e}");
+                None
+            }
+        };
+        Ok(Servers { s3, webdav })
+    }
+
+    fn webdav(&self) -> &WebDavServer {
+        self.webdav
+            .as_ref()
+            .expect("WebDAV runs only when its server started")
+    }
 }
 
 impl Dest {
@@ -43,6 +72,7 @@ impl Dest {
         match self {
             Dest::Folder => "folder",
             Dest::S3 => "s3",
+            Dest::WebDav => "webdav",
         }
     }
 }
@@ -50,7 +80,7 @@ impl Dest {
 /// One run's replica: a folder inside the run directory or a prefix on the server.
 struct Target<'a> {
     dest: Dest,
-    server: &'a S3Server,
+    servers: &'a Servers,
     prefix: String,
     run: PathBuf,
 }
@@ -63,7 +93,8 @@ impl Target<'_> {
     fn url(&self) -> String {
         match self.dest {
             Dest::Folder => format!("file://{}", self.replica_dir().display()),
-            Dest::S3 => s3::url(self.server, &self.prefix),
+            Dest::S3 => s3::url(&self.servers.s3, &self.prefix),
+            Dest::WebDav => self.servers.webdav().replica_url(&self.prefix),
         }
     }
 
@@ -71,13 +102,14 @@ impl Target<'_> {
     fn l0_dir(&self) -> PathBuf {
         match self.dest {
             Dest::Folder => self.replica_dir().join("ltx/0"),
-            Dest::S3 => s3::l0_dir(self.server, &self.prefix),
+            Dest::S3 => s3::l0_dir(&self.servers.s3, &self.prefix),
+            Dest::WebDav => self.webdav_root().join("ltx/0"),
         }
     }
 
     fn config(&self, db: &Path) -> Result<PathBuf> {
         match self.dest {
-            Dest::Folder => {
+            Dest::Folder | Dest::WebDav => {
                 let path = self.run.join(format!("{}.yml", self.prefix));
                 fs::write(
                     &path,
@@ -89,15 +121,15 @@ impl Target<'_> {
                 )?;
                 Ok(path)
             }
-            Dest::S3 => s3::config(&self.run, db, self.server, &self.prefix),
+            Dest::S3 => s3::config(&self.run, db, &self.servers.s3, &self.prefix),
         }
     }
 
     /// (uploads, bytes uploaded) so far; zero for folders.
     fn sent(&self) -> (u64, u64) {
         match self.dest {
-            Dest::Folder => (0, 0),
-            Dest::S3 => s3::sent(self.server),
+            Dest::Folder | Dest::WebDav => (0, 0),
+            Dest::S3 => s3::sent(&self.servers.s3),
         }
     }
 
@@ -111,9 +143,20 @@ impl Target<'_> {
             );
         }
         let _ = fs::remove_dir_all(&self.run);
-        if self.dest == Dest::S3 {
-            let _ = fs::remove_dir_all(self.server.object_path(&self.prefix));
+        match self.dest {
+            Dest::S3 => {
+                let _ = fs::remove_dir_all(self.servers.s3.object_path(&self.prefix));
+            }
+            Dest::WebDav => {
+                let _ = fs::remove_dir_all(self.webdav_root());
+            }
+            Dest::Folder => {}
         }
+    }
+
+    /// The files of a WebDAV replica, on the server's disk.
+    fn webdav_root(&self) -> PathBuf {
+        self.servers.webdav().root().join(&self.prefix)
     }
 }
 
@@ -173,7 +216,7 @@ fn measured(
     a: &Args,
     r: Replicator,
     dest: Dest,
-    server: &S3Server,
+    servers: &Servers,
     dir: &Path,
     what: &str,
     write: &Writer<'_>,
@@ -182,7 +225,7 @@ fn measured(
     let (db, _, c) = crate::fresh(dir, &prefix)?;
     let t = Target {
         dest,
-        server,
+        servers,
         prefix: prefix.clone(),
         run: dir.join(&prefix),
     };
@@ -220,11 +263,11 @@ pub fn big_tx(
     a: &Args,
     r: Replicator,
     dest: Dest,
-    server: &S3Server,
+    servers: &Servers,
     dir: &Path,
     mb: u64,
 ) -> Result<Write> {
-    measured(a, r, dest, server, dir, "bigtx", &|c| {
+    measured(a, r, dest, servers, dir, "bigtx", &|c| {
         let rows = mb * 1024 * 1024 / ROW as u64;
         let (mut s, mut x) = (String::with_capacity(ROW + 16), 0x2545_f491_4f6c_dd1du64);
         let t0 = Instant::now();
@@ -253,11 +296,11 @@ pub fn bulk(
     a: &Args,
     r: Replicator,
     dest: Dest,
-    server: &S3Server,
+    servers: &Servers,
     dir: &Path,
     mb: u64,
 ) -> Result<Write> {
-    measured(a, r, dest, server, dir, "bulk", &|c| {
+    measured(a, r, dest, servers, dir, "bulk", &|c| {
         let (mut s, mut x) = (String::with_capacity(ROW + 16), 0x2545_f491_4f6c_dd1du64);
         let mut stmt = c.prepare("INSERT INTO t(k, v) VALUES (?1, ?2)")?;
         let (mut worst, mut bytes) = (Duration::ZERO, 0usize);
@@ -321,7 +364,7 @@ pub fn restore(
     a: &Args,
     r: Replicator,
     dest: Dest,
-    server: &S3Server,
+    servers: &Servers,
     dir: &Path,
     big: &Path,
 ) -> Result<Restore> {
@@ -329,7 +372,7 @@ pub fn restore(
     let prefix = format!("restore-{}-{}-{}", dest.name(), r.name(), unique());
     let t = Target {
         dest,
-        server,
+        servers,
         prefix: prefix.clone(),
         run: dir.join(&prefix),
     };
@@ -508,12 +551,12 @@ impl Kind {
         a: &Args,
         r: Replicator,
         dest: Dest,
-        server: &S3Server,
+        servers: &Servers,
         dir: &Path,
     ) -> Result<Write> {
         match self {
-            Kind::BigTx => big_tx(a, r, dest, server, dir, a.tx_mb),
-            Kind::Bulk => bulk(a, r, dest, server, dir, a.bulk_mb),
+            Kind::BigTx => big_tx(a, r, dest, servers, dir, a.tx_mb),
+            Kind::Bulk => bulk(a, r, dest, servers, dir, a.bulk_mb),
         }
     }
 
@@ -543,11 +586,20 @@ impl Kind {
 
 const DESTS: [Dest; 2] = [Dest::Folder, Dest::S3];
 
+/// The restore group's destinations: [`DESTS`], and WebDAV where its server runs.
+fn restore_dests(servers: &Servers) -> Vec<Dest> {
+    let mut dests = DESTS.to_vec();
+    if servers.webdav.is_some() {
+        dests.push(Dest::WebDav);
+    }
+    dests
+}
+
 /// `[dest][tool]` → one figure set per round.
 type PerDest<T> = Vec<Vec<Vec<T>>>;
 
 /// The big-transaction and bulk-load groups; prints their tables.
-pub fn run_writes(a: &Args, server: &S3Server, dir: &Path) -> Result<()> {
+pub fn run_writes(a: &Args, servers: &Servers, dir: &Path) -> Result<()> {
     let kinds: Vec<Kind> = [(Kind::BigTx, a.big_tx), (Kind::Bulk, a.bulk)]
         .iter()
         .filter(|(_, on)| *on)
@@ -556,7 +608,7 @@ pub fn run_writes(a: &Args, server: &S3Server, dir: &Path) -> Result<()> {
     let mut res: Vec<PerDest<Write>> = vec![vec![vec![Vec::new(); 3]; 2]; kinds.len()];
     for round in 0..a.heavy_rounds {
         for (k, &kind) in kinds.iter().enumerate() {
-            write_round(a, kind, server, dir, round, &mut res[k])?;
+            write_round(a, kind, servers, dir, round, &mut res[k])?;
         }
     }
     for (&kind, res) in kinds.iter().zip(&res) {
@@ -569,7 +621,7 @@ pub fn run_writes(a: &Args, server: &S3Server, dir: &Path) -> Result<()> {
 fn write_round(
     a: &Args,
     kind: Kind,
-    server: &S3Server,
+    servers: &Servers,
     dir: &Path,
     round: usize,
     res: &mut PerDest<Write>,
@@ -583,7 +635,7 @@ fn write_round(
                 dest.name(),
                 r.name()
             );
-            res[d][i].push(kind.run(a, r, dest, server, dir)?);
+            res[d][i].push(kind.run(a, r, dest, servers, dir)?);
         }
     }
     Ok(())
@@ -632,18 +684,20 @@ struct SizeRun {
     db_mb: f64,
     /// cp + fsync seconds per round.
     cp: Vec<f64>,
+    /// The destinations, in the order of `res`.
+    dests: Vec<Dest>,
     res: PerDest<Restore>,
 }
 
 /// The restore group at the large and huge sizes; prints its table.
-pub fn run_restores(a: &Args, server: &S3Server, dir: &Path) -> Result<()> {
+pub fn run_restores(a: &Args, servers: &Servers, dir: &Path) -> Result<()> {
     let mut sizes = vec![(a.big_mb, a.heavy_rounds)];
     if a.huge_mb != a.big_mb {
         sizes.push((a.huge_mb, 1));
     }
     let mut all = Vec::new();
     for &(mb, rounds) in &sizes {
-        all.push(restore_size(a, server, dir, mb, rounds)?);
+        all.push(restore_size(a, servers, dir, mb, rounds)?);
     }
     println!(
         "\ninitial sync and restore (latest, and -timestamp between two later transactions); median (spread) where ≥ 2 rounds\n"
@@ -659,7 +713,7 @@ pub fn run_restores(a: &Args, server: &S3Server, dir: &Path) -> Result<()> {
 /// Builds (or reuses) the `mb` MiB database and runs `rounds` rounds of restores on it.
 fn restore_size(
     a: &Args,
-    server: &S3Server,
+    servers: &Servers,
     dir: &Path,
     mb: u64,
     rounds: usize,
@@ -670,11 +724,12 @@ fn restore_size(
     eprintln!("  ({:.1} s)", t.elapsed().as_secs_f64());
     let db_mb = fs::metadata(&big)?.len() as f64 / 1e6;
     let mut cp = Vec::new();
-    let mut res: PerDest<Restore> = vec![vec![Vec::new(); 2]; 2];
+    let dests = restore_dests(servers);
+    let mut res: PerDest<Restore> = vec![vec![Vec::new(); 2]; dests.len()];
     for round in 0..rounds {
         // The physical limit: the better of two copies (the disk is shared).
         cp.push(cp_fsync(&big, dir)?.min(cp_fsync(&big, dir)?));
-        for (d, dest) in DESTS.into_iter().enumerate() {
+        for (d, &dest) in dests.iter().enumerate() {
             for (i, &r) in REPLICATORS.iter().enumerate() {
                 eprintln!(
                     "round {}: {mb} MiB initial sync + restore, {}, {}",
@@ -682,7 +737,7 @@ fn restore_size(
                     dest.name(),
                     r.name()
                 );
-                res[d][i].push(restore(a, r, dest, server, dir, &big)?);
+                res[d][i].push(restore(a, r, dest, servers, dir, &big)?);
             }
         }
     }
@@ -691,6 +746,7 @@ fn restore_size(
         rounds,
         db_mb,
         cp,
+        dests,
         res,
     })
 }
@@ -703,6 +759,7 @@ fn print_restore_size(s: &SizeRun) {
         rounds,
         db_mb,
         cp,
+        dests,
         res,
     } = s;
     let cp_mbs: Vec<f64> = cp.iter().map(|s| db_mb / s.max(0.001)).collect();
@@ -726,7 +783,7 @@ fn print_restore_size(s: &SizeRun) {
             None,
         ),
     ];
-    for (d, dest) in DESTS.into_iter().enumerate() {
+    for (d, dest) in dests.iter().enumerate() {
         for &(name, get, digits, cpv) in &figures {
             // MB/s rows share the seconds getter: the rate is the database over it.
             let per_s = name.ends_with("MB/s");

@@ -486,12 +486,12 @@ fn main() -> Result<()> {
         idle::run(&a, &dir)?;
     }
     if a.big_tx || a.bulk || a.restore {
-        let server = tideline_testkit::S3Server::start(&dir.join("heavy-s3-server"))?;
+        let servers = heavy::Servers::start(&dir)?;
         if a.big_tx || a.bulk {
-            heavy::run_writes(&a, &server, &dir)?;
+            heavy::run_writes(&a, &servers, &dir)?;
         }
         if a.restore {
-            heavy::run_restores(&a, &server, &dir)?;
+            heavy::run_restores(&a, &servers, &dir)?;
         }
     }
     Ok(())

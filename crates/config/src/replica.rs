@@ -506,6 +506,62 @@ pub(crate) fn max_sync_ltx_files(raw: Option<u64>) -> Option<usize> {
     }
 }
 
+/// The parts of a replica URL that keys may also give (SFTP, WebDAV), decoded; empty
+/// parts are absent.
+#[derive(Debug, Default)]
+pub(crate) struct UrlParts {
+    pub scheme: String,
+    pub host: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub path: Option<String>,
+}
+
+impl UrlParts {
+    /// The parts of `url`, if there is one.
+    pub(crate) fn of(url: Option<&str>, key: &str) -> Result<UrlParts, ConfigError> {
+        let Some(u) = url else {
+            return Ok(UrlParts::default());
+        };
+        let p = url::parse(u).map_err(|p| url_error(key, p))?;
+        let given = |s: Option<String>| s.filter(|s| !s.is_empty());
+        Ok(UrlParts {
+            scheme: p.scheme,
+            host: given(Some(p.host)),
+            user: given(p.user),
+            password: given(p.password),
+            path: given(Some(p.path)),
+        })
+    }
+}
+
+/// One setting of a URL-addressed replica: the replica's own key beats the URL's part,
+/// which beats a top-level default (Litestream lets the default beat the URL, which
+/// nobody means).
+pub(crate) fn pick(
+    local: &Option<String>,
+    in_url: &Option<String>,
+    global: &Option<String>,
+) -> Option<String> {
+    non_empty(local)
+        .or_else(|| in_url.clone())
+        .or_else(|| non_empty(global))
+}
+
+/// Refuses key `what` on a replica that also has a `url:`, as Litestream does.
+pub(crate) fn refuse_beside_url(
+    url: Option<&str>,
+    value: &Option<String>,
+    key: &str,
+    problem: &str,
+    fix: &str,
+) -> Result<(), ConfigError> {
+    if url.is_some() && non_empty(value).is_some() {
+        return Err(ConfigError::invalid(key, problem, fix));
+    }
+    Ok(())
+}
+
 pub(crate) fn url_error(key: &str, p: UrlProblem) -> ConfigError {
     ConfigError::invalid(format!("{key}.url"), p.problem, p.fix)
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::ConfigError;
 use super::raw::{RawReplica, non_empty};
-use super::replica::url_error;
+use super::replica::{UrlParts, pick, refuse_beside_url};
 use super::{Env, Sensitive, resolve_path, url};
 
 /// SFTP's port when `host` names none.
@@ -86,33 +86,27 @@ pub(crate) fn build_sftp(
     env: Env,
     cwd: Option<&Path>,
 ) -> Result<SftpReplicaConfig, ConfigError> {
-    if url.is_some() && non_empty(&local.path).is_some() {
-        return Err(ConfigError::invalid(
-            key,
-            "cannot specify url & path for sftp replica",
-            "put the folder in the URL (url: sftp://user@host/path), or drop url: and use \
-             host: + user: + path:",
-        ));
-    }
-    if url.is_some() && non_empty(&local.host).is_some() {
-        return Err(ConfigError::invalid(
-            key,
-            "cannot specify url & host for sftp replica",
-            "put the host in the URL (url: sftp://user@host:port/path), or drop url: and \
-             use host: + user: + path:",
-        ));
-    }
-    let mut host = non_empty(&eff.host);
-    let mut user = non_empty(&eff.user);
-    let mut password = non_empty(&eff.password);
-    let mut path = non_empty(&eff.path);
-    if let Some(u) = url {
-        let parsed = url::parse(u).map_err(|p| url_error(key, p))?;
-        host = host.or(Some(parsed.host).filter(|h| !h.is_empty()));
-        user = user.or(parsed.user.filter(|u| !u.is_empty()));
-        password = password.or(parsed.password.filter(|p| !p.is_empty()));
-        path = path.or(Some(parsed.path).filter(|p| !p.is_empty()));
-    }
+    refuse_beside_url(
+        url,
+        &local.path,
+        key,
+        "cannot specify url & path for sftp replica",
+        "put the folder in the URL (url: sftp://user@host/path), or drop url: and use \
+         host: + user: + path:",
+    )?;
+    refuse_beside_url(
+        url,
+        &local.host,
+        key,
+        "cannot specify url & host for sftp replica",
+        "put the host in the URL (url: sftp://user@host:port/path), or drop url: and use \
+         host: + user: + path:",
+    )?;
+    let u = UrlParts::of(url, key)?;
+    let host = pick(&local.host, &u.host, &eff.host);
+    let user = pick(&local.user, &u.user, &eff.user);
+    let password = pick(&local.password, &u.password, &eff.password);
+    let path = pick(&local.path, &u.path, &eff.path);
     let host = host.ok_or_else(|| {
         ConfigError::invalid(
             key,

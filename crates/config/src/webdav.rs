@@ -3,8 +3,8 @@
 //! Litestream 0.5's `webdav` client.
 
 use super::error::ConfigError;
-use super::raw::{RawReplica, non_empty};
-use super::replica::url_error;
+use super::raw::RawReplica;
+use super::replica::{UrlParts, pick, refuse_beside_url, url_error};
 use super::{Sensitive, url};
 
 /// A WebDAV replica: files under `<url>/<path>/ltx/<level>/`.
@@ -39,39 +39,32 @@ pub(crate) fn build_webdav(
     url: Option<&str>,
     key: &str,
 ) -> Result<WebDavReplicaConfig, ConfigError> {
-    if url.is_some() && non_empty(&local.path).is_some() {
-        return Err(ConfigError::invalid(
-            key,
-            "cannot specify url & path for webdav replica",
-            "put the folder in the URL (url: webdavs://host/path), or drop url: and use \
-             webdav-url: + path:",
-        ));
-    }
-    if url.is_some() && non_empty(&local.webdav_url).is_some() {
-        return Err(ConfigError::invalid(
-            key,
-            "cannot specify url & webdav-url for webdav replica",
-            "keep one of them: url: webdavs://host/path, or webdav-url: https://host + path:",
-        ));
-    }
-    let mut base = non_empty(&eff.webdav_url);
-    let mut username = non_empty(&eff.webdav_username);
-    let mut password = non_empty(&eff.webdav_password);
-    let mut path = non_empty(&eff.path);
-    if let Some(u) = url {
-        let parsed = url::parse(u).map_err(|p| url_error(key, p))?;
-        let scheme = if parsed.scheme == "webdavs" {
-            "https"
-        } else {
-            "http"
-        };
-        if !parsed.host.is_empty() {
-            base = base.or(Some(format!("{scheme}://{}", parsed.host)));
-        }
-        username = username.or(parsed.user.filter(|u| !u.is_empty()));
-        password = password.or(parsed.password.filter(|p| !p.is_empty()));
-        path = path.or(Some(parsed.path).filter(|p| !p.is_empty()));
-    }
+    refuse_beside_url(
+        url,
+        &local.path,
+        key,
+        "cannot specify url & path for webdav replica",
+        "put the folder in the URL (url: webdavs://host/path), or drop url: and use \
+         webdav-url: + path:",
+    )?;
+    refuse_beside_url(
+        url,
+        &local.webdav_url,
+        key,
+        "cannot specify url & webdav-url for webdav replica",
+        "keep one of them: url: webdavs://host/path, or webdav-url: https://host + path:",
+    )?;
+    let u = UrlParts::of(url, key)?;
+    let scheme = if u.scheme == "webdavs" {
+        "https"
+    } else {
+        "http"
+    };
+    let url_base = u.host.as_ref().map(|h| format!("{scheme}://{h}"));
+    let base = pick(&local.webdav_url, &url_base, &eff.webdav_url);
+    let mut username = pick(&local.webdav_username, &u.user, &eff.webdav_username);
+    let mut password = pick(&local.webdav_password, &u.password, &eff.webdav_password);
+    let path = pick(&local.path, &u.path, &eff.path);
     let base = base.ok_or_else(|| {
         ConfigError::invalid(
             key,

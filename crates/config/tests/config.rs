@@ -1308,6 +1308,29 @@ fn webdav_replicas_read_litestreams_keys_and_url() {
     }
 }
 
+#[test]
+fn a_replica_url_beats_top_level_defaults_and_its_own_keys_beat_the_url() {
+    let c = parse(
+        "user: everyone\nhost: default-host\nwebdav-url: http://default-dav\n\
+         dbs:\n  - path: /a.db\n    replica:\n      url: sftp://ann@nas:2222/srv/a\n\
+         \x20 - path: /b.db\n    replica:\n      url: sftp://nas/srv/b\n\
+         \x20 - path: /c.db\n    replica:\n      url: webdavs://cloud/c\n\
+         \x20 - path: /d.db\n    replica:\n      type: sftp\n      path: d\n",
+    );
+    let a = sftp(c.dbs[0].replica.as_ref().unwrap());
+    assert_eq!((a.host.as_str(), a.user.as_str()), ("nas:2222", "ann"));
+    let b = sftp(c.dbs[1].replica.as_ref().unwrap());
+    assert_eq!(
+        (b.host.as_str(), b.user.as_str()),
+        ("nas", "everyone"),
+        "what the URL leaves out comes from the top level"
+    );
+    let cw = webdav(c.dbs[2].replica.as_ref().unwrap());
+    assert_eq!(cw.url, "https://cloud");
+    let d = sftp(c.dbs[3].replica.as_ref().unwrap());
+    assert_eq!((d.host.as_str(), d.path.as_str()), ("default-host", "d"));
+}
+
 /// The app's WebDAV and SFTP forms build their replicas through the config file's
 /// rules: the same parts give the same config as the same keys in a file, and bad
 /// values are refused with the same errors.

@@ -472,8 +472,14 @@ impl WebDavReplica {
         let (tx, rx) = mpsc::channel::<ReplicaResult<bytes::Bytes>>(READ_QUEUE);
         let (this, file) = (self.clone(), file.clone());
         handle.spawn(async move {
-            let _permit = this.inner.transfers.acquire().await;
-            let mut resp = match this.get(&file, None).await {
+            // The permit covers the request, not the body: a restore merges many files
+            // at once, and a reader waiting for the decoder must not hold a permit
+            // another file's reader needs (the queue bounds each body's memory).
+            let response = {
+                let _permit = this.inner.transfers.acquire().await;
+                this.get(&file, None).await
+            };
+            let mut resp = match response {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;

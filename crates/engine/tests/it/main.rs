@@ -5,10 +5,10 @@
 mod capture;
 mod levels;
 mod model;
+mod remote_faults;
 mod replica_contract;
 mod replicate;
 mod restore;
-mod s3_faults;
 mod service;
 mod wal_sqlite;
 mod webdav;

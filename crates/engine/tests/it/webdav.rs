@@ -211,3 +211,60 @@ async fn webdav_errors_name_what_to_fix_without_the_password() {
     let l0 = client_for(&server.replica_url("db")).list(0).await.unwrap();
     assert_eq!(l0.iter().map(|f| f.max_txid.0).collect::<Vec<_>>(), [1, 2]);
 }
+
+/// A restore merges every file of its plan at once; more files than the client's
+/// transfer permits, each larger than a reader's queue, must not wait on each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_of_many_large_files_streams_them_all_at_once() {
+    use rusqlite::Connection;
+    use tideline_engine::capture::{Database, DbOptions};
+    use tideline_engine::restore::{IntegrityCheck, Target, restore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = WebDavServer::start(&dir.path().join("dav")).unwrap();
+    let client = client_for(&server.replica_url("many"));
+    let path = dir.path().join("many.db");
+    let c = Connection::open(&path).unwrap();
+    c.pragma_update(None, "journal_mode", "wal").unwrap();
+    c.execute_batch("CREATE TABLE b(id INTEGER PRIMARY KEY, v BLOB)")
+        .unwrap();
+    let mut db = Database::open(&path, DbOptions::default()).unwrap();
+    let mut now = std::time::SystemTime::now();
+    for i in 0..14i64 {
+        c.execute(
+            "INSERT INTO b VALUES (?1, randomblob(1048576))",
+            rusqlite::params![i],
+        )
+        .unwrap();
+        now += Duration::from_millis(10);
+        let cap = db.sync(now).unwrap().unwrap();
+        client
+            .write(
+                0,
+                cap.info.min_txid,
+                cap.info.max_txid,
+                cap.info.created_at,
+                &cap.path,
+            )
+            .await
+            .unwrap();
+    }
+    assert!(client.list(0).await.unwrap().len() >= 14);
+    let out = dir.path().join("out.db");
+    let restored = tokio::time::timeout(
+        Duration::from_secs(60),
+        restore(client.clone(), Target::Latest, &out, IntegrityCheck::Full),
+    )
+    .await
+    .expect("the restore finishes (no reader waits on another's permit)")
+    .unwrap();
+    assert_eq!(
+        restored.txid,
+        client.list(0).await.unwrap().last().unwrap().max_txid
+    );
+    let n: i64 = Connection::open(&out)
+        .unwrap()
+        .query_row("SELECT count(*) FROM b", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 14);
+}

@@ -1,3 +1,6 @@
+//! Replication to remote destinations through faults. Every remote type: a server down
+//! at start is waited for while capture goes on, and caught up with when it returns.
+//!
 //! Replication to S3 through faults, on a real S3 server on 127.0.0.1 while a real
 //! application writes: throttling (503), server errors (500), the server stopped in the
 //! middle of an upload and started again. Replication recovers with every TXID in the
@@ -24,7 +27,7 @@ use tideline_engine::restore::{IntegrityCheck, Target, list_levels, restore};
 use tideline_engine::storage::ReplicaClient;
 use tideline_engine::storage::s3::S3Replica;
 use tideline_ltx::Txid;
-use tideline_testkit::{ACCESS_KEY, BUCKET, Op, REGION, S3Server, SECRET_KEY};
+use tideline_testkit::{ACCESS_KEY, BUCKET, Op, REGION, S3Server, SECRET_KEY, WebDavServer};
 use tokio::sync::oneshot;
 
 fn s3_config_at(endpoint: &str, secret: &str) -> S3ReplicaConfig {
@@ -532,10 +535,62 @@ async fn credentials_in_an_endpoint_url_are_never_shown() {
     assert!(!leaks(&format!("{err} {err:?}")), "{err:?}");
 }
 
+/// A test server that can go away and come back, and a client for it.
+trait Remote {
+    fn stop(&mut self);
+    fn restart(&mut self);
+    /// What an error about it names (its endpoint).
+    fn shown(&self) -> String;
+    fn client(&self) -> Arc<dyn ReplicaClient>;
+}
+
+impl Remote for S3Server {
+    fn stop(&mut self) {
+        S3Server::stop(self);
+    }
+    fn restart(&mut self) {
+        S3Server::restart(self).unwrap();
+    }
+    fn shown(&self) -> String {
+        self.endpoint()
+    }
+    fn client(&self) -> Arc<dyn ReplicaClient> {
+        s3_client(self, SECRET_KEY)
+    }
+}
+
+impl Remote for WebDavServer {
+    fn stop(&mut self) {
+        WebDavServer::stop(self);
+    }
+    fn restart(&mut self) {
+        WebDavServer::restart(self).unwrap();
+    }
+    fn shown(&self) -> String {
+        self.url()
+    }
+    fn client(&self) -> Arc<dyn ReplicaClient> {
+        let cfg = ReplicaConfig::from_url_with_env(&self.replica_url("app.db"), &|_| None).unwrap();
+        tideline_engine::storage::open_client(&cfg).unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_down_at_start_is_waited_for_and_caught_up_with() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
+    let mut server = S3Server::start(&dir.path().join("s3")).unwrap();
+    down_at_start(&mut server, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webdav_server_down_at_start_is_waited_for_and_caught_up_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = WebDavServer::start(&dir.path().join("dav")).unwrap();
+    down_at_start(&mut server, dir.path()).await;
+}
+
+async fn down_at_start(server: &mut dyn Remote, dir: &Path) {
+    let db = dir.join("app.db");
     let c = app(&db);
     c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
         .unwrap();
@@ -546,8 +601,7 @@ async fn a_server_down_at_start_is_waited_for_and_caught_up_with() {
         }
     };
     insert(0, 20);
-    let mut server = S3Server::start(&dir.path().join("s3")).unwrap();
-    let client = s3_client(&server, SECRET_KEY);
+    let client = server.client();
     server.stop();
 
     let (events, seen) = sink();
@@ -562,9 +616,10 @@ async fn a_server_down_at_start_is_waited_for_and_caught_up_with() {
     ));
     // The replicator keeps running, says what is wrong, and captures meanwhile.
     wait_until("an upload error naming the endpoint", 30, async || {
-        seen.lock().unwrap().iter().any(
-            |e| matches!(e, Event::Error { message, .. } if message.contains(&server.endpoint())),
-        )
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::Error { message, .. } if message.contains(&server.shown())))
     })
     .await;
     insert(100, 20);
@@ -577,9 +632,9 @@ async fn a_server_down_at_start_is_waited_for_and_caught_up_with() {
     .await;
     assert!(!task.is_finished(), "the replicator gave up");
 
-    server.restart().unwrap();
-    let probe = dir.path().join("probe.db");
-    let fresh = s3_client(&server, SECRET_KEY);
+    server.restart();
+    let probe = dir.join("probe.db");
+    let fresh = server.client();
     wait_until("the replica catching up", 60, async || {
         let _ = fs::remove_file(&probe);
         restore(
@@ -610,7 +665,7 @@ async fn a_server_down_at_start_is_waited_for_and_caught_up_with() {
             .map(Result::unwrap)
             .collect()
     };
-    let out = dir.path().join("restored.db");
+    let out = dir.join("restored.db");
     restore(fresh, Target::Latest, &out, IntegrityCheck::Full)
         .await
         .unwrap();
