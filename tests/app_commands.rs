@@ -137,6 +137,63 @@ fn commands_over_a_real_engine() {
         )),
         "destination_unreachable"
     );
+    // WebDAV, against a real server (rclone serve webdav): the same named errors; the
+    // password travels as keys and never comes back.
+    let mut dav_server = tideline_testkit::WebDavServer::start(&tmp.path().join("dav")).unwrap();
+    let dav = |url: &str| json!({"kind": "webdav", "url": url, "path": "backups/app", "username": tideline_testkit::WEBDAV_USER});
+    let dav_ok = dav(&dav_server.url());
+    let password = |p: &str| json!({"password": p});
+    let tested = invoke(
+        &wv,
+        "test_destination",
+        json!({"destination": dav_ok, "keys": password(tideline_testkit::WEBDAV_PASSWORD)}),
+    )
+    .unwrap();
+    assert_eq!(tested["replica_txid"], Value::Null);
+    assert!(
+        tested["destination"]
+            .as_str()
+            .unwrap()
+            .contains("backups/app"),
+        "{tested}"
+    );
+    let err = invoke(
+        &wv,
+        "test_destination",
+        json!({"destination": dav_ok, "keys": password("wrong-dav-password")}),
+    )
+    .unwrap_err();
+    assert_eq!(err["code"], json!("wrong_credentials"), "{err}");
+    assert!(!err.to_string().contains("wrong-dav-password"), "{err}");
+    assert_eq!(
+        code(invoke(
+            &wv,
+            "test_destination",
+            json!({"destination": dav(&format!("http://u:p@{}", &dav_server.url()[7..])), "keys": null})
+        )),
+        "invalid_input",
+        "credentials in the URL would end up in the settings file"
+    );
+    dav_server.stop();
+    assert_eq!(
+        code(invoke(
+            &wv,
+            "test_destination",
+            json!({"destination": dav_ok, "keys": password(tideline_testkit::WEBDAV_PASSWORD)})
+        )),
+        "destination_unreachable"
+    );
+    // SFTP: the form's mistakes are named before any connection.
+    let sftp = json!({"kind": "sftp", "host": "backup@nas", "user": "backup", "path": "b", "key_path": "", "host_key": ""});
+    assert_eq!(
+        code(invoke(
+            &wv,
+            "test_destination",
+            json!({"destination": sftp, "keys": null})
+        )),
+        "invalid_input"
+    );
+
     // A keychain is there (null) or the reason it is not, in words.
     let kc = invoke(&wv, "keychain_status", json!({})).unwrap();
     assert!(

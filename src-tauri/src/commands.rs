@@ -108,6 +108,7 @@ pub async fn add_database(
         destination,
         paused: false,
         meta_path: None,
+        keychain: keys.is_some(),
     })?;
     Ok(DbView::from(&status))
 }
@@ -299,9 +300,10 @@ pub fn save_settings(state: State<'_, AppState>, settings: Settings) -> AppResul
     Ok(settings)
 }
 
-/// Adds the databases of a Litestream config file (folder and S3 replicas, each S3
-/// setting and meta path kept for later starts, see [`imported`]); returns the
-/// databases added and one line per database that was not.
+/// Adds the databases of a Litestream config file (folder, S3, WebDAV and SFTP
+/// replicas, each setting and meta path kept for later starts and secrets in the
+/// keychain, see [`imported`]); returns the databases added and one line per database
+/// that was not.
 #[tauri::command]
 pub async fn import_config(
     state: State<'_, AppState>,
@@ -345,7 +347,8 @@ pub async fn import_config(
     Ok((added, skipped))
 }
 
-/// `None` when the OS keychain can hold S3 keys, else why not (shown by the S3 form).
+/// `None` when the OS keychain can hold destination secrets, else why not (shown by
+/// the S3, WebDAV and SFTP forms).
 #[tauri::command]
 pub fn keychain_status() -> Option<String> {
     secrets::check().err().map(|e| e.message)

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tideline_engine::config::{
-    DbConfig, ReplicaConfig, ReplicaTarget, S3Parts, Sensitive, meta_path_for,
+    DbConfig, ReplicaConfig, ReplicaTarget, S3Parts, Sensitive, SftpParts, WebDavParts,
+    meta_path_for, strip_userinfo,
 };
 use tideline_engine::{ReplicaClient, open_client};
 
@@ -48,6 +49,12 @@ pub fn replica_config(
                 secret_access_key: Sensitive::new(keys.secret_access_key),
             })
         }
+        Destination::WebDav {
+            url,
+            path,
+            username,
+        } => ReplicaConfig::webdav(&webdav_parts(url, path, username, keys)?),
+        Destination::Sftp { .. } => ReplicaConfig::sftp(&sftp_parts(dest, keys)?),
     }
     .map_err(|e| invalid(e.to_string()))?;
     if let (Destination::S3 { options, .. }, ReplicaTarget::S3(s3)) = (dest, &mut cfg.target) {
@@ -60,6 +67,84 @@ pub fn replica_config(
     }
     cfg.sync_interval = Duration::from_millis(settings.sync_interval_ms.max(100));
     Ok(cfg)
+}
+
+fn required(value: &str, missing: &str) -> AppResult<String> {
+    match value.trim() {
+        "" => Err(invalid(missing)),
+        v => Ok(v.to_owned()),
+    }
+}
+
+fn password_of(keys: Option<&Keys>) -> Sensitive<String> {
+    Sensitive::new(keys.and_then(|k| k.password.clone()).unwrap_or_default())
+}
+
+/// The parts of a WebDAV destination; credentials belong in their fields (the
+/// password in the keychain), so a URL carrying them is refused rather than saved.
+fn webdav_parts(
+    url: &str,
+    path: &str,
+    username: &str,
+    keys: Option<&Keys>,
+) -> AppResult<WebDavParts> {
+    let url = required(url, "Enter the server URL.")?;
+    if strip_userinfo(&url) != url {
+        return Err(invalid(
+            "Enter the user name and password in their fields, not in the server URL.",
+        ));
+    }
+    Ok(WebDavParts {
+        url,
+        path: path.to_owned(),
+        username: username.to_owned(),
+        password: password_of(keys),
+    })
+}
+
+/// The parts of an SFTP destination.
+fn sftp_parts(dest: &Destination, keys: Option<&Keys>) -> AppResult<SftpParts> {
+    let Destination::Sftp {
+        host,
+        user,
+        path,
+        key_path,
+        host_key,
+        concurrent_writes,
+    } = dest
+    else {
+        return Err(AppError::new(
+            ErrorCode::Internal,
+            "not an SFTP destination",
+        ));
+    };
+    Ok(SftpParts {
+        host: sftp_host(host)?,
+        user: required(user, "Enter the user name.")?,
+        path: path.clone(),
+        password: password_of(keys),
+        key_path: match key_path.trim() {
+            "" => String::new(),
+            // The config crate expands ~ as in a config file.
+            p if p.starts_with("~/") => p.to_owned(),
+            p => absolute(p, "private key file")?.display().to_string(),
+        },
+        host_key: host_key.clone(),
+        concurrent_writes: *concurrent_writes,
+    })
+}
+
+/// The SFTP host as the form takes it: a name or address and an optional port, without
+/// a user or a path (those have their own fields).
+fn sftp_host(host: &str) -> AppResult<String> {
+    let host = required(host, "Enter the server's host name.")?;
+    if host.contains(['@', '/']) || host.contains(char::is_whitespace) {
+        return Err(invalid(format!(
+            "Enter only the host name and an optional port (nas.example.com or \
+             nas.example.com:2222), not {host:?}: the user and the folder have their own fields."
+        )));
+    }
+    Ok(host)
 }
 
 /// A database config for `path` replicated to `replica`, with the app's settings.
@@ -81,7 +166,8 @@ pub fn stored_db_config(db: &StoredDb, replica: ReplicaConfig, settings: &Settin
 
 /// What the app remembers of a database of a Litestream config, and the keys that go
 /// to the keychain: every S3 setting the config gave (encryption, storage class, part
-/// size, path style…) and its meta directory, so later starts replicate the same way.
+/// size, path style…), every WebDAV and SFTP setting (the password to the keychain)
+/// and its meta directory, so later starts replicate the same way.
 /// `Err` says why the database cannot be imported.
 pub fn imported(db: &DbConfig) -> Result<(StoredDb, Option<Keys>), String> {
     let Some(replica) = &db.replica else {
@@ -104,6 +190,7 @@ pub fn imported(db: &DbConfig) -> Result<(StoredDb, Option<Keys>), String> {
                 access_key_id: expose(&s3.access_key_id),
                 secret_access_key: expose(&s3.secret_access_key),
                 sse_customer_key: s3.sse_customer_key.as_ref().map(|k| k.expose().clone()),
+                password: None,
             };
             let destination = Destination::S3 {
                 endpoint: s3.endpoint.clone().unwrap_or_default(),
@@ -114,6 +201,29 @@ pub fn imported(db: &DbConfig) -> Result<(StoredDb, Option<Keys>), String> {
             };
             (destination, Some(keys).filter(|k| !k.is_empty()))
         }
+        ReplicaTarget::WebDav(w) => (
+            Destination::WebDav {
+                url: w.url.clone(),
+                path: w.path.clone(),
+                username: w.username.clone().unwrap_or_default(),
+            },
+            password_keys(&w.password),
+        ),
+        ReplicaTarget::Sftp(s) => (
+            Destination::Sftp {
+                host: s.host.clone(),
+                user: s.user.clone(),
+                path: s.path.clone(),
+                key_path: s
+                    .key_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                host_key: s.host_key.clone().unwrap_or_default(),
+                concurrent_writes: Some(s.concurrent_writes),
+            },
+            password_keys(&s.password),
+        ),
         other => {
             return Err(format!(
                 "{}: {} destinations are not supported",
@@ -127,10 +237,21 @@ pub fn imported(db: &DbConfig) -> Result<(StoredDb, Option<Keys>), String> {
         destination,
         paused: false,
         meta_path: (db.meta_path != meta_path_for(&db.path)).then(|| db.meta_path.clone()),
+        keychain: keys.is_some(),
     };
     Ok((stored, keys))
 }
 
+/// The keychain entry of a WebDAV or SFTP password, if the config gave one.
+fn password_keys(password: &Option<Sensitive<String>>) -> Option<Keys> {
+    password
+        .as_ref()
+        .map(|p| Keys::password(p.expose().clone()))
+        .filter(|k| !k.is_empty())
+}
+
+/// The replica config and client of a destination; for a folder, proof that it can be
+/// written.
 pub fn client_for(
     dest: &Destination,
     keys: Option<&Keys>,
@@ -220,5 +341,201 @@ mod tests {
         assert_eq!(kms.part_size, 16 << 20);
         assert!(!kms.force_path_style);
         assert_eq!(config.dbs[0].meta_path, Path::new("/data/kms-meta"));
+    }
+
+    /// A later start of an imported database: the settings file as written and read
+    /// back, the keychain entry, and the replica config they build.
+    fn restarted(db: &DbConfig) -> (StoredDb, Option<Keys>, ReplicaConfig) {
+        let (stored, keys) = imported(db).unwrap();
+        let saved = serde_json::to_string(&stored).unwrap();
+        let stored: StoredDb = serde_json::from_str(&saved).unwrap();
+        let rebuilt = replica_config(&stored.destination, keys.as_ref(), &Settings::default())
+            .unwrap_or_else(|e| panic!("{}: {e:?}", db.path.display()));
+        (stored, keys, rebuilt)
+    }
+
+    /// WebDAV and SFTP replicas of a Litestream config are imported with every
+    /// setting; passwords go to the keychain entry, never the settings file, and a later
+    /// start builds exactly the config the import replicated with.
+    #[test]
+    fn imported_webdav_and_sftp_replicas_keep_every_setting_for_later_starts() {
+        let host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB2example0key0text0here";
+        let yml = format!(
+            "dbs:
+  - path: /data/dav.db
+    replica:
+      type: webdav
+      webdav-url: https://cloud.example.com/remote.php/dav/files/ann/
+      webdav-username: ann
+      webdav-password: dav-secret
+      path: /backups/dav/
+  - path: /data/davurl.db
+    meta-path: /data/davurl-meta
+    replica:
+      url: webdav://bob:url-secret@127.0.0.1:8080/dav/b
+  - path: /data/anon.db
+    replica:
+      url: webdavs://nas/anon
+  - path: /data/sftp.db
+    replica:
+      type: sftp
+      host: nas.local:2222
+      user: backup
+      password: sftp-secret
+      path: backups/sftp
+      key-path: /keys/id_ed25519
+      host-key: {host_key}
+      concurrent-writes: false
+  - path: /data/sftpurl.db
+    replica:
+      url: sftp://ann:s%40cret@10.0.0.2/srv/b/
+  - path: /data/sftpkey.db
+    replica:
+      type: sftp
+      host: nas
+      user: u
+      key-path: /keys/id_rsa
+"
+        );
+        let config = Config::parse(&yml, &|_| None, true).unwrap();
+        assert_eq!(config.dbs.len(), 6);
+        let passwords = [
+            Some("dav-secret"),
+            Some("url-secret"),
+            None,
+            Some("sftp-secret"),
+            Some("s@cret"),
+            None,
+        ];
+        for (db, password) in config.dbs.iter().zip(passwords) {
+            let (stored, keys) = imported(db).unwrap();
+            let saved = serde_json::to_string(&stored).unwrap();
+            for secret in [
+                "dav-secret",
+                "url-secret",
+                "sftp-secret",
+                "s@cret",
+                "s%40cret",
+            ] {
+                assert!(
+                    !saved.contains(secret),
+                    "a secret in the settings file: {saved}"
+                );
+            }
+            let name = db.path.display();
+            assert_eq!(
+                keys.as_ref().and_then(|k| k.password.as_deref()),
+                password,
+                "{name}"
+            );
+            if let Some(k) = &keys {
+                assert!(k.access_key_id.is_empty() && k.secret_access_key.is_empty());
+            }
+            assert_eq!(stored.reads_keychain(), password.is_some(), "{name}");
+            let (stored, _, rebuilt) = restarted(db);
+            assert_eq!(
+                rebuilt.target,
+                db.replica.as_ref().unwrap().target,
+                "{name}"
+            );
+            let later = stored_db_config(&stored, rebuilt, &Settings::default());
+            assert_eq!(later.meta_path, db.meta_path, "{name}");
+        }
+        let (dav, _, _) = restarted(&config.dbs[0]);
+        assert_eq!(
+            dav.destination,
+            Destination::WebDav {
+                url: "https://cloud.example.com/remote.php/dav/files/ann".into(),
+                path: "backups/dav".into(),
+                username: "ann".into(),
+            }
+        );
+        let (sftp, _, rebuilt) = restarted(&config.dbs[3]);
+        assert_eq!(
+            sftp.destination,
+            Destination::Sftp {
+                host: "nas.local:2222".into(),
+                user: "backup".into(),
+                path: "backups/sftp".into(),
+                key_path: "/keys/id_ed25519".into(),
+                host_key: host_key.into(),
+                concurrent_writes: Some(false),
+            }
+        );
+        assert_eq!(
+            rebuilt.target.to_string(),
+            "sftp://backup@nas.local:2222 (folder backups/sftp)"
+        );
+        assert_eq!(sftp.destination.describe(), rebuilt.target.to_string());
+    }
+
+    /// The window's WebDAV and SFTP forms: the password comes from the keys, blank
+    /// fields are named, and credentials or a path in the wrong field are refused.
+    #[test]
+    fn webdav_and_sftp_forms_build_configs_or_say_what_is_missing() {
+        let settings = Settings::default();
+        let dav = |url: &str| Destination::WebDav {
+            url: url.into(),
+            path: "/backups/app/".into(),
+            username: "ann".into(),
+        };
+        let keys = Keys::password("pw");
+        let cfg = replica_config(
+            &dav("https://cloud.example.com/remote.php/dav/files/ann/"),
+            Some(&keys),
+            &settings,
+        )
+        .unwrap();
+        let ReplicaTarget::WebDav(w) = &cfg.target else {
+            panic!("{cfg:?}")
+        };
+        assert_eq!(w.url, "https://cloud.example.com/remote.php/dav/files/ann");
+        assert_eq!(w.path, "backups/app");
+        assert_eq!(w.password.as_ref().map(|p| p.expose().as_str()), Some("pw"));
+        let destination = dav("https://cloud.example.com/remote.php/dav/files/ann/");
+        assert_eq!(destination.describe(), cfg.target.to_string());
+
+        let sftp = |host: &str, user: &str, key_path: &str, host_key: &str| Destination::Sftp {
+            host: host.into(),
+            user: user.into(),
+            path: "/srv/backups/app".into(),
+            key_path: key_path.into(),
+            host_key: host_key.into(),
+            concurrent_writes: None,
+        };
+        let cfg = replica_config(
+            &sftp(" nas:2222 ", "backup", "/keys/id_ed25519", ""),
+            Some(&keys),
+            &settings,
+        )
+        .unwrap();
+        let ReplicaTarget::Sftp(s) = &cfg.target else {
+            panic!("{cfg:?}")
+        };
+        assert_eq!((s.host.as_str(), s.user.as_str()), ("nas:2222", "backup"));
+        assert_eq!(s.password.as_ref().map(|p| p.expose().as_str()), Some("pw"));
+        assert_eq!(s.key_path.as_deref(), Some(Path::new("/keys/id_ed25519")));
+        assert!(s.concurrent_writes && s.host_key.is_none());
+        let destination = sftp("nas:2222", "backup", "/keys/id_ed25519", "");
+        assert_eq!(destination.describe(), cfg.target.to_string());
+
+        for (dest, says) in [
+            (dav(" "), "Enter the server URL."),
+            (
+                dav("https://ann:pw@cloud.example.com"),
+                "not in the server URL",
+            ),
+            (dav("cloud.example.com"), "not an http(s) URL"),
+            (sftp("", "u", "", ""), "Enter the server's host name."),
+            (sftp("u@nas", "u", "", ""), "Enter only the host name"),
+            (sftp("nas/srv", "u", "", ""), "Enter only the host name"),
+            (sftp("nas", " ", "", ""), "Enter the user name."),
+            (sftp("nas", "u", "keys/id", ""), "must be a full path"),
+            (sftp("nas", "u", "", "nas ssh-ed25519 AAAA"), "ssh-keyscan"),
+        ] {
+            let e = replica_config(&dest, None, &settings).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidInput, "{dest:?}");
+            assert!(e.message.contains(says), "{says:?} not in {:?}", e.message);
+        }
     }
 }

@@ -99,16 +99,16 @@ impl AppState {
         s.save(&self.dir)
     }
 
-    /// Forgets a database; true if its destination was S3 (it may have keys).
+    /// Forgets a database; true if its destination may have keychain secrets.
     fn forget(&self, path: &Path) -> AppResult<bool> {
         let mut s = self.stored();
-        let s3 = s
+        let secrets = s
             .databases
             .iter()
-            .any(|d| d.path == path && matches!(d.destination, store::Destination::S3 { .. }));
+            .any(|d| d.path == path && d.destination.has_secrets());
         s.databases.retain(|d| d.path != path);
         s.save(&self.dir)?;
-        Ok(s3)
+        Ok(secrets)
     }
 
     fn set_paused(&self, path: &Path, paused: bool) -> AppResult<()> {
@@ -141,12 +141,7 @@ impl AppState {
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default(),
-                    destination: match &d.destination {
-                        store::Destination::Folder { path } => path.clone(),
-                        store::Destination::S3 { bucket, path, .. } => {
-                            format!("s3://{bucket}/{path}")
-                        }
-                    },
+                    destination: d.destination.describe(),
                     state: SyncState::Error,
                     last_sync_ms: None,
                     lag_ms: None,
@@ -300,9 +295,10 @@ fn commands_client(
     tideline_engine::config::ReplicaConfig,
     Arc<dyn tideline_engine::ReplicaClient>,
 )> {
-    let keys = match db.destination {
-        store::Destination::S3 { .. } => secrets::load(&db.path.display().to_string())?,
-        store::Destination::Folder { .. } => None,
+    let keys = if db.reads_keychain() {
+        secrets::load(&db.path.display().to_string())?
+    } else {
+        None
     };
     let cfg = destination::replica_config(&db.destination, keys.as_ref(), settings)?;
     let client = tideline_engine::open_client(&cfg)?;
@@ -403,4 +399,29 @@ pub fn run() {
         })
         .run(tauri::generate_context!("../tauri.conf.json"))
         .expect("error while running tauri application");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A remembered WebDAV or SFTP destination without secrets starts without asking
+    /// the keychain, so it starts where there is none (this machine has none).
+    #[test]
+    fn destinations_without_secrets_start_without_a_keychain() {
+        let db = StoredDb {
+            path: "/data/dav.db".into(),
+            destination: store::Destination::WebDav {
+                url: "http://127.0.0.1:9".into(),
+                path: "dav".into(),
+                username: String::new(),
+            },
+            paused: false,
+            meta_path: None,
+            keychain: false,
+        };
+        let (cfg, client) = commands_client(&db, &Settings::default()).unwrap();
+        assert_eq!(cfg.target.to_string(), "http://127.0.0.1:9/dav/");
+        assert_eq!(client.describe(), db.destination.describe());
+    }
 }

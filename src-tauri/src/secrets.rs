@@ -1,6 +1,7 @@
-//! S3 keys in the OS keychain (Secret Service, macOS Keychain, Windows Credential
-//! Manager), one entry per database. Keys are never written to the settings file,
-//! logged or sent back to the window; without a keychain, adding keys fails with
+//! Destination secrets (S3 keys, WebDAV and SFTP passwords) in the OS keychain
+//! (Secret Service, macOS Keychain, Windows Credential Manager), one entry per
+//! database. They are never written to the settings file, logged or sent back to the
+//! window; without a keychain, adding them fails with
 //! [`ErrorCode::KeychainUnavailable`] and says so.
 
 use serde::{Deserialize, Serialize};
@@ -9,13 +10,20 @@ use crate::error::{AppError, AppResult, ErrorCode};
 
 const SERVICE: &str = "dev.tideline.app";
 
-/// S3 keys.
+/// A destination's secrets: S3 keys, or the password of a WebDAV or SFTP server.
+/// Every field may be absent, so entries written before passwords existed (S3 keys
+/// only) read as they were.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Keys {
-    /// Access key ID.
+    /// S3 access key ID.
+    #[serde(default)]
     pub access_key_id: String,
-    /// Secret access key.
+    /// S3 secret access key.
+    #[serde(default)]
     pub secret_access_key: String,
+    /// The WebDAV or SFTP password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
     /// An SSE-C key (base64) a Litestream config import brought (`sse-customer-key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse_customer_key: Option<String>,
@@ -27,6 +35,15 @@ impl Keys {
         self.access_key_id.is_empty()
             && self.secret_access_key.is_empty()
             && self.sse_customer_key.is_none()
+            && self.password.as_deref().is_none_or(str::is_empty)
+    }
+
+    /// Only a password (a WebDAV or SFTP destination's).
+    pub fn password(password: impl Into<String>) -> Keys {
+        Keys {
+            password: Some(password.into()),
+            ..Keys::default()
+        }
     }
 }
 
@@ -42,7 +59,8 @@ fn unavailable(e: &keyring::Error) -> AppError {
         format!(
             "No system keychain is available ({e}). Tideline never stores keys in plain text: \
              leave the key fields empty and start Tideline with AWS_ACCESS_KEY_ID and \
-             AWS_SECRET_ACCESS_KEY set, or start a keychain service (e.g. GNOME Keyring)."
+             AWS_SECRET_ACCESS_KEY set (S3), use a private key file instead of a password \
+             (SFTP), or start a keychain service (e.g. GNOME Keyring)."
         ),
     )
 }
@@ -100,6 +118,7 @@ mod tests {
             access_key_id: "AKIAEXAMPLE".into(),
             secret_access_key: "very-secret".into(),
             sse_customer_key: Some("c2VjcmV0".into()),
+            password: Some("pw".into()),
         };
         assert_eq!(format!("{k:?}"), "Keys(<redacted>)");
     }
@@ -113,6 +132,7 @@ mod tests {
             access_key_id: "id".into(),
             secret_access_key: "secret".into(),
             sse_customer_key: None,
+            password: Some("webdav-pw".into()),
         };
         match store(&account, &keys) {
             Ok(()) => {
@@ -126,5 +146,20 @@ mod tests {
                 assert!(check().is_err());
             }
         }
+    }
+
+    /// Entries written before passwords existed read as they were; a password-only
+    /// entry (WebDAV, SFTP) needs no S3 fields, and an empty password is no secret.
+    #[test]
+    fn old_entries_read_and_passwords_alone_are_keys() {
+        let old: Keys =
+            serde_json::from_str(r#"{"access_key_id":"AK","secret_access_key":"SK"}"#).unwrap();
+        assert_eq!((old.access_key_id.as_str(), old.password), ("AK", None));
+        let pw: Keys = serde_json::from_str(r#"{"password":"pw"}"#).unwrap();
+        assert_eq!(pw, Keys::password("pw"));
+        assert!(!pw.is_empty());
+        assert!(Keys::password("").is_empty());
+        let json = serde_json::to_string(&Keys::default()).unwrap();
+        assert!(!json.contains("password"), "{json}");
     }
 }

@@ -63,6 +63,76 @@ pub enum Destination {
         #[serde(default, skip_serializing_if = "S3Options::is_empty")]
         options: S3Options,
     },
+    /// A folder on a WebDAV server (Nextcloud, ownCloud, a NAS…). The password is
+    /// never stored here.
+    #[serde(rename = "webdav")]
+    WebDav {
+        /// The server's base URL, `https://cloud.example.com/remote.php/dav/files/NAME`.
+        url: String,
+        /// The folder below the URL; empty for the URL itself.
+        #[serde(default)]
+        path: String,
+        /// The user name; empty for none.
+        #[serde(default)]
+        username: String,
+    },
+    /// A folder on an SFTP server. The password is never stored here.
+    Sftp {
+        /// `host` or `host:port`.
+        host: String,
+        /// The user to log in as.
+        user: String,
+        /// The folder: absolute, or relative to the login folder; empty for that.
+        #[serde(default)]
+        path: String,
+        /// A private key file (full path); empty for none.
+        #[serde(default)]
+        key_path: String,
+        /// The server's key as an `authorized_keys` line; empty to use
+        /// `~/.ssh/known_hosts`.
+        #[serde(default)]
+        host_key: String,
+        /// `concurrent-writes`, kept from a Litestream config import; the form never
+        /// sets it (`None` is the engine's default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        concurrent_writes: Option<bool>,
+    },
+}
+
+impl Destination {
+    /// Whether the destination may have secrets in the keychain (all but folders).
+    pub fn has_secrets(&self) -> bool {
+        !matches!(self, Destination::Folder { .. })
+    }
+
+    /// Where it is, in words, without credentials, as the engine describes the replica
+    /// (the list shows it for a database that could not start).
+    pub fn describe(&self) -> String {
+        let join = |base: &str, path: &str| {
+            let path = path.trim_matches('/');
+            if path.is_empty() {
+                base.to_owned()
+            } else {
+                format!("{}/{path}", base.trim_end_matches('/'))
+            }
+        };
+        match self {
+            Destination::Folder { path } => path.clone(),
+            Destination::S3 { bucket, path, .. } => join(&format!("s3://{bucket}"), path),
+            Destination::WebDav { url, path, .. } => format!("{}/", join(url, path)),
+            Destination::Sftp {
+                host, user, path, ..
+            } if path.starts_with('/') => format!("sftp://{user}@{host}{path}"),
+            Destination::Sftp {
+                host, user, path, ..
+            } if path.is_empty() => {
+                format!("sftp://{user}@{host} (login folder)")
+            }
+            Destination::Sftp {
+                host, user, path, ..
+            } => format!("sftp://{user}@{host} (folder {path})"),
+        }
+    }
 }
 
 /// S3 settings beyond the window's form, as a Litestream config import brings them
@@ -165,6 +235,19 @@ pub struct StoredDb {
     /// `None` is the default beside the database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta_path: Option<PathBuf>,
+    /// Its destination's secrets were put in the keychain. S3 destinations are read
+    /// from the keychain whatever this says (files from before it existed do not have
+    /// it); a WebDAV or SFTP destination without secrets (a key file, no login) then
+    /// starts on a computer without a keychain.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keychain: bool,
+}
+
+impl StoredDb {
+    /// Whether starting it reads the keychain.
+    pub fn reads_keychain(&self) -> bool {
+        self.keychain || matches!(self.destination, Destination::S3 { .. })
+    }
 }
 
 /// The whole file.
@@ -217,5 +300,50 @@ impl Stored {
         // Atomic and durable: a crash or power cut leaves the old settings or the new,
         // never an empty file that would forget every database.
         tideline_engine::write_atomic(&dir.join(FILE), &json).map_err(|e| io("write in", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A settings file written before WebDAV and SFTP existed reads as it was, and the
+    /// new destinations are written with the `kind` the window sends.
+    #[test]
+    fn old_settings_files_read_and_new_destinations_round_trip() {
+        let old = r#"{"settings":{"sync_interval_ms":1000,"monitor_interval_ms":1000,"notifications":true},
+            "databases":[
+              {"path":"/a.db","destination":{"kind":"folder","path":"/backup/a"},"paused":false},
+              {"path":"/b.db","destination":{"kind":"s3","endpoint":"","bucket":"bkt","path":"b","region":""},"paused":true}
+            ]}"#;
+        let stored: Stored = serde_json::from_str(old).unwrap();
+        assert_eq!(stored.databases.len(), 2);
+        assert!(
+            matches!(&stored.databases[1].destination, Destination::S3 { bucket, .. } if bucket == "bkt")
+        );
+        assert!(!stored.databases[0].destination.has_secrets());
+        assert!(!stored.databases[0].reads_keychain());
+        assert!(stored.databases[1].reads_keychain(), "S3 keys of old files");
+
+        let dav: Destination =
+            serde_json::from_str(r#"{"kind":"webdav","url":"https://h/dav"}"#).unwrap();
+        assert_eq!(
+            dav,
+            Destination::WebDav {
+                url: "https://h/dav".into(),
+                path: String::new(),
+                username: String::new(),
+            }
+        );
+        let sftp: Destination =
+            serde_json::from_str(r#"{"kind":"sftp","host":"nas","user":"u","path":"/srv/b"}"#)
+                .unwrap();
+        assert_eq!(sftp.describe(), "sftp://u@nas/srv/b");
+        for d in [dav, sftp] {
+            assert!(d.has_secrets());
+            let json = serde_json::to_string(&d).unwrap();
+            assert!(!json.contains("concurrent_writes"), "{json}");
+            assert_eq!(serde_json::from_str::<Destination>(&json).unwrap(), d);
+        }
     }
 }

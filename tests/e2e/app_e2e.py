@@ -5,7 +5,10 @@ Drives the built app through WebKitWebDriver (W3C WebDriver, Python stdlib only)
 starts it with an empty config directory, adds a real database with a folder
 destination through the UI, writes to the database from another process, waits for
 "In sync", opens the restore points, restores a copy at the earlier point and checks
-its rows; then the error path: an unwritable destination shows a clear error.
+its rows; WebDAV destinations against `rclone serve webdav` (a wrong password named by
+Test connection, a database backed up to WebDAV reaching In sync), the SFTP step
+refusing a host key line that is not one; then the error path:
+an unwritable destination shows a clear error.
 
 Usage: app_e2e.py BINARY SCREENSHOT_DIR   (run under xvfb-run and dbus-run-session)
 Every wait is bounded; only processes this script started are stopped, by PID.
@@ -78,7 +81,8 @@ class Session:
     def type(self, css, text):
         el = self.find(css)
         call("POST", f"/session/{self.sid}/element/{el}/clear", {})
-        call("POST", f"/session/{self.sid}/element/{el}/value", {"text": text})
+        if text:  # WebKitWebDriver refuses empty text: clearing is enough
+            call("POST", f"/session/{self.sid}/element/{el}/value", {"text": text})
 
     def text(self, css):
         return self.js("const e = document.querySelector(arguments[0]); return e ? e.textContent : null;", css)
@@ -174,6 +178,7 @@ def main():
     log = open(os.path.join(SHOTS, "webdriver.log"), "w")
     driver = subprocess.Popen(["WebKitWebDriver", f"--port={PORT}"], env=env, stdout=log, stderr=subprocess.STDOUT)
     sid = None
+    servers = []  # rclone serve webdav processes, stopped by PID at the end
     try:
         deadline = time.time() + 20
         while True:
@@ -333,6 +338,104 @@ def main():
             s.shot("09-s3-unreachable.png")
             s.click("#dest-folder")
 
+        def start_webdav(name, auth):
+            """`rclone serve webdav` over a new folder on a free port (as crates/testkit
+            starts it), stopped by PID at the end."""
+            root = os.path.join(tmp, name)
+            os.makedirs(root)
+            port = free_port()
+            args = ["rclone", "serve", "webdav", root, "--addr", f"127.0.0.1:{port}",
+                    "--config", "/dev/null", "--log-level", "NOTICE"]
+            if auth:
+                args += ["--user", "tideline", "--pass", "dav-secret"]
+            servers.append(subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=open(root + ".log", "w")))
+            def listening():
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    return True
+                except OSError:
+                    return False
+            s.wait(f"rclone serve webdav on {port}", listening, timeout=20)
+            return root, f"http://127.0.0.1:{port}"
+
+        def back_to_folder():
+            # By script: the add screen may be hidden by now (after a database was added).
+            s.js("const r = document.getElementById('dest-folder'); r.checked = true;"
+                 "r.dispatchEvent(new Event('change'));")
+
+        def webdav_test_connection():
+            _, url = start_webdav("dav-auth", auth=True)
+            s.click("#nav-add")
+            s.click("#dest-webdav")
+            try:
+                s.wait("the WebDAV fields", lambda: s.js("return !document.getElementById('dest-webdav-fields').hidden;"))
+                s.type("#webdav-url", url)
+                s.type("#webdav-path", "backups/app")
+                s.type("#webdav-user", "tideline")
+                s.type("#webdav-password", "not-the-dav-password")
+                s.click("#add-test")
+                err = s.wait("the WebDAV error", lambda: s.js("const e = document.getElementById('add-error'); return e.hidden ? null : [e.dataset.code, e.textContent];"))
+                assert err[0] == "wrong_credentials", err
+                assert "not-the-dav-password" not in err[1], err
+                s.shot("09b-webdav-wrong-password.png")
+                s.type("#webdav-password", "dav-secret")
+                s.click("#add-test")
+                ok = s.wait("the WebDAV test result", lambda: (lambda t: t if t and t.startswith("✓") else None)(s.text("#add-result")))
+                assert url in ok and "backups/app" in ok, ok
+                assert s.js("return document.getElementById('add-error').hidden;"), "the error is cleared"
+                s.shot("09c-webdav-reachable.png")
+            finally:
+                s.type("#webdav-password", "")
+                back_to_folder()
+
+        def webdav_backup_reaches_in_sync():
+            # A server without a login, so no password needs the keychain (none runs here).
+            root, url = start_webdav("dav-open", auth=False)
+            dav_db = os.path.join(data, "dav.db")
+            c = sqlite3.connect(dav_db)
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("CREATE TABLE t (x)")
+            c.execute("INSERT INTO t VALUES (1)")
+            c.commit()
+            c.close()
+            s.click("#nav-add")
+            s.type("#add-path", dav_db)
+            s.click("#dest-webdav")
+            try:
+                s.type("#webdav-url", url)
+                s.type("#webdav-path", "backups/dav")
+                s.type("#webdav-user", "")
+                s.click("#add-submit")
+                st = s.wait("dav.db in sync", lambda: (lambda v: v if v and v["state"] == "in_sync" and "TXID" in v["txid"] else None)(db_state(s, dav_db)), timeout=60)
+            finally:
+                back_to_folder()
+            assert os.path.isdir(os.path.join(root, "backups", "dav", "ltx", "0")), os.listdir(root)
+            dest = s.js("const li = [...document.querySelectorAll('li.db')].find(l => l.dataset.path === arguments[0]);"
+                        "return li.querySelector('.destination').textContent;", dav_db)
+            assert url in dest, dest
+            s.shot("09d-webdav-in-sync.png")
+
+        def sftp_step_names_a_bad_host_key():
+            s.click("#nav-add")
+            s.click("#dest-sftp")
+            try:
+                s.wait("the SFTP fields", lambda: s.js("return !document.getElementById('dest-sftp-fields').hidden;"))
+                assert "ssh-keyscan HOST" in s.text("#sftp-host-key-hint")
+                s.type("#sftp-host", "nas.example.com:2222")
+                s.type("#sftp-user", "backup")
+                s.type("#sftp-path", "backups/app")
+                s.type("#sftp-key", "/home/me/.ssh/id_ed25519")
+                s.type("#sftp-host-key", "nas.example.com ssh-ed25519")
+                s.click("#add-test")
+                err = s.wait("the host key error", lambda: s.js("const e = document.getElementById('add-error'); return e.hidden ? null : [e.dataset.code, e.textContent];"))
+                assert err[0] == "invalid_input", err
+                assert "not a public key line" in err[1] and "ssh-keyscan" in err[1], err
+                s.shot("09e-sftp-bad-host-key.png")
+            finally:
+                s.type("#sftp-host-key", "")
+                back_to_folder()
+
         def unwritable_destination():
             blocker = os.path.join(tmp, "blocker")
             open(blocker, "w").close()
@@ -374,6 +477,9 @@ def main():
                          ("pause and resume from the list", pause_and_resume),
                          ("the settings screen", settings_screen),
                          ("S3 Test connection names what failed", s3_test_connection_names_the_failure),
+                         ("WebDAV Test connection names a wrong password, then reaches the server", webdav_test_connection),
+                         ("a database backed up to WebDAV reaches In sync", webdav_backup_reaches_in_sync),
+                         ("the SFTP step names a host key line that is not one", sftp_step_names_a_bad_host_key),
                          ("an unwritable destination shows a clear error", unwritable_destination),
                          ("a failing destination shows Error and why in the list", replication_error_in_the_list)]:
             if not check(name, fn):
@@ -382,6 +488,12 @@ def main():
                 except Exception:  # noqa: BLE001
                     pass
     finally:
+        for server in servers:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
         if sid:
             try:
                 call("DELETE", f"/session/{sid}", timeout=30)

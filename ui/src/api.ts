@@ -123,16 +123,27 @@ export interface S3Options {
   sse_customer_key_path?: string;
 }
 
-/** `store::Destination` (serde tag `kind`). */
+/** `store::Destination` (serde tag `kind`). Empty strings are "not given". */
 export type Destination =
   | { kind: "folder"; path: string }
-  | { kind: "s3"; endpoint: string; bucket: string; path: string; region: string; options?: S3Options };
+  | { kind: "s3"; endpoint: string; bucket: string; path: string; region: string; options?: S3Options }
+  | { kind: "webdav"; url: string; path: string; username: string }
+  | {
+    kind: "sftp"; host: string; user: string; path: string; key_path: string; host_key: string;
+    /** Kept from a Litestream import; the form never sets it. */
+    concurrent_writes?: boolean;
+  };
 
-/** `secrets::Keys`. Sent, never received: the app does not give keys back. */
+/** The destination kinds, as `Destination.kind` names them. */
+export type DestinationKind = Destination["kind"];
+
+/** `secrets::Keys`: S3 keys, or a WebDAV/SFTP password (every field may be absent).
+ * Sent, never received: the app does not give keys back. */
 export interface Keys {
-  access_key_id: string;
-  secret_access_key: string;
+  access_key_id?: string;
+  secret_access_key?: string;
   sse_customer_key?: string;
+  password?: string;
 }
 
 /** `store::Settings`. */
@@ -193,7 +204,7 @@ export const saveSettings = (settings: Settings): Promise<Settings> => invoke("s
 /** The databases added, and one line per database that was not. */
 export const importConfig = (path: string): Promise<[DbView[], string[]]> => invoke("import_config", { path });
 
-/** null when the OS keychain can hold S3 keys, else why not. */
+/** null when the OS keychain can hold destination secrets, else why not. */
 export const keychainStatus = (): Promise<string | null> => invoke("keychain_status");
 
 // ---- Events ----

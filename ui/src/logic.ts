@@ -5,7 +5,8 @@
 // here because the pure functions (and their tests) speak in them. Type-only
 // imports vanish at build time, so this file stays free of IPC.
 import type {
-  AppError, DbView, Destination, ErrorCode, Keys, PointKind, PointView, RestoreProgress, SyncState, TestView,
+  AppError, DbView, Destination, DestinationKind, ErrorCode, Keys, PointKind, PointView, RestoreProgress, SyncState,
+  TestView,
 } from "./api";
 
 export type { AppError, DbView, PointView };
@@ -86,11 +87,15 @@ export function errorHint(code: ErrorCode | string): string {
     case "unsupported":
       return "This option is not supported; the message says what to use instead.";
     case "destination_unreachable":
-      return "Check the endpoint address and that the storage service is running and reachable.";
+      return "Check the server address (endpoint, URL or host and port) and that the service is running and reachable.";
     case "wrong_credentials":
-      return "Check the access key ID and secret access key.";
+      return "Check the user name and password (for S3: the access key ID and secret access key).";
     case "access_denied":
-      return "The keys work but lack permission: allow listing, reading, writing and deleting in this bucket.";
+      return "The login works but lacks permission: allow listing, reading, writing and deleting in this bucket or folder.";
+    case "host_key_rejected":
+      return "The server's key is not the one this computer knows. Compare the key in the message with the one " +
+        "the server's administrator gives (or `ssh-keyscan HOST` prints on a network you trust); if it is the " +
+        "server's, paste it into Host key and test again.";
     case "no_such_bucket":
       return "Create the bucket first, or correct its name.";
     case "clock_skew":
@@ -112,7 +117,7 @@ export function errorHint(code: ErrorCode | string): string {
     case "in_use":
       return "Close the program using the database, or restore as a copy instead.";
     case "keychain_unavailable":
-      return "Keys are never stored in plain text.";
+      return "Keys and passwords are never stored in plain text.";
     case "no_restore_point":
       return "Pick another point: nothing in the backup reaches this one.";
     default:
@@ -249,31 +254,81 @@ export function importResultText(added: number, skipped: string[]): string {
   return `Imported ${added} database(s).` + (skipped.length ? ` Not imported: ${skipped.join("; ")}` : "");
 }
 
-/** The S3 form's keychain line, from `keychain_status`. */
+/** The keychain line of the S3, WebDAV and SFTP forms, from `keychain_status`. */
 export function keychainText(whyNot: string | null): string {
-  return whyNot ? `⚠ ${whyNot}` : "✓ Keys are kept in the system keychain, never in Tideline's settings file.";
+  return whyNot
+    ? `⚠ ${whyNot}`
+    : "✓ Keys and passwords are kept in the system keychain, never in Tideline's settings file.";
 }
 
 /** The add form's destination fields, as typed. */
 export interface DestinationForm {
-  s3: boolean;
+  kind: DestinationKind;
   folder: string;
+  // S3
   endpoint: string;
   bucket: string;
   path: string;
   region: string;
   accessKeyId: string;
   secretAccessKey: string;
+  // WebDAV
+  webdavUrl: string;
+  webdavPath: string;
+  webdavUser: string;
+  webdavPassword: string;
+  // SFTP
+  sftpHost: string;
+  sftpUser: string;
+  sftpPath: string;
+  sftpPassword: string;
+  sftpKeyPath: string;
+  sftpHostKey: string;
 }
 
+const KEY_TYPE = /^(ssh-|ecdsa-)/;
+
+/** The server key line the SFTP form sends, from what was pasted: `ssh-keyscan HOST`
+ * output or a `known_hosts` line (the host name in front is dropped, `#` comments are
+ * skipped) or the key itself. Of several keys the ssh-ed25519 one is kept, else the
+ * first; text that is no key line passes through for the app to refuse with a hint. */
+export function hostKeyLine(pasted: string): string {
+  const lines = pasted.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  const keys = lines.map((l) => {
+    const words = l.split(/\s+/);
+    return !KEY_TYPE.test(words[0]) && words.length > 2 && KEY_TYPE.test(words[1]) ? words.slice(1).join(" ") : words.join(" ");
+  });
+  return keys.find((k) => k.startsWith("ssh-ed25519 ")) ?? keys[0] ?? "";
+}
+
+const passwordKeys = (password: string): Keys | null => (password ? { password } : null);
+
 /** The destination and keys the form describes; keys only when one is typed, so an
- * S3 destination without keys uses the environment's. */
+ * S3 destination without keys uses the environment's, and a server without a password
+ * logs in without one (SFTP: with the key file). */
 export function formDestination(f: DestinationForm): { destination: Destination; keys: Keys | null } {
-  if (!f.s3) return { destination: { kind: "folder", path: f.folder }, keys: null };
-  return {
-    destination: { kind: "s3", endpoint: f.endpoint, bucket: f.bucket, path: f.path, region: f.region },
-    keys: f.accessKeyId || f.secretAccessKey
-      ? { access_key_id: f.accessKeyId, secret_access_key: f.secretAccessKey }
-      : null,
-  };
+  switch (f.kind) {
+    case "folder":
+      return { destination: { kind: "folder", path: f.folder }, keys: null };
+    case "s3":
+      return {
+        destination: { kind: "s3", endpoint: f.endpoint, bucket: f.bucket, path: f.path, region: f.region },
+        keys: f.accessKeyId || f.secretAccessKey
+          ? { access_key_id: f.accessKeyId, secret_access_key: f.secretAccessKey }
+          : null,
+      };
+    case "webdav":
+      return {
+        destination: { kind: "webdav", url: f.webdavUrl.trim(), path: f.webdavPath.trim(), username: f.webdavUser.trim() },
+        keys: passwordKeys(f.webdavPassword),
+      };
+    case "sftp":
+      return {
+        destination: {
+          kind: "sftp", host: f.sftpHost.trim(), user: f.sftpUser.trim(), path: f.sftpPath.trim(),
+          key_path: f.sftpKeyPath.trim(), host_key: hostKeyLine(f.sftpHostKey),
+        },
+        keys: passwordKeys(f.sftpPassword),
+      };
+  }
 }

@@ -76,7 +76,9 @@ describe("advice and errors", () => {
   it("hints by code only", () => {
     expect(errorHint("wrong_credentials")).toMatch(/secret access key/);
     expect(errorHint("destination_unreachable")).toMatch(/endpoint/);
+    expect(errorHint("wrong_credentials")).toMatch(/user name and password/);
     expect(errorHint("no_such_bucket")).toMatch(/bucket/);
+    expect(errorHint("host_key_rejected")).toMatch(/Compare the key in the message.*paste it into Host key/);
     expect(errorHint("whatever")).toBe("");
     expect(asError({ code: "not_sqlite", message: "m" })).toEqual({ code: "not_sqlite", message: "m" });
     expect(asError("boom")).toEqual({ code: "internal", message: "boom" });

@@ -3,8 +3,9 @@
 // texts and times, and the add form's destination.
 import { describe, expect, it } from "vitest";
 import {
-  dbErrorText, dbFacts, errorText, formDestination, formatTime, importResultText, kindLabel, keychainText,
-  localInputValue, phaseText, pointAtInput, progressStep, selectedText, testResultText, type DbView, type PointView,
+  dbErrorText, dbFacts, errorText, formDestination, formatTime, hostKeyLine, importResultText, kindLabel, keychainText,
+  localInputValue, phaseText, pointAtInput, progressStep, selectedText, testResultText, type DbView,
+  type DestinationForm, type PointView,
 } from "../src/logic";
 
 const db: DbView = {
@@ -81,19 +82,57 @@ describe("restore", () => {
 });
 
 describe("adding a database", () => {
-  const form = {
-    s3: false, folder: "/backup", endpoint: "http://127.0.0.1:9", bucket: "b", path: "p", region: "r",
+  const form: DestinationForm = {
+    kind: "folder", folder: "/backup", endpoint: "http://127.0.0.1:9", bucket: "b", path: "p", region: "r",
     accessKeyId: "", secretAccessKey: "",
+    webdavUrl: " https://cloud.example.com/remote.php/dav/files/ann ", webdavPath: "backups/app ", webdavUser: "ann",
+    webdavPassword: "",
+    sftpHost: "nas:2222 ", sftpUser: " backup", sftpPath: "/srv/backups/app", sftpPassword: "", sftpKeyPath: "",
+    sftpHostKey: "",
   };
+  const ed25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB2example0key0text0here";
+  const rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQexample";
   it("builds a folder destination", () => {
     expect(formDestination(form)).toEqual({ destination: { kind: "folder", path: "/backup" }, keys: null });
   });
   it("builds an S3 destination, with keys only when typed", () => {
-    expect(formDestination({ ...form, s3: true })).toEqual({
+    expect(formDestination({ ...form, kind: "s3" })).toEqual({
       destination: { kind: "s3", endpoint: "http://127.0.0.1:9", bucket: "b", path: "p", region: "r" }, keys: null,
     });
-    expect(formDestination({ ...form, s3: true, accessKeyId: "AK", secretAccessKey: "SK" }).keys)
+    expect(formDestination({ ...form, kind: "s3", accessKeyId: "AK", secretAccessKey: "SK" }).keys)
       .toEqual({ access_key_id: "AK", secret_access_key: "SK" });
+  });
+  it("builds a WebDAV destination, with the password (as typed) only when typed", () => {
+    expect(formDestination({ ...form, kind: "webdav" })).toEqual({
+      destination: {
+        kind: "webdav", url: "https://cloud.example.com/remote.php/dav/files/ann", path: "backups/app", username: "ann",
+      },
+      keys: null,
+    });
+    expect(formDestination({ ...form, kind: "webdav", webdavPassword: " pw " }).keys).toEqual({ password: " pw " });
+  });
+  it("builds an SFTP destination with a key file, a password or both", () => {
+    expect(formDestination({ ...form, kind: "sftp", sftpKeyPath: " /home/me/.ssh/id_ed25519 " })).toEqual({
+      destination: {
+        kind: "sftp", host: "nas:2222", user: "backup", path: "/srv/backups/app", key_path: "/home/me/.ssh/id_ed25519",
+        host_key: "",
+      },
+      keys: null,
+    });
+    const both = formDestination({ ...form, kind: "sftp", sftpPassword: "pw", sftpKeyPath: "/k", sftpHostKey: ed25519 });
+    expect(both.keys).toEqual({ password: "pw" });
+    expect(both.destination).toMatchObject({ key_path: "/k", host_key: ed25519 });
+  });
+  it("takes the host key as ssh-keyscan prints it", () => {
+    expect(hostKeyLine("")).toBe("");
+    expect(hostKeyLine(`  ${ed25519}  `)).toBe(ed25519);
+    expect(hostKeyLine(`nas.local ${ed25519}`)).toBe(ed25519);
+    // ssh-keyscan: comment lines and one line per key type; the ssh-ed25519 one is used.
+    expect(hostKeyLine(`# nas.local:22 SSH-2.0-OpenSSH_9.2\nnas.local ${rsa}\r\nnas.local ${ed25519}\n`)).toBe(ed25519);
+    expect(hostKeyLine(`[nas.local]:2222 ${rsa}`)).toBe(rsa);
+    expect(hostKeyLine(`${ed25519} backup@nas`)).toBe(`${ed25519} backup@nas`);
+    // Not a key line: passed on for the app to refuse with its hint.
+    expect(hostKeyLine("AAAA  garbage")).toBe("AAAA garbage");
   });
   it("says what a test and an import found", () => {
     expect(testResultText({ destination: "file:///b", replica_txid: null })).toBe("✓ file:///b can be reached.");
@@ -101,7 +140,7 @@ describe("adding a database", () => {
       .toBe("✓ file:///b can be reached and already holds a backup (TXID 7).");
     expect(importResultText(2, [])).toBe("Imported 2 database(s).");
     expect(importResultText(0, ["/a.db: no replica", "/b.db: x"])).toBe("Imported 0 database(s). Not imported: /a.db: no replica; /b.db: x");
-    expect(keychainText(null)).toMatch(/^✓ Keys are kept in the system keychain/);
+    expect(keychainText(null)).toMatch(/^✓ Keys and passwords are kept in the system keychain/);
     expect(keychainText("no keychain")).toBe("⚠ no keychain");
   });
 });

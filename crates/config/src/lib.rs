@@ -130,7 +130,10 @@ pub use duration::{ParseDurationError, deserialize_duration, format_duration, pa
 pub use error::{ConfigError, Origin};
 pub use heartbeat::{DEFAULT_HEARTBEAT_INTERVAL, HeartbeatConfig, MIN_HEARTBEAT_INTERVAL};
 pub use paths::{absolute_path, default_config_path};
-pub use replica::{FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3Parts, S3ReplicaConfig};
+pub use replica::{
+    FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3Parts, S3ReplicaConfig, SftpParts,
+    WebDavParts,
+};
 pub use s3::{S3Credentials, resolve_s3_credentials};
 pub use sftp::{DEFAULT_SFTP_PORT, SftpReplicaConfig};
 pub use webdav::WebDavReplicaConfig;

@@ -211,6 +211,98 @@ impl ReplicaConfig {
     }
 }
 
+/// A WebDAV destination as a form asks for it: what a config file's `type: webdav`
+/// section would hold. Empty strings count as not given.
+#[derive(Debug, Clone, Default)]
+pub struct WebDavParts {
+    /// The server's base URL (`webdav-url`), `https://…` or `http://…`.
+    pub url: String,
+    /// The replica's folder below the URL (`path`; slashes around it are dropped).
+    pub path: String,
+    /// `webdav-username`; none (no authentication) when empty.
+    pub username: String,
+    /// `webdav-password`; none when empty.
+    pub password: Sensitive<String>,
+}
+
+/// An SFTP destination as a form asks for it: what a config file's `type: sftp`
+/// section would hold. Empty strings count as not given.
+#[derive(Debug, Clone, Default)]
+pub struct SftpParts {
+    /// `host` or `host:port`.
+    pub host: String,
+    /// `user`.
+    pub user: String,
+    /// The replica's folder on the server (`path`): absolute, or relative to the
+    /// login folder; the login folder itself when empty.
+    pub path: String,
+    /// `password`; none when empty.
+    pub password: Sensitive<String>,
+    /// `key-path`, a private key file; none when empty.
+    pub key_path: String,
+    /// `host-key`, the server's key as an `authorized_keys` line; when empty the key
+    /// must be in `~/.ssh/known_hosts`.
+    pub host_key: String,
+    /// `concurrent-writes`; the config file's default when `None`.
+    pub concurrent_writes: Option<bool>,
+}
+
+/// `s` trimmed, or `None` when that is empty.
+fn given(s: &str) -> Option<String> {
+    Some(s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// A secret as typed (spaces are part of it), or `None` when empty.
+fn given_secret(s: &Sensitive<String>) -> Option<String> {
+    Some(s.expose().clone()).filter(|s| !s.is_empty())
+}
+
+/// A replica section built as a config file's is, with the process environment.
+fn from_section(raw: &RawReplica) -> Result<ReplicaConfig, ConfigError> {
+    let mut warnings = Vec::new();
+    build(
+        raw,
+        &RawReplica::default(),
+        "replica",
+        &super::process_env,
+        None,
+        &mut warnings,
+    )
+}
+
+impl ReplicaConfig {
+    /// A WebDAV replica from its parts, validated and defaulted exactly as a config
+    /// file's `type: webdav` section (credentials in the URL are taken as Litestream
+    /// takes them).
+    pub fn webdav(parts: &WebDavParts) -> Result<ReplicaConfig, ConfigError> {
+        from_section(&RawReplica {
+            kind: Some("webdav".to_owned()),
+            webdav_url: given(&parts.url),
+            path: given(parts.path.trim().trim_matches('/')),
+            webdav_username: given(&parts.username),
+            webdav_password: given_secret(&parts.password),
+            ..RawReplica::default()
+        })
+    }
+
+    /// An SFTP replica from its parts, validated and defaulted exactly as a config
+    /// file's `type: sftp` section (`~` in the key path is expanded; the host key must
+    /// look like an `authorized_keys` line).
+    pub fn sftp(parts: &SftpParts) -> Result<ReplicaConfig, ConfigError> {
+        from_section(&RawReplica {
+            kind: Some("sftp".to_owned()),
+            host: given(&parts.host),
+            user: given(&parts.user),
+            path: given(&parts.path),
+            password: given_secret(&parts.password),
+            key_path: given(&parts.key_path),
+            host_key: given(&parts.host_key),
+            concurrent_writes: parts.concurrent_writes,
+            ..RawReplica::default()
+        })
+    }
+}
+
 pub(crate) fn from_url_impl(
     url: &str,
     env: Env,

@@ -1330,3 +1330,115 @@ fn a_replica_url_beats_top_level_defaults_and_its_own_keys_beat_the_url() {
     let d = sftp(c.dbs[3].replica.as_ref().unwrap());
     assert_eq!((d.host.as_str(), d.path.as_str()), ("default-host", "d"));
 }
+
+/// The app's WebDAV and SFTP forms build their replicas through the config file's
+/// rules: the same parts give the same config as the same keys in a file, and bad
+/// values are refused with the same errors.
+#[test]
+fn webdav_and_sftp_replicas_from_parts_match_config_files() {
+    use tideline_config::{SftpParts, WebDavParts};
+
+    let from_parts = ReplicaConfig::webdav(&WebDavParts {
+        url: " https://cloud.example.com/remote.php/dav/files/ann/ ".into(),
+        path: "/backups/a/".into(),
+        username: "ann".into(),
+        password: Sensitive::new(" pw 1".into()),
+    })
+    .unwrap();
+    let file = parse(
+        "dbs:\n  - path: /a.db\n    replica:\n      type: webdav\n      \
+         webdav-url: https://cloud.example.com/remote.php/dav/files/ann/\n      \
+         webdav-username: ann\n      webdav-password: \" pw 1\"\n      path: backups/a\n",
+    );
+    assert_eq!(&from_parts, file.dbs[0].replica.as_ref().unwrap());
+    assert_eq!(
+        expose(&webdav(&from_parts).password),
+        Some(" pw 1"),
+        "kept as typed"
+    );
+
+    let anonymous = ReplicaConfig::webdav(&WebDavParts {
+        url: "http://127.0.0.1:8080".into(),
+        ..WebDavParts::default()
+    })
+    .unwrap();
+    let w = webdav(&anonymous);
+    assert_eq!((w.path.as_str(), w.username.as_deref()), ("", None));
+    assert_eq!(w.password, None);
+
+    for (parts, fragments) in [
+        (WebDavParts::default(), &["webdav-url required"][..]),
+        (
+            WebDavParts {
+                url: "cloud.example.com".into(),
+                ..WebDavParts::default()
+            },
+            &["replica.webdav-url", "not an http(s) URL"][..],
+        ),
+    ] {
+        assert_msg(&ReplicaConfig::webdav(&parts).unwrap_err(), fragments);
+    }
+
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB2example0key0text0here";
+    let from_parts = ReplicaConfig::sftp(&SftpParts {
+        host: "nas.local:2222".into(),
+        user: "backup".into(),
+        path: "/srv/backups/a".into(),
+        password: Sensitive::new("pw1".into()),
+        key_path: "/keys/id_ed25519".into(),
+        host_key: format!(" {key} "),
+        concurrent_writes: Some(false),
+    })
+    .unwrap();
+    let file = parse(&format!(
+        "dbs:\n  - path: /a.db\n    replica:\n      type: sftp\n      host: nas.local:2222\n      \
+         user: backup\n      password: pw1\n      path: /srv/backups/a\n      \
+         key-path: /keys/id_ed25519\n      host-key: {key}\n      concurrent-writes: false\n"
+    ));
+    assert_eq!(&from_parts, file.dbs[0].replica.as_ref().unwrap());
+    assert_eq!(
+        from_parts.target.to_string(),
+        "sftp://backup@nas.local:2222/srv/backups/a"
+    );
+
+    let minimal = ReplicaConfig::sftp(&SftpParts {
+        host: "nas".into(),
+        user: "u".into(),
+        path: "backups/a/".into(),
+        ..SftpParts::default()
+    })
+    .unwrap();
+    let s = sftp(&minimal);
+    assert_eq!(s.path, "backups/a", "relative to the login folder");
+    assert!(s.concurrent_writes, "the config file's default");
+    assert_eq!((s.password.clone(), s.key_path.clone()), (None, None));
+    assert_eq!(s.host_key, None);
+
+    for (parts, fragments) in [
+        (
+            SftpParts {
+                user: "u".into(),
+                ..SftpParts::default()
+            },
+            &["host required for sftp replica"][..],
+        ),
+        (
+            SftpParts {
+                host: "nas".into(),
+                ..SftpParts::default()
+            },
+            &["user required for sftp replica"][..],
+        ),
+        (
+            SftpParts {
+                host: "nas".into(),
+                user: "u".into(),
+                host_key: "nas ssh-ed25519 AAAA".into(),
+                ..SftpParts::default()
+            },
+            &["replica.host-key", "not a public key line", "ssh-keyscan"][..],
+        ),
+    ] {
+        assert_msg(&ReplicaConfig::sftp(&parts).unwrap_err(), fragments);
+    }
+}

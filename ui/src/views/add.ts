@@ -1,23 +1,42 @@
-// The "Add a database" screen (#view-add): check a file, pick a folder or S3
-// destination, test it, add the database, or import a Litestream config.
+// The "Add a database" screen (#view-add): check a file, pick a folder, S3, WebDAV or
+// SFTP destination, test it, add the database, or import a Litestream config.
 import * as api from "../api";
+import type { DestinationKind } from "../api";
 import {
   asError, formatSize, formDestination, importResultText, journalAdvice, keychainText, testResultText,
 } from "../logic";
 import { putDb } from "../state";
 import { $, clearError, input, show, showError } from "./dom";
 
+/** Each kind's radio button is `dest-KIND`, its fields `dest-KIND-fields`. */
+const KINDS: DestinationKind[] = ["folder", "s3", "webdav", "sftp"];
+
+function kind(): DestinationKind {
+  return KINDS.find((k) => input(`dest-${k}`).checked) ?? "folder";
+}
+
 /** The destination and keys the form's fields describe. */
 function destination() {
+  const v = (id: string) => input(id).value;
   return formDestination({
-    s3: input("dest-s3").checked,
-    folder: input("add-folder").value,
-    endpoint: input("s3-endpoint").value,
-    bucket: input("s3-bucket").value,
-    path: input("s3-path").value,
-    region: input("s3-region").value,
-    accessKeyId: input("s3-key").value,
-    secretAccessKey: input("s3-secret").value,
+    kind: kind(),
+    folder: v("add-folder"),
+    endpoint: v("s3-endpoint"),
+    bucket: v("s3-bucket"),
+    path: v("s3-path"),
+    region: v("s3-region"),
+    accessKeyId: v("s3-key"),
+    secretAccessKey: v("s3-secret"),
+    webdavUrl: v("webdav-url"),
+    webdavPath: v("webdav-path"),
+    webdavUser: v("webdav-user"),
+    webdavPassword: v("webdav-password"),
+    sftpHost: v("sftp-host"),
+    sftpUser: v("sftp-user"),
+    sftpPath: v("sftp-path"),
+    sftpPassword: v("sftp-password"),
+    sftpKeyPath: v("sftp-key"),
+    sftpHostKey: $<HTMLTextAreaElement>("sftp-host-key").value,
   });
 }
 
@@ -47,14 +66,14 @@ export function openAdd() {
 /** Wires the form; `done` shows the list after a database is added or on Cancel. */
 export function wireAdd(done: () => void) {
   const kinds = async () => {
-    $("dest-folder-fields").hidden = !input("dest-folder").checked;
-    $("dest-s3-fields").hidden = !input("dest-s3").checked;
-    if (input("dest-s3").checked) {
-      $("s3-keychain").textContent = keychainText(await api.keychainStatus());
+    const chosen = kind();
+    for (const k of KINDS) $(`dest-${k}-fields`).hidden = k !== chosen;
+    $("dest-keychain").hidden = chosen === "folder";
+    if (chosen !== "folder") {
+      $("dest-keychain").textContent = keychainText(await api.keychainStatus());
     }
   };
-  input("dest-folder").addEventListener("change", () => void kinds());
-  input("dest-s3").addEventListener("change", () => void kinds());
+  for (const k of KINDS) input(`dest-${k}`).addEventListener("change", () => void kinds());
   $("add-check").addEventListener("click", () => void checkDb());
   $("add-browse").addEventListener("click", async () => {
     const p = await api.pickPath("Choose a SQLite database", false);
@@ -66,6 +85,10 @@ export function wireAdd(done: () => void) {
   $("add-folder-browse").addEventListener("click", async () => {
     const p = await api.pickPath("Choose the backup folder", true);
     if (p !== null) input("add-folder").value = p;
+  });
+  $("sftp-key-browse").addEventListener("click", async () => {
+    const p = await api.pickPath("Choose the private key file", false);
+    if (p !== null) input("sftp-key").value = p;
   });
   $("add-test").addEventListener("click", async () => {
     clearError($("add-error"));
@@ -87,6 +110,8 @@ export function wireAdd(done: () => void) {
       putDb(await api.addDatabase(input("add-path").value, dest, keys));
       input("add-path").value = "";
       input("add-folder").value = "";
+      // Secrets do not stay in the form once they are in the keychain.
+      for (const id of ["s3-secret", "webdav-password", "sftp-password"]) input(id).value = "";
       done();
     } catch (e) {
       $("add-result").textContent = "";
