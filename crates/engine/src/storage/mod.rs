@@ -25,6 +25,7 @@ pub mod counters;
 pub mod durable;
 pub mod file;
 pub mod memory;
+mod queue_reader;
 pub mod remote;
 pub mod s3;
 #[cfg(feature = "sftp")]

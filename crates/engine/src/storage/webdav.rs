@@ -34,6 +34,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::cache::{Cache, LevelCache};
 use super::counters::{Counters, Op, RequestCounts};
+use super::queue_reader::QueueReader;
 use super::{FileInfo, RemoteFailure, ReplicaClient, ReplicaError, ReplicaResult, check_level};
 use crate::config::WebDavReplicaConfig;
 
@@ -505,10 +506,7 @@ impl WebDavReplica {
                 }
             }
         });
-        Ok(Box::new(StreamReader {
-            rx,
-            current: bytes::Bytes::new(),
-        }))
+        Ok(Box::new(QueueReader::new(rx)))
     }
 }
 
@@ -765,27 +763,6 @@ fn parse_multistatus(body: &str) -> Result<Vec<Entry>, String> {
         }
     }
     Ok(out)
-}
-
-/// A blocking reader over the chunks a task sends.
-struct StreamReader {
-    rx: mpsc::Receiver<ReplicaResult<bytes::Bytes>>,
-    current: bytes::Bytes,
-}
-
-impl Read for StreamReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.current = b,
-                Some(Err(e)) => return Err(std::io::Error::other(e)),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
 }
 
 #[cfg(test)]
