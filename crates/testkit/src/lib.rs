@@ -5,7 +5,8 @@
 //! bounded polls tests wait with.
 //!
 //! [`webdav::WebDavServer`] runs `rclone serve webdav` on `127.0.0.1` for the WebDAV
-//! replica's tests.
+//! replica's tests; [`azurite::AzuriteServer`] runs Azurite, Microsoft's Azure Blob
+//! Storage emulator, for the abs replica's.
 //!
 //! [`S3Server`] is a real S3-compatible server (`s3s-fs`, objects kept as files under a
 //! directory) on `127.0.0.1`, checking SigV4 signatures against one access key. It runs
@@ -23,10 +24,12 @@
 //!   server in the middle of an upload ([`S3Server::stop`]) and start it again on the
 //!   same port ([`S3Server::restart`]).
 
+pub mod azurite;
 pub mod replica;
 pub mod wait;
 pub mod webdav;
 
+pub use azurite::{AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer};
 pub use replica::{CountingReplica, FaultyReplica, ReplicaCounts, ReplicaFault};
 pub use wait::{wait_until, wait_until_async};
 pub use webdav::{WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer};

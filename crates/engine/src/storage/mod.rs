@@ -4,7 +4,8 @@
 //! A replica holds immutable LTX files named `%016x-%016x.ltx` in one directory per
 //! level. Backends: [`file::FileReplica`] (a folder, Litestream's exact layout),
 //! [`s3::S3Replica`] (S3 and S3-compatible stores, Litestream's S3 layout) and
-//! [`memory::MemoryReplica`] (for fast tests).
+//! [`webdav::WebDavReplica`] (a WebDAV folder), `abs::AbsReplica` (Azure Blob Storage,
+//! with the `abs` feature) and [`memory::MemoryReplica`] (for fast tests).
 //!
 //! Writes upload a complete local file: the engine always has one (the L0 file in the
 //! meta directory, or a compaction or snapshot written to a temporary file first), so a
@@ -19,6 +20,8 @@ use std::time::SystemTime;
 
 use tideline_ltx::Txid;
 
+#[cfg(feature = "abs")]
+pub mod abs;
 pub(crate) mod cache;
 pub mod counters;
 pub mod durable;
@@ -112,7 +115,8 @@ pub enum ReplicaError {
         /// Why, in terms of what to fix.
         failure: S3Failure,
     },
-    /// A request to an SFTP or WebDAV server failed; `failure` says what to fix.
+    /// A request to an SFTP, WebDAV or Azure Blob Storage server failed; `failure` says
+    /// what to fix.
     #[error("{replica}: {op} {path}: {failure}")]
     Remote {
         /// The replica (server and folder; never credentials).
@@ -274,6 +278,8 @@ pub fn open_client(
         crate::config::ReplicaTarget::WebDav(w) => {
             Ok(std::sync::Arc::new(webdav::WebDavReplica::new(w)?))
         }
+        #[cfg(feature = "abs")]
+        crate::config::ReplicaTarget::Abs(a) => Ok(std::sync::Arc::new(abs::AbsReplica::new(a)?)),
         other => Err(crate::Error::ReplicaTypeNotBuilt { kind: other.kind() }),
     }
 }
