@@ -3,7 +3,7 @@
 //!
 //! A replica holds immutable LTX files named `%016x-%016x.ltx` in one directory per
 //! level. Backends: [`file::FileReplica`] (a folder, Litestream's exact layout),
-//! [`s3::S3Replica`] (S3 and S3-compatible stores, Litestream's S3 layout) and
+//! [`s3::S3Replica`] (S3 and S3-compatible stores, Litestream's S3 layout),
 //! [`webdav::WebDavReplica`] (a WebDAV folder), `abs::AbsReplica` (Azure Blob Storage,
 //! with the `abs` feature) and [`memory::MemoryReplica`] (for fast tests).
 //!

@@ -1,6 +1,6 @@
-//! Why a request to an SFTP, WebDAV or Azure Blob Storage server failed, in terms of what the user must
-//! fix: the [`RemoteFailure`] taxonomy those backends share (S3 has its own,
-//! [`S3Failure`](super::S3Failure), for its richer error codes).
+//! Why a request to an SFTP, WebDAV or Azure Blob Storage server failed, in terms of
+//! what the user must fix: the [`RemoteFailure`] taxonomy those backends share (S3 has
+//! its own, [`S3Failure`](super::S3Failure), for its richer error codes).
 //!
 //! Reason to change: a server reports a failure in a way not yet named, or a message
 //! must say something else.

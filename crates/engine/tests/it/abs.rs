@@ -282,3 +282,51 @@ async fn abs_errors_name_what_to_fix_without_the_key() {
     let l0 = client(&server, "db").list(0).await.unwrap();
     assert_eq!(l0.iter().map(|f| f.max_txid.0).collect::<Vec<_>>(), [1, 2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abs_sas_tokens_authorize_without_a_key_and_never_show_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let with_sas = |token: String| {
+        let mut cfg = server.abs_config(CONTAINER, "sas");
+        cfg.account_key = None;
+        cfg.sas_token = Some(token.into());
+        Arc::new(AbsReplica::new(&cfg).unwrap())
+    };
+    // A full token: everything a replica does.
+    let c = with_sas(server.account_sas("rwdlac"));
+    let (src, t) = ltx(dir.path(), 1, 1, 3);
+    c.write(0, Txid(1), Txid(1), t, &src).await.unwrap();
+    let listed = c.list_fresh(0).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].created_at, t);
+    assert_eq!(
+        c.read_range(&listed[0], 0..4).await.unwrap(),
+        fs::read(&src).unwrap()[..4]
+    );
+    c.delete(&listed).await.unwrap();
+    assert!(c.list_fresh(0).await.unwrap().is_empty());
+
+    // A token whose signature is wrong: the credentials, named; the token not shown.
+    let good = server.account_sas("rwdlac");
+    let bad = good.replace("sig=", "sig=AAAA");
+    let e = with_sas(bad.clone()).list(0).await.unwrap_err();
+    assert!(
+        matches!(remote_failure(&e), RemoteFailure::WrongCredentials { .. }),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(msg.contains("sas-token"), "{msg}");
+    assert!(!msg.contains("sig=") && !msg.contains(&bad), "{msg}");
+
+    // A read-only token: writes are refused as a permission, not a login, problem.
+    let e = with_sas(server.account_sas("rl"))
+        .write(0, Txid(2), Txid(2), t, &src)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(remote_failure(&e), RemoteFailure::AccessDenied(_)),
+        "{e}"
+    );
+    assert_eq!(Error::Replica(e).code(), ErrorCode::AccessDenied);
+}
