@@ -330,3 +330,36 @@ async fn abs_sas_tokens_authorize_without_a_key_and_never_show_in_errors() {
     );
     assert_eq!(Error::Replica(e).code(), ErrorCode::AccessDenied);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_to_a_missing_container_fails_at_start_naming_bucket() {
+    use tideline_engine::config::DbConfig;
+    use tideline_engine::replicate::{EventSink, ReplicateSettings, replicate_to};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);",
+    )
+    .unwrap();
+    let server = AzuriteServer::start(&dir.path().join("azurite")).unwrap();
+    let client = open_client(&server.replica_config("not-created", "app.db")).unwrap();
+    let sink: EventSink = Arc::new(|_| {});
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        replicate_to(
+            vec![(DbConfig::new(&db), client)],
+            ReplicateSettings::default(),
+            async {},
+            sink,
+        ),
+    )
+    .await
+    .expect("fails at once, not waited for")
+    .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NoSuchBucket, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("\"not-created\" does not exist"), "{msg}");
+    assert!(msg.contains("bucket:"), "{msg}");
+    assert!(!msg.contains(AZURITE_KEY), "{msg}");
+}
