@@ -74,6 +74,28 @@ const BLOCKS_IN_FLIGHT: usize = 4;
 /// The settings to check when the server refuses the credentials.
 const CREDENTIAL_KEYS: &str = "account-name and account-key (or sas-token)";
 
+/// Sizes an [`AbsReplica`] works in; [`Default`] is what [`AbsReplica::new`] uses.
+/// Tests lower them to reach the block upload and listing pages with little data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbsLimits {
+    /// Files above this many bytes go up in blocks (default 256 MiB).
+    pub single_put_limit: u64,
+    /// The block size above it (default 8 MiB).
+    pub block_size: u64,
+    /// Blobs per List Blobs page (`maxresults`); `None` for the server's (5000 on Azure).
+    pub list_page: Option<u32>,
+}
+
+impl Default for AbsLimits {
+    fn default() -> AbsLimits {
+        AbsLimits {
+            single_put_limit: SINGLE_PUT_LIMIT,
+            block_size: BLOCK_SIZE,
+            list_page: None,
+        }
+    }
+}
+
 /// An Azure Blob Storage replica client.
 #[derive(Debug, Clone)]
 pub struct AbsReplica {
@@ -109,8 +131,7 @@ struct Inner {
     writer: AtomicBool,
     counters: Counters,
     transfers: Semaphore,
-    single_put_limit: u64,
-    block_size: u64,
+    limits: AbsLimits,
 }
 
 /// One request, before it is signed.
@@ -127,16 +148,11 @@ struct Call {
 impl AbsReplica {
     /// A client for the configured container and path. Nothing is sent until used.
     pub fn new(cfg: &AbsReplicaConfig) -> ReplicaResult<AbsReplica> {
-        AbsReplica::with_upload_sizes(cfg, SINGLE_PUT_LIMIT, BLOCK_SIZE)
+        AbsReplica::with_limits(cfg, AbsLimits::default())
     }
 
-    /// Like [`new`](Self::new), with files above `single_put_limit` bytes uploaded in
-    /// blocks of `block_size` (tests use small sizes to exercise the block path).
-    pub fn with_upload_sizes(
-        cfg: &AbsReplicaConfig,
-        single_put_limit: u64,
-        block_size: u64,
-    ) -> ReplicaResult<AbsReplica> {
+    /// Like [`new`](Self::new), working in the sizes `limits` gives.
+    pub fn with_limits(cfg: &AbsReplicaConfig, limits: AbsLimits) -> ReplicaResult<AbsReplica> {
         let describe = crate::config::ReplicaTarget::Abs(Box::new(cfg.clone())).to_string();
         let fail = |failure| ReplicaError::Remote {
             replica: describe.clone(),
@@ -191,8 +207,11 @@ impl AbsReplica {
                 writer: AtomicBool::new(false),
                 counters: Counters::default(),
                 transfers: Semaphore::new(TRANSFERS),
-                single_put_limit: single_put_limit.max(1),
-                block_size: block_size.max(1),
+                limits: AbsLimits {
+                    single_put_limit: limits.single_put_limit.max(1),
+                    block_size: limits.block_size.max(1),
+                    list_page: limits.list_page.filter(|n| *n > 0),
+                },
             }),
         })
     }
@@ -383,6 +402,9 @@ impl AbsReplica {
                         ("prefix", prefix.clone()),
                         ("include", "metadata".to_owned()),
                     ];
+                    if let Some(n) = self.inner.limits.list_page {
+                        query.push(("maxresults", n.to_string()));
+                    }
                     if let Some(m) = &marker {
                         query.push(("marker", m.clone()));
                     }
@@ -534,7 +556,7 @@ impl AbsReplica {
         size: u64,
         created_at: SystemTime,
     ) -> ReplicaResult<()> {
-        if size > self.inner.single_put_limit {
+        if size > self.inner.limits.single_put_limit {
             return self.upload_blocks(name, src, size, created_at).await;
         }
         let resp = self
@@ -574,7 +596,7 @@ impl AbsReplica {
         size: u64,
         created_at: SystemTime,
     ) -> ReplicaResult<()> {
-        let block_size = self.inner.block_size;
+        let block_size = self.inner.limits.block_size;
         let count = size.div_ceil(block_size);
         let ids: Vec<String> = (0..count)
             .map(|i| aws_smithy_types::base64::encode(format!("tideline-block-{i:08}")))

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use tideline_engine::config::AbsReplicaConfig;
-use tideline_engine::storage::abs::AbsReplica;
+use tideline_engine::storage::abs::{AbsLimits, AbsReplica};
 use tideline_engine::storage::{RemoteFailure, ReplicaClient, ReplicaError, open_client};
 use tideline_engine::{Error, ErrorCode};
 use tideline_ltx::Txid;
@@ -195,7 +195,12 @@ async fn abs_large_files_go_up_whole_or_in_blocks_and_stream_back() {
 
     // Blocks: 3 MiB each above a 4 MiB threshold, then one block list.
     let cfg: AbsReplicaConfig = server.abs_config(CONTAINER, "blocks");
-    let blocks = Arc::new(AbsReplica::with_upload_sizes(&cfg, 4 << 20, 3 << 20).unwrap());
+    let limits = AbsLimits {
+        single_put_limit: 4 << 20,
+        block_size: 3 << 20,
+        ..AbsLimits::default()
+    };
+    let blocks = Arc::new(AbsReplica::with_limits(&cfg, limits).unwrap());
     round_trip(
         &blocks,
         client(&server, "blocks"),
@@ -362,4 +367,33 @@ async fn replication_to_a_missing_container_fails_at_start_naming_bucket() {
     assert!(msg.contains("\"not-created\" does not exist"), "{msg}");
     assert!(msg.contains("bucket:"), "{msg}");
     assert!(!msg.contains(AZURITE_KEY), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abs_listings_follow_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let writer = client(&server, "paged");
+    for txid in 1..=7 {
+        let (src, t) = ltx(dir.path(), txid, txid, 1);
+        writer
+            .write(0, Txid(txid), Txid(txid), t, &src)
+            .await
+            .unwrap();
+    }
+    let limits = AbsLimits {
+        list_page: Some(2),
+        ..AbsLimits::default()
+    };
+    let paged = AbsReplica::with_limits(&server.abs_config(CONTAINER, "paged"), limits).unwrap();
+    let listed = paged.list(0).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|f| f.max_txid.0).collect::<Vec<_>>(),
+        (1..=7).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        paged.request_counts().unwrap().list,
+        4,
+        "pages of 2, 2, 2, 1"
+    );
 }
