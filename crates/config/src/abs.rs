@@ -98,6 +98,19 @@ pub(crate) fn build_abs(
             "set bucket: CONTAINER (and path:), or url: abs://account@container/path",
         )
     })?;
+    if !valid_container(&bucket) {
+        let at = if non_empty(&eff.bucket).is_some() {
+            format!("{key}.bucket")
+        } else {
+            format!("{key}.url")
+        };
+        return Err(ConfigError::invalid(
+            at,
+            format!("{bucket:?} is not a valid Azure Blob Storage container name"),
+            "a container name is 3 to 63 lowercase letters, digits and single hyphens, \
+             starting and ending with a letter or digit (or $root, $web, $logs)",
+        ));
+    }
     let endpoint = match non_empty(&eff.endpoint) {
         Some(e) => Some(check_endpoint(&e, key)?),
         None => None,
@@ -142,6 +155,21 @@ pub(crate) fn build_abs(
         path,
         endpoint,
     })
+}
+
+/// Azure's container naming rules: Azure refuses any other name with `400
+/// OutOfRangeInput` or `InvalidResourceName`, which is better said at load.
+fn valid_container(name: &str) -> bool {
+    if matches!(name, "$root" | "$web" | "$logs") {
+        return true;
+    }
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+        && !name.contains("--")
 }
 
 /// `endpoint` as an `http(s)://` URL without credentials, query or trailing slash.

@@ -1326,7 +1326,7 @@ fn abs_replicas_read_litestreams_keys_and_url() {
          bucket: backups\n      path: /db/a/\n\
          \x20 - path: /b.db\n    replica:\n      url: abs://bob@cont/x/y\n      \
          sas-token: '?sv=2021&sig=SECRETSIG'\n\
-         \x20 - path: /c.db\n    replica:\n      url: abs://devstoreaccount1@c\n      \
+         \x20 - path: /c.db\n    replica:\n      url: abs://devstoreaccount1@cdb\n      \
          endpoint: http://127.0.0.1:10000/devstoreaccount1/\n",
         &[
             ("KEY", "a2V5MQ=="),
@@ -1365,11 +1365,11 @@ fn abs_replicas_read_litestreams_keys_and_url() {
 
     let ac = abs(c.dbs[2].replica.as_ref().unwrap());
     assert_eq!(ac.endpoint_url(), "http://127.0.0.1:10000/devstoreaccount1");
-    assert_eq!((ac.bucket.as_str(), ac.path.as_str()), ("c", ""));
+    assert_eq!((ac.bucket.as_str(), ac.path.as_str()), ("cdb", ""));
     assert_eq!(ac.level_dir(9), "ltx/9");
     assert_eq!(
         c.dbs[2].replica.as_ref().unwrap().target.to_string(),
-        "abs://globalacct@c (endpoint http://127.0.0.1:10000/devstoreaccount1)"
+        "abs://globalacct@cdb (endpoint http://127.0.0.1:10000/devstoreaccount1)"
     );
 
     // The URL's account is used when the config names none.
@@ -1393,17 +1393,17 @@ fn abs_replicas_read_litestreams_keys_and_url() {
             ][..],
         ),
         (
-            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://a@c/p\n      path: q\n      \
+            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://a@ctr/p\n      path: q\n      \
              account-key: k\n",
             &["cannot specify url & path for abs replica"][..],
         ),
         (
-            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://a@c/p\n      bucket: d\n      \
+            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://a@ctr/p\n      bucket: d\n      \
              account-key: k\n",
             &["cannot specify url & bucket for abs replica"][..],
         ),
         (
-            "dbs:\n  - path: /a.db\n    replica:\n      type: abs\n      bucket: c\n      \
+            "dbs:\n  - path: /a.db\n    replica:\n      type: abs\n      bucket: ctr\n      \
              account-key: k\n",
             &[
                 "account name is required when endpoint is not specified",
@@ -1411,7 +1411,7 @@ fn abs_replicas_read_litestreams_keys_and_url() {
             ][..],
         ),
         (
-            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://a@c/p\n",
+            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://a@ctr/p\n",
             &[
                 "no credentials for abs replica",
                 "LITESTREAM_AZURE_ACCOUNT_KEY",
@@ -1419,14 +1419,28 @@ fn abs_replicas_read_litestreams_keys_and_url() {
             ][..],
         ),
         (
-            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://c/p\n      \
+            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://ctr/p\n      \
              endpoint: http://h/acct\n      account-key: k\n",
             &["account-key needs account-name"][..],
         ),
         (
-            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://a@c/p\n      \
+            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://a@ctr/p\n      \
              endpoint: h:10000\n      account-key: k\n",
             &["dbs[0].replica.endpoint", "not an http(s) URL"][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://a@My_Backups/p\n      \
+             account-key: k\n",
+            &[
+                "dbs[0].replica.url",
+                "\"My_Backups\" is not a valid Azure Blob Storage container name",
+                "3 to 63 lowercase letters",
+            ][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: abs\n      bucket: ab\n      \
+             account-name: a\n      account-key: k\n",
+            &["dbs[0].replica.bucket", "\"ab\" is not a valid"][..],
         ),
     ] {
         assert_msg(&parse_err(text), fragments);
