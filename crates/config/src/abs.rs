@@ -123,13 +123,36 @@ pub(crate) fn build_abs(
              for an emulator such as Azurite",
         ));
     }
+    let (account_key, sas_token) = credentials(eff, account_name.is_some(), key, env)?;
+    let path = path
+        .map(|p| url::clean_path(&p).trim_matches('/').to_owned())
+        .filter(|p| p != ".")
+        .unwrap_or_default();
+    Ok(AbsReplicaConfig {
+        account_name,
+        account_key: account_key.map(Sensitive::new),
+        sas_token: sas_token.map(Sensitive::new),
+        bucket,
+        path,
+        endpoint,
+    })
+}
+
+/// The account key and the SAS token, from the config or else the environment; at
+/// least one must be usable (a key needs the account name).
+fn credentials(
+    eff: &RawReplica,
+    has_account: bool,
+    key: &str,
+    env: Env,
+) -> Result<(Option<String>, Option<String>), ConfigError> {
     let get = |n: &str| env(n).filter(|v| !v.is_empty());
     let sas_token = non_empty(&eff.sas_token)
         .or_else(|| get("LITESTREAM_AZURE_SAS_TOKEN"))
         .map(|t| t.trim_start_matches('?').to_owned())
         .filter(|t| !t.is_empty());
     let account_key = non_empty(&eff.account_key).or_else(|| get("LITESTREAM_AZURE_ACCOUNT_KEY"));
-    if sas_token.is_none() && (account_key.is_none() || account_name.is_none()) {
+    if sas_token.is_none() && (account_key.is_none() || !has_account) {
         let problem = if account_key.is_some() {
             "account-key needs account-name for abs replica"
         } else {
@@ -143,18 +166,7 @@ pub(crate) fn build_abs(
              sas-token: (or LITESTREAM_AZURE_SAS_TOKEN)",
         ));
     }
-    let path = path
-        .map(|p| url::clean_path(&p).trim_matches('/').to_owned())
-        .filter(|p| p != ".")
-        .unwrap_or_default();
-    Ok(AbsReplicaConfig {
-        account_name,
-        account_key: account_key.map(Sensitive::new),
-        sas_token: sas_token.map(Sensitive::new),
-        bucket,
-        path,
-        endpoint,
-    })
+    Ok((account_key, sas_token))
 }
 
 /// Azure's container naming rules: Azure refuses any other name with `400
