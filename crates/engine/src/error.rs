@@ -237,7 +237,8 @@ pub enum ErrorCode {
 impl Error {
     /// The stable code of this error.
     pub fn code(&self) -> ErrorCode {
-        use crate::storage::{RemoteFailure, S3Failure};
+        use crate::storage::RemoteFailure;
+        use crate::storage::S3Failure;
         match self {
             Error::DatabaseMissing(_) => ErrorCode::DatabaseMissing,
             Error::NotSqlite(_) => ErrorCode::NotSqlite,

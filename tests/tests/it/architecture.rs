@@ -113,6 +113,7 @@ const SHARED: &[&str] = &[
 const WRAPPED_ERRORS: &[&str] = &[
     "storage::ReplicaError",
     "storage::S3Failure",
+    "storage::RemoteFailure",
     "restore::PlanError",
     "levels::compaction::CompactionError",
 ];
