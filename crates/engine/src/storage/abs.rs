@@ -279,18 +279,16 @@ impl AbsReplica {
         let detail = self.scrub(detail.trim_end());
         // Azure says AuthenticationFailed for a wrong key or token; Azurite says
         // AuthorizationFailure with Azure's "failed to authenticate" message.
-        let refused = code == "AuthenticationFailed" || detail.contains("failed to authenticate");
+        let refused = status == StatusCode::UNAUTHORIZED
+            || code == "AuthenticationFailed"
+            || detail.contains("failed to authenticate");
         let failure = match (status, code.as_str()) {
-            (StatusCode::FORBIDDEN, _) | (StatusCode::UNAUTHORIZED, _) if refused => {
+            (StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED, _) if refused => {
                 RemoteFailure::WrongCredentials {
                     keys: CREDENTIAL_KEYS,
                     detail,
                 }
             }
-            (StatusCode::UNAUTHORIZED, _) => RemoteFailure::WrongCredentials {
-                keys: CREDENTIAL_KEYS,
-                detail,
-            },
             (StatusCode::FORBIDDEN, _) => RemoteFailure::AccessDenied(detail),
             (StatusCode::NOT_FOUND, "ContainerNotFound") => RemoteFailure::NoSuchContainer {
                 container: self.inner.container.clone(),
@@ -313,8 +311,9 @@ impl AbsReplica {
         }
     }
 
-    /// The signed request for `call`.
-    fn request(&self, call: Call) -> ReplicaResult<reqwest::RequestBuilder> {
+    /// The request for `call`: its URL (with the SAS token, if that is the
+    /// credential), `x-ms-date` and `x-ms-version`, and the Shared Key signature.
+    fn request(&self, call: Call) -> reqwest::RequestBuilder {
         let mut resource = format!("/{}", encode_segment(&self.inner.container));
         if let Some(blob) = &call.blob {
             for segment in blob.split('/') {
@@ -356,7 +355,7 @@ impl AbsReplica {
         if let Some(body) = call.body {
             req = req.body(body);
         }
-        Ok(req)
+        req
     }
 
     /// Sends the request `build` makes, retrying refused or dropped connections and
@@ -374,7 +373,7 @@ impl AbsReplica {
         loop {
             let call = build()?;
             self.inner.counters.count(op, call.bytes_up);
-            let outcome = self.request(call)?.send().await;
+            let outcome = self.request(call).send().await;
             let retry = match &outcome {
                 Ok(resp) => retryable(resp.status()),
                 Err(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
@@ -1265,6 +1264,35 @@ mod tests {
             ("https://acct.blob.core.windows.net".into(), String::new())
         );
         assert_eq!(encode_segment("a b+c=="), "a%20b%2Bc%3D%3D");
+    }
+
+    #[test]
+    fn debug_output_and_descriptions_hold_no_key_or_token() {
+        let mut cfg = AbsReplicaConfig {
+            account_name: Some("acct".into()),
+            account_key: Some(Sensitive::new(DEV_KEY.into())),
+            sas_token: None,
+            bucket: "ctr".into(),
+            path: "db".into(),
+            endpoint: None,
+        };
+        let keyed = AbsReplica::new(&cfg).unwrap();
+        let shown = format!("{keyed:?} {}", keyed.describe());
+        assert!(!shown.contains(&DEV_KEY[..12]), "{shown}");
+        assert!(!shown.contains("[17, 188"), "no key bytes: {shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert_eq!(keyed.describe(), "abs://acct@ctr/db");
+        cfg.sas_token = Some(Sensitive::new("sv=2019-12-12&sig=SECRETSIG".into()));
+        let sas = AbsReplica::new(&cfg).unwrap();
+        assert!(!format!("{sas:?}").contains("SECRETSIG"));
+        // A key that is not base64 is named, and not shown.
+        cfg.sas_token = None;
+        cfg.account_key = Some(Sensitive::new("not base64!".into()));
+        let e = AbsReplica::new(&cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("account-key") && !e.contains("not base64!"),
+            "{e}"
+        );
     }
 
     #[test]
