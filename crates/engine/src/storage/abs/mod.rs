@@ -17,7 +17,7 @@
 //!   a reader sees the whole blob or none). Files above 256 MiB go up in 8 MiB blocks,
 //!   a few in flight, committed by one Put Block List (also atomic).
 //! * **Listings** are List Blobs by level prefix, cached for the replicator as on S3
-//!   (the shared [`cache`](super::cache)), so an idle database sends nothing.
+//!   (the shared listing cache, `storage/cache.rs`), so an idle database sends nothing.
 //! * **Reads** are Get Blob, ranged where a part is wanted; the whole-file reader
 //!   streams the body to the decoder through a small bounded queue.
 //! * **Retries**: a refused or dropped connection, `408`, `429`, `500`, `502`, `503`
@@ -29,7 +29,9 @@
 //! permission, a missing container, the endpoint unreachable — never with the key, the
 //! token or a request's signature.
 
-use std::collections::BTreeMap;
+mod signing;
+mod xml;
+
 use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
@@ -37,13 +39,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use hmac::{Hmac, Mac};
 use reqwest::{Method, Response, StatusCode};
-use sha2::Sha256;
 use tideline_ltx::{Txid, format_filename, parse_filename};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{Semaphore, mpsc};
 
+use self::signing::{encode_segment, sign, split_endpoint, string_to_sign};
+use self::xml::{parse_error, parse_list};
 use super::cache::{Cache, LevelCache};
 use super::counters::{Counters, Op, RequestCounts};
 use super::{FileInfo, RemoteFailure, ReplicaClient, ReplicaError, ReplicaResult, check_level};
@@ -61,9 +63,6 @@ const ATTEMPTS: u32 = 5;
 const RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Chunks of a whole-file read queued ahead of the decoder.
 const READ_QUEUE: usize = 8;
-/// Litestream's metadata key for the creation time (Azure metadata keys are C#
-/// identifiers, so no hyphen as in S3's `litestream-timestamp`).
-const TIMESTAMP_META: &str = "litestreamtimestamp";
 /// Files up to this size go up in one Put Blob (Azure allows 5000 MiB; a retry of a
 /// larger single request would resend too much).
 const SINGLE_PUT_LIMIT: u64 = 256 << 20;
@@ -866,99 +865,6 @@ impl ReplicaClient for AbsReplica {
     }
 }
 
-/// Azure's Shared Key string-to-sign for the Blob service (versions since
-/// 2015-02-21): the verb, twelve standard headers (`Content-Length` empty when 0), the
-/// `x-ms-*` headers lowercased and sorted, and the canonicalized resource:
-/// `/<account><escaped path>`, then each query parameter, lowercased and sorted, as
-/// `\n<name>:<values, sorted, comma-joined>` (values unescaped). `path` is the request
-/// URL's escaped path, including the endpoint's own path (`/devstoreaccount1` on
-/// Azurite, hence the account twice there).
-pub(crate) fn string_to_sign(
-    method: &str,
-    account: &str,
-    path: &str,
-    query: &[(&str, &str)],
-    headers: &[(&str, &str)],
-) -> String {
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map_or("", |(_, v)| v.trim())
-    };
-    let content_length = match get("Content-Length") {
-        "0" => "",
-        other => other,
-    };
-    let mut out = format!("{method}\n");
-    for value in [
-        get("Content-Encoding"),
-        get("Content-Language"),
-        content_length,
-        get("Content-MD5"),
-        get("Content-Type"),
-        get("Date"),
-        get("If-Modified-Since"),
-        get("If-Match"),
-        get("If-None-Match"),
-        get("If-Unmodified-Since"),
-        get("Range"),
-    ] {
-        out.push_str(value);
-        out.push('\n');
-    }
-    let mut ms: Vec<(String, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim()))
-        .filter(|(n, _)| n.starts_with("x-ms-"))
-        .collect();
-    ms.sort();
-    for (name, value) in ms {
-        out.push_str(&name);
-        out.push(':');
-        out.push_str(value);
-        out.push('\n');
-    }
-    out.push('/');
-    out.push_str(account);
-    out.push_str(if path.is_empty() { "/" } else { path });
-    let mut params: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for (name, value) in query {
-        params
-            .entry(name.to_ascii_lowercase())
-            .or_default()
-            .push(value);
-    }
-    for (name, mut values) in params {
-        values.sort_unstable();
-        out.push('\n');
-        out.push_str(&name);
-        out.push(':');
-        out.push_str(&values.join(","));
-    }
-    out
-}
-
-/// The base64 HMAC-SHA256 of `string_to_sign` with the decoded account key.
-pub(crate) fn sign(key: &[u8], string_to_sign: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(string_to_sign.as_bytes());
-    aws_smithy_types::base64::encode(mac.finalize().into_bytes())
-}
-
-/// `scheme://host[:port]` and the endpoint's own path (no trailing slash).
-fn split_endpoint(endpoint: &str) -> (String, String) {
-    let endpoint = endpoint.trim_end_matches('/');
-    let after = endpoint.find("://").map_or(0, |i| i + 3);
-    match endpoint[after..].find('/') {
-        Some(i) => (
-            endpoint[..after + i].to_owned(),
-            endpoint[after + i..].to_owned(),
-        ),
-        None => (endpoint.to_owned(), String::new()),
-    }
-}
-
 /// Answers worth another try (Litestream's list).
 fn retryable(status: StatusCode) -> bool {
     matches!(
@@ -994,121 +900,6 @@ fn transport_failure(e: reqwest::Error) -> RemoteFailure {
     }
 }
 
-/// Percent-encodes one path segment or query value (RFC 3986 unreserved characters
-/// stay).
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// One `<Blob>` of a List Blobs answer.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Blob {
-    name: String,
-    size: u64,
-    creation_time: Option<String>,
-    timestamp: Option<String>,
-}
-
-/// One page of a List Blobs answer.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Page {
-    blobs: Vec<Blob>,
-    next_marker: Option<String>,
-}
-
-/// The blobs and the next marker of an `<EnumerationResults>` body.
-fn parse_list(body: &str) -> Result<Page, String> {
-    use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_str(body);
-    let mut page = Page::default();
-    let mut stack: Vec<String> = Vec::new();
-    let mut text = String::new();
-    loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| format!("the server's List Blobs answer is not valid XML: {e}"))?;
-        match event {
-            Event::Start(e) => {
-                let name = e.local_name().as_ref().to_owned();
-                if name == "Blob" {
-                    page.blobs.push(Blob::default());
-                }
-                stack.push(name);
-                text.clear();
-            }
-            Event::Text(t) => text.push_str(&t.xml10_content()),
-            Event::GeneralRef(r) => {
-                let named = match r.as_ref() {
-                    "amp" => Some('&'),
-                    "lt" => Some('<'),
-                    "gt" => Some('>'),
-                    "quot" => Some('"'),
-                    "apos" => Some('\''),
-                    _ => None,
-                };
-                if let Some(c) = named.or_else(|| r.resolve_char_ref().ok().flatten()) {
-                    text.push(c);
-                }
-            }
-            Event::End(_) => {
-                let name = stack.pop().unwrap_or_default();
-                let parent = stack.last().map(String::as_str).unwrap_or_default();
-                let value = std::mem::take(&mut text);
-                let value = value.trim();
-                match (parent, name.as_str()) {
-                    ("Blob", "Name") => {
-                        if let Some(b) = page.blobs.last_mut() {
-                            b.name = value.to_owned();
-                        }
-                    }
-                    ("Properties", "Content-Length") => {
-                        if let Some(b) = page.blobs.last_mut() {
-                            b.size = value.parse().unwrap_or(0);
-                        }
-                    }
-                    ("Properties", "Creation-Time") => {
-                        if let Some(b) = page.blobs.last_mut() {
-                            b.creation_time = Some(value.to_owned());
-                        }
-                    }
-                    ("Metadata", key) if key.eq_ignore_ascii_case(TIMESTAMP_META) => {
-                        if let Some(b) = page.blobs.last_mut() {
-                            b.timestamp = Some(value.to_owned());
-                        }
-                    }
-                    ("EnumerationResults", "NextMarker") => {
-                        page.next_marker = Some(value.to_owned()).filter(|m| !m.is_empty());
-                    }
-                    _ => {}
-                }
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    Ok(page)
-}
-
-/// The `<Code>` and the first line of the `<Message>` of an `<Error>` body, if any.
-fn parse_error(body: &str) -> (Option<String>, Option<String>) {
-    let pick = |tag: &str| {
-        let open = format!("<{tag}>");
-        let start = body.find(&open)? + open.len();
-        let end = body[start..].find("</")? + start;
-        let value = body[start..end].lines().next()?.trim().to_owned();
-        Some(value).filter(|v| !v.is_empty())
-    };
-    (pick("Code"), pick("Message"))
-}
-
 /// A blocking reader over the chunks a task sends.
 struct StreamReader {
     rx: mpsc::Receiver<ReplicaResult<bytes::Bytes>>,
@@ -1137,134 +928,6 @@ mod tests {
     /// Azurite's well-known development account key (public, from Microsoft's docs).
     const DEV_KEY: &str =
         "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-    const DATE: &str = "Thu, 03 Dec 2026 08:00:00 GMT";
-
-    fn dev_key() -> Vec<u8> {
-        aws_smithy_types::base64::decode(DEV_KEY).unwrap()
-    }
-
-    #[test]
-    fn a_put_blob_is_canonicalized_per_azures_shared_key_rules() {
-        // Standard headers in their fixed slots (Content-Type, Content-Length), x-ms-*
-        // lowercased and sorted, the account before the path (twice on Azurite).
-        let sts = string_to_sign(
-            "PUT",
-            "devstoreaccount1",
-            "/devstoreaccount1/c/ltx/0/0000000000000001-0000000000000001.ltx",
-            &[],
-            &[
-                ("Content-Length", "11"),
-                ("x-ms-version", "2021-08-06"),
-                ("X-MS-Date", DATE),
-                ("x-ms-blob-type", "BlockBlob"),
-            ],
-        );
-        assert_eq!(
-            sts,
-            "PUT\n\n\n11\n\n\n\n\n\n\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:Thu, 03 Dec 2026 08:00:00 GMT\n\
-             x-ms-version:2021-08-06\n/devstoreaccount1/devstoreaccount1/c/ltx/0/0000000000000001-0000000000000001.ltx"
-        );
-        // The signature, checked against Python's hmac/hashlib/base64 on the same text.
-        assert_eq!(
-            sign(&dev_key(), &sts),
-            "6FoKFdF39WHmch7ljhYkPV2Mv5AQGx6XTiRpYfGXwjc="
-        );
-    }
-
-    #[test]
-    fn a_listing_signs_sorted_unescaped_query_parameters_and_no_zero_length() {
-        let sts = string_to_sign(
-            "GET",
-            "myaccount",
-            "/mycontainer",
-            &[
-                ("restype", "container"),
-                ("comp", "list"),
-                ("prefix", "db/ltx/0/"),
-                ("include", "metadata"),
-            ],
-            &[
-                ("Content-Length", "0"),
-                ("x-ms-date", DATE),
-                ("x-ms-version", "2021-08-06"),
-            ],
-        );
-        assert_eq!(
-            sts,
-            "GET\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:Thu, 03 Dec 2026 08:00:00 GMT\nx-ms-version:2021-08-06\n\
-             /myaccount/mycontainer\ncomp:list\ninclude:metadata\nprefix:db/ltx/0/\nrestype:container"
-        );
-        assert_eq!(
-            sign(&dev_key(), &sts),
-            "dLGVTq8NNmKaYkBRWx175xq0emqIgwcBU5qI2XieWNk="
-        );
-        // A ranged read puts Range in its slot, the last of the eleven standard ones.
-        let ranged = string_to_sign("GET", "a", "/c/b", &[], &[("Range", "bytes=0-99")]);
-        assert_eq!(ranged, "GET\n\n\n\n\n\n\n\n\n\n\nbytes=0-99\n/a/c/b");
-    }
-
-    #[test]
-    fn a_list_blobs_answer_gives_names_sizes_metadata_and_the_marker() {
-        let body = r#"<?xml version="1.0" encoding="utf-8"?>
-<EnumerationResults ServiceEndpoint="http://127.0.0.1:10000/devstoreaccount1" ContainerName="c">
- <Prefix>db/ltx/0/</Prefix><MaxResults>5000</MaxResults>
- <Blobs>
-  <Blob><Name>db/ltx/0/0000000000000001-0000000000000002.ltx</Name>
-   <Properties><Creation-Time>Tue, 01 Dec 2026 10:00:05 GMT</Creation-Time>
-    <Last-Modified>Tue, 01 Dec 2026 10:00:06 GMT</Last-Modified><Content-Length>4096</Content-Length>
-    <BlobType>BlockBlob</BlobType></Properties>
-   <Metadata><litestreamtimestamp>2026-12-01T10:00:04.123Z</litestreamtimestamp></Metadata>
-  </Blob>
-  <Blob><Name>db/ltx/0/a&amp;b.txt</Name><Properties><Content-Length>7</Content-Length></Properties><Metadata/></Blob>
- </Blobs>
- <NextMarker>2!92!MDAwMDQ2</NextMarker>
-</EnumerationResults>"#;
-        let page = parse_list(body).unwrap();
-        assert_eq!(
-            page.blobs[0],
-            Blob {
-                name: "db/ltx/0/0000000000000001-0000000000000002.ltx".into(),
-                size: 4096,
-                creation_time: Some("Tue, 01 Dec 2026 10:00:05 GMT".into()),
-                timestamp: Some("2026-12-01T10:00:04.123Z".into()),
-            }
-        );
-        assert_eq!(page.blobs[1].name, "db/ltx/0/a&b.txt");
-        assert_eq!(page.blobs[1].timestamp, None);
-        assert_eq!(page.next_marker.as_deref(), Some("2!92!MDAwMDQ2"));
-        let last =
-            parse_list("<EnumerationResults><Blobs/><NextMarker/></EnumerationResults>").unwrap();
-        assert_eq!(last, Page::default());
-        let err = parse_list("<EnumerationResults><Blobs></Oops>").unwrap_err();
-        assert!(err.contains("List Blobs"), "{err}");
-    }
-
-    #[test]
-    fn error_bodies_give_the_code_and_the_first_line_of_the_message() {
-        let body = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code>\
-                    <Message>Server failed to authenticate the request.\nRequestId:1\nTime:x</Message>\
-                    <AuthenticationErrorDetail>The MAC signature found in the HTTP request 'abc=' is not the same</AuthenticationErrorDetail></Error>";
-        let (code, message) = parse_error(body);
-        assert_eq!(code.as_deref(), Some("AuthenticationFailed"));
-        assert_eq!(
-            message.as_deref(),
-            Some("Server failed to authenticate the request.")
-        );
-        assert_eq!(parse_error(""), (None, None));
-    }
-
-    #[test]
-    fn endpoints_split_into_origin_and_path() {
-        assert_eq!(
-            split_endpoint("http://127.0.0.1:10000/devstoreaccount1/"),
-            ("http://127.0.0.1:10000".into(), "/devstoreaccount1".into())
-        );
-        assert_eq!(
-            split_endpoint("https://acct.blob.core.windows.net"),
-            ("https://acct.blob.core.windows.net".into(), String::new())
-        );
-        assert_eq!(encode_segment("a b+c=="), "a%20b%2Bc%3D%3D");
-    }
 
     #[test]
     fn debug_output_and_descriptions_hold_no_key_or_token() {
