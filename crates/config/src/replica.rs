@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::abs::{AbsReplicaConfig, build_abs};
 use super::error::{ConfigError, UrlProblem};
 use super::raw::{RawReplica, age_is_set, non_empty};
 use super::s3::build_s3;
@@ -22,7 +23,7 @@ pub(crate) const MAX_PART_SIZE: u64 = 5 << 30;
 /// Litestream's concurrency for Cloudflare R2, which throttles parallel uploads.
 pub(crate) const R2_CONCURRENCY: usize = 2;
 
-pub(crate) const SUPPORTED: &str = "supported: file, s3, sftp, webdav";
+pub(crate) const SUPPORTED: &str = "supported: file, s3, sftp, webdav, abs";
 
 /// Where and how one database is replicated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,23 +53,28 @@ pub enum ReplicaTarget {
     Sftp(Box<SftpReplicaConfig>),
     /// A folder on a WebDAV server (`type: webdav`, `webdavs://host/path`).
     WebDav(Box<WebDavReplicaConfig>),
+    /// An Azure Blob Storage container (`type: abs`, `abs://account@container/path`).
+    Abs(Box<AbsReplicaConfig>),
 }
 
 impl ReplicaTarget {
-    /// The type, as Litestream's `type:` names it (`file`, `s3`, `sftp`, `webdav`).
+    /// The type, as Litestream's `type:` names it (`file`, `s3`, `sftp`, `webdav`,
+    /// `abs`).
     pub fn kind(&self) -> &'static str {
         match self {
             ReplicaTarget::File(_) => "file",
             ReplicaTarget::S3(_) => "s3",
             ReplicaTarget::Sftp(_) => "sftp",
             ReplicaTarget::WebDav(_) => "webdav",
+            ReplicaTarget::Abs(_) => "abs",
         }
     }
 }
 
 impl fmt::Display for ReplicaTarget {
     /// A description without credentials: the folder, `s3://bucket/path`,
-    /// `sftp://user@host/path` or the WebDAV folder's URL.
+    /// `sftp://user@host/path`, the WebDAV folder's URL, or
+    /// `abs://account@container/path` (with the endpoint when one is set).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ReplicaTarget::File(c) => write!(f, "{}", c.path.display()),
@@ -85,6 +91,20 @@ impl fmt::Display for ReplicaTarget {
             }
             ReplicaTarget::WebDav(c) if c.path.is_empty() => write!(f, "{}/", c.url),
             ReplicaTarget::WebDav(c) => write!(f, "{}/{}/", c.url, c.path),
+            ReplicaTarget::Abs(c) => {
+                f.write_str("abs://")?;
+                if let Some(account) = &c.account_name {
+                    write!(f, "{account}@")?;
+                }
+                f.write_str(&c.bucket)?;
+                if !c.path.is_empty() {
+                    write!(f, "/{}", c.path)?;
+                }
+                match &c.endpoint {
+                    Some(e) => write!(f, " (endpoint {e})"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -393,6 +413,7 @@ pub(crate) fn build(
         "webdav" => {
             ReplicaTarget::WebDav(Box::new(build_webdav(local, &eff, url.as_deref(), key)?))
         }
+        "abs" => ReplicaTarget::Abs(Box::new(build_abs(local, &eff, url.as_deref(), key, env)?)),
         other => return Err(unsupported_kind(other, scheme.is_some(), key)),
     };
     Ok(ReplicaConfig {
@@ -477,7 +498,7 @@ pub(crate) fn unsupported_kind(kind: &str, from_scheme: bool, key: &str) -> Conf
         format!("{key}.type")
     };
     match kind {
-        "gs" | "abs" | "nats" | "oss" => ConfigError::invalid(
+        "gs" | "nats" | "oss" => ConfigError::invalid(
             kind_key,
             format!("replica type {kind} is not supported by Tideline yet"),
             SUPPORTED,
@@ -488,7 +509,7 @@ pub(crate) fn unsupported_kind(kind: &str, from_scheme: bool, key: &str) -> Conf
             "write file:///abs/path for a folder or s3://bucket/path for S3",
         ),
         other => {
-            let hint = match keys::suggest(other, &["file", "s3", "sftp", "webdav"]) {
+            let hint = match keys::suggest(other, &["file", "s3", "sftp", "webdav", "abs"]) {
                 Some(s) => format!("did you mean type: {s}? {SUPPORTED}"),
                 None => SUPPORTED.to_owned(),
             };

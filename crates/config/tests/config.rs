@@ -520,14 +520,14 @@ fn every_config_error_names_the_key_and_the_fix() {
             "dbs:\n  - path: /a.db\n    replica:\n      url: gs://bucket/x\n",
             &[
                 "dbs[0].replica.url",
-                "replica type gs is not supported by Tideline yet; supported: file, s3, sftp, webdav",
+                "replica type gs is not supported by Tideline yet; supported: file, s3, sftp, webdav, abs",
             ],
         ),
         (
-            "dbs:\n  - path: /a.db\n    replica:\n      type: abs\n      bucket: h\n",
+            "dbs:\n  - path: /a.db\n    replica:\n      type: oss\n      bucket: h\n",
             &[
                 "dbs[0].replica.type",
-                "replica type abs is not supported by Tideline yet; supported: file, s3, sftp, webdav",
+                "replica type oss is not supported by Tideline yet; supported: file, s3, sftp, webdav, abs",
             ],
         ),
         (
@@ -673,7 +673,7 @@ fn unknown_and_unsupported_keys_become_warnings() {
          validation:\n  interval: 1h\nverify-compaction: true\nmcp-addr: :3001\n\
          snapshots:\n  interval: 1h\n\
          dbs:\n  - path: /a.db\n    monitor_interval: 5s\n    replica:\n      url: s3://b/p\n      \
-         sync-intervall: 5s\n      account-key: k\n",
+         sync-intervall: 5s\n      jwt: k\n",
     );
     assert_eq!(
         c.warnings,
@@ -686,7 +686,7 @@ fn unknown_and_unsupported_keys_become_warnings() {
             "snapshots: unknown key, ignored (did you mean snapshot?)",
             "dbs[0].monitor_interval: unknown key, ignored (did you mean monitor-interval?)",
             "dbs[0].replica.sync-intervall: unknown key, ignored (did you mean sync-interval?)",
-            "dbs[0].replica.account-key: used only by abs replicas, which Tideline does not \
+            "dbs[0].replica.jwt: used only by nats replicas, which Tideline does not \
              support yet; ignored",
         ]
     );
@@ -1014,7 +1014,10 @@ fn replica_urls() {
         &["webdav-url required", "webdavs://host/path"],
     );
     bad("nats://host:4222/bucket", &["nats is not supported"]);
-    bad("abs://container/x", &["abs is not supported"]);
+    bad(
+        "abs://container/x",
+        &["account name is required when endpoint is not specified"],
+    );
     bad("oss://bucket/x", &["oss is not supported"]);
     bad("s3:///path-only", &["no bucket", "s3://BUCKET"]);
     bad(
@@ -1440,5 +1443,141 @@ fn webdav_and_sftp_replicas_from_parts_match_config_files() {
         ),
     ] {
         assert_msg(&ReplicaConfig::sftp(&parts).unwrap_err(), fragments);
+    }
+}
+
+fn abs(replica: &ReplicaConfig) -> &tideline_config::AbsReplicaConfig {
+    match &replica.target {
+        ReplicaTarget::Abs(c) => c,
+        other => panic!("not abs: {other:?}"),
+    }
+}
+
+#[test]
+fn abs_replicas_read_litestreams_keys_and_url() {
+    let c = parse_env(
+        "account-name: globalacct\n\
+         dbs:\n  - path: /a.db\n    replica:\n      type: abs\n      account-key: ${KEY}\n      \
+         bucket: backups\n      path: /db/a/\n\
+         \x20 - path: /b.db\n    replica:\n      url: abs://bob@cont/x/y\n      \
+         sas-token: '?sv=2021&sig=SECRETSIG'\n\
+         \x20 - path: /c.db\n    replica:\n      url: abs://devstoreaccount1@cdb\n      \
+         endpoint: http://127.0.0.1:10000/devstoreaccount1/\n",
+        &[
+            ("KEY", "a2V5MQ=="),
+            ("LITESTREAM_AZURE_ACCOUNT_KEY", "ZW52a2V5"),
+        ],
+    );
+    let a = c.dbs[0].replica.as_ref().unwrap();
+    let aa = abs(a);
+    assert_eq!(aa.account_name.as_deref(), Some("globalacct"), "inherited");
+    assert_eq!(expose(&aa.account_key), Some("a2V5MQ=="));
+    assert_eq!((aa.bucket.as_str(), aa.path.as_str()), ("backups", "db/a"));
+    assert_eq!(aa.level_dir(0), "db/a/ltx/0");
+    assert_eq!(
+        aa.endpoint_url(),
+        "https://globalacct.blob.core.windows.net"
+    );
+    assert_eq!(a.target.kind(), "abs");
+    assert_eq!(a.target.to_string(), "abs://globalacct@backups/db/a");
+    assert!(!format!("{aa:?}").contains("a2V5MQ=="), "no key in Debug");
+
+    let b = c.dbs[1].replica.as_ref().unwrap();
+    let ab = abs(b);
+    assert_eq!(
+        ab.account_name.as_deref(),
+        Some("globalacct"),
+        "config wins over URL"
+    );
+    assert_eq!((ab.bucket.as_str(), ab.path.as_str()), ("cont", "x/y"));
+    assert_eq!(expose(&ab.sas_token), Some("sv=2021&sig=SECRETSIG"));
+    assert_eq!(
+        expose(&ab.account_key),
+        Some("ZW52a2V5"),
+        "from the environment"
+    );
+    assert!(!b.target.to_string().contains("SECRETSIG"));
+
+    let ac = abs(c.dbs[2].replica.as_ref().unwrap());
+    assert_eq!(ac.endpoint_url(), "http://127.0.0.1:10000/devstoreaccount1");
+    assert_eq!((ac.bucket.as_str(), ac.path.as_str()), ("cdb", ""));
+    assert_eq!(ac.level_dir(9), "ltx/9");
+    assert_eq!(
+        c.dbs[2].replica.as_ref().unwrap().target.to_string(),
+        "abs://globalacct@cdb (endpoint http://127.0.0.1:10000/devstoreaccount1)"
+    );
+
+    // The URL's account is used when the config names none.
+    let from_url = parse_env(
+        "dbs:\n  - path: /a.db\n    replica:\n      url: abs://acct@cont/p\n",
+        &[("LITESTREAM_AZURE_SAS_TOKEN", "sv=1&sig=x")],
+    );
+    let u = abs(from_url.dbs[0].replica.as_ref().unwrap());
+    assert_eq!(u.account_name.as_deref(), Some("acct"));
+    assert_eq!(expose(&u.sas_token), Some("sv=1&sig=x"));
+    assert!(from_url.warnings.is_empty(), "{:?}", from_url.warnings);
+
+    for (text, fragments) in [
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: abs\n      account-name: a\n      \
+             account-key: k\n",
+            &[
+                "dbs[0].replica",
+                "bucket required for abs replica",
+                "bucket:",
+            ][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://a@ctr/p\n      path: q\n      \
+             account-key: k\n",
+            &["cannot specify url & path for abs replica"][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://a@ctr/p\n      bucket: d\n      \
+             account-key: k\n",
+            &["cannot specify url & bucket for abs replica"][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: abs\n      bucket: ctr\n      \
+             account-key: k\n",
+            &[
+                "account name is required when endpoint is not specified",
+                "account-name:",
+            ][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://a@ctr/p\n",
+            &[
+                "no credentials for abs replica",
+                "LITESTREAM_AZURE_ACCOUNT_KEY",
+                "sas-token:",
+            ][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://ctr/p\n      \
+             endpoint: http://h/acct\n      account-key: k\n",
+            &["account-key needs account-name"][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://a@ctr/p\n      \
+             endpoint: h:10000\n      account-key: k\n",
+            &["dbs[0].replica.endpoint", "not an http(s) URL"][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: abs://a@My_Backups/p\n      \
+             account-key: k\n",
+            &[
+                "dbs[0].replica.url",
+                "\"My_Backups\" is not a valid Azure Blob Storage container name",
+                "3 to 63 lowercase letters",
+            ][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: abs\n      bucket: ab\n      \
+             account-name: a\n      account-key: k\n",
+            &["dbs[0].replica.bucket", "\"ab\" is not a valid"][..],
+        ),
+    ] {
+        assert_msg(&parse_err(text), fragments);
     }
 }

@@ -267,6 +267,7 @@ impl Error {
                     ErrorCode::HostKeyRejected
                 }
                 RemoteFailure::ServerFull(_) => ErrorCode::DiskFull,
+                RemoteFailure::NoSuchContainer { .. } => ErrorCode::NoSuchBucket,
                 _ => ErrorCode::DestinationUnavailable,
             },
             Error::Replica(ReplicaError::Io { source, .. }) if is_disk_full(source) => {

@@ -8,7 +8,8 @@
 //! ([`LatencyProxy`]).
 //!
 //! [`webdav::WebDavServer`] runs `rclone serve webdav` on `127.0.0.1` for the WebDAV
-//! replica's tests.
+//! replica's tests; [`azurite::AzuriteServer`] runs Azurite, Microsoft's Azure Blob
+//! Storage emulator, for the abs replica's.
 //!
 //! [`S3Server`] is a real S3-compatible server (`s3s-fs`, objects kept as files under a
 //! directory) on `127.0.0.1`, checking SigV4 signatures against one access key. It runs
@@ -26,6 +27,7 @@
 //!   server in the middle of an upload ([`S3Server::stop`]) and start it again on the
 //!   same port ([`S3Server::restart`]).
 
+pub mod azurite;
 pub mod latency;
 pub mod password_sftp;
 pub mod replica;
@@ -33,6 +35,7 @@ pub mod sshd;
 pub mod wait;
 pub mod webdav;
 
+pub use azurite::{AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer};
 pub use latency::LatencyProxy;
 pub use password_sftp::PasswordSftpServer;
 pub use replica::{CountingReplica, FaultyReplica, ReplicaCounts, ReplicaFault};

@@ -1,10 +1,11 @@
 //! Tideline and Litestream 0.5.17 over remote destinations, both directions, on real
-//! servers on 127.0.0.1 — an S3 server that checks SigV4 signatures, and a WebDAV
-//! server (`rclone serve webdav`): each restores (latest, at TXIDs and at a timestamp)
-//! what the other replicated and compacted, and an idle replicator makes no requests.
+//! servers on 127.0.0.1 — an S3 server that checks SigV4 signatures, a WebDAV server
+//! (`rclone serve webdav`) and an Azure Blob Storage server (Azurite, checking Shared
+//! Key signatures): each restores (latest, at TXIDs and at a timestamp) what the other
+//! replicated and compacted, and an idle replicator makes no requests.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,20 +18,36 @@ use tideline_engine::storage::{ReplicaClient, open_client};
 use tideline_engine::time::format_rfc3339;
 use tideline_ltx::Txid;
 use tideline_testkit::{
-    ACCESS_KEY, BUCKET, REGION, S3Server, SECRET_KEY, WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer,
+    ACCESS_KEY, AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, BUCKET, REGION, S3Server, SECRET_KEY,
+    WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer,
 };
 use tokio::sync::oneshot;
 
 const PATH: &str = "backups/app.db";
 
 /// A destination both tools replicate to: its replica URL, the replica section of a
-/// Litestream config, where a level's files are on the server's disk, and (where the
+/// Litestream config, the names of a level's files on the server, and (where the
 /// server counts them) its requests.
 trait Remote {
     fn url(&self) -> String;
     fn litestream_replica(&self) -> String;
-    fn level_dir(&self, level: u8) -> PathBuf;
+    /// The file names in level `level`, as the server holds them.
+    fn level_names(&self, level: u8) -> Vec<String>;
     fn total_requests(&self) -> Option<u64>;
+    /// Tideline's config of this replica (by default, from its URL).
+    fn replica_config(&self) -> ReplicaConfig {
+        let env = |k: &str| match k {
+            "LITESTREAM_ACCESS_KEY_ID" => Some(ACCESS_KEY.to_string()),
+            "LITESTREAM_SECRET_ACCESS_KEY" => Some(SECRET_KEY.to_string()),
+            _ => None,
+        };
+        ReplicaConfig::from_url_with_env(&self.url(), &env).unwrap()
+    }
+    /// What `litestream restore` restores from (by default, the replica URL); `scratch`
+    /// is a folder for any file it needs.
+    fn litestream_source(&self, _scratch: &Path) -> Vec<String> {
+        vec![self.url()]
+    }
     /// How far from any upload a `-timestamp` must be for Litestream, which takes a
     /// file's creation time from the server's listing, to see the same files as
     /// Tideline, which reads the LTX header.
@@ -53,8 +70,8 @@ impl Remote for S3Server {
         )
     }
     /// Litestream's S3 layout: `<path>/<level %04x>/<min>-<max>.ltx`.
-    fn level_dir(&self, level: u8) -> PathBuf {
-        self.object_path(&format!("{PATH}/{level:04x}"))
+    fn level_names(&self, level: u8) -> Vec<String> {
+        names_in(&self.object_path(&format!("{PATH}/{level:04x}")))
     }
     fn total_requests(&self) -> Option<u64> {
         Some(S3Server::total_requests(self))
@@ -72,8 +89,8 @@ impl Remote for WebDavServer {
         )
     }
     /// Litestream's WebDAV layout: `<path>/ltx/<level>/<min>-<max>.ltx`.
-    fn level_dir(&self, level: u8) -> PathBuf {
-        self.root().join(format!("{PATH}/ltx/{level}"))
+    fn level_names(&self, level: u8) -> Vec<String> {
+        names_in(&self.root().join(format!("{PATH}/ltx/{level}")))
     }
     fn total_requests(&self) -> Option<u64> {
         None
@@ -84,13 +101,67 @@ impl Remote for WebDavServer {
     }
 }
 
+/// The container both tools use on Azurite.
+const CONTAINER: &str = "litestream";
+
+impl Remote for AzuriteServer {
+    fn url(&self) -> String {
+        self.replica_url(CONTAINER, PATH)
+    }
+    fn litestream_replica(&self) -> String {
+        format!(
+            "type: abs\n      account-name: {AZURITE_ACCOUNT}\n      account-key: {AZURITE_KEY}\n      bucket: {CONTAINER}\n      path: {PATH}\n      endpoint: {}",
+            self.endpoint()
+        )
+    }
+    /// Litestream's ABS layout: blobs `<path>/ltx/<level>/<min>-<max>.ltx`, listed by
+    /// that prefix (blobs are not files on Azurite's disk).
+    fn level_names(&self, level: u8) -> Vec<String> {
+        let c = open_client(&self.replica_config(CONTAINER, PATH)).unwrap();
+        let files = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(c.list(level))
+        })
+        .unwrap();
+        files.iter().map(|f| f.filename()).collect()
+    }
+    fn total_requests(&self) -> Option<u64> {
+        None
+    }
+    fn replica_config(&self) -> ReplicaConfig {
+        AzuriteServer::replica_config(self, CONTAINER, PATH)
+    }
+    /// An abs URL has no place for the endpoint (in Litestream too): a config file.
+    fn litestream_source(&self, scratch: &Path) -> Vec<String> {
+        let config = scratch.join("litestream-restore.yml");
+        let db = scratch.join("app.db");
+        fs::write(
+            &config,
+            format!(
+                "dbs:\n  - path: {}\n    replica:\n      {}\n",
+                db.display(),
+                self.litestream_replica()
+            ),
+        )
+        .unwrap();
+        vec![
+            "-config".into(),
+            config.display().to_string(),
+            db.display().to_string(),
+        ]
+    }
+}
+
+/// The `.ltx` names in a folder.
+fn names_in(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".ltx"))
+        .collect()
+}
+
 fn client(server: &dyn Remote) -> Arc<dyn ReplicaClient> {
-    let env = |k: &str| match k {
-        "LITESTREAM_ACCESS_KEY_ID" => Some(ACCESS_KEY.to_string()),
-        "LITESTREAM_SECRET_ACCESS_KEY" => Some(SECRET_KEY.to_string()),
-        _ => None,
-    };
-    open_client(&ReplicaConfig::from_url_with_env(&server.url(), &env).unwrap()).unwrap()
+    open_client(&server.replica_config()).unwrap()
 }
 
 /// Restores with Litestream from the replica.
@@ -101,7 +172,7 @@ fn ls_restore(bin: &Path, server: &dyn Remote, out: &Path, extra: &[&str]) {
         .args(extra)
         .arg("-o")
         .arg(out)
-        .arg(server.url())
+        .args(server.litestream_source(out.parent().unwrap()))
         .env("LITESTREAM_ACCESS_KEY_ID", ACCESS_KEY)
         .env("LITESTREAM_SECRET_ACCESS_KEY", SECRET_KEY)
         .env_remove("AWS_CA_BUNDLE")
@@ -175,6 +246,17 @@ async fn litestream_restores_what_tideline_replicated_to_webdav() {
     };
     let (dir, db, c) = setup();
     let server = WebDavServer::start(&dir.path().join("dav")).unwrap();
+    litestream_restores_what_tideline_replicated(&ls, &server, dir.path(), &db, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litestream_restores_what_tideline_replicated_to_abs() {
+    let Some(ls) = litestream("litestream_restores_what_tideline_replicated_to_abs") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = AzuriteServer::start(&dir.path().join("azurite")).unwrap();
+    server.create_container(CONTAINER).await.unwrap();
     litestream_restores_what_tideline_replicated(&ls, &server, dir.path(), &db, c).await;
 }
 
@@ -321,6 +403,17 @@ async fn tideline_restores_what_litestream_replicated_to_webdav() {
     tideline_restores_what_litestream_replicated(&ls, &server, dir.path(), &db, c).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tideline_restores_what_litestream_replicated_to_abs() {
+    let Some(ls) = litestream("tideline_restores_what_litestream_replicated_to_abs") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = AzuriteServer::start(&dir.path().join("azurite")).unwrap();
+    server.create_container(CONTAINER).await.unwrap();
+    tideline_restores_what_litestream_replicated(&ls, &server, dir.path(), &db, c).await;
+}
+
 async fn tideline_restores_what_litestream_replicated(
     ls: &Path,
     server: &dyn Remote,
@@ -369,11 +462,7 @@ async fn tideline_restores_what_litestream_replicated(
     drop(c);
     let want = checkpointed(db);
     // Litestream's layout of this destination, as we read it.
-    let snapshots: Vec<String> = fs::read_dir(server.level_dir(9))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".ltx"))
-        .collect();
+    let snapshots = server.level_names(9);
     assert!(
         snapshots.iter().any(|n| n.starts_with("0000000000000001-")),
         "{snapshots:?}"

@@ -3,9 +3,10 @@
 //!
 //! A replica holds immutable LTX files named `%016x-%016x.ltx` in one directory per
 //! level. Backends: [`file::FileReplica`] (a folder, Litestream's exact layout),
-//! [`s3::S3Replica`] (S3 and S3-compatible stores, Litestream's S3 layout) and
-//! [`memory::MemoryReplica`] (for fast tests); `sftp::SftpReplica` (an SSH server, with
-//! the `sftp` feature) and [`webdav::WebDavReplica`] in Litestream's layouts too.
+//! [`s3::S3Replica`] (S3 and S3-compatible stores, Litestream's S3 layout),
+//! [`webdav::WebDavReplica`] (a WebDAV folder), `sftp::SftpReplica` (an SSH server, with
+//! the `sftp` feature), `abs::AbsReplica` (Azure Blob Storage, with the `abs` feature),
+//! all in Litestream's layouts, and [`memory::MemoryReplica`] (for fast tests).
 //!
 //! Writes upload a complete local file: the engine always has one (the L0 file in the
 //! meta directory, or a compaction or snapshot written to a temporary file first), so a
@@ -20,6 +21,8 @@ use std::time::SystemTime;
 
 use tideline_ltx::Txid;
 
+#[cfg(feature = "abs")]
+pub mod abs;
 pub(crate) mod cache;
 pub mod counters;
 pub mod durable;
@@ -116,7 +119,8 @@ pub enum ReplicaError {
         /// Why, in terms of what to fix.
         failure: S3Failure,
     },
-    /// A request to an SFTP or WebDAV server failed; `failure` says what to fix.
+    /// A request to an SFTP, WebDAV or Azure Blob Storage server failed; `failure` says
+    /// what to fix.
     #[error("{replica}: {op} {path}: {failure}")]
     Remote {
         /// The replica (server and folder; never credentials).
@@ -282,6 +286,8 @@ pub fn open_client(
         crate::config::ReplicaTarget::Sftp(s) => {
             Ok(std::sync::Arc::new(sftp::SftpReplica::new(s)?))
         }
+        #[cfg(feature = "abs")]
+        crate::config::ReplicaTarget::Abs(a) => Ok(std::sync::Arc::new(abs::AbsReplica::new(a)?)),
         other => Err(crate::Error::ReplicaTypeNotBuilt { kind: other.kind() }),
     }
 }

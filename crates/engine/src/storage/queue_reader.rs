@@ -1,6 +1,6 @@
 //! The blocking end of a remote file being streamed: the LTX decoder runs on a blocking
 //! thread and reads what a task on the runtime fetches, through a bounded queue (the
-//! WebDAV and SFTP whole-file readers).
+//! WebDAV, SFTP and Azure Blob whole-file readers).
 //!
 //! Reason to change: how streamed chunks reach a blocking reader.
 

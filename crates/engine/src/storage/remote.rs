@@ -1,11 +1,12 @@
-//! Why a request to an SFTP or WebDAV server failed, in terms of what the user must
-//! fix: the [`RemoteFailure`] taxonomy those backends share (S3 has its own,
-//! [`S3Failure`](super::S3Failure), for its richer error codes).
+//! Why a request to an SFTP, WebDAV or Azure Blob Storage server failed, in terms of
+//! what the user must fix: the [`RemoteFailure`] taxonomy those backends share (S3 has
+//! its own, [`S3Failure`](super::S3Failure), for its richer error codes).
 //!
 //! Reason to change: a server reports a failure in a way not yet named, or a message
 //! must say something else.
 
-/// Why a request to an SFTP or WebDAV server failed, in terms of what to fix.
+/// Why a request to an SFTP, WebDAV or Azure Blob Storage server failed, in terms of
+/// what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RemoteFailure {
@@ -33,6 +34,12 @@ pub enum RemoteFailure {
     },
     /// The server is out of space.
     ServerFull(String),
+    /// The Azure Blob Storage container (`bucket:`) does not exist; replication never
+    /// creates one, as Litestream does not.
+    NoSuchContainer {
+        /// The container's name.
+        container: String,
+    },
     /// The server answered with an HTTP error not named above.
     Server {
         /// HTTP status.
@@ -53,6 +60,7 @@ impl RemoteFailure {
                 | RemoteFailure::AccessDenied(_)
                 | RemoteFailure::HostKeyUnknown { .. }
                 | RemoteFailure::HostKeyChanged { .. }
+                | RemoteFailure::NoSuchContainer { .. }
         )
     }
 }
@@ -83,6 +91,10 @@ impl std::fmt::Display for RemoteFailure {
             RemoteFailure::ServerFull(detail) => write!(
                 f,
                 "the server is out of space ({detail}): free space there or raise the quota; nothing is lost, the files not uploaded stay in the meta directory"
+            ),
+            RemoteFailure::NoSuchContainer { container } => write!(
+                f,
+                "the container {container:?} does not exist: create it (Azure portal, or az storage container create --name {container}), or fix bucket: in the replica config"
             ),
             RemoteFailure::Server { status, message } => {
                 write!(f, "the server answered {status} {message}")

@@ -10,7 +10,7 @@
 //!   a `.tmp` that listings ignore. A server without `MOVE` gets a direct `PUT`.
 //!   Level folders are created with `MKCOL` once per client.
 //! * **Listings** are `PROPFIND` with `Depth: 1`, cached for the replicator as on S3
-//!   (the shared [`cache`](super::cache)), so an idle database sends nothing.
+//!   (the shared listing cache), so an idle database sends nothing.
 //! * **Reads** are `GET`s (ranged where a part is wanted); the whole-file reader streams
 //!   the body to the decoder through a small bounded queue.
 //! * **Retries**: a refused or dropped connection, `423 Locked` (two requests on one

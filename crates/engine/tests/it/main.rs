@@ -1,7 +1,9 @@
 //! The engine's tests, in one binary (one link of the AWS SDK and SQLite instead of one
 //! per file): each module is one area, against real SQLite databases and, for S3, a
-//! real S3 server on 127.0.0.1; for SFTP, OpenSSH's `sshd` on 127.0.0.1.
+//! real S3 server on 127.0.0.1 (and WebDAV, Azure Blob Storage and, for SFTP, OpenSSH's
+//! `sshd` servers).
 
+mod abs;
 mod capture;
 mod levels;
 mod model;

@@ -27,7 +27,9 @@ use tideline_engine::restore::{IntegrityCheck, Target, list_levels, restore};
 use tideline_engine::storage::ReplicaClient;
 use tideline_engine::storage::s3::S3Replica;
 use tideline_ltx::Txid;
-use tideline_testkit::{ACCESS_KEY, BUCKET, Op, REGION, S3Server, SECRET_KEY, WebDavServer};
+use tideline_testkit::{
+    ACCESS_KEY, AzuriteServer, BUCKET, Op, REGION, S3Server, SECRET_KEY, WebDavServer,
+};
 use tokio::sync::oneshot;
 
 fn s3_config_at(endpoint: &str, secret: &str) -> S3ReplicaConfig {
@@ -581,6 +583,21 @@ impl Remote for WebDavServer {
     }
 }
 
+impl Remote for AzuriteServer {
+    fn stop(&mut self) {
+        AzuriteServer::stop(self);
+    }
+    fn restart(&mut self) {
+        AzuriteServer::restart(self).unwrap();
+    }
+    fn shown(&self) -> String {
+        self.endpoint()
+    }
+    fn client(&self) -> Arc<dyn ReplicaClient> {
+        tideline_engine::storage::open_client(&self.replica_config("backups", "app.db")).unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_down_at_start_is_waited_for_and_caught_up_with() {
     let dir = tempfile::tempdir().unwrap();
@@ -592,6 +609,14 @@ async fn a_server_down_at_start_is_waited_for_and_caught_up_with() {
 async fn a_webdav_server_down_at_start_is_waited_for_and_caught_up_with() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = WebDavServer::start(&dir.path().join("dav")).unwrap();
+    down_at_start(&mut server, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abs_server_down_at_start_is_waited_for_and_caught_up_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = AzuriteServer::start(&dir.path().join("azurite")).unwrap();
+    server.create_container("backups").await.unwrap();
     down_at_start(&mut server, dir.path()).await;
 }
 
