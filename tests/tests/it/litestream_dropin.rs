@@ -9,15 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use tideline_engine::config::DbConfig;
-use tideline_engine::replicate::{Event, EventSink, ReplicateSettings, replicate_to};
+use tideline_engine::replicate::Event;
 use tideline_engine::restore::{IntegrityCheck, Target, list_levels, restore};
-use tideline_engine::storage::ReplicaClient;
 use tideline_engine::storage::file::FileReplica;
 use tideline_ltx::Txid;
-use tokio::sync::oneshot;
 
 use tideline_e2e::{Litestream, app, checkpointed, litestream, rows, write};
+
+use crate::replicator::Tideline;
 
 fn config(dir: &Path, db: &Path, replica: &Path) -> PathBuf {
     let path = dir.join("litestream.yml");
@@ -62,56 +61,6 @@ async fn tl_restore(replica: &Path, out: &Path, target: Target) -> Txid {
     .await
     .unwrap()
     .txid
-}
-
-/// Runs tideline's replication in-process until stopped.
-struct Tideline {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<tideline_engine::Result<()>>,
-    events: Arc<std::sync::Mutex<Vec<Event>>>,
-}
-
-impl Tideline {
-    fn start(db: &Path, replica: &Path) -> Tideline {
-        let mut cfg = DbConfig::new(db);
-        cfg.monitor_interval = Duration::from_millis(100);
-        let events = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink: EventSink = {
-            let events = Arc::clone(&events);
-            Arc::new(move |e: &Event| events.lock().unwrap().push(e.clone()))
-        };
-        let (tx, rx) = oneshot::channel::<()>();
-        let client: Arc<dyn ReplicaClient> = Arc::new(FileReplica::new(replica));
-        let settings = ReplicateSettings {
-            once: false,
-            shutdown_sync_timeout: Duration::from_secs(10),
-            shutdown_sync_interval: Duration::from_millis(100),
-            ..ReplicateSettings::default()
-        };
-        let task = tokio::spawn(replicate_to(
-            vec![(cfg, client)],
-            settings,
-            async move {
-                let _ = rx.await;
-            },
-            sink,
-        ));
-        Tideline {
-            stop: Some(tx),
-            task,
-            events,
-        }
-    }
-
-    async fn stop(mut self) -> Vec<Event> {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("stops")
-            .unwrap()
-            .unwrap();
-        self.events.lock().unwrap().clone()
-    }
 }
 
 /// Waits (bounded) until a tideline restore of the replica has `want` rows.
@@ -165,7 +114,7 @@ async fn litestream_restores_what_tideline_replicated() {
         return;
     };
     let (dir, db, replica, c) = setup();
-    let tl = Tideline::start(&db, &replica);
+    let tl = Tideline::start(&db, Arc::new(FileReplica::new(&replica)));
     wait_rows(&replica, dir.path(), 100).await;
     for k in 0..10 {
         write(&c, 1000 + k * 50, 50);
@@ -259,7 +208,7 @@ async fn each_tool_takes_over_from_the_other() {
     let cfg = config(dir.path(), &db, &replica);
 
     // 1. tideline replicates.
-    let tl = Tideline::start(&db, &replica);
+    let tl = Tideline::start(&db, Arc::new(FileReplica::new(&replica)));
     write(&c, 1000, 100);
     wait_rows(&replica, dir.path(), 200).await;
     tl.stop().await;
@@ -287,7 +236,7 @@ async fn each_tool_takes_over_from_the_other() {
 
     // 3. tideline takes over again.
     write(&c, 3000, 100);
-    let tl = Tideline::start(&db, &replica);
+    let tl = Tideline::start(&db, Arc::new(FileReplica::new(&replica)));
     write(&c, 4000, 100);
     wait_rows(&replica, dir.path(), 500).await;
     let events = tl.stop().await;

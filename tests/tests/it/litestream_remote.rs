@@ -1,8 +1,11 @@
 //! Tideline and Litestream 0.5.17 over remote destinations, both directions, on real
 //! servers on 127.0.0.1 — an S3 server that checks SigV4 signatures, a WebDAV server
-//! (`rclone serve webdav`) and an Azure Blob Storage server (Azurite, checking Shared
-//! Key signatures): each restores (latest, at TXIDs and at a timestamp) what the other
-//! replicated and compacted, and an idle replicator makes no requests.
+//! (`rclone serve webdav`), an Azure Blob Storage server (Azurite, checking Shared Key
+//! signatures) and OpenSSH's sshd: each restores (latest, at TXIDs and at a timestamp)
+//! what the other replicated and compacted, the `tideline` binary restores from
+//! Litestream's own config file, each tool takes over the other's replica, and an idle
+//! replicator makes no requests. One generic flow per check; a destination is a
+//! [`Remote`].
 
 use std::fs;
 use std::path::Path;
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tideline_e2e::{Litestream, app, checkpointed, litestream, rows, write};
-use tideline_engine::config::{DbConfig, ReplicaConfig};
+use tideline_engine::config::{DbConfig, ReplicaConfig, Sensitive, SftpParts};
 use tideline_engine::replicate::{Event, EventSink, ReplicateSettings, replicate_to};
 use tideline_engine::restore::{IntegrityCheck, Target, list_levels, restore};
 use tideline_engine::storage::{ReplicaClient, open_client};
@@ -19,9 +22,11 @@ use tideline_engine::time::format_rfc3339;
 use tideline_ltx::Txid;
 use tideline_testkit::{
     ACCESS_KEY, AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, BUCKET, REGION, S3Server, SECRET_KEY,
-    WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer,
+    SshServer, WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer,
 };
 use tokio::sync::oneshot;
+
+use crate::replicator::Tideline;
 
 const PATH: &str = "backups/app.db";
 
@@ -33,7 +38,9 @@ trait Remote {
     fn litestream_replica(&self) -> String;
     /// The file names in level `level`, as the server holds them.
     fn level_names(&self, level: u8) -> Vec<String>;
-    fn total_requests(&self) -> Option<u64>;
+    /// A count of the server's work that only grows while something talks to it (S3:
+    /// requests; SSH: bytes moved by live sessions), where the server keeps one.
+    fn activity(&self) -> Option<u64>;
     /// Tideline's config of this replica (by default, from its URL).
     fn replica_config(&self) -> ReplicaConfig {
         let env = |k: &str| match k {
@@ -73,7 +80,7 @@ impl Remote for S3Server {
     fn level_names(&self, level: u8) -> Vec<String> {
         names_in(&self.object_path(&format!("{PATH}/{level:04x}")))
     }
-    fn total_requests(&self) -> Option<u64> {
+    fn activity(&self) -> Option<u64> {
         Some(S3Server::total_requests(self))
     }
 }
@@ -92,7 +99,7 @@ impl Remote for WebDavServer {
     fn level_names(&self, level: u8) -> Vec<String> {
         names_in(&self.root().join(format!("{PATH}/ltx/{level}")))
     }
-    fn total_requests(&self) -> Option<u64> {
+    fn activity(&self) -> Option<u64> {
         None
     }
     /// WebDAV dates (`getlastmodified`) have whole seconds.
@@ -124,7 +131,7 @@ impl Remote for AzuriteServer {
         .unwrap();
         files.iter().map(|f| f.filename()).collect()
     }
-    fn total_requests(&self) -> Option<u64> {
+    fn activity(&self) -> Option<u64> {
         None
     }
     fn replica_config(&self) -> ReplicaConfig {
@@ -132,23 +139,79 @@ impl Remote for AzuriteServer {
     }
     /// An abs URL has no place for the endpoint (in Litestream too): a config file.
     fn litestream_source(&self, scratch: &Path) -> Vec<String> {
-        let config = scratch.join("litestream-restore.yml");
-        let db = scratch.join("app.db");
-        fs::write(
-            &config,
-            format!(
-                "dbs:\n  - path: {}\n    replica:\n      {}\n",
-                db.display(),
-                self.litestream_replica()
-            ),
-        )
-        .unwrap();
-        vec![
-            "-config".into(),
-            config.display().to_string(),
-            db.display().to_string(),
-        ]
+        config_file_source(scratch, &self.litestream_replica())
     }
+}
+
+/// SFTP on OpenSSH's sshd, the replica in a folder below the server's root (an
+/// absolute path: the test user's login folder is not that root).
+impl Remote for SshServer {
+    fn url(&self) -> String {
+        format!(
+            "sftp://{}@{}{}",
+            self.user(),
+            self.host_port(),
+            self.root().join(PATH).display()
+        )
+    }
+    fn litestream_replica(&self) -> String {
+        format!(
+            "type: sftp\n      host: {}\n      user: {}\n      path: {}\n      key-path: {}\n      host-key: {}",
+            self.host_port(),
+            self.user(),
+            self.root().join(PATH).display(),
+            self.client_key().display(),
+            self.host_key()
+        )
+    }
+    /// Litestream's SFTP layout: `<path>/ltx/<level>/<min>-<max>.ltx`.
+    fn level_names(&self, level: u8) -> Vec<String> {
+        names_in(&self.root().join(format!("{PATH}/ltx/{level}")))
+    }
+    /// Bytes moved by live sessions (probe sessions that end only lower the sum).
+    fn activity(&self) -> Option<u64> {
+        Some(self.session_io())
+    }
+    fn replica_config(&self) -> ReplicaConfig {
+        ReplicaConfig::sftp(&SftpParts {
+            host: self.host_port(),
+            user: self.user().to_owned(),
+            path: self.root().join(PATH).display().to_string(),
+            password: Sensitive::new(String::new()),
+            key_path: self.client_key().display().to_string(),
+            host_key: self.host_key().to_owned(),
+            concurrent_writes: None,
+        })
+        .unwrap()
+    }
+    /// The key path and host key are config keys only.
+    fn litestream_source(&self, scratch: &Path) -> Vec<String> {
+        config_file_source(scratch, &self.litestream_replica())
+    }
+    /// File times on SFTP have whole seconds.
+    fn time_margin(&self) -> Duration {
+        Duration::from_millis(1300)
+    }
+}
+
+/// `litestream restore` arguments that read the replica from a config file, for
+/// destinations whose URL cannot say everything (an endpoint, a host key).
+fn config_file_source(scratch: &Path, replica_yaml: &str) -> Vec<String> {
+    let config = scratch.join("litestream-restore.yml");
+    let db = scratch.join("app.db");
+    fs::write(
+        &config,
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n      {replica_yaml}\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    vec![
+        "-config".into(),
+        config.display().to_string(),
+        db.display().to_string(),
+    ]
 }
 
 /// The `.ltx` names in a folder.
@@ -158,6 +221,19 @@ fn names_in(dir: &Path) -> Vec<String> {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".ltx"))
         .collect()
+}
+
+/// The `tideline` binary built for this test run (next to the test executable).
+fn tideline_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join(format!("tideline{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} not built: run `cargo build -p tideline-cli`",
+        bin.display()
+    );
+    bin
 }
 
 fn client(server: &dyn Remote) -> Arc<dyn ReplicaClient> {
@@ -334,11 +410,11 @@ async fn litestream_restores_what_tideline_replicated(
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let before = tl_client.request_counts().unwrap();
-        let server_before = server.total_requests();
+        let server_before = server.activity();
         tokio::time::sleep(Duration::from_secs(3)).await;
         if tl_client.request_counts().unwrap() == before {
             // (The probes above used their own clients; nothing else talks to it.)
-            assert_eq!(server.total_requests(), server_before);
+            assert!(server.activity() <= server_before, "the server still works");
             break;
         }
         assert!(
@@ -474,6 +550,27 @@ async fn tideline_restores_what_litestream_replicated(
         fs::read(&out).unwrap() == want,
         "tideline's restore of litestream's replica is not byte-identical"
     );
+    // The `tideline` binary, drop-in, with Litestream's own config file: its keys reach
+    // this destination's client.
+    let by_cli = dir.join("cli.db");
+    let o = Command::new(tideline_bin())
+        .arg("restore")
+        .arg("-config")
+        .arg(&config)
+        .arg("-o")
+        .arg(&by_cli)
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "tideline restore -config failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        fs::read(&by_cli).unwrap() == want,
+        "the tideline binary's restore is not byte-identical"
+    );
     let theirs = dir.join("ls.db");
     let ends = l0_txids(server).await;
     for txid in ends.iter().step_by(5) {
@@ -492,5 +589,143 @@ async fn tideline_restores_what_litestream_replicated(
     assert!(
         fs::read(&out).unwrap() == fs::read(&theirs).unwrap(),
         "restores at {t} differ"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litestream_restores_what_tideline_replicated_to_sftp() {
+    let Some(ls) = litestream("litestream_restores_what_tideline_replicated_to_sftp") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = SshServer::start(&dir.path().join("sshd")).unwrap();
+    litestream_restores_what_tideline_replicated(&ls, &server, dir.path(), &db, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tideline_restores_what_litestream_replicated_to_sftp() {
+    let Some(ls) = litestream("tideline_restores_what_litestream_replicated_to_sftp") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = SshServer::start(&dir.path().join("sshd")).unwrap();
+    tideline_restores_what_litestream_replicated(&ls, &server, dir.path(), &db, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tool_takes_over_the_others_s3_replica() {
+    let Some(ls) = litestream("each_tool_takes_over_the_others_s3_replica") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = S3Server::start(&dir.path().join("s3")).unwrap();
+    each_tool_takes_over_from_the_other(&ls, &server, dir.path(), &db, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tool_takes_over_the_others_webdav_replica() {
+    let Some(ls) = litestream("each_tool_takes_over_the_others_webdav_replica") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = WebDavServer::start(&dir.path().join("dav")).unwrap();
+    each_tool_takes_over_from_the_other(&ls, &server, dir.path(), &db, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tool_takes_over_the_others_abs_replica() {
+    let Some(ls) = litestream("each_tool_takes_over_the_others_abs_replica") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = AzuriteServer::start(&dir.path().join("azurite")).unwrap();
+    server.create_container(CONTAINER).await.unwrap();
+    each_tool_takes_over_from_the_other(&ls, &server, dir.path(), &db, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tool_takes_over_the_others_sftp_replica() {
+    let Some(ls) = litestream("each_tool_takes_over_the_others_sftp_replica") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = SshServer::start(&dir.path().join("sshd")).unwrap();
+    each_tool_takes_over_from_the_other(&ls, &server, dir.path(), &db, c).await;
+}
+
+/// The newest L0 TXID on the replica.
+async fn newest_l0(server: &dyn Remote) -> Txid {
+    l0_txids(server).await.into_iter().max().unwrap()
+}
+
+/// Tideline replicates, Litestream takes over the same database, meta directory and
+/// replica, then Tideline takes over again: the TXIDs continue without a gap, and both
+/// tools restore the whole history byte for byte.
+async fn each_tool_takes_over_from_the_other(
+    ls: &Path,
+    server: &dyn Remote,
+    dir: &Path,
+    db: &Path,
+    c: rusqlite::Connection,
+) {
+    let tl = Tideline::start(db, client(server));
+    write(&c, 1000, 100);
+    wait_rows(server, dir, 200).await;
+    tl.stop().await;
+    let after_tideline = newest_l0(server).await;
+
+    let config = dir.join("litestream.yml");
+    fs::write(
+        &config,
+        format!(
+            "dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      {}\n      sync-interval: 100ms\n",
+            db.display(),
+            server.litestream_replica()
+        ),
+    )
+    .unwrap();
+    let proc = Litestream::replicate(ls, &config, dir.join("ls.log"));
+    for k in 0..5 {
+        write(&c, 2000 + k * 20, 20);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_rows(server, dir, 300).await;
+    proc.stop();
+    let after_litestream = newest_l0(server).await;
+    assert!(
+        after_litestream > after_tideline,
+        "litestream continued the TXIDs ({after_tideline} -> {after_litestream})"
+    );
+
+    write(&c, 3000, 100);
+    let tl = Tideline::start(db, client(server));
+    write(&c, 4000, 100);
+    wait_rows(server, dir, 500).await;
+    let events = tl.stop().await;
+    assert!(
+        matches!(events.first(), Some(Event::Started { txid: Some(t), .. }) if *t >= after_litestream),
+        "tideline did not continue from litestream's position: {:?}",
+        events.first()
+    );
+    drop(c);
+    let want = checkpointed(db);
+
+    let mut l0 = l0_txids(server).await;
+    l0.sort();
+    assert!(
+        l0.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+        "L0 TXIDs have gaps: {l0:?}"
+    );
+    let out = dir.join("tl.db");
+    tl_restore(server, &out, Target::Latest).await;
+    assert!(
+        fs::read(&out).unwrap() == want,
+        "tideline's restore after the takeovers differs"
+    );
+    let theirs = dir.join("ls.db");
+    ls_restore(ls, server, &theirs, &[]);
+    assert!(
+        fs::read(&theirs).unwrap() == want,
+        "litestream's restore after the takeovers differs"
     );
 }

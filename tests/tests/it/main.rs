@@ -1,10 +1,11 @@
 //! Whole-system tests, in one binary: the real `tideline` and Litestream 0.5.17 binaries
-//! side by side (drop-in use, S3, WebDAV and SFTP compatibility both ways), and faults (SIGKILL, full
-//! disk, another process) with restores as the check.
+//! side by side (drop-in use; S3, WebDAV, Azure Blob and SFTP compatibility both ways,
+//! takeover included), and faults (SIGKILL, full disk, another process) with restores as
+//! the check.
 
 mod architecture;
 mod faults;
 mod litestream_dropin;
 mod litestream_remote;
-mod litestream_sftp;
+mod replicator;
 mod sigkill;

@@ -148,6 +148,7 @@ enum Dest {
     WebDav,
     #[cfg(feature = "sftp")]
     Sftp,
+    Abs,
 }
 
 fn run(seed: u64, steps: usize, dest: Dest) {
@@ -185,6 +186,13 @@ fn run(seed: u64, steps: usize, dest: Dest) {
             };
             let client = tideline_engine::storage::sftp::SftpReplica::new(&cfg).unwrap();
             (Arc::new(client), Some(Box::new(server)))
+        }
+        Dest::Abs => {
+            let server =
+                tideline_testkit::AzuriteServer::start(&dir.path().join("azurite")).unwrap();
+            rt.block_on(server.create_container("model")).unwrap();
+            let cfg = server.replica_config("model", "db");
+            (open_client(&cfg).unwrap(), Some(Box::new(server)))
         }
     };
     // On a server, every captured L0 file is uploaded as replication would.
@@ -317,4 +325,9 @@ fn random_transactions_restore_at_every_txid_and_time_from_webdav() {
 #[test]
 fn random_transactions_restore_at_every_txid_and_time_from_sftp() {
     run(5, 50, Dest::Sftp);
+}
+
+#[test]
+fn random_transactions_restore_at_every_txid_and_time_from_abs() {
+    run(6, 50, Dest::Abs);
 }
