@@ -236,6 +236,56 @@ fn tideline_bin() -> std::path::PathBuf {
     bin
 }
 
+/// Runs the `tideline` binary with `args` and returns its standard output as JSON.
+fn tideline_json(args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let o = Command::new(tideline_bin()).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "tideline {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// `tideline ltx` and `tideline status`, on Litestream's config file, see what this
+/// destination holds: every file of every level, and the replica's newest TXID.
+async fn cli_lists_and_reports(server: &dyn Remote, config: &Path, db: &Path) {
+    let levels = list_levels(client(server).as_ref()).await.unwrap();
+    let mut want: Vec<String> = levels.iter().flatten().map(|f| f.filename()).collect();
+    let newest = levels.iter().flatten().map(|f| f.max_txid).max().unwrap();
+    let (config, db) = (config.as_os_str(), db.as_os_str());
+    let listed = tideline_json(&[
+        "ltx".as_ref(),
+        "-config".as_ref(),
+        config,
+        "--level".as_ref(),
+        "all".as_ref(),
+        "--json".as_ref(),
+        db,
+    ]);
+    let mut got: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["filename"].as_str().unwrap().to_owned())
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "tideline ltx lists what the replica holds");
+    let status = tideline_json(&[
+        "status".as_ref(),
+        "-config".as_ref(),
+        config,
+        "--json".as_ref(),
+        db,
+    ]);
+    let text = status.to_string();
+    assert!(
+        text.contains(&format!("\"replica_txid\":\"{newest}\"")),
+        "tideline status does not report the replica's newest TXID {newest}: {text}"
+    );
+}
+
 fn client(server: &dyn Remote) -> Arc<dyn ReplicaClient> {
     open_client(&server.replica_config()).unwrap()
 }
@@ -571,6 +621,7 @@ async fn tideline_restores_what_litestream_replicated(
         fs::read(&by_cli).unwrap() == want,
         "the tideline binary's restore is not byte-identical"
     );
+    cli_lists_and_reports(server, &config, db).await;
     let theirs = dir.join("ls.db");
     let ends = l0_txids(server).await;
     for txid in ends.iter().step_by(5) {
