@@ -1,7 +1,8 @@
 //! Tideline and Litestream 0.5.17 over remote destinations, both directions, on real
 //! servers on 127.0.0.1 — an S3 server that checks SigV4 signatures, a WebDAV server
-//! (`rclone serve webdav`) and an Azure Blob Storage server (Azurite, checking Shared
-//! Key signatures): each restores (latest, at TXIDs and at a timestamp) what the other
+//! (`rclone serve webdav`), an Azure Blob Storage server (Azurite, checking Shared
+//! Key signatures) and a Google Cloud Storage emulator (`gcp-storage-emulator`, which
+//! both reach through `STORAGE_EMULATOR_HOST`): each restores (latest, at TXIDs and at a timestamp) what the other
 //! replicated and compacted, and an idle replicator makes no requests.
 
 use std::fs;
@@ -18,8 +19,8 @@ use tideline_engine::storage::{ReplicaClient, open_client};
 use tideline_engine::time::format_rfc3339;
 use tideline_ltx::Txid;
 use tideline_testkit::{
-    ACCESS_KEY, AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, BUCKET, REGION, S3Server, SECRET_KEY,
-    WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer,
+    ACCESS_KEY, AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, BUCKET, GcsServer, REGION, S3Server,
+    SECRET_KEY, WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer,
 };
 use tokio::sync::oneshot;
 
@@ -47,6 +48,10 @@ trait Remote {
     /// is a folder for any file it needs.
     fn litestream_source(&self, _scratch: &Path) -> Vec<String> {
         vec![self.url()]
+    }
+    /// Environment variables Litestream needs for this destination.
+    fn litestream_env(&self) -> Vec<(String, String)> {
+        Vec::new()
     }
     /// How far from any upload a `-timestamp` must be for Litestream, which takes a
     /// file's creation time from the server's listing, to see the same files as
@@ -151,6 +156,39 @@ impl Remote for AzuriteServer {
     }
 }
 
+/// The bucket both tools use on the Google Cloud Storage emulator.
+const GS_BUCKET: &str = "litestream";
+
+impl Remote for GcsServer {
+    fn url(&self) -> String {
+        self.replica_url(GS_BUCKET, PATH)
+    }
+    fn litestream_replica(&self) -> String {
+        format!("type: gs\n      bucket: {GS_BUCKET}\n      path: {PATH}")
+    }
+    /// Litestream's GCS layout: objects `<path>/ltx/<level>/<min>-<max>.ltx`, listed by
+    /// that prefix.
+    fn level_names(&self, level: u8) -> Vec<String> {
+        let c = open_client(&self.replica_config(GS_BUCKET, PATH)).unwrap();
+        let files = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(c.list(level))
+        })
+        .unwrap();
+        files.iter().map(|f| f.filename()).collect()
+    }
+    fn total_requests(&self) -> Option<u64> {
+        None
+    }
+    fn replica_config(&self) -> ReplicaConfig {
+        GcsServer::replica_config(self, GS_BUCKET, PATH)
+    }
+    /// Litestream's gs client has no endpoint key: Go's storage library reads the
+    /// emulator from `STORAGE_EMULATOR_HOST`.
+    fn litestream_env(&self) -> Vec<(String, String)> {
+        vec![("STORAGE_EMULATOR_HOST".into(), self.emulator_host())]
+    }
+}
+
 /// The `.ltx` names in a folder.
 fn names_in(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
@@ -173,6 +211,7 @@ fn ls_restore(bin: &Path, server: &dyn Remote, out: &Path, extra: &[&str]) {
         .arg("-o")
         .arg(out)
         .args(server.litestream_source(out.parent().unwrap()))
+        .envs(server.litestream_env())
         .env("LITESTREAM_ACCESS_KEY_ID", ACCESS_KEY)
         .env("LITESTREAM_SECRET_ACCESS_KEY", SECRET_KEY)
         .env_remove("AWS_CA_BUNDLE")
@@ -257,6 +296,17 @@ async fn litestream_restores_what_tideline_replicated_to_abs() {
     let (dir, db, c) = setup();
     let server = AzuriteServer::start(&dir.path().join("azurite")).unwrap();
     server.create_container(CONTAINER).await.unwrap();
+    litestream_restores_what_tideline_replicated(&ls, &server, dir.path(), &db, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litestream_restores_what_tideline_replicated_to_gs() {
+    let Some(ls) = litestream("litestream_restores_what_tideline_replicated_to_gs") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = GcsServer::start(&dir.path().join("gcs")).unwrap();
+    server.create_bucket(GS_BUCKET).await.unwrap();
     litestream_restores_what_tideline_replicated(&ls, &server, dir.path(), &db, c).await;
 }
 
@@ -414,6 +464,17 @@ async fn tideline_restores_what_litestream_replicated_to_abs() {
     tideline_restores_what_litestream_replicated(&ls, &server, dir.path(), &db, c).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tideline_restores_what_litestream_replicated_to_gs() {
+    let Some(ls) = litestream("tideline_restores_what_litestream_replicated_to_gs") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = GcsServer::start(&dir.path().join("gcs")).unwrap();
+    server.create_bucket(GS_BUCKET).await.unwrap();
+    tideline_restores_what_litestream_replicated(&ls, &server, dir.path(), &db, c).await;
+}
+
 async fn tideline_restores_what_litestream_replicated(
     ls: &Path,
     server: &dyn Remote,
@@ -431,7 +492,8 @@ async fn tideline_restores_what_litestream_replicated(
         ),
     )
     .unwrap();
-    let proc = Litestream::replicate(ls, &config, dir.join("ls.log"));
+    let proc =
+        Litestream::replicate_with_env(ls, &config, dir.join("ls.log"), &server.litestream_env());
     let mut between = None;
     for k in 0..25 {
         write(&c, 1000 + k * 20, 20);
