@@ -293,8 +293,8 @@ async fn replication_to_a_missing_gs_bucket_fails_at_start_naming_bucket() {
 }
 
 /// `maxResults` is sent and every object is listed. (gcp-storage-emulator has no paging:
-/// it answers every object in one page with no `nextPageToken`, so the follow-up pages
-/// themselves are not exercised here.)
+/// it answers every object in one page with no `nextPageToken`; the follow-up pages are
+/// tested against a stand-in in the client's unit tests.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gs_listings_with_a_page_size_list_everything() {
     let dir = tempfile::tempdir().unwrap();

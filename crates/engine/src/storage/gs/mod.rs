@@ -910,6 +910,90 @@ mod tests {
         assert!(!retryable(StatusCode::NOT_FOUND));
     }
 
+    /// A JSON API stand-in on 127.0.0.1 for what the emulator lacks: it answers the
+    /// first request `503`, then lists in two pages (the second asked by `pageToken`),
+    /// keeping the request lines it got.
+    fn paging_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&got);
+        std::thread::spawn(move || {
+            let item = |n: u64| {
+                format!(
+                    r#"{{"name":"db/ltx/0/{}","size":"{n}","metadata":{{"litestream-timestamp":"2026-01-01T00:00:0{n}Z"}}}}"#,
+                    format_filename(Txid(n), Txid(n))
+                )
+            };
+            for (i, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                seen.lock().unwrap().push(first.clone());
+                let (status, body) = match i {
+                    0 => (503, String::new()),
+                    _ if first.contains("pageToken=p%2B2") => {
+                        (200, format!(r#"{{"items":[{}]}}"#, item(3)))
+                    }
+                    _ => (
+                        200,
+                        format!(
+                            r#"{{"items":[{},{}],"nextPageToken":"p+2"}}"#,
+                            item(1),
+                            item(2)
+                        ),
+                    ),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (origin, got)
+    }
+
+    #[tokio::test]
+    async fn listings_follow_next_page_tokens_after_a_retried_503() {
+        let (origin, got) = paging_server();
+        let cfg = GsReplicaConfig {
+            bucket: "b-1".into(),
+            path: "db".into(),
+            credentials_file: None,
+            emulator: Some(origin),
+        };
+        let c = GsReplica::new(&cfg).unwrap();
+        let files = c.list(0).await.unwrap();
+        assert_eq!(
+            files
+                .iter()
+                .map(|f| (f.max_txid.0, f.size))
+                .collect::<Vec<_>>(),
+            [(1, 1), (2, 2), (3, 3)]
+        );
+        assert_eq!(
+            files[2].created_at,
+            crate::time::parse_rfc3339("2026-01-01T00:00:03Z").unwrap()
+        );
+        let lines = got.lock().unwrap().clone();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            lines[0].starts_with("GET /storage/v1/b/b-1/o?prefix=db%2Fltx%2F0%2F&"),
+            "{lines:?}"
+        );
+        assert!(lines[2].contains("pageToken=p%2B2"), "{lines:?}");
+        assert_eq!(c.request_counts().unwrap().list, 3);
+    }
+
     #[test]
     fn a_key_file_that_cannot_be_used_names_the_variable() {
         let dir = std::env::temp_dir().join(format!("tideline-gs-{}", std::process::id()));
