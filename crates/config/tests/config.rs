@@ -519,15 +519,16 @@ fn every_config_error_names_the_key_and_the_fix() {
         (
             "dbs:\n  - path: /a.db\n    replica:\n      url: gs://bucket/x\n",
             &[
-                "dbs[0].replica.url",
-                "replica type gs is not supported by Tideline yet; supported: file, s3, sftp, webdav, abs",
+                "dbs[0].replica",
+                "no credentials for gs replica",
+                "GOOGLE_APPLICATION_CREDENTIALS",
             ],
         ),
         (
             "dbs:\n  - path: /a.db\n    replica:\n      type: oss\n      bucket: h\n",
             &[
                 "dbs[0].replica.type",
-                "replica type oss is not supported by Tideline yet; supported: file, s3, sftp, webdav, abs",
+                "replica type oss is not supported by Tideline yet; supported: file, s3, sftp, webdav, abs, gs",
             ],
         ),
         (
@@ -1575,6 +1576,108 @@ fn abs_replicas_read_litestreams_keys_and_url() {
         (
             "dbs:\n  - path: /a.db\n    replica:\n      type: abs\n      bucket: ab\n      \
              account-name: a\n      account-key: k\n",
+            &["dbs[0].replica.bucket", "\"ab\" is not a valid"][..],
+        ),
+    ] {
+        assert_msg(&parse_err(text), fragments);
+    }
+}
+
+fn gs(replica: &ReplicaConfig) -> &tideline_config::GsReplicaConfig {
+    match &replica.target {
+        ReplicaTarget::Gs(c) => c,
+        other => panic!("not gs: {other:?}"),
+    }
+}
+
+#[test]
+fn gs_replicas_read_litestreams_keys_url_and_google_environment() {
+    let c = parse_env(
+        "dbs:\n  - path: /a.db\n    replica:\n      type: gs\n      bucket: backups\n      \
+         path: /db/a/\n\
+         \x20 - path: /b.db\n    replica:\n      url: gs://my-bucket/x/y\n\
+         \x20 - path: /c.db\n    replica:\n      url: gs://root.bucket\n",
+        &[("GOOGLE_APPLICATION_CREDENTIALS", "/keys/sa.json")],
+    );
+    let a = c.dbs[0].replica.as_ref().unwrap();
+    let ga = gs(a);
+    assert_eq!((ga.bucket.as_str(), ga.path.as_str()), ("backups", "db/a"));
+    assert_eq!(ga.level_dir(0), "db/a/ltx/0");
+    assert_eq!(
+        ga.credentials_file.as_deref(),
+        Some(Path::new("/keys/sa.json"))
+    );
+    assert_eq!(
+        (ga.emulator.as_deref(), ga.origin()),
+        (None, "https://storage.googleapis.com")
+    );
+    assert_eq!(a.target.kind(), "gs");
+    assert_eq!(a.target.to_string(), "gs://backups/db/a");
+    let gb = gs(c.dbs[1].replica.as_ref().unwrap());
+    assert_eq!((gb.bucket.as_str(), gb.path.as_str()), ("my-bucket", "x/y"));
+    let gc = gs(c.dbs[2].replica.as_ref().unwrap());
+    assert_eq!((gc.bucket.as_str(), gc.path.as_str()), ("root.bucket", ""));
+    assert_eq!(gc.level_dir(9), "ltx/9");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    // An emulator, as Google's libraries read STORAGE_EMULATOR_HOST: no credentials.
+    for (host, origin) in [
+        ("127.0.0.1:9023", "http://127.0.0.1:9023"),
+        ("http://localhost:4443/", "http://localhost:4443"),
+    ] {
+        let c = parse_env(
+            "dbs:\n  - path: /a.db\n    replica:\n      url: gs://b-1/p\n",
+            &[("STORAGE_EMULATOR_HOST", host)],
+        );
+        let r = c.dbs[0].replica.as_ref().unwrap();
+        assert_eq!(gs(r).origin(), origin);
+        assert_eq!(gs(r).credentials_file, None);
+        assert_eq!(
+            r.target.to_string(),
+            format!("gs://b-1/p (emulator {origin})")
+        );
+    }
+    let r = ReplicaConfig::from_url_with_env("gs://bkt/db", &|k: &str| {
+        (k == "STORAGE_EMULATOR_HOST").then(|| "127.0.0.1:1".to_owned())
+    })
+    .unwrap();
+    assert_eq!(gs(&r).path, "db");
+
+    for (text, fragments) in [
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: gs\n      path: x\n",
+            &[
+                "dbs[0].replica",
+                "bucket required for gs replica",
+                "bucket:",
+            ][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: gs://b-1/p\n      path: q\n",
+            &["cannot specify url & path for gs replica"][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: gs://b-1/p\n      bucket: d\n",
+            &["cannot specify url & bucket for gs replica"][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: gs\n      bucket: b-1\n",
+            &[
+                "no credentials for gs replica",
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                "STORAGE_EMULATOR_HOST",
+            ][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: gs://My_Bucket/p\n",
+            &[
+                "dbs[0].replica.url",
+                "\"My_Bucket\" is not a valid Google Cloud Storage bucket name",
+                "3 to 63 lowercase letters",
+            ][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: gs\n      bucket: ab\n",
             &["dbs[0].replica.bucket", "\"ab\" is not a valid"][..],
         ),
     ] {

@@ -267,7 +267,10 @@ impl Error {
                     ErrorCode::HostKeyRejected
                 }
                 RemoteFailure::ServerFull(_) => ErrorCode::DiskFull,
-                RemoteFailure::NoSuchContainer { .. } => ErrorCode::NoSuchBucket,
+                RemoteFailure::NoSuchContainer { .. } | RemoteFailure::NoSuchBucket { .. } => {
+                    ErrorCode::NoSuchBucket
+                }
+                RemoteFailure::BadCredentialsFile { .. } => ErrorCode::WrongCredentials,
                 _ => ErrorCode::DestinationUnavailable,
             },
             Error::Replica(ReplicaError::Io { source, .. }) if is_disk_full(source) => {

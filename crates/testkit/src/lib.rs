@@ -9,7 +9,8 @@
 //!
 //! [`webdav::WebDavServer`] runs `rclone serve webdav` on `127.0.0.1` for the WebDAV
 //! replica's tests; [`azurite::AzuriteServer`] runs Azurite, Microsoft's Azure Blob
-//! Storage emulator, for the abs replica's.
+//! Storage emulator, for the abs replica's; [`gcs::GcsServer`] runs
+//! `gcp-storage-emulator`, a Google Cloud Storage emulator, for the gs replica's.
 //!
 //! [`S3Server`] is a real S3-compatible server (`s3s-fs`, objects kept as files under a
 //! directory) on `127.0.0.1`, checking SigV4 signatures against one access key. It runs
@@ -28,6 +29,7 @@
 //!   same port ([`S3Server::restart`]).
 
 pub mod azurite;
+pub mod gcs;
 pub mod latency;
 pub mod password_sftp;
 pub mod replica;
@@ -36,6 +38,7 @@ pub mod wait;
 pub mod webdav;
 
 pub use azurite::{AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer};
+pub use gcs::{GCS_PROJECT, GcsServer};
 pub use latency::LatencyProxy;
 pub use password_sftp::PasswordSftpServer;
 pub use replica::{CountingReplica, FaultyReplica, ReplicaCounts, ReplicaFault};

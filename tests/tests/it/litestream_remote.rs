@@ -1,7 +1,8 @@
 //! Tideline and Litestream 0.5.17 over remote destinations, both directions, on real
 //! servers on 127.0.0.1 — an S3 server that checks SigV4 signatures, a WebDAV server
 //! (`rclone serve webdav`), an Azure Blob Storage server (Azurite, checking Shared Key
-//! signatures) and OpenSSH's sshd: each restores (latest, at TXIDs and at a timestamp)
+//! signatures), a Google Cloud Storage emulator (`gcp-storage-emulator`, which both reach
+//! through `STORAGE_EMULATOR_HOST`) and OpenSSH's sshd: each restores (latest, at TXIDs and at a timestamp)
 //! what the other replicated and compacted, the `tideline` binary restores from
 //! Litestream's own config file, each tool takes over the other's replica, and an idle
 //! replicator makes no requests. One generic flow per check; a destination is a
@@ -21,8 +22,8 @@ use tideline_engine::storage::{ReplicaClient, open_client};
 use tideline_engine::time::format_rfc3339;
 use tideline_ltx::Txid;
 use tideline_testkit::{
-    ACCESS_KEY, AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, BUCKET, REGION, S3Server, SECRET_KEY,
-    SshServer, WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer,
+    ACCESS_KEY, AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, BUCKET, GcsServer, REGION, S3Server,
+    SECRET_KEY, SshServer, WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer,
 };
 use tokio::sync::oneshot;
 
@@ -54,6 +55,10 @@ trait Remote {
     /// is a folder for any file it needs.
     fn litestream_source(&self, _scratch: &Path) -> Vec<String> {
         vec![self.url()]
+    }
+    /// Environment variables a process of either tool needs for this destination.
+    fn litestream_env(&self) -> Vec<(String, String)> {
+        Vec::new()
     }
     /// How far from any upload a `-timestamp` must be for Litestream, which takes a
     /// file's creation time from the server's listing, to see the same files as
@@ -214,6 +219,39 @@ fn config_file_source(scratch: &Path, replica_yaml: &str) -> Vec<String> {
     ]
 }
 
+/// The bucket both tools use on the Google Cloud Storage emulator.
+const GS_BUCKET: &str = "litestream";
+
+impl Remote for GcsServer {
+    fn url(&self) -> String {
+        self.replica_url(GS_BUCKET, PATH)
+    }
+    fn litestream_replica(&self) -> String {
+        format!("type: gs\n      bucket: {GS_BUCKET}\n      path: {PATH}")
+    }
+    /// Litestream's GCS layout: objects `<path>/ltx/<level>/<min>-<max>.ltx`, listed by
+    /// that prefix.
+    fn level_names(&self, level: u8) -> Vec<String> {
+        let c = open_client(&self.replica_config(GS_BUCKET, PATH)).unwrap();
+        let files = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(c.list(level))
+        })
+        .unwrap();
+        files.iter().map(|f| f.filename()).collect()
+    }
+    fn activity(&self) -> Option<u64> {
+        None
+    }
+    fn replica_config(&self) -> ReplicaConfig {
+        GcsServer::replica_config(self, GS_BUCKET, PATH)
+    }
+    /// Litestream's gs client has no endpoint key: Go's storage library reads the
+    /// emulator from `STORAGE_EMULATOR_HOST`.
+    fn litestream_env(&self) -> Vec<(String, String)> {
+        vec![("STORAGE_EMULATOR_HOST".into(), self.emulator_host())]
+    }
+}
+
 /// The `.ltx` names in a folder.
 fn names_in(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
@@ -237,8 +275,12 @@ fn tideline_bin() -> std::path::PathBuf {
 }
 
 /// Runs the `tideline` binary with `args` and returns its standard output as JSON.
-fn tideline_json(args: &[&std::ffi::OsStr]) -> serde_json::Value {
-    let o = Command::new(tideline_bin()).args(args).output().unwrap();
+fn tideline_json(server: &dyn Remote, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let o = Command::new(tideline_bin())
+        .args(args)
+        .envs(server.litestream_env())
+        .output()
+        .unwrap();
     assert!(
         o.status.success(),
         "tideline {args:?} failed: {}",
@@ -254,15 +296,18 @@ async fn cli_lists_and_reports(server: &dyn Remote, config: &Path, db: &Path) {
     let mut want: Vec<String> = levels.iter().flatten().map(|f| f.filename()).collect();
     let newest = levels.iter().flatten().map(|f| f.max_txid).max().unwrap();
     let (config, db) = (config.as_os_str(), db.as_os_str());
-    let listed = tideline_json(&[
-        "ltx".as_ref(),
-        "-config".as_ref(),
-        config,
-        "--level".as_ref(),
-        "all".as_ref(),
-        "--json".as_ref(),
-        db,
-    ]);
+    let listed = tideline_json(
+        server,
+        &[
+            "ltx".as_ref(),
+            "-config".as_ref(),
+            config,
+            "--level".as_ref(),
+            "all".as_ref(),
+            "--json".as_ref(),
+            db,
+        ],
+    );
     let mut got: Vec<String> = listed
         .as_array()
         .unwrap()
@@ -272,13 +317,16 @@ async fn cli_lists_and_reports(server: &dyn Remote, config: &Path, db: &Path) {
     want.sort();
     got.sort();
     assert_eq!(got, want, "tideline ltx lists what the replica holds");
-    let status = tideline_json(&[
-        "status".as_ref(),
-        "-config".as_ref(),
-        config,
-        "--json".as_ref(),
-        db,
-    ]);
+    let status = tideline_json(
+        server,
+        &[
+            "status".as_ref(),
+            "-config".as_ref(),
+            config,
+            "--json".as_ref(),
+            db,
+        ],
+    );
     let text = status.to_string();
     assert!(
         text.contains(&format!("\"replica_txid\":\"{newest}\"")),
@@ -299,6 +347,7 @@ fn ls_restore(bin: &Path, server: &dyn Remote, out: &Path, extra: &[&str]) {
         .arg("-o")
         .arg(out)
         .args(server.litestream_source(out.parent().unwrap()))
+        .envs(server.litestream_env())
         .env("LITESTREAM_ACCESS_KEY_ID", ACCESS_KEY)
         .env("LITESTREAM_SECRET_ACCESS_KEY", SECRET_KEY)
         .env_remove("AWS_CA_BUNDLE")
@@ -383,6 +432,17 @@ async fn litestream_restores_what_tideline_replicated_to_abs() {
     let (dir, db, c) = setup();
     let server = AzuriteServer::start(&dir.path().join("azurite")).unwrap();
     server.create_container(CONTAINER).await.unwrap();
+    litestream_restores_what_tideline_replicated(&ls, &server, dir.path(), &db, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litestream_restores_what_tideline_replicated_to_gs() {
+    let Some(ls) = litestream("litestream_restores_what_tideline_replicated_to_gs") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = GcsServer::start(&dir.path().join("gcs")).unwrap();
+    server.create_bucket(GS_BUCKET).await.unwrap();
     litestream_restores_what_tideline_replicated(&ls, &server, dir.path(), &db, c).await;
 }
 
@@ -540,6 +600,17 @@ async fn tideline_restores_what_litestream_replicated_to_abs() {
     tideline_restores_what_litestream_replicated(&ls, &server, dir.path(), &db, c).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tideline_restores_what_litestream_replicated_to_gs() {
+    let Some(ls) = litestream("tideline_restores_what_litestream_replicated_to_gs") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = GcsServer::start(&dir.path().join("gcs")).unwrap();
+    server.create_bucket(GS_BUCKET).await.unwrap();
+    tideline_restores_what_litestream_replicated(&ls, &server, dir.path(), &db, c).await;
+}
+
 async fn tideline_restores_what_litestream_replicated(
     ls: &Path,
     server: &dyn Remote,
@@ -557,7 +628,8 @@ async fn tideline_restores_what_litestream_replicated(
         ),
     )
     .unwrap();
-    let proc = Litestream::replicate(ls, &config, dir.join("ls.log"));
+    let proc =
+        Litestream::replicate_with_env(ls, &config, dir.join("ls.log"), &server.litestream_env());
     let mut between = None;
     for k in 0..25 {
         write(&c, 1000 + k * 20, 20);
@@ -604,6 +676,7 @@ async fn tideline_restores_what_litestream_replicated(
     // this destination's client.
     let by_cli = dir.join("cli.db");
     let o = Command::new(tideline_bin())
+        .envs(server.litestream_env())
         .arg("restore")
         .arg("-config")
         .arg(&config)
@@ -704,6 +777,17 @@ async fn each_tool_takes_over_the_others_sftp_replica() {
     each_tool_takes_over_from_the_other(&ls, &server, dir.path(), &db, c).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tool_takes_over_the_others_gs_replica() {
+    let Some(ls) = litestream("each_tool_takes_over_the_others_gs_replica") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = GcsServer::start(&dir.path().join("gcs")).unwrap();
+    server.create_bucket(GS_BUCKET).await.unwrap();
+    each_tool_takes_over_from_the_other(&ls, &server, dir.path(), &db, c).await;
+}
+
 /// The newest L0 TXID on the replica.
 async fn newest_l0(server: &dyn Remote) -> Txid {
     l0_txids(server).await.into_iter().max().unwrap()
@@ -735,7 +819,8 @@ async fn each_tool_takes_over_from_the_other(
         ),
     )
     .unwrap();
-    let proc = Litestream::replicate(ls, &config, dir.join("ls.log"));
+    let proc =
+        Litestream::replicate_with_env(ls, &config, dir.join("ls.log"), &server.litestream_env());
     for k in 0..5 {
         write(&c, 2000 + k * 20, 20);
         tokio::time::sleep(Duration::from_millis(200)).await;

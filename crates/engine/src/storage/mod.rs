@@ -6,7 +6,8 @@
 //! [`s3::S3Replica`] (S3 and S3-compatible stores, Litestream's S3 layout),
 //! [`webdav::WebDavReplica`] (a WebDAV folder), `sftp::SftpReplica` (an SSH server, with
 //! the `sftp` feature), `abs::AbsReplica` (Azure Blob Storage, with the `abs` feature),
-//! all in Litestream's layouts, and [`memory::MemoryReplica`] (for fast tests).
+//! `gs::GsReplica` (Google Cloud Storage, with the `gs` feature), all in Litestream's
+//! layouts, and [`memory::MemoryReplica`] (for fast tests).
 //!
 //! Writes upload a complete local file: the engine always has one (the L0 file in the
 //! meta directory, or a compaction or snapshot written to a temporary file first), so a
@@ -27,6 +28,8 @@ pub(crate) mod cache;
 pub mod counters;
 pub mod durable;
 pub mod file;
+#[cfg(feature = "gs")]
+pub mod gs;
 pub mod memory;
 mod queue_reader;
 pub mod remote;
@@ -119,8 +122,8 @@ pub enum ReplicaError {
         /// Why, in terms of what to fix.
         failure: S3Failure,
     },
-    /// A request to an SFTP, WebDAV or Azure Blob Storage server failed; `failure` says
-    /// what to fix.
+    /// A request to an SFTP, WebDAV, Azure Blob Storage or Google Cloud Storage server
+    /// failed; `failure` says what to fix.
     #[error("{replica}: {op} {path}: {failure}")]
     Remote {
         /// The replica (server and folder; never credentials).
@@ -288,6 +291,8 @@ pub fn open_client(
         }
         #[cfg(feature = "abs")]
         crate::config::ReplicaTarget::Abs(a) => Ok(std::sync::Arc::new(abs::AbsReplica::new(a)?)),
+        #[cfg(feature = "gs")]
+        crate::config::ReplicaTarget::Gs(g) => Ok(std::sync::Arc::new(gs::GsReplica::new(g)?)),
         other => Err(crate::Error::ReplicaTypeNotBuilt { kind: other.kind() }),
     }
 }

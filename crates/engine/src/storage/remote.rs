@@ -1,12 +1,13 @@
-//! Why a request to an SFTP, WebDAV or Azure Blob Storage server failed, in terms of
+//! Why a request to an SFTP, WebDAV, Azure Blob Storage or Google Cloud Storage server
+//! failed, in terms of
 //! what the user must fix: the [`RemoteFailure`] taxonomy those backends share (S3 has
 //! its own, [`S3Failure`](super::S3Failure), for its richer error codes).
 //!
 //! Reason to change: a server reports a failure in a way not yet named, or a message
 //! must say something else.
 
-/// Why a request to an SFTP, WebDAV or Azure Blob Storage server failed, in terms of
-/// what to fix.
+/// Why a request to an SFTP, WebDAV, Azure Blob Storage or Google Cloud Storage server
+/// failed, in terms of what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RemoteFailure {
@@ -40,6 +41,20 @@ pub enum RemoteFailure {
         /// The container's name.
         container: String,
     },
+    /// The Google Cloud Storage bucket (`bucket:`) does not exist; replication never
+    /// creates one, as Litestream does not.
+    NoSuchBucket {
+        /// The bucket's name.
+        bucket: String,
+    },
+    /// The credentials file an environment variable names cannot be used (unreadable,
+    /// not JSON, not a service-account key).
+    BadCredentialsFile {
+        /// The variable (`GOOGLE_APPLICATION_CREDENTIALS`).
+        variable: &'static str,
+        /// What is wrong with the file (never its contents).
+        detail: String,
+    },
     /// The server answered with an HTTP error not named above.
     Server {
         /// HTTP status.
@@ -61,6 +76,8 @@ impl RemoteFailure {
                 | RemoteFailure::HostKeyUnknown { .. }
                 | RemoteFailure::HostKeyChanged { .. }
                 | RemoteFailure::NoSuchContainer { .. }
+                | RemoteFailure::NoSuchBucket { .. }
+                | RemoteFailure::BadCredentialsFile { .. }
         )
     }
 }
@@ -95,6 +112,14 @@ impl std::fmt::Display for RemoteFailure {
             RemoteFailure::NoSuchContainer { container } => write!(
                 f,
                 "the container {container:?} does not exist: create it (Azure portal, or az storage container create --name {container}), or fix bucket: in the replica config"
+            ),
+            RemoteFailure::NoSuchBucket { bucket } => write!(
+                f,
+                "the bucket {bucket:?} does not exist: create it (Cloud console, or gcloud storage buckets create gs://{bucket}), or fix bucket: in the replica config"
+            ),
+            RemoteFailure::BadCredentialsFile { variable, detail } => write!(
+                f,
+                "the credentials file {variable} names cannot be used ({detail}): set {variable} to a service-account JSON key file"
             ),
             RemoteFailure::Server { status, message } => {
                 write!(f, "the server answered {status} {message}")

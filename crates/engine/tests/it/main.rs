@@ -1,10 +1,11 @@
 //! The engine's tests, in one binary (one link of the AWS SDK and SQLite instead of one
 //! per file): each module is one area, against real SQLite databases and, for S3, a
 //! real S3 server on 127.0.0.1 (and WebDAV, Azure Blob Storage and, for SFTP, OpenSSH's
-//! `sshd` servers).
+//! `sshd` servers, and a Google Cloud Storage emulator).
 
 mod abs;
 mod capture;
+mod gs;
 mod levels;
 mod model;
 mod remote_faults;

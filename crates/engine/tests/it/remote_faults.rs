@@ -28,7 +28,7 @@ use tideline_engine::storage::ReplicaClient;
 use tideline_engine::storage::s3::S3Replica;
 use tideline_ltx::Txid;
 use tideline_testkit::{
-    ACCESS_KEY, AzuriteServer, BUCKET, Op, REGION, S3Server, SECRET_KEY, WebDavServer,
+    ACCESS_KEY, AzuriteServer, BUCKET, GcsServer, Op, REGION, S3Server, SECRET_KEY, WebDavServer,
 };
 use tokio::sync::oneshot;
 
@@ -598,6 +598,21 @@ impl Remote for AzuriteServer {
     }
 }
 
+impl Remote for GcsServer {
+    fn stop(&mut self) {
+        GcsServer::stop(self);
+    }
+    fn restart(&mut self) {
+        GcsServer::restart(self).unwrap();
+    }
+    fn shown(&self) -> String {
+        self.endpoint()
+    }
+    fn client(&self) -> Arc<dyn ReplicaClient> {
+        tideline_engine::storage::open_client(&self.replica_config("backups", "app.db")).unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_down_at_start_is_waited_for_and_caught_up_with() {
     let dir = tempfile::tempdir().unwrap();
@@ -617,6 +632,14 @@ async fn an_abs_server_down_at_start_is_waited_for_and_caught_up_with() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = AzuriteServer::start(&dir.path().join("azurite")).unwrap();
     server.create_container("backups").await.unwrap();
+    down_at_start(&mut server, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gs_server_down_at_start_is_waited_for_and_caught_up_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = GcsServer::start(&dir.path().join("gcs")).unwrap();
+    server.create_bucket("backups").await.unwrap();
     down_at_start(&mut server, dir.path()).await;
 }
 
