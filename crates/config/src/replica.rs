@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::abs::{AbsReplicaConfig, build_abs};
 use super::error::{ConfigError, UrlProblem};
+use super::nats::{NatsReplicaConfig, build_nats};
 use super::raw::{RawReplica, age_is_set, non_empty};
 use super::s3::build_s3;
 use super::sftp::{SftpReplicaConfig, build_sftp};
@@ -23,7 +24,7 @@ pub(crate) const MAX_PART_SIZE: u64 = 5 << 30;
 /// Litestream's concurrency for Cloudflare R2, which throttles parallel uploads.
 pub(crate) const R2_CONCURRENCY: usize = 2;
 
-pub(crate) const SUPPORTED: &str = "supported: file, s3, sftp, webdav, abs";
+pub(crate) const SUPPORTED: &str = "supported: file, s3, sftp, webdav, abs, nats";
 
 /// Where and how one database is replicated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,11 +56,13 @@ pub enum ReplicaTarget {
     WebDav(Box<WebDavReplicaConfig>),
     /// An Azure Blob Storage container (`type: abs`, `abs://account@container/path`).
     Abs(Box<AbsReplicaConfig>),
+    /// A NATS JetStream object-store bucket (`type: nats`, `nats://host:port/bucket`).
+    Nats(Box<NatsReplicaConfig>),
 }
 
 impl ReplicaTarget {
     /// The type, as Litestream's `type:` names it (`file`, `s3`, `sftp`, `webdav`,
-    /// `abs`).
+    /// `abs`, `nats`).
     pub fn kind(&self) -> &'static str {
         match self {
             ReplicaTarget::File(_) => "file",
@@ -67,6 +70,7 @@ impl ReplicaTarget {
             ReplicaTarget::Sftp(_) => "sftp",
             ReplicaTarget::WebDav(_) => "webdav",
             ReplicaTarget::Abs(_) => "abs",
+            ReplicaTarget::Nats(_) => "nats",
         }
     }
 }
@@ -74,7 +78,8 @@ impl ReplicaTarget {
 impl fmt::Display for ReplicaTarget {
     /// A description without credentials: the folder, `s3://bucket/path`,
     /// `sftp://user@host/path`, the WebDAV folder's URL, or
-    /// `abs://account@container/path` (with the endpoint when one is set).
+    /// `abs://account@container/path` (with the endpoint when one is set), or
+    /// `nats://host:port/bucket`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ReplicaTarget::File(c) => write!(f, "{}", c.path.display()),
@@ -105,6 +110,7 @@ impl fmt::Display for ReplicaTarget {
                     None => Ok(()),
                 }
             }
+            ReplicaTarget::Nats(c) => write!(f, "nats://{}/{}", c.server, c.bucket),
         }
     }
 }
@@ -414,6 +420,14 @@ pub(crate) fn build(
             ReplicaTarget::WebDav(Box::new(build_webdav(local, &eff, url.as_deref(), key)?))
         }
         "abs" => ReplicaTarget::Abs(Box::new(build_abs(local, &eff, url.as_deref(), key, env)?)),
+        "nats" => ReplicaTarget::Nats(Box::new(build_nats(
+            &eff,
+            url.as_deref(),
+            key,
+            env,
+            cwd,
+            warnings,
+        )?)),
         other => return Err(unsupported_kind(other, scheme.is_some(), key)),
     };
     Ok(ReplicaConfig {
@@ -498,7 +512,7 @@ pub(crate) fn unsupported_kind(kind: &str, from_scheme: bool, key: &str) -> Conf
         format!("{key}.type")
     };
     match kind {
-        "gs" | "nats" | "oss" => ConfigError::invalid(
+        "gs" | "oss" => ConfigError::invalid(
             kind_key,
             format!("replica type {kind} is not supported by Tideline yet"),
             SUPPORTED,
@@ -509,7 +523,8 @@ pub(crate) fn unsupported_kind(kind: &str, from_scheme: bool, key: &str) -> Conf
             "write file:///abs/path for a folder or s3://bucket/path for S3",
         ),
         other => {
-            let hint = match keys::suggest(other, &["file", "s3", "sftp", "webdav", "abs"]) {
+            let hint = match keys::suggest(other, &["file", "s3", "sftp", "webdav", "abs", "nats"])
+            {
                 Some(s) => format!("did you mean type: {s}? {SUPPORTED}"),
                 None => SUPPORTED.to_owned(),
             };

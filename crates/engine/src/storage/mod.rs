@@ -6,6 +6,7 @@
 //! [`s3::S3Replica`] (S3 and S3-compatible stores, Litestream's S3 layout),
 //! [`webdav::WebDavReplica`] (a WebDAV folder), `sftp::SftpReplica` (an SSH server, with
 //! the `sftp` feature), `abs::AbsReplica` (Azure Blob Storage, with the `abs` feature),
+//! `nats::NatsReplica` (a NATS JetStream object store, with the `nats` feature),
 //! all in Litestream's layouts, and [`memory::MemoryReplica`] (for fast tests).
 //!
 //! Writes upload a complete local file: the engine always has one (the L0 file in the
@@ -28,6 +29,8 @@ pub mod counters;
 pub mod durable;
 pub mod file;
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
 mod queue_reader;
 pub mod remote;
 pub mod s3;
@@ -288,6 +291,8 @@ pub fn open_client(
         }
         #[cfg(feature = "abs")]
         crate::config::ReplicaTarget::Abs(a) => Ok(std::sync::Arc::new(abs::AbsReplica::new(a)?)),
+        #[cfg(feature = "nats")]
+        crate::config::ReplicaTarget::Nats(n) => Ok(std::sync::Arc::new(nats::NatsReplica::new(n))),
         other => Err(crate::Error::ReplicaTypeNotBuilt { kind: other.kind() }),
     }
 }
