@@ -7,6 +7,8 @@ mod abs;
 mod capture;
 mod levels;
 mod model;
+#[cfg(feature = "nats")]
+mod nats;
 mod remote_faults;
 mod replica_contract;
 mod replicate;

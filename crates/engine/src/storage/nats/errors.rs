@@ -3,10 +3,10 @@
 //!
 //! Reason to change: async-nats reports a failure in a way not yet named.
 
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::{
     GetStreamError, GetStreamErrorKind, RequestError, RequestErrorKind,
 };
-use async_nats::jetstream::ErrorCode;
 use async_nats::{ConnectError, ConnectErrorKind};
 
 use super::RemoteFailure;
