@@ -104,7 +104,11 @@ pub(crate) fn build_nats(
     cwd: Option<&Path>,
     warnings: &mut Vec<String>,
 ) -> Result<NatsReplicaConfig, ConfigError> {
-    let (server, bucket, user_in_url) = server_and_bucket(eff, url, key, warnings)?;
+    let Location {
+        server,
+        bucket,
+        user_in_url,
+    } = server_and_bucket(eff, url, key, warnings)?;
     let path = |raw: &Option<String>, name: &str| -> Result<Option<PathBuf>, ConfigError> {
         match non_empty(raw) {
             Some(p) => resolve_path(&p, &format!("{key}.{name}"), env, cwd).map(Some),
@@ -163,13 +167,21 @@ pub(crate) fn build_nats(
     })
 }
 
+/// Where a replica is: the server (`host[:port]`), the bucket, and the user and
+/// password of a command-line URL.
+struct Location {
+    server: String,
+    bucket: String,
+    user_in_url: Option<(String, String)>,
+}
+
 /// The server (`host[:port]`) and the bucket, from the URL or `bucket:`.
 fn server_and_bucket(
     eff: &RawReplica,
     url: Option<&str>,
     key: &str,
     warnings: &mut Vec<String>,
-) -> Result<(String, String, Option<(String, String)>), ConfigError> {
+) -> Result<Location, ConfigError> {
     let mut server = DEFAULT_NATS_SERVER.to_owned();
     let mut bucket = None;
     let mut user_in_url = None;
@@ -212,7 +224,11 @@ fn server_and_bucket(
              bucket: url: nats://HOST:PORT/BUCKET)",
         ));
     }
-    Ok((server, bucket, user_in_url))
+    Ok(Location {
+        server,
+        bucket,
+        user_in_url,
+    })
 }
 
 /// The credentials, in Litestream's order; half a credential is refused.
