@@ -1649,7 +1649,11 @@ fn nats_replicas_read_litestreams_keys_and_url() {
             .iter()
             .any(|w| w.contains("dbs[0].replica.url: the user and password"))
     );
+}
 
+#[test]
+fn nats_replicas_log_in_in_litestreams_order() {
+    use tideline_config::NatsAuth;
     // Litestream's order: jwt + seed, creds, nkey, username + password, token.
     let auth = |extra: &str| {
         let c = nats_replica(&format!("      url: nats://h/b\n{extra}")).unwrap();
