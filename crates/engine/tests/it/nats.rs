@@ -1,8 +1,8 @@
 //! The NATS replica against a real NATS server with JetStream (`nats-server -js` on
 //! 127.0.0.1): the replica contract in Litestream's layout, the listing cache, exact
 //! creation times from the `Litestream-Timestamp` object header, large files streamed
-//! both ways, and errors named for what to fix (a missing bucket, a refused password or
-//! token, the server down).
+//! both ways, nkey logins, and errors named for what to fix (a missing bucket, a refused
+//! password, token or nkey, the server down).
 
 use std::fs;
 use std::io::Read;
@@ -295,6 +295,31 @@ async fn nats_wrong_password_or_token_names_the_keys_and_shows_no_secret() {
         !msg.contains("not-the-token") && !msg.contains("s3cret-token"),
         "{msg}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_nkey_seeds_sign_the_login_and_another_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start_with(&dir.path().join("nats"), NatsLogin::new_nkey()).unwrap();
+    server.create_bucket(BUCKET).await.unwrap();
+    let (src, t) = ltx(dir.path(), 1, 1, 1);
+    let c = client(&server);
+    c.write(0, Txid(1), Txid(1), t, &src).await.unwrap();
+    assert_eq!(c.list_fresh(0).await.unwrap().len(), 1);
+
+    let NatsLogin::Nkey(other) = NatsLogin::new_nkey() else {
+        unreachable!()
+    };
+    let mut cfg = server.nats_config(BUCKET);
+    cfg.auth = NatsAuth::Nkey(Sensitive::new(other.clone()));
+    let e = NatsReplica::new(&cfg).list(0).await.unwrap_err();
+    assert!(
+        matches!(remote_failure(&e), RemoteFailure::WrongCredentials { .. }),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(msg.contains("check nkey"), "{msg}");
+    assert!(!msg.contains(&other), "{msg}");
 }
 
 /// A restore merges every file of its plan at once; more files than the client's
