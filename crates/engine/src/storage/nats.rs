@@ -15,8 +15,10 @@
 //! * **Uploads** stream from the local file in the object store's 128 KiB chunks
 //!   (bounded memory); the object appears when its metadata is published after the last
 //!   chunk, so a reader sees the whole object or none.
-//! * **Listings** read every object's metadata and keep one level, cached for the
-//!   replicator (the shared listing cache, `storage/cache.rs`), so an idle database
+//! * **Listings** read the last metadata message of every object through a consumer
+//!   made for the listing and deleted after it (async-nats's own `list` leaves its
+//!   consumer for 30 s, and nats-server allows 1000), keep one level, and are cached
+//!   for the replicator (the shared listing cache, `storage/cache.rs`), so an idle database
 //!   sends nothing.
 //! * **Reads** get the object (its metadata, then a consumer of its chunks); the
 //!   whole-file reader holds a transfer permit only while the get starts, and streams
@@ -81,6 +83,8 @@ struct Inner {
 struct Conn {
     client: async_nats::Client,
     store: ObjectStore,
+    /// The bucket's stream (`OBJ_<bucket>`), which listings read directly.
+    stream: async_nats::jetstream::stream::Stream,
 }
 
 impl std::fmt::Debug for Conn {
@@ -172,15 +176,19 @@ impl NatsReplica {
             .await
             .map_err(|e| fail(connect_failure(&e, cfg.auth.keys())))?;
         let js = async_nats::jetstream::new(client.clone());
-        let stream = js.get_stream(format!("OBJ_{}", cfg.bucket)).await;
-        if let Err(e) = stream {
-            return Err(fail(errors::stream_failure(&e, &cfg.bucket)));
-        }
+        let stream = js
+            .get_stream(format!("OBJ_{}", cfg.bucket))
+            .await
+            .map_err(|e| fail(errors::stream_failure(&e, &cfg.bucket)))?;
         let store = js
             .get_object_store(&cfg.bucket)
             .await
             .map_err(|e| fail(RemoteFailure::Other(errors::chain(&e))))?;
-        Ok(Conn { client, store })
+        Ok(Conn {
+            client,
+            store,
+            stream,
+        })
     }
 
     /// The connect options: the login, TLS and the reconnection settings.
@@ -263,27 +271,73 @@ impl NatsReplica {
         Ok(out)
     }
 
-    /// Every live object's metadata whose name starts with `prefix`.
+    /// Every live object's metadata whose name starts with `prefix`: the last
+    /// metadata message of every object, read by a consumer made for this listing and
+    /// deleted after it (async-nats's own listing leaves its consumer for 30 s, and a
+    /// server allows 1000).
     async fn list_objects(&self, prefix: &str) -> ReplicaResult<Vec<ObjectInfo>> {
-        let store = self.store().await?;
-        self.inner.counters.count(Op::List, 0);
-        let fail = |e: String| self.fail("list", prefix, RemoteFailure::Unreachable(e));
-        let mut list = store.list().await.map_err(|e| {
-            self.fail(
-                "list",
-                prefix,
-                store_failure(
-                    e.kind() == async_nats::jetstream::object_store::ListErrorKind::TimedOut,
-                    &e,
-                ),
-            )
-        })?;
-        let mut out = Vec::new();
-        while let Some(item) = list.next().await {
-            let info = item.map_err(|e| fail(errors::chain(&e)))?;
-            if info.name.starts_with(prefix) {
-                out.push(info);
+        use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+        self.store().await?;
+        let stream = match self.inner.conn.lock().await.as_ref() {
+            Some(c) => c.stream.clone(),
+            None => {
+                return Err(ReplicaError::Internal(
+                    "no NATS connection after connecting".into(),
+                ));
             }
+        };
+        self.inner.counters.count(Op::List, 0);
+        let fail = |e: &dyn std::error::Error| {
+            self.fail("list", prefix, RemoteFailure::Unreachable(errors::chain(e)))
+        };
+        let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+            .create_consumer(pull::Config {
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                filter_subject: format!("$O.{}.M.>", self.inner.cfg.bucket),
+                ack_policy: AckPolicy::None,
+                inactive_threshold: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| fail(&e))?;
+        let name = consumer.cached_info().name.clone();
+        let result = self.read_metadata(&consumer, prefix).await;
+        let _ = stream.delete_consumer(&name).await;
+        result
+    }
+
+    /// The metadata messages a fresh listing consumer holds, those under `prefix` kept.
+    async fn read_metadata(
+        &self,
+        consumer: &async_nats::jetstream::consumer::PullConsumer,
+        prefix: &str,
+    ) -> ReplicaResult<Vec<ObjectInfo>> {
+        let fail = |detail: String| self.fail("list", prefix, RemoteFailure::Unreachable(detail));
+        let mut left = consumer.cached_info().num_pending;
+        let mut out = Vec::new();
+        while left > 0 {
+            let batch = usize::try_from(left.min(10_000)).unwrap_or(10_000);
+            let mut messages = consumer
+                .fetch()
+                .max_messages(batch)
+                .messages()
+                .await
+                .map_err(|e| fail(errors::chain(&e)))?;
+            let mut got = 0;
+            while let Some(m) = messages.next().await {
+                let m = m.map_err(|e| fail(errors::chain(&*e)))?;
+                got += 1;
+                let Ok(info) = serde_json::from_slice::<ObjectInfo>(&m.payload) else {
+                    continue;
+                };
+                if !info.deleted && info.name.starts_with(prefix) {
+                    out.push(info);
+                }
+            }
+            if got == 0 {
+                return Err(fail("the listing stopped short".into()));
+            }
+            left = left.saturating_sub(got);
         }
         Ok(out)
     }

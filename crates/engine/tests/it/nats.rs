@@ -330,3 +330,17 @@ async fn a_restore_of_many_large_files_streams_them_all_at_once() {
     let server = server(dir.path()).await;
     crate::replica_contract::restore_many_large_files(client(&server), dir.path()).await;
 }
+
+/// A listing leaves no consumer behind: many more listings than the server's consumer
+/// limit (1000 by default in nats-server 2.15) in a few seconds all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_listings_leave_no_consumers_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let c = client(&server);
+    for i in 0..1200 {
+        if let Err(e) = c.list_exact(0).await {
+            panic!("listing {i}: {e}");
+        }
+    }
+}
