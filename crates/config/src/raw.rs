@@ -116,6 +116,20 @@ pub(crate) struct RawReplica {
     pub account_key: Option<String>,
     pub sas_token: Option<String>,
 
+    pub jwt: Option<String>,
+    pub seed: Option<String>,
+    pub creds: Option<String>,
+    pub nkey: Option<String>,
+    pub username: Option<String>,
+    pub token: Option<String>,
+    pub tls: Option<bool>,
+    pub root_cas: Option<Vec<String>>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub max_reconnects: Option<i64>,
+    pub reconnect_wait: Option<AnyDuration>,
+    pub timeout: Option<AnyDuration>,
+
     /// Litestream 0.3's age encryption; rejected when it names any key.
     pub age: Option<Value>,
 }
@@ -162,6 +176,23 @@ impl RawReplica {
             account_name: s(&self.account_name, &global.account_name),
             account_key: s(&self.account_key, &global.account_key),
             sas_token: s(&self.sas_token, &global.sas_token),
+            jwt: s(&self.jwt, &global.jwt),
+            seed: s(&self.seed, &global.seed),
+            creds: s(&self.creds, &global.creds),
+            nkey: s(&self.nkey, &global.nkey),
+            username: s(&self.username, &global.username),
+            token: s(&self.token, &global.token),
+            tls: self.tls.or(global.tls),
+            root_cas: self
+                .root_cas
+                .clone()
+                .filter(|l| !l.is_empty())
+                .or_else(|| global.root_cas.clone()),
+            client_cert: s(&self.client_cert, &global.client_cert),
+            client_key: s(&self.client_key, &global.client_key),
+            max_reconnects: self.max_reconnects.or(global.max_reconnects),
+            reconnect_wait: self.reconnect_wait.or(global.reconnect_wait),
+            timeout: self.timeout.or(global.timeout),
             age: if age_is_set(&self.age) {
                 self.age.clone()
             } else {

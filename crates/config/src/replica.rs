@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::abs::{AbsReplicaConfig, build_abs};
 use super::error::{ConfigError, UrlProblem};
 use super::gs::{GsReplicaConfig, build_gs};
+use super::nats::{NatsReplicaConfig, build_nats};
 use super::raw::{RawReplica, age_is_set, non_empty};
 use super::s3::build_s3;
 use super::sftp::{SftpReplicaConfig, build_sftp};
@@ -24,7 +25,7 @@ pub(crate) const MAX_PART_SIZE: u64 = 5 << 30;
 /// Litestream's concurrency for Cloudflare R2, which throttles parallel uploads.
 pub(crate) const R2_CONCURRENCY: usize = 2;
 
-pub(crate) const SUPPORTED: &str = "supported: file, s3, sftp, webdav, abs, gs";
+pub(crate) const SUPPORTED: &str = "supported: file, s3, sftp, webdav, abs, gs, nats";
 
 /// Where and how one database is replicated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,11 +59,13 @@ pub enum ReplicaTarget {
     Abs(Box<AbsReplicaConfig>),
     /// A Google Cloud Storage bucket (`type: gs`, `gs://bucket/path`).
     Gs(Box<GsReplicaConfig>),
+    /// A NATS JetStream object-store bucket (`type: nats`, `nats://host:port/bucket`).
+    Nats(Box<NatsReplicaConfig>),
 }
 
 impl ReplicaTarget {
     /// The type, as Litestream's `type:` names it (`file`, `s3`, `sftp`, `webdav`,
-    /// `abs`, `gs`).
+    /// `abs`, `gs`, `nats`).
     pub fn kind(&self) -> &'static str {
         match self {
             ReplicaTarget::File(_) => "file",
@@ -71,6 +74,7 @@ impl ReplicaTarget {
             ReplicaTarget::WebDav(_) => "webdav",
             ReplicaTarget::Abs(_) => "abs",
             ReplicaTarget::Gs(_) => "gs",
+            ReplicaTarget::Nats(_) => "nats",
         }
     }
 }
@@ -80,6 +84,7 @@ impl fmt::Display for ReplicaTarget {
     /// `sftp://user@host/path`, the WebDAV folder's URL, or
     /// `abs://account@container/path` (with the endpoint when one is set), or
     /// `gs://bucket/path` (with the emulator when one is used).
+    /// `nats://host:port/bucket`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ReplicaTarget::File(c) => write!(f, "{}", c.path.display()),
@@ -120,6 +125,7 @@ impl fmt::Display for ReplicaTarget {
                     None => Ok(()),
                 }
             }
+            ReplicaTarget::Nats(c) => write!(f, "nats://{}/{}", c.server, c.bucket),
         }
     }
 }
@@ -430,6 +436,14 @@ pub(crate) fn build(
         }
         "abs" => ReplicaTarget::Abs(Box::new(build_abs(local, &eff, url.as_deref(), key, env)?)),
         "gs" => ReplicaTarget::Gs(Box::new(build_gs(local, &eff, url.as_deref(), key, env)?)),
+        "nats" => ReplicaTarget::Nats(Box::new(build_nats(
+            &eff,
+            url.as_deref(),
+            key,
+            env,
+            cwd,
+            warnings,
+        )?)),
         other => return Err(unsupported_kind(other, scheme.is_some(), key)),
     };
     Ok(ReplicaConfig {
@@ -514,7 +528,7 @@ pub(crate) fn unsupported_kind(kind: &str, from_scheme: bool, key: &str) -> Conf
         format!("{key}.type")
     };
     match kind {
-        "nats" | "oss" => ConfigError::invalid(
+        "oss" => ConfigError::invalid(
             kind_key,
             format!("replica type {kind} is not supported by Tideline yet"),
             SUPPORTED,
@@ -525,7 +539,10 @@ pub(crate) fn unsupported_kind(kind: &str, from_scheme: bool, key: &str) -> Conf
             "write file:///abs/path for a folder or s3://bucket/path for S3",
         ),
         other => {
-            let hint = match keys::suggest(other, &["file", "s3", "sftp", "webdav", "abs", "gs"]) {
+            let hint = match keys::suggest(
+                other,
+                &["file", "s3", "sftp", "webdav", "abs", "gs", "nats"],
+            ) {
                 Some(s) => format!("did you mean type: {s}? {SUPPORTED}"),
                 None => SUPPORTED.to_owned(),
             };

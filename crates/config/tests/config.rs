@@ -528,7 +528,7 @@ fn every_config_error_names_the_key_and_the_fix() {
             "dbs:\n  - path: /a.db\n    replica:\n      type: oss\n      bucket: h\n",
             &[
                 "dbs[0].replica.type",
-                "replica type oss is not supported by Tideline yet; supported: file, s3, sftp, webdav, abs, gs",
+                "replica type oss is not supported by Tideline yet; supported: file, s3, sftp, webdav, abs, gs, nats",
             ],
         ),
         (
@@ -674,7 +674,7 @@ fn unknown_and_unsupported_keys_become_warnings() {
          validation:\n  interval: 1h\nverify-compaction: true\nmcp-addr: :3001\n\
          snapshots:\n  interval: 1h\n\
          dbs:\n  - path: /a.db\n    monitor_interval: 5s\n    replica:\n      url: s3://b/p\n      \
-         sync-intervall: 5s\n      jwt: k\n",
+         sync-intervall: 5s\n      jwtt: k\n",
     );
     assert_eq!(
         c.warnings,
@@ -687,8 +687,7 @@ fn unknown_and_unsupported_keys_become_warnings() {
             "snapshots: unknown key, ignored (did you mean snapshot?)",
             "dbs[0].monitor_interval: unknown key, ignored (did you mean monitor-interval?)",
             "dbs[0].replica.sync-intervall: unknown key, ignored (did you mean sync-interval?)",
-            "dbs[0].replica.jwt: used only by nats replicas, which Tideline does not \
-             support yet; ignored",
+            "dbs[0].replica.jwtt: unknown key, ignored (did you mean jwt?)",
         ]
     );
     // The heartbeat is acted on.
@@ -1014,7 +1013,11 @@ fn replica_urls() {
         "webdav:///x",
         &["webdav-url required", "webdavs://host/path"],
     );
-    bad("nats://host:4222/bucket", &["nats is not supported"]);
+    bad(
+        "nats://host:4222/a/b",
+        &["\"a/b\" is not a NATS object-store bucket name"],
+    );
+    bad("nats://host:4222", &["bucket required for NATS replica"]);
     bad(
         "abs://container/x",
         &["account name is required when endpoint is not specified"],
@@ -1683,4 +1686,172 @@ fn gs_replicas_read_litestreams_keys_url_and_google_environment() {
     ] {
         assert_msg(&parse_err(text), fragments);
     }
+}
+
+fn nats(replica: &ReplicaConfig) -> &tideline_config::NatsReplicaConfig {
+    match &replica.target {
+        ReplicaTarget::Nats(c) => c,
+        other => panic!("not nats: {other:?}"),
+    }
+}
+
+fn nats_replica(yaml_replica: &str) -> Result<Config, ConfigError> {
+    let text = format!("dbs:\n  - path: /a.db\n    replica:\n{yaml_replica}");
+    Config::parse(&text, &env_of(&[("HOME", "/home/u")]), true)
+}
+
+#[test]
+fn nats_replicas_read_litestreams_keys_and_url() {
+    use tideline_config::NatsAuth;
+    // The URL names the server and the bucket; defaults as Litestream's.
+    let c = nats_replica("      url: nats://127.0.0.1:4333/backups\n").unwrap();
+    let r = c.dbs[0].replica.as_ref().unwrap();
+    let n = nats(r);
+    assert_eq!(
+        (n.server.as_str(), n.bucket.as_str()),
+        ("127.0.0.1:4333", "backups")
+    );
+    assert_eq!(n.auth, NatsAuth::None);
+    assert_eq!((n.tls, n.max_reconnects), (false, None));
+    assert_eq!((n.reconnect_wait, n.timeout), (secs(2), secs(10)));
+    assert_eq!(r.target.to_string(), "nats://127.0.0.1:4333/backups");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    // Every key; credentials in the URL are dropped with a warning.
+    let c = nats_replica(
+        "      url: nats://u:p@nats.example:4222/b_1\n      username: alice\n      \
+         password: pw\n      tls: true\n      root-cas: [~/ca.pem]\n      client-cert: /c.pem\n      \
+         client-key: /k.pem\n      max-reconnects: 5\n      reconnect-wait: 500ms\n      \
+         timeout: 3s\n",
+    )
+    .unwrap();
+    let n = nats(c.dbs[0].replica.as_ref().unwrap());
+    assert_eq!(
+        n.auth,
+        NatsAuth::UserPassword {
+            username: "alice".into(),
+            password: Sensitive::new("pw".into())
+        }
+    );
+    assert!(
+        !format!("{n:?}").contains("pw\""),
+        "no password in Debug: {n:?}"
+    );
+    assert_eq!(n.root_ca.as_deref(), Some(Path::new("/home/u/ca.pem")));
+    assert_eq!(
+        n.client_cert,
+        Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")))
+    );
+    assert_eq!((n.tls, n.max_reconnects), (true, Some(5)));
+    assert_eq!(
+        (n.reconnect_wait, n.timeout),
+        (Duration::from_millis(500), secs(3))
+    );
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("dbs[0].replica.url: the user and password"))
+    );
+}
+
+#[test]
+fn nats_replicas_log_in_in_litestreams_order() {
+    use tideline_config::NatsAuth;
+    // Litestream's order: jwt + seed, creds, nkey, username + password, token.
+    let auth = |extra: &str| {
+        let c = nats_replica(&format!("      url: nats://h/b\n{extra}")).unwrap();
+        nats(c.dbs[0].replica.as_ref().unwrap()).auth.clone()
+    };
+    assert!(matches!(
+        auth("      jwt: eyJ\n      seed: SUAB\n      token: t\n"),
+        NatsAuth::Jwt { .. }
+    ));
+    assert_eq!(
+        auth("      creds: ~/u.creds\n      token: t\n"),
+        NatsAuth::Creds(PathBuf::from("/home/u/u.creds"))
+    );
+    assert!(matches!(auth("      nkey: SUACSSL\n"), NatsAuth::Nkey(_)));
+    assert_eq!(
+        auth("      token: t0k\n"),
+        NatsAuth::Token(Sensitive::new("t0k".into()))
+    );
+    assert_eq!(auth("      token: t0k\n").keys(), "token");
+    // Global defaults apply, as in Litestream; `bucket:` stands in for the URL's path,
+    // and the server defaults to NATS's.
+    let c = parse(
+        "token: g\ndbs:\n  - path: /a.db\n    replica:\n      type: nats\n      bucket: bk\n",
+    );
+    let n = nats(c.dbs[0].replica.as_ref().unwrap());
+    assert_eq!(
+        (n.server.as_str(), n.bucket.as_str()),
+        ("127.0.0.1:4222", "bk")
+    );
+    assert_eq!(n.auth, NatsAuth::Token(Sensitive::new("g".into())));
+
+    // On the command line, the URL's user and password log in (Litestream's URL form).
+    let r = ReplicaConfig::from_url_with_env("nats://bob:s3@h:4222/b", &|_| None).unwrap();
+    assert_eq!(
+        nats(&r).auth,
+        NatsAuth::UserPassword {
+            username: "bob".into(),
+            password: Sensitive::new("s3".into())
+        }
+    );
+}
+
+#[test]
+fn nats_replica_errors_name_the_key_to_fix() {
+    for (replica, fragments) in [
+        (
+            "      type: nats\n",
+            &[
+                "bucket required for NATS replica",
+                "nats://HOST:PORT/BUCKET",
+            ][..],
+        ),
+        (
+            "      url: nats://h/b\n      jwt: eyJ\n",
+            &["jwt is set without seed"][..],
+        ),
+        (
+            "      url: nats://h/b\n      seed: SU\n",
+            &["seed is set without jwt"][..],
+        ),
+        (
+            "      url: nats://h/b\n      username: u\n",
+            &["username is set without password"][..],
+        ),
+        (
+            "      url: nats://h/b\n      nkey: UABC\n",
+            &["replica.nkey", "not a user nkey seed"][..],
+        ),
+        (
+            "      url: nats://h/b\n      client-cert: /c.pem\n",
+            &["client-cert and client-key must both be specified"][..],
+        ),
+        (
+            "      url: nats://h/b\n      root-cas: [/a.pem, /b.pem]\n",
+            &["replica.root-cas", "one root CA file", "concatenate"][..],
+        ),
+        (
+            "      url: nats://h/b\n      max-reconnects: 0\n",
+            &["replica.max-reconnects", "not supported", "-1"][..],
+        ),
+        (
+            "      url: nats://h/my.bucket\n",
+            &["replica.url", "not a NATS object-store bucket name"][..],
+        ),
+        (
+            "      url: nats://h/b\n      timeout: x\n",
+            &["timeout"][..],
+        ),
+    ] {
+        match nats_replica(replica) {
+            Ok(c) => panic!("{replica:?} accepted: {c:?}"),
+            Err(e) => assert_msg(&e, fragments),
+        }
+    }
+    // No secret in an error.
+    let e = nats_replica("      url: nats://h/b\n      jwt: SECRETJWT\n").unwrap_err();
+    assert!(!e.to_string().contains("SECRETJWT"), "{e}");
 }

@@ -267,9 +267,7 @@ impl Error {
                     ErrorCode::HostKeyRejected
                 }
                 RemoteFailure::ServerFull(_) => ErrorCode::DiskFull,
-                RemoteFailure::NoSuchContainer { .. } | RemoteFailure::NoSuchBucket { .. } => {
-                    ErrorCode::NoSuchBucket
-                }
+                RemoteFailure::NoSuchBucket { .. } => ErrorCode::NoSuchBucket,
                 RemoteFailure::BadCredentialsFile { .. } => ErrorCode::WrongCredentials,
                 _ => ErrorCode::DestinationUnavailable,
             },

@@ -31,6 +31,7 @@
 pub mod azurite;
 pub mod gcs;
 pub mod latency;
+pub mod nats;
 pub mod password_sftp;
 pub mod replica;
 pub mod sshd;
@@ -40,6 +41,7 @@ pub mod webdav;
 pub use azurite::{AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer};
 pub use gcs::{GCS_PROJECT, GcsServer};
 pub use latency::LatencyProxy;
+pub use nats::{NatsLogin, NatsServer};
 pub use password_sftp::PasswordSftpServer;
 pub use replica::{CountingReplica, FaultyReplica, ReplicaCounts, ReplicaFault};
 pub use sshd::SshServer;

@@ -1,7 +1,8 @@
 //! Tideline and Litestream 0.5.17 over remote destinations, both directions, on real
 //! servers on 127.0.0.1 — an S3 server that checks SigV4 signatures, a WebDAV server
 //! (`rclone serve webdav`), an Azure Blob Storage server (Azurite, checking Shared Key
-//! signatures), a Google Cloud Storage emulator (`gcp-storage-emulator`, which both reach
+//! signatures), a NATS server with JetStream (`nats-server -js`, its object store), a
+//! Google Cloud Storage emulator (`gcp-storage-emulator`, which both reach
 //! through `STORAGE_EMULATOR_HOST`) and OpenSSH's sshd: each restores (latest, at TXIDs and at a timestamp)
 //! what the other replicated and compacted, the `tideline` binary restores from
 //! Litestream's own config file, each tool takes over the other's replica, and an idle
@@ -22,8 +23,8 @@ use tideline_engine::storage::{ReplicaClient, open_client};
 use tideline_engine::time::format_rfc3339;
 use tideline_ltx::Txid;
 use tideline_testkit::{
-    ACCESS_KEY, AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, BUCKET, GcsServer, REGION, S3Server,
-    SECRET_KEY, SshServer, WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer,
+    ACCESS_KEY, AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, BUCKET, GcsServer, NatsServer, REGION,
+    S3Server, SECRET_KEY, SshServer, WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer,
 };
 use tokio::sync::oneshot;
 
@@ -252,6 +253,31 @@ impl Remote for GcsServer {
     }
 }
 
+/// The object-store bucket both tools use on nats-server.
+const NATS_BUCKET: &str = "litestream";
+
+impl Remote for NatsServer {
+    fn url(&self) -> String {
+        self.replica_url(NATS_BUCKET)
+    }
+    fn litestream_replica(&self) -> String {
+        format!("type: nats\n      url: {}", self.url())
+    }
+    /// Litestream's NATS layout: objects `ltx/<level>/<min>-<max>.ltx` at the bucket's
+    /// root, listed from the object store (they are not files on the server's disk).
+    fn level_names(&self, level: u8) -> Vec<String> {
+        let c = open_client(&NatsServer::replica_config(self, NATS_BUCKET)).unwrap();
+        let files = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(c.list(level))
+        })
+        .unwrap();
+        files.iter().map(|f| f.filename()).collect()
+    }
+    fn activity(&self) -> Option<u64> {
+        None
+    }
+}
+
 /// The `.ltx` names in a folder.
 fn names_in(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
@@ -446,6 +472,17 @@ async fn litestream_restores_what_tideline_replicated_to_gs() {
     litestream_restores_what_tideline_replicated(&ls, &server, dir.path(), &db, c).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litestream_restores_what_tideline_replicated_to_nats() {
+    let Some(ls) = litestream("litestream_restores_what_tideline_replicated_to_nats") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = NatsServer::start(&dir.path().join("nats")).unwrap();
+    server.create_bucket(NATS_BUCKET).await.unwrap();
+    litestream_restores_what_tideline_replicated(&ls, &server, dir.path(), &db, c).await;
+}
+
 async fn litestream_restores_what_tideline_replicated(
     ls: &Path,
     server: &dyn Remote,
@@ -608,6 +645,17 @@ async fn tideline_restores_what_litestream_replicated_to_gs() {
     let (dir, db, c) = setup();
     let server = GcsServer::start(&dir.path().join("gcs")).unwrap();
     server.create_bucket(GS_BUCKET).await.unwrap();
+    tideline_restores_what_litestream_replicated(&ls, &server, dir.path(), &db, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tideline_restores_what_litestream_replicated_to_nats() {
+    let Some(ls) = litestream("tideline_restores_what_litestream_replicated_to_nats") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = NatsServer::start(&dir.path().join("nats")).unwrap();
+    server.create_bucket(NATS_BUCKET).await.unwrap();
     tideline_restores_what_litestream_replicated(&ls, &server, dir.path(), &db, c).await;
 }
 
@@ -785,6 +833,17 @@ async fn each_tool_takes_over_the_others_gs_replica() {
     let (dir, db, c) = setup();
     let server = GcsServer::start(&dir.path().join("gcs")).unwrap();
     server.create_bucket(GS_BUCKET).await.unwrap();
+    each_tool_takes_over_from_the_other(&ls, &server, dir.path(), &db, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tool_takes_over_the_others_nats_replica() {
+    let Some(ls) = litestream("each_tool_takes_over_the_others_nats_replica") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = NatsServer::start(&dir.path().join("nats")).unwrap();
+    server.create_bucket(NATS_BUCKET).await.unwrap();
     each_tool_takes_over_from_the_other(&ls, &server, dir.path(), &db, c).await;
 }
 

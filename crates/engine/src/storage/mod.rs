@@ -6,8 +6,9 @@
 //! [`s3::S3Replica`] (S3 and S3-compatible stores, Litestream's S3 layout),
 //! [`webdav::WebDavReplica`] (a WebDAV folder), `sftp::SftpReplica` (an SSH server, with
 //! the `sftp` feature), `abs::AbsReplica` (Azure Blob Storage, with the `abs` feature),
-//! `gs::GsReplica` (Google Cloud Storage, with the `gs` feature), all in Litestream's
-//! layouts, and [`memory::MemoryReplica`] (for fast tests).
+//! `gs::GsReplica` (Google Cloud Storage, with the `gs` feature), `nats::NatsReplica` (a
+//! NATS JetStream object store, with the `nats` feature), all in Litestream's layouts,
+//! and [`memory::MemoryReplica`] (for fast tests).
 //!
 //! Writes upload a complete local file: the engine always has one (the L0 file in the
 //! meta directory, or a compaction or snapshot written to a temporary file first), so a
@@ -31,6 +32,8 @@ pub mod file;
 #[cfg(feature = "gs")]
 pub mod gs;
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
 mod queue_reader;
 pub mod remote;
 pub mod s3;
@@ -293,6 +296,8 @@ pub fn open_client(
         crate::config::ReplicaTarget::Abs(a) => Ok(std::sync::Arc::new(abs::AbsReplica::new(a)?)),
         #[cfg(feature = "gs")]
         crate::config::ReplicaTarget::Gs(g) => Ok(std::sync::Arc::new(gs::GsReplica::new(g)?)),
+        #[cfg(feature = "nats")]
+        crate::config::ReplicaTarget::Nats(n) => Ok(std::sync::Arc::new(nats::NatsReplica::new(n))),
         other => Err(crate::Error::ReplicaTypeNotBuilt { kind: other.kind() }),
     }
 }

@@ -1,4 +1,5 @@
-//! Why a request to an SFTP, WebDAV, Azure Blob Storage or Google Cloud Storage server
+//! Why a request to an SFTP, WebDAV, Azure Blob Storage, Google Cloud Storage or NATS
+//! server
 //! failed, in terms of
 //! what the user must fix: the [`RemoteFailure`] taxonomy those backends share (S3 has
 //! its own, [`S3Failure`](super::S3Failure), for its richer error codes).
@@ -35,17 +36,15 @@ pub enum RemoteFailure {
     },
     /// The server is out of space.
     ServerFull(String),
-    /// The Azure Blob Storage container (`bucket:`) does not exist; replication never
-    /// creates one, as Litestream does not.
-    NoSuchContainer {
-        /// The container's name.
-        container: String,
-    },
-    /// The Google Cloud Storage bucket (`bucket:`) does not exist; replication never
-    /// creates one, as Litestream does not.
+    /// The bucket (Azure: container) the config names does not exist; replication
+    /// never creates one, as Litestream does not.
     NoSuchBucket {
-        /// The bucket's name.
-        bucket: String,
+        /// What the service calls it: `bucket`, `container`, `object-store bucket`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// How to create it and which key names it, said to the user after the colon.
+        fix: String,
     },
     /// The credentials file an environment variable names cannot be used (unreadable,
     /// not JSON, not a service-account key).
@@ -75,7 +74,6 @@ impl RemoteFailure {
                 | RemoteFailure::AccessDenied(_)
                 | RemoteFailure::HostKeyUnknown { .. }
                 | RemoteFailure::HostKeyChanged { .. }
-                | RemoteFailure::NoSuchContainer { .. }
                 | RemoteFailure::NoSuchBucket { .. }
                 | RemoteFailure::BadCredentialsFile { .. }
         )
@@ -109,14 +107,9 @@ impl std::fmt::Display for RemoteFailure {
                 f,
                 "the server is out of space ({detail}): free space there or raise the quota; nothing is lost, the files not uploaded stay in the meta directory"
             ),
-            RemoteFailure::NoSuchContainer { container } => write!(
-                f,
-                "the container {container:?} does not exist: create it (Azure portal, or az storage container create --name {container}), or fix bucket: in the replica config"
-            ),
-            RemoteFailure::NoSuchBucket { bucket } => write!(
-                f,
-                "the bucket {bucket:?} does not exist: create it (Cloud console, or gcloud storage buckets create gs://{bucket}), or fix bucket: in the replica config"
-            ),
+            RemoteFailure::NoSuchBucket { what, name, fix } => {
+                write!(f, "the {what} {name:?} does not exist: {fix}")
+            }
             RemoteFailure::BadCredentialsFile { variable, detail } => write!(
                 f,
                 "the credentials file {variable} names cannot be used ({detail}): set {variable} to a service-account JSON key file"

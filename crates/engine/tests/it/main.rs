@@ -8,6 +8,8 @@ mod capture;
 mod gs;
 mod levels;
 mod model;
+#[cfg(feature = "nats")]
+mod nats;
 mod remote_faults;
 mod replica_contract;
 mod replicate;

@@ -28,7 +28,8 @@ use tideline_engine::storage::ReplicaClient;
 use tideline_engine::storage::s3::S3Replica;
 use tideline_ltx::Txid;
 use tideline_testkit::{
-    ACCESS_KEY, AzuriteServer, BUCKET, GcsServer, Op, REGION, S3Server, SECRET_KEY, WebDavServer,
+    ACCESS_KEY, AzuriteServer, BUCKET, GcsServer, NatsServer, Op, REGION, S3Server, SECRET_KEY,
+    WebDavServer,
 };
 use tokio::sync::oneshot;
 
@@ -611,6 +612,29 @@ impl Remote for GcsServer {
     fn client(&self) -> Arc<dyn ReplicaClient> {
         tideline_engine::storage::open_client(&self.replica_config("backups", "app.db")).unwrap()
     }
+}
+
+impl Remote for NatsServer {
+    fn stop(&mut self) {
+        NatsServer::stop(self);
+    }
+    fn restart(&mut self) {
+        NatsServer::restart(self).unwrap();
+    }
+    fn shown(&self) -> String {
+        self.addr().to_string()
+    }
+    fn client(&self) -> Arc<dyn ReplicaClient> {
+        tideline_engine::storage::open_client(&self.replica_config("backups")).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_server_down_at_start_is_waited_for_and_caught_up_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = NatsServer::start(&dir.path().join("nats")).unwrap();
+    server.create_bucket("backups").await.unwrap();
+    down_at_start(&mut server, dir.path()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -290,8 +290,13 @@ impl AbsReplica {
                 }
             }
             (StatusCode::FORBIDDEN, _) => RemoteFailure::AccessDenied(detail),
-            (StatusCode::NOT_FOUND, "ContainerNotFound") => RemoteFailure::NoSuchContainer {
-                container: self.inner.container.clone(),
+            (StatusCode::NOT_FOUND, "ContainerNotFound") => RemoteFailure::NoSuchBucket {
+                what: "container",
+                name: self.inner.container.clone(),
+                fix: format!(
+                    "create it (Azure portal, or az storage container create --name {}), or fix bucket: in the replica config",
+                    self.inner.container
+                ),
             },
             _ => RemoteFailure::Server {
                 status: status.as_u16(),

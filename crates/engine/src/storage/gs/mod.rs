@@ -310,7 +310,12 @@ impl GsReplica {
             },
             StatusCode::FORBIDDEN => RemoteFailure::AccessDenied(detail),
             StatusCode::NOT_FOUND if bucket_missing => RemoteFailure::NoSuchBucket {
-                bucket: self.inner.bucket.clone(),
+                what: "bucket",
+                name: self.inner.bucket.clone(),
+                fix: format!(
+                    "create it (Cloud console, or gcloud storage buckets create gs://{}), or fix bucket: in the replica config",
+                    self.inner.bucket
+                ),
             },
             _ => RemoteFailure::Server {
                 status: status.as_u16(),
