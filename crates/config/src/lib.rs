@@ -13,7 +13,7 @@
 //! * keys Tideline does not act on are accepted but listed in [`Config::warnings`]:
 //!   unknown keys (with a "did you mean" for typos), and Litestream features Tideline
 //!   does not have yet (`addr`, `socket`, `mcp-addr`, `validation`, …);
-//! * replica types other than `file`, `s3`, `sftp`, `webdav` and `abs` are refused with
+//! * replica types other than `file`, `s3`, `sftp`, `webdav`, `abs` and `oss` are refused with
 //!   a clear error, as are directory configs (`dir:`/`pattern:`/`watch:`);
 //! * a bare number where a duration belongs (`monitor-interval: 5`) is refused instead
 //!   of being read as nanoseconds.
@@ -88,13 +88,14 @@
 //! | `dbs[].max-sync-wal-bytes` | 64 MiB | |
 //! | `dbs[].restore-if-db-not-exists` | false | |
 //! | `dbs[].replica` (or one-element `replicas`) | — | see below |
-//! | `replica.type` | from the `url` scheme, else `file` | `file`, `s3`, `sftp`, `webdav` or `abs` |
+//! | `replica.type` | from the `url` scheme, else `file` | `file`, `s3`, `sftp`, `webdav`, `abs` or `oss` |
 //! | `replica.url` / `.path` | — | `file:///abs/path`, `s3://bucket/path?…` |
 //! | `sync-interval` | 1s | |
 //! | `max-sync-ltx-files` | — | ignored, with a warning: every pending file is uploaded at each sync |
 //! | `auto-recover` | — | ignored, with a warning: not supported yet |
 //! | `bucket`, `region`, `endpoint` | — | s3; `user:pass@` in the endpoint is dropped (S3 signs with the keys) |
 //! | `account-name` / `account-key` / `sas-token` | env `LITESTREAM_AZURE_ACCOUNT_KEY` / `LITESTREAM_AZURE_SAS_TOKEN` | abs (`bucket` is the container, `endpoint` e.g. Azurite's); a SAS token wins over the key |
+//! | `region` / `endpoint` (oss) | `cn-hangzhou` / `https://oss-<region>.aliyuncs.com` | oss; `access-key-id` + `secret-access-key` both, else env `OSS_ACCESS_KEY_ID` / `OSS_ACCESS_KEY_SECRET` |
 //! | `access-key-id` / `secret-access-key` | env `AWS_*`, else `LITESTREAM_*` | s3; `AWS_SESSION_TOKEN` only with keys from `AWS_*` |
 //! | `force-path-style` | on with a custom endpoint | s3 |
 //! | `skip-verify` | false | s3 |
@@ -113,6 +114,7 @@ mod env;
 mod error;
 mod heartbeat;
 mod keys;
+mod oss;
 mod paths;
 mod raw;
 mod replica;
@@ -132,6 +134,7 @@ pub use db::{DbConfig, meta_path_for};
 pub use duration::{ParseDurationError, deserialize_duration, format_duration, parse_duration};
 pub use error::{ConfigError, Origin};
 pub use heartbeat::{DEFAULT_HEARTBEAT_INTERVAL, HeartbeatConfig, MIN_HEARTBEAT_INTERVAL};
+pub use oss::{DEFAULT_OSS_REGION, OssReplicaConfig};
 pub use paths::{absolute_path, default_config_path};
 pub use replica::{
     FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3Parts, S3ReplicaConfig, SftpParts,

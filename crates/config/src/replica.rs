@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::abs::{AbsReplicaConfig, build_abs};
 use super::error::{ConfigError, UrlProblem};
+use super::oss::{OssReplicaConfig, build_oss};
 use super::raw::{RawReplica, age_is_set, non_empty};
 use super::s3::build_s3;
 use super::sftp::{SftpReplicaConfig, build_sftp};
@@ -23,7 +24,7 @@ pub(crate) const MAX_PART_SIZE: u64 = 5 << 30;
 /// Litestream's concurrency for Cloudflare R2, which throttles parallel uploads.
 pub(crate) const R2_CONCURRENCY: usize = 2;
 
-pub(crate) const SUPPORTED: &str = "supported: file, s3, sftp, webdav, abs";
+pub(crate) const SUPPORTED: &str = "supported: file, s3, sftp, webdav, abs, oss";
 
 /// Where and how one database is replicated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,11 +56,13 @@ pub enum ReplicaTarget {
     WebDav(Box<WebDavReplicaConfig>),
     /// An Azure Blob Storage container (`type: abs`, `abs://account@container/path`).
     Abs(Box<AbsReplicaConfig>),
+    /// An Alibaba Cloud OSS bucket (`type: oss`, `oss://bucket/path`).
+    Oss(Box<OssReplicaConfig>),
 }
 
 impl ReplicaTarget {
     /// The type, as Litestream's `type:` names it (`file`, `s3`, `sftp`, `webdav`,
-    /// `abs`).
+    /// `abs`, `oss`).
     pub fn kind(&self) -> &'static str {
         match self {
             ReplicaTarget::File(_) => "file",
@@ -67,6 +70,7 @@ impl ReplicaTarget {
             ReplicaTarget::Sftp(_) => "sftp",
             ReplicaTarget::WebDav(_) => "webdav",
             ReplicaTarget::Abs(_) => "abs",
+            ReplicaTarget::Oss(_) => "oss",
         }
     }
 }
@@ -97,6 +101,16 @@ impl fmt::Display for ReplicaTarget {
                     write!(f, "{account}@")?;
                 }
                 f.write_str(&c.bucket)?;
+                if !c.path.is_empty() {
+                    write!(f, "/{}", c.path)?;
+                }
+                match &c.endpoint {
+                    Some(e) => write!(f, " (endpoint {e})"),
+                    None => Ok(()),
+                }
+            }
+            ReplicaTarget::Oss(c) => {
+                write!(f, "oss://{}", c.bucket)?;
                 if !c.path.is_empty() {
                     write!(f, "/{}", c.path)?;
                 }
@@ -414,6 +428,7 @@ pub(crate) fn build(
             ReplicaTarget::WebDav(Box::new(build_webdav(local, &eff, url.as_deref(), key)?))
         }
         "abs" => ReplicaTarget::Abs(Box::new(build_abs(local, &eff, url.as_deref(), key, env)?)),
+        "oss" => ReplicaTarget::Oss(Box::new(build_oss(local, &eff, url.as_deref(), key, env)?)),
         other => return Err(unsupported_kind(other, scheme.is_some(), key)),
     };
     Ok(ReplicaConfig {
@@ -498,7 +513,7 @@ pub(crate) fn unsupported_kind(kind: &str, from_scheme: bool, key: &str) -> Conf
         format!("{key}.type")
     };
     match kind {
-        "gs" | "nats" | "oss" => ConfigError::invalid(
+        "gs" | "nats" => ConfigError::invalid(
             kind_key,
             format!("replica type {kind} is not supported by Tideline yet"),
             SUPPORTED,
@@ -509,7 +524,7 @@ pub(crate) fn unsupported_kind(kind: &str, from_scheme: bool, key: &str) -> Conf
             "write file:///abs/path for a folder or s3://bucket/path for S3",
         ),
         other => {
-            let hint = match keys::suggest(other, &["file", "s3", "sftp", "webdav", "abs"]) {
+            let hint = match keys::suggest(other, &["file", "s3", "sftp", "webdav", "abs", "oss"]) {
                 Some(s) => format!("did you mean type: {s}? {SUPPORTED}"),
                 None => SUPPORTED.to_owned(),
             };

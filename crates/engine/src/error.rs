@@ -267,7 +267,9 @@ impl Error {
                     ErrorCode::HostKeyRejected
                 }
                 RemoteFailure::ServerFull(_) => ErrorCode::DiskFull,
-                RemoteFailure::NoSuchContainer { .. } => ErrorCode::NoSuchBucket,
+                RemoteFailure::NoSuchContainer { .. } | RemoteFailure::NoSuchBucket { .. } => {
+                    ErrorCode::NoSuchBucket
+                }
                 _ => ErrorCode::DestinationUnavailable,
             },
             Error::Replica(ReplicaError::Io { source, .. }) if is_disk_full(source) => {

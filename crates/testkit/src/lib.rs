@@ -9,7 +9,8 @@
 //!
 //! [`webdav::WebDavServer`] runs `rclone serve webdav` on `127.0.0.1` for the WebDAV
 //! replica's tests; [`azurite::AzuriteServer`] runs Azurite, Microsoft's Azure Blob
-//! Storage emulator, for the abs replica's.
+//! Storage emulator, for the abs replica's; [`oss::OssServer`] is a local OSS server
+//! that verifies OSS Signature V4, for the oss replica's.
 //!
 //! [`S3Server`] is a real S3-compatible server (`s3s-fs`, objects kept as files under a
 //! directory) on `127.0.0.1`, checking SigV4 signatures against one access key. It runs
@@ -29,6 +30,7 @@
 
 pub mod azurite;
 pub mod latency;
+pub mod oss;
 pub mod password_sftp;
 pub mod replica;
 pub mod sshd;
@@ -37,6 +39,7 @@ pub mod webdav;
 
 pub use azurite::{AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer};
 pub use latency::LatencyProxy;
+pub use oss::{OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_BUCKET, OSS_REGION, OssServer};
 pub use password_sftp::PasswordSftpServer;
 pub use replica::{CountingReplica, FaultyReplica, ReplicaCounts, ReplicaFault};
 pub use sshd::SshServer;

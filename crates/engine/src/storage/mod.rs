@@ -28,6 +28,8 @@ pub mod counters;
 pub mod durable;
 pub mod file;
 pub mod memory;
+#[cfg(feature = "oss")]
+pub mod oss;
 mod queue_reader;
 pub mod remote;
 pub mod s3;
@@ -288,6 +290,8 @@ pub fn open_client(
         }
         #[cfg(feature = "abs")]
         crate::config::ReplicaTarget::Abs(a) => Ok(std::sync::Arc::new(abs::AbsReplica::new(a)?)),
+        #[cfg(feature = "oss")]
+        crate::config::ReplicaTarget::Oss(o) => Ok(std::sync::Arc::new(oss::OssReplica::new(o)?)),
         other => Err(crate::Error::ReplicaTypeNotBuilt { kind: other.kind() }),
     }
 }

@@ -1,11 +1,11 @@
-//! Why a request to an SFTP, WebDAV or Azure Blob Storage server failed, in terms of
+//! Why a request to an SFTP, WebDAV, Azure Blob Storage or OSS server failed, in terms of
 //! what the user must fix: the [`RemoteFailure`] taxonomy those backends share (S3 has
 //! its own, [`S3Failure`](super::S3Failure), for its richer error codes).
 //!
 //! Reason to change: a server reports a failure in a way not yet named, or a message
 //! must say something else.
 
-/// Why a request to an SFTP, WebDAV or Azure Blob Storage server failed, in terms of
+/// Why a request to an SFTP, WebDAV, Azure Blob Storage or OSS server failed, in terms of
 /// what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -40,6 +40,12 @@ pub enum RemoteFailure {
         /// The container's name.
         container: String,
     },
+    /// The OSS bucket (`bucket:`) does not exist; replication never creates one, as
+    /// Litestream does not.
+    NoSuchBucket {
+        /// The bucket's name.
+        bucket: String,
+    },
     /// The server answered with an HTTP error not named above.
     Server {
         /// HTTP status.
@@ -61,6 +67,7 @@ impl RemoteFailure {
                 | RemoteFailure::HostKeyUnknown { .. }
                 | RemoteFailure::HostKeyChanged { .. }
                 | RemoteFailure::NoSuchContainer { .. }
+                | RemoteFailure::NoSuchBucket { .. }
         )
     }
 }
@@ -95,6 +102,10 @@ impl std::fmt::Display for RemoteFailure {
             RemoteFailure::NoSuchContainer { container } => write!(
                 f,
                 "the container {container:?} does not exist: create it (Azure portal, or az storage container create --name {container}), or fix bucket: in the replica config"
+            ),
+            RemoteFailure::NoSuchBucket { bucket } => write!(
+                f,
+                "the bucket {bucket:?} does not exist: create it (OSS console, or ossutil mb oss://{bucket}), or fix bucket: and region: in the replica config"
             ),
             RemoteFailure::Server { status, message } => {
                 write!(f, "the server answered {status} {message}")
