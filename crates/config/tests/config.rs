@@ -1481,14 +1481,20 @@ fn oss_replicas_read_litestreams_keys_url_and_defaults() {
     let a = c.dbs[0].replica.as_ref().unwrap();
     let oa = oss(a);
     assert_eq!((oa.bucket.as_str(), oa.path.as_str()), ("backups", "db/a"));
-    assert_eq!(oa.access_key_id, "LTAIglobal", "inherited from the top level");
+    assert_eq!(
+        oa.access_key_id, "LTAIglobal",
+        "inherited from the top level"
+    );
     assert_eq!(oa.access_key_secret.expose(), "TOPSECRET");
     assert_eq!(oa.region, "cn-hangzhou", "Litestream's default region");
     assert_eq!(oa.endpoint_url(), "https://oss-cn-hangzhou.aliyuncs.com");
     assert_eq!(oa.level_dir(9), "db/a/0009", "S3's layout, level in %04x");
     assert_eq!(a.target.kind(), "oss");
     assert_eq!(a.target.to_string(), "oss://backups/db/a");
-    assert!(!format!("{a:?}").contains("TOPSECRET"), "no secret in Debug");
+    assert!(
+        !format!("{a:?}").contains("TOPSECRET"),
+        "no secret in Debug"
+    );
 
     // Without both keys, the SDK's environment variables, as a pair.
     let ob = oss(c.dbs[1].replica.as_ref().unwrap());
@@ -1496,19 +1502,30 @@ fn oss_replicas_read_litestreams_keys_url_and_defaults() {
     assert_eq!(ob.region, "cn-shanghai", "from the URL's host");
     assert_eq!(ob.endpoint_url(), "https://oss-cn-shanghai.aliyuncs.com");
     assert_eq!(
-        (ob.access_key_id.as_str(), ob.access_key_secret.expose().as_str()),
+        (
+            ob.access_key_id.as_str(),
+            ob.access_key_secret.expose().as_str()
+        ),
         ("LTAIenv", "ENVSECRET")
     );
 
     let oc = oss(c.dbs[2].replica.as_ref().unwrap());
     assert_eq!(oc.endpoint_url(), "https://127.0.0.1:9000", "https added");
     assert_eq!((oc.region.as_str(), oc.path.as_str()), ("eu-central-1", ""));
-    assert_eq!(oc.level_dir(0), "/0000", "Litestream's key for an empty path");
+    assert_eq!(
+        oc.level_dir(0),
+        "/0000",
+        "Litestream's key for an empty path"
+    );
 
     for (text, fragments) in [
         (
             "dbs:\n  - path: /a.db\n    replica:\n      type: oss\n      path: p\n",
-            &["dbs[0].replica", "bucket required for oss replica", "bucket:"][..],
+            &[
+                "dbs[0].replica",
+                "bucket required for oss replica",
+                "bucket:",
+            ][..],
         ),
         (
             "dbs:\n  - path: /a.db\n    replica:\n      url: oss://b/p\n      bucket: c\n",
@@ -1516,7 +1533,11 @@ fn oss_replicas_read_litestreams_keys_url_and_defaults() {
         ),
         (
             "dbs:\n  - path: /a.db\n    replica:\n      url: oss://b/p\n      access-key-id: x\n",
-            &["no credentials for oss replica", "secret-access-key", "OSS_ACCESS_KEY_SECRET"][..],
+            &[
+                "no credentials for oss replica",
+                "secret-access-key",
+                "OSS_ACCESS_KEY_SECRET",
+            ][..],
         ),
     ] {
         assert_msg(&parse_err(text), fragments);

@@ -1,12 +1,14 @@
 //! The engine's tests, in one binary (one link of the AWS SDK and SQLite instead of one
 //! per file): each module is one area, against real SQLite databases and, for S3, a
-//! real S3 server on 127.0.0.1 (and WebDAV, Azure Blob Storage and, for SFTP, OpenSSH's
-//! `sshd` servers).
+//! real S3 server on 127.0.0.1 (and WebDAV, Azure Blob Storage, a local OSS server
+//! checking OSS Signature V4 and, for SFTP, OpenSSH's `sshd` servers).
 
 mod abs;
 mod capture;
 mod levels;
 mod model;
+#[cfg(feature = "oss")]
+mod oss;
 mod remote_faults;
 mod replica_contract;
 mod replicate;
