@@ -173,13 +173,14 @@ mod tests {
             ("x-oss-content-sha256", "UNSIGNED-PAYLOAD"),
             ("x-oss-date", "20231216T162057Z"),
         ];
-        // Go's url.Values.Encode of the vector's parameters.
+        // Go's url.Values.Encode of the vector's parameters (sorted unencoded); the
+        // canonical form sorts the encoded names, so `%7C…` comes before `param…`.
         let query = "%2Bparam1=value3&%2Bparam2=&param1=value1&param2=&%7Cparam1=value4&%7Cparam2=";
         let canonical = canonical_request("PUT", "/bucket/1234+-/123/1.txt", query, &headers);
         assert_eq!(
             canonical,
             "PUT\n/bucket/1234%2B-/123/1.txt\n\
-             %2Bparam1=value3&%2Bparam2&param1=value1&param2&%7Cparam1=value4&%7Cparam2\n\
+             %2Bparam1=value3&%2Bparam2&%7Cparam1=value4&%7Cparam2&param1=value1&param2\n\
              content-type:text/plain\nx-oss-content-sha256:UNSIGNED-PAYLOAD\n\
              x-oss-date:20231216T162057Z\nx-oss-head1:value\n\n\nUNSIGNED-PAYLOAD"
         );
