@@ -274,35 +274,35 @@ async fn handle(root: &Path, stats: &Stats, req: http::Request<hyper::body::Inco
         headers,
         body,
     };
-    if let Err(refused) = verify(&req) {
+    if let Err((status, code, message)) = verify(&req) {
         stats.rejected.fetch_add(1, Ordering::SeqCst);
-        return refused;
+        return error(status, code, message);
     }
     stats.accepted.fetch_add(1, Ordering::SeqCst);
     let dir = root.join(&req.bucket);
     if req.bucket.is_empty() || req.bucket.starts_with('.') {
         return error(400, "InvalidBucketName", "path-style requests only");
     }
-    if !dir.is_dir() && !(req.method == "PUT" && req.key.is_empty()) {
+    let creates_bucket = req.method == "PUT" && req.key.is_empty();
+    if !dir.is_dir() && !creates_bucket {
         return error(404, "NoSuchBucket", "The specified bucket does not exist.");
     }
     dispatch(root, &req).await
 }
 
+/// Why a request is refused: status, OSS error code, message.
+type Refusal = (u16, &'static str, &'static str);
+
 /// Checks the `Authorization` header's OSS V4 signature with the one known secret.
-fn verify(req: &Req) -> Result<(), Resp> {
+fn verify(req: &Req) -> Result<(), Refusal> {
     let Some(auth) = req.header("authorization") else {
-        return Err(error(403, "AccessDenied", "anonymous access is refused"));
+        return Err((403, "AccessDenied", "anonymous access is refused"));
     };
     let Some((id, region, sig)) = parse_authorization(auth) else {
-        return Err(error(
-            400,
-            "InvalidArgument",
-            "only OSS4-HMAC-SHA256 is accepted",
-        ));
+        return Err((400, "InvalidArgument", "only OSS4-HMAC-SHA256 is accepted"));
     };
     if id != OSS_ACCESS_KEY_ID {
-        return Err(error(
+        return Err((
             403,
             "InvalidAccessKeyId",
             "The OSS Access Key Id you provided does not exist in our records.",
@@ -319,7 +319,7 @@ fn verify(req: &Req) -> Result<(), Resp> {
     if region != OSS_REGION
         || signature(OSS_ACCESS_KEY_SECRET, datetime, &region, &canonical) != sig
     {
-        return Err(error(
+        return Err((
             403,
             "SignatureDoesNotMatch",
             "The request signature we calculated does not match the signature you provided.",
