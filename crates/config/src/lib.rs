@@ -13,8 +13,8 @@
 //! * keys Tideline does not act on are accepted but listed in [`Config::warnings`]:
 //!   unknown keys (with a "did you mean" for typos), and Litestream features Tideline
 //!   does not have yet (`addr`, `socket`, `mcp-addr`, `validation`, …);
-//! * replica types other than `file`, `s3`, `sftp`, `webdav`, `abs`, `gs` and `nats` are
-//!   refused with a clear error, as are directory configs (`dir:`/`pattern:`/`watch:`);
+//! * replica types other than `file`, `s3`, `sftp`, `webdav`, `abs`, `gs`, `nats` and `oss`
+//!   are refused with a clear error, as are directory configs (`dir:`/`pattern:`/`watch:`);
 //! * a bare number where a duration belongs (`monitor-interval: 5`) is refused instead
 //!   of being read as nanoseconds.
 //!
@@ -88,7 +88,7 @@
 //! | `dbs[].max-sync-wal-bytes` | 64 MiB | |
 //! | `dbs[].restore-if-db-not-exists` | false | |
 //! | `dbs[].replica` (or one-element `replicas`) | — | see below |
-//! | `replica.type` | from the `url` scheme, else `file` | `file`, `s3`, `sftp`, `webdav`, `abs`, `gs` or `nats` |
+//! | `replica.type` | from the `url` scheme, else `file` | `file`, `s3`, `sftp`, `webdav`, `abs`, `gs`, `nats` or `oss` |
 //! | `replica.url` / `.path` | — | `file:///abs/path`, `s3://bucket/path?…` |
 //! | `sync-interval` | 1s | |
 //! | `max-sync-ltx-files` | — | ignored, with a warning: every pending file is uploaded at each sync |
@@ -99,6 +99,7 @@
 //! | `jwt` + `seed`, `creds`, `nkey`, `username` + `password`, `token` | — | nats (`url: nats://host:port/bucket`); the first set wins, in this order; half a pair is refused |
 //! | `tls`, `root-cas` (one file), `client-cert` + `client-key` | off | nats |
 //! | `max-reconnects` / `reconnect-wait` / `timeout` | -1 (unlimited) / 2s / 10s | nats; `max-reconnects: 0` is refused |
+//! | `region` / `endpoint` (oss) | `cn-hangzhou` / `https://oss-<region>.aliyuncs.com` | oss; `access-key-id` + `secret-access-key` both, else env `OSS_ACCESS_KEY_ID` / `OSS_ACCESS_KEY_SECRET` |
 //! | `access-key-id` / `secret-access-key` | env `AWS_*`, else `LITESTREAM_*` | s3; `AWS_SESSION_TOKEN` only with keys from `AWS_*` |
 //! | `force-path-style` | on with a custom endpoint | s3 |
 //! | `skip-verify` | false | s3 |
@@ -119,6 +120,7 @@ mod gs;
 mod heartbeat;
 mod keys;
 mod nats;
+mod oss;
 mod paths;
 mod raw;
 mod replica;
@@ -143,6 +145,7 @@ pub use nats::{
     DEFAULT_NATS_RECONNECT_WAIT, DEFAULT_NATS_SERVER, DEFAULT_NATS_TIMEOUT, NatsAuth,
     NatsReplicaConfig,
 };
+pub use oss::{DEFAULT_OSS_REGION, OssReplicaConfig};
 pub use paths::{absolute_path, default_config_path};
 pub use replica::{
     FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3Parts, S3ReplicaConfig, SftpParts,

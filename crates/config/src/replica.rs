@@ -9,6 +9,7 @@ use super::abs::{AbsReplicaConfig, build_abs};
 use super::error::{ConfigError, UrlProblem};
 use super::gs::{GsReplicaConfig, build_gs};
 use super::nats::{NatsReplicaConfig, build_nats};
+use super::oss::{OssReplicaConfig, build_oss};
 use super::raw::{RawReplica, age_is_set, non_empty};
 use super::s3::build_s3;
 use super::sftp::{SftpReplicaConfig, build_sftp};
@@ -25,7 +26,7 @@ pub(crate) const MAX_PART_SIZE: u64 = 5 << 30;
 /// Litestream's concurrency for Cloudflare R2, which throttles parallel uploads.
 pub(crate) const R2_CONCURRENCY: usize = 2;
 
-pub(crate) const SUPPORTED: &str = "supported: file, s3, sftp, webdav, abs, gs, nats";
+pub(crate) const SUPPORTED: &str = "supported: file, s3, sftp, webdav, abs, gs, nats, oss";
 
 /// Where and how one database is replicated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,11 +62,13 @@ pub enum ReplicaTarget {
     Gs(Box<GsReplicaConfig>),
     /// A NATS JetStream object-store bucket (`type: nats`, `nats://host:port/bucket`).
     Nats(Box<NatsReplicaConfig>),
+    /// An Alibaba Cloud OSS bucket (`type: oss`, `oss://bucket/path`).
+    Oss(Box<OssReplicaConfig>),
 }
 
 impl ReplicaTarget {
     /// The type, as Litestream's `type:` names it (`file`, `s3`, `sftp`, `webdav`,
-    /// `abs`, `gs`, `nats`).
+    /// `abs`, `gs`, `nats`, `oss`).
     pub fn kind(&self) -> &'static str {
         match self {
             ReplicaTarget::File(_) => "file",
@@ -75,6 +78,7 @@ impl ReplicaTarget {
             ReplicaTarget::Abs(_) => "abs",
             ReplicaTarget::Gs(_) => "gs",
             ReplicaTarget::Nats(_) => "nats",
+            ReplicaTarget::Oss(_) => "oss",
         }
     }
 }
@@ -126,6 +130,16 @@ impl fmt::Display for ReplicaTarget {
                 }
             }
             ReplicaTarget::Nats(c) => write!(f, "nats://{}/{}", c.server, c.bucket),
+            ReplicaTarget::Oss(c) => {
+                write!(f, "oss://{}", c.bucket)?;
+                if !c.path.is_empty() {
+                    write!(f, "/{}", c.path)?;
+                }
+                match &c.endpoint {
+                    Some(e) => write!(f, " (endpoint {e})"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -444,6 +458,7 @@ pub(crate) fn build(
             cwd,
             warnings,
         )?)),
+        "oss" => ReplicaTarget::Oss(Box::new(build_oss(local, &eff, url.as_deref(), key, env)?)),
         other => return Err(unsupported_kind(other, scheme.is_some(), key)),
     };
     Ok(ReplicaConfig {
@@ -519,8 +534,8 @@ pub(crate) fn replica_kind(
     (kind, scheme)
 }
 
-/// The error for a replica type other than file and s3: a Litestream backend Tideline
-/// lacks, an unknown URL scheme, or an unknown `type:` (with a "did you mean").
+/// The error for a replica type neither tool has: an unknown URL scheme, or an unknown
+/// `type:` (with a "did you mean").
 pub(crate) fn unsupported_kind(kind: &str, from_scheme: bool, key: &str) -> ConfigError {
     let kind_key = if from_scheme {
         format!("{key}.url")
@@ -528,20 +543,17 @@ pub(crate) fn unsupported_kind(kind: &str, from_scheme: bool, key: &str) -> Conf
         format!("{key}.type")
     };
     match kind {
-        "oss" => ConfigError::invalid(
-            kind_key,
-            format!("replica type {kind} is not supported by Tideline yet"),
-            SUPPORTED,
-        ),
         other if from_scheme => ConfigError::invalid(
             kind_key,
             format!("unknown replica URL scheme {other:?}"),
-            "write file:///abs/path for a folder or s3://bucket/path for S3",
+            format!(
+                "write file:///abs/path for a folder, or a replica URL such as s3://bucket/path; {SUPPORTED}"
+            ),
         ),
         other => {
             let hint = match keys::suggest(
                 other,
-                &["file", "s3", "sftp", "webdav", "abs", "gs", "nats"],
+                &["file", "s3", "sftp", "webdav", "abs", "gs", "nats", "oss"],
             ) {
                 Some(s) => format!("did you mean type: {s}? {SUPPORTED}"),
                 None => SUPPORTED.to_owned(),

@@ -525,13 +525,6 @@ fn every_config_error_names_the_key_and_the_fix() {
             ],
         ),
         (
-            "dbs:\n  - path: /a.db\n    replica:\n      type: oss\n      bucket: h\n",
-            &[
-                "dbs[0].replica.type",
-                "replica type oss is not supported by Tideline yet; supported: file, s3, sftp, webdav, abs, gs, nats",
-            ],
-        ),
-        (
             "dbs:\n  - path: /a.db\n    replica:\n      type: s4\n      bucket: b\n",
             &[
                 "dbs[0].replica.type",
@@ -1022,7 +1015,10 @@ fn replica_urls() {
         "abs://container/x",
         &["account name is required when endpoint is not specified"],
     );
-    bad("oss://bucket/x", &["oss is not supported"]);
+    bad(
+        "oss://bucket/x",
+        &["no credentials for oss replica", "OSS_ACCESS_KEY_ID"],
+    );
     bad("s3:///path-only", &["no bucket", "s3://BUCKET"]);
     bad(
         "s3://b/p?forcepathstyle=true",
@@ -1454,6 +1450,94 @@ fn abs(replica: &ReplicaConfig) -> &tideline_config::AbsReplicaConfig {
     match &replica.target {
         ReplicaTarget::Abs(c) => c,
         other => panic!("not abs: {other:?}"),
+    }
+}
+
+fn oss(replica: &ReplicaConfig) -> &tideline_config::OssReplicaConfig {
+    match &replica.target {
+        ReplicaTarget::Oss(c) => c,
+        other => panic!("not oss: {other:?}"),
+    }
+}
+
+#[test]
+fn oss_replicas_read_litestreams_keys_url_and_defaults() {
+    let c = parse_env(
+        "access-key-id: LTAIglobal\n\
+         dbs:\n  - path: /a.db\n    replica:\n      type: oss\n      bucket: backups\n      \
+         path: /db/a/\n      secret-access-key: ${SECRET}\n\
+         \x20 - path: /b.db\n    replica:\n      url: oss://bkt.oss-cn-shanghai.aliyuncs.com/x/y\n\
+         \x20 - path: /c.db\n    replica:\n      url: oss://cdb\n      region: eu-central-1\n      \
+         endpoint: 127.0.0.1:9000/\n",
+        &[
+            ("SECRET", "TOPSECRET"),
+            ("OSS_ACCESS_KEY_ID", "LTAIenv"),
+            ("OSS_ACCESS_KEY_SECRET", "ENVSECRET"),
+        ],
+    );
+    let a = c.dbs[0].replica.as_ref().unwrap();
+    let oa = oss(a);
+    assert_eq!((oa.bucket.as_str(), oa.path.as_str()), ("backups", "db/a"));
+    assert_eq!(
+        oa.access_key_id, "LTAIglobal",
+        "inherited from the top level"
+    );
+    assert_eq!(oa.access_key_secret.expose(), "TOPSECRET");
+    assert_eq!(oa.region, "cn-hangzhou", "Litestream's default region");
+    assert_eq!(oa.endpoint_url(), "https://oss-cn-hangzhou.aliyuncs.com");
+    assert_eq!(oa.level_dir(9), "db/a/0009", "S3's layout, level in %04x");
+    assert_eq!(a.target.kind(), "oss");
+    assert_eq!(a.target.to_string(), "oss://backups/db/a");
+    assert!(
+        !format!("{a:?}").contains("TOPSECRET"),
+        "no secret in Debug"
+    );
+
+    // Without both keys, the SDK's environment variables, as a pair.
+    let ob = oss(c.dbs[1].replica.as_ref().unwrap());
+    assert_eq!((ob.bucket.as_str(), ob.path.as_str()), ("bkt", "x/y"));
+    assert_eq!(ob.region, "cn-shanghai", "from the URL's host");
+    assert_eq!(ob.endpoint_url(), "https://oss-cn-shanghai.aliyuncs.com");
+    assert_eq!(
+        (
+            ob.access_key_id.as_str(),
+            ob.access_key_secret.expose().as_str()
+        ),
+        ("LTAIenv", "ENVSECRET")
+    );
+
+    let oc = oss(c.dbs[2].replica.as_ref().unwrap());
+    assert_eq!(oc.endpoint_url(), "https://127.0.0.1:9000", "https added");
+    assert_eq!((oc.region.as_str(), oc.path.as_str()), ("eu-central-1", ""));
+    assert_eq!(
+        oc.level_dir(0),
+        "/0000",
+        "Litestream's key for an empty path"
+    );
+
+    for (text, fragments) in [
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      type: oss\n      path: p\n",
+            &[
+                "dbs[0].replica",
+                "bucket required for oss replica",
+                "bucket:",
+            ][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: oss://b/p\n      bucket: c\n",
+            &["cannot specify url & bucket for oss replica"][..],
+        ),
+        (
+            "dbs:\n  - path: /a.db\n    replica:\n      url: oss://b/p\n      access-key-id: x\n",
+            &[
+                "no credentials for oss replica",
+                "secret-access-key",
+                "OSS_ACCESS_KEY_SECRET",
+            ][..],
+        ),
+    ] {
+        assert_msg(&parse_err(text), fragments);
     }
 }
 

@@ -10,7 +10,8 @@
 //! [`webdav::WebDavServer`] runs `rclone serve webdav` on `127.0.0.1` for the WebDAV
 //! replica's tests; [`azurite::AzuriteServer`] runs Azurite, Microsoft's Azure Blob
 //! Storage emulator, for the abs replica's; [`gcs::GcsServer`] runs
-//! `gcp-storage-emulator`, a Google Cloud Storage emulator, for the gs replica's.
+//! `gcp-storage-emulator`, a Google Cloud Storage emulator, for the gs replica's; [`oss::OssServer`] is a local OSS server
+//! that verifies OSS Signature V4, for the oss replica's.
 //!
 //! [`S3Server`] is a real S3-compatible server (`s3s-fs`, objects kept as files under a
 //! directory) on `127.0.0.1`, checking SigV4 signatures against one access key. It runs
@@ -32,6 +33,7 @@ pub mod azurite;
 pub mod gcs;
 pub mod latency;
 pub mod nats;
+pub mod oss;
 pub mod password_sftp;
 pub mod replica;
 pub mod sshd;
@@ -42,6 +44,7 @@ pub use azurite::{AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer};
 pub use gcs::{GCS_PROJECT, GcsServer};
 pub use latency::LatencyProxy;
 pub use nats::{NatsLogin, NatsServer};
+pub use oss::{OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_BUCKET, OSS_REGION, OssServer};
 pub use password_sftp::PasswordSftpServer;
 pub use replica::{CountingReplica, FaultyReplica, ReplicaCounts, ReplicaFault};
 pub use sshd::SshServer;

@@ -3,7 +3,8 @@
 //! (`rclone serve webdav`), an Azure Blob Storage server (Azurite, checking Shared Key
 //! signatures), a NATS server with JetStream (`nats-server -js`, its object store), a
 //! Google Cloud Storage emulator (`gcp-storage-emulator`, which both reach
-//! through `STORAGE_EMULATOR_HOST`) and OpenSSH's sshd: each restores (latest, at TXIDs and at a timestamp)
+//! through `STORAGE_EMULATOR_HOST`) an OSS server (testkit's, checking OSS Signature V4 for both tools, as no OSS
+//! emulator exists) and OpenSSH's sshd: each restores (latest, at TXIDs and at a timestamp)
 //! what the other replicated and compacted, the `tideline` binary restores from
 //! Litestream's own config file, each tool takes over the other's replica, and an idle
 //! replicator makes no requests. One generic flow per check; a destination is a
@@ -23,8 +24,9 @@ use tideline_engine::storage::{ReplicaClient, open_client};
 use tideline_engine::time::format_rfc3339;
 use tideline_ltx::Txid;
 use tideline_testkit::{
-    ACCESS_KEY, AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, BUCKET, GcsServer, NatsServer, REGION,
-    S3Server, SECRET_KEY, SshServer, WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer,
+    ACCESS_KEY, AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, BUCKET, GcsServer, NatsServer,
+    OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_BUCKET, OSS_REGION, OssServer, REGION, S3Server,
+    SECRET_KEY, SshServer, WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer,
 };
 use tokio::sync::oneshot;
 
@@ -278,6 +280,51 @@ impl Remote for NatsServer {
     }
 }
 
+impl Remote for OssServer {
+    fn url(&self) -> String {
+        format!("oss://{OSS_BUCKET}/{PATH}")
+    }
+    fn litestream_replica(&self) -> String {
+        format!(
+            "type: oss\n      bucket: {OSS_BUCKET}\n      path: {PATH}\n      region: {OSS_REGION}\n      endpoint: {}\n      access-key-id: {OSS_ACCESS_KEY_ID}\n      secret-access-key: {OSS_ACCESS_KEY_SECRET}",
+            self.endpoint()
+        )
+    }
+    /// Litestream's OSS layout, S3's: objects `<path>/<level %04x>/<min>-<max>.ltx`.
+    fn level_names(&self, level: u8) -> Vec<String> {
+        let prefix = format!("{PATH}/{level:04x}/");
+        self.keys()
+            .iter()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+    /// Every request the server checked the signature of.
+    fn activity(&self) -> Option<u64> {
+        let (accepted, rejected) = self.signatures();
+        Some(accepted + rejected)
+    }
+    fn replica_config(&self) -> ReplicaConfig {
+        OssServer::replica_config(self, PATH)
+    }
+    /// The endpoint is not part of an oss URL (in Litestream too): a config file.
+    fn litestream_source(&self, scratch: &Path) -> Vec<String> {
+        let config = scratch.join("litestream-restore.yml");
+        let db = scratch.join("app.db");
+        let replica = self.litestream_replica();
+        let text = format!(
+            "dbs:\n  - path: {}\n    replica:\n      {replica}\n",
+            db.display()
+        );
+        fs::write(&config, text).unwrap();
+        vec![
+            "-config".into(),
+            config.display().to_string(),
+            db.display().to_string(),
+        ]
+    }
+}
+
 /// The `.ltx` names in a folder.
 fn names_in(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
@@ -448,6 +495,21 @@ async fn litestream_restores_what_tideline_replicated_to_webdav() {
     let (dir, db, c) = setup();
     let server = WebDavServer::start(&dir.path().join("dav")).unwrap();
     litestream_restores_what_tideline_replicated(&ls, &server, dir.path(), &db, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litestream_restores_what_tideline_replicated_to_oss() {
+    let Some(ls) = litestream("litestream_restores_what_tideline_replicated_to_oss") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = OssServer::start(&dir.path().join("oss")).unwrap();
+    litestream_restores_what_tideline_replicated(&ls, &server, dir.path(), &db, c).await;
+    let (accepted, rejected) = server.signatures();
+    assert!(
+        accepted > 0 && rejected == 0,
+        "{accepted} signed, {rejected} refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -659,6 +721,29 @@ async fn tideline_restores_what_litestream_replicated_to_nats() {
     tideline_restores_what_litestream_replicated(&ls, &server, dir.path(), &db, c).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tideline_restores_what_litestream_replicated_to_oss() {
+    let Some(ls) = litestream("tideline_restores_what_litestream_replicated_to_oss") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = OssServer::start(&dir.path().join("oss")).unwrap();
+    tideline_restores_what_litestream_replicated(&ls, &server, dir.path(), &db, c).await;
+    let (accepted, rejected) = server.signatures();
+    assert!(
+        accepted > 0 && rejected == 0,
+        "{accepted} signed, {rejected} refused"
+    );
+    // The creation time is in OSS user metadata, as the SDK writes it.
+    let key = format!("{PATH}/0009/{}", server.level_names(9)[0]);
+    assert!(
+        server
+            .metadata(&key, "x-oss-meta-litestream-timestamp")
+            .is_some(),
+        "{key}"
+    );
+}
+
 async fn tideline_restores_what_litestream_replicated(
     ls: &Path,
     server: &dyn Remote,
@@ -844,6 +929,16 @@ async fn each_tool_takes_over_the_others_nats_replica() {
     let (dir, db, c) = setup();
     let server = NatsServer::start(&dir.path().join("nats")).unwrap();
     server.create_bucket(NATS_BUCKET).await.unwrap();
+    each_tool_takes_over_from_the_other(&ls, &server, dir.path(), &db, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tool_takes_over_the_others_oss_replica() {
+    let Some(ls) = litestream("each_tool_takes_over_the_others_oss_replica") else {
+        return;
+    };
+    let (dir, db, c) = setup();
+    let server = OssServer::start(&dir.path().join("oss")).unwrap();
     each_tool_takes_over_from_the_other(&ls, &server, dir.path(), &db, c).await;
 }
 

@@ -34,6 +34,8 @@ pub mod gs;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "oss")]
+pub mod oss;
 mod queue_reader;
 pub mod remote;
 pub mod s3;
@@ -298,6 +300,8 @@ pub fn open_client(
         crate::config::ReplicaTarget::Gs(g) => Ok(std::sync::Arc::new(gs::GsReplica::new(g)?)),
         #[cfg(feature = "nats")]
         crate::config::ReplicaTarget::Nats(n) => Ok(std::sync::Arc::new(nats::NatsReplica::new(n))),
+        #[cfg(feature = "oss")]
+        crate::config::ReplicaTarget::Oss(o) => Ok(std::sync::Arc::new(oss::OssReplica::new(o)?)),
         other => Err(crate::Error::ReplicaTypeNotBuilt { kind: other.kind() }),
     }
 }

@@ -1,14 +1,13 @@
-//! Why a request to an SFTP, WebDAV, Azure Blob Storage, Google Cloud Storage or NATS
-//! server
-//! failed, in terms of
+//! Why a request to an SFTP, WebDAV, Azure Blob Storage, Google Cloud Storage, NATS or
+//! OSS server failed, in terms of
 //! what the user must fix: the [`RemoteFailure`] taxonomy those backends share (S3 has
 //! its own, [`S3Failure`](super::S3Failure), for its richer error codes).
 //!
 //! Reason to change: a server reports a failure in a way not yet named, or a message
 //! must say something else.
 
-/// Why a request to an SFTP, WebDAV, Azure Blob Storage or Google Cloud Storage server
-/// failed, in terms of what to fix.
+/// Why a request to an SFTP, WebDAV, Azure Blob Storage, Google Cloud Storage, NATS or
+/// OSS server failed, in terms of what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RemoteFailure {
