@@ -20,9 +20,11 @@
 //!   consumer for 30 s, and nats-server allows 1000), keep one level, and are cached
 //!   for the replicator (the shared listing cache, `storage/cache.rs`), so an idle database
 //!   sends nothing.
-//! * **Reads** get the object (its metadata, then a consumer of its chunks); the
-//!   whole-file reader holds a transfer permit only while the get starts, and streams
-//!   the chunks to the decoder through a small bounded queue.
+//! * **Reads** get the object's metadata, then its chunks through a consumer made for
+//!   the read and deleted after it (`read.rs`: async-nats's own `get` leaves one behind
+//!   for 30 s, so a restore of many files ran into the server's limit); the whole-file
+//!   reader holds a transfer permit only while the read starts, and streams the chunks
+//!   to the decoder through a small bounded queue.
 //!
 //! Failures are named for what to fix ([`RemoteFailure`]): the credentials refused
 //! (naming the keys that hold them), a missing bucket, the server unreachable, JetStream
@@ -38,7 +40,6 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream::object_store::{ObjectInfo, ObjectMetadata, ObjectStore};
 use futures_util::StreamExt;
 use tideline_ltx::{Txid, format_filename, parse_filename};
-use tokio::io::AsyncReadExt;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 
 use super::cache::{Cache, LevelCache};
@@ -48,6 +49,7 @@ use super::{FileInfo, RemoteFailure, ReplicaClient, ReplicaError, ReplicaResult,
 use crate::config::{NatsAuth, NatsReplicaConfig};
 
 mod errors;
+mod read;
 
 use self::errors::{connect_failure, is_down, store_failure};
 
@@ -57,8 +59,6 @@ pub const TIMESTAMP_HEADER: &str = "Litestream-Timestamp";
 const TRANSFERS: usize = 8;
 /// Chunks of a whole-file read queued ahead of the decoder.
 const READ_QUEUE: usize = 8;
-/// Bytes read from an object per chunk sent to a whole-file reader.
-const READ_CHUNK: usize = 128 << 10;
 
 /// A NATS JetStream object-store replica client.
 #[derive(Debug, Clone)]
@@ -147,14 +147,21 @@ impl NatsReplica {
 
     /// The bucket, connecting first if need be.
     async fn store(&self) -> ReplicaResult<ObjectStore> {
+        Ok(self.store_and_stream().await?.0)
+    }
+
+    /// The bucket and its stream (`OBJ_<bucket>`), connecting first if need be.
+    async fn store_and_stream(
+        &self,
+    ) -> ReplicaResult<(ObjectStore, async_nats::jetstream::stream::Stream)> {
         let mut conn = self.inner.conn.lock().await;
         if let Some(c) = conn.as_ref() {
-            return Ok(c.store.clone());
+            return Ok((c.store.clone(), c.stream.clone()));
         }
         let c = self.connect().await?;
-        let store = c.store.clone();
+        let both = (c.store.clone(), c.stream.clone());
         *conn = Some(c);
-        Ok(store)
+        Ok(both)
     }
 
     /// After a failed request: if the connection is down, forget it, so that the next
@@ -277,15 +284,7 @@ impl NatsReplica {
     /// server allows 1000).
     async fn list_objects(&self, prefix: &str) -> ReplicaResult<Vec<ObjectInfo>> {
         use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
-        self.store().await?;
-        let stream = match self.inner.conn.lock().await.as_ref() {
-            Some(c) => c.stream.clone(),
-            None => {
-                return Err(ReplicaError::Internal(
-                    "no NATS connection after connecting".into(),
-                ));
-            }
-        };
+        let (_, stream) = self.store_and_stream().await?;
         self.inner.counters.count(Op::List, 0);
         let fail = |e: &dyn std::error::Error| {
             self.fail("list", prefix, RemoteFailure::Unreachable(errors::chain(e)))
@@ -352,55 +351,43 @@ impl NatsReplica {
         flight.finish(result)
     }
 
-    /// Starts a get of `file`: its metadata, and a consumer of its chunks.
-    async fn get(
-        &self,
-        file: &FileInfo,
-    ) -> ReplicaResult<async_nats::jetstream::object_store::Object> {
-        use async_nats::jetstream::object_store::GetErrorKind;
-        let name = Self::object_name(file.level, file.min_txid, file.max_txid);
-        let store = self.store().await?;
-        self.inner.counters.count(Op::Get, 0);
-        match store.get(&name).await {
-            Ok(o) => Ok(o),
-            Err(e) if e.kind() == GetErrorKind::NotFound => {
-                // The cache was wrong about this file: list again next time.
-                self.inner.cache.invalidate(file.level);
-                Err(ReplicaError::NotFound {
-                    replica: self.inner.describe.clone(),
-                    level: file.level,
-                    name: file.filename(),
-                })
-            }
-            Err(e) => {
-                self.after_failure().await;
-                let timed_out = e.kind() == GetErrorKind::TimedOut;
-                Err(self.fail("get", &name, store_failure(timed_out, &e)))
-            }
-        }
-    }
-
     async fn read_bytes(&self, file: &FileInfo, range: Range<u64>) -> ReplicaResult<Vec<u8>> {
         let end = range.end.min(file.size);
         if range.start >= end {
             return Ok(Vec::new());
         }
         let _permit = self.inner.transfers.acquire().await;
-        let mut object = self.get(file).await?;
-        let name = Self::object_name(file.level, file.min_txid, file.max_txid);
-        let io =
-            |e: std::io::Error| self.fail("get", &name, RemoteFailure::Unreachable(e.to_string()));
-        let mut skip = (&mut object).take(range.start);
-        tokio::io::copy(&mut skip, &mut tokio::io::sink())
-            .await
-            .map_err(io)?;
-        let mut out = Vec::with_capacity(usize::try_from(end - range.start).unwrap_or(0));
-        (&mut object)
-            .take(end - range.start)
-            .read_to_end(&mut out)
-            .await
-            .map_err(io)?;
-        self.inner.counters.count_download(end);
+        let mut chunks = self.open_chunks(file).await?;
+        let result = self.read_span(&mut chunks, range.start, end).await;
+        chunks.close().await;
+        result
+    }
+
+    /// Bytes `start..end` of an object being read (chunks past `end` are not fetched).
+    async fn read_span(
+        &self,
+        chunks: &mut read::Chunks,
+        start: u64,
+        end: u64,
+    ) -> ReplicaResult<Vec<u8>> {
+        let mut out = Vec::with_capacity(usize::try_from(end - start).unwrap_or(0));
+        let mut at = 0u64;
+        while at < end {
+            let batch = chunks.next(self).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for c in batch {
+                let (from, to) = (at, at + c.len() as u64);
+                at = to;
+                if to > start && from < end {
+                    let lo = usize::try_from(start.saturating_sub(from)).unwrap_or(0);
+                    let hi = usize::try_from(end.min(to) - from).unwrap_or(c.len());
+                    out.extend_from_slice(&c[lo..hi]);
+                }
+            }
+        }
+        self.inner.counters.count_download(at);
         Ok(out)
     }
 
@@ -417,38 +404,49 @@ impl NatsReplica {
         let (tx, rx) = mpsc::channel::<ReplicaResult<bytes::Bytes>>(READ_QUEUE);
         let (this, file) = (self.clone(), file.clone());
         handle.spawn(async move {
-            // The permit covers starting the get, not the chunks: a restore opens the
+            // The permit covers starting the read, not the chunks: a restore opens the
             // readers of many files before it drains the first, and a reader that waits
             // on the decoder while holding a permit would starve the one being drained.
             let permit = this.inner.transfers.acquire().await;
-            let got = this.get(&file).await;
+            let got = this.open_chunks(&file).await;
             drop(permit);
-            let mut object = match got {
-                Ok(o) => o,
+            let mut chunks = match got {
+                Ok(c) => c,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
                     return;
                 }
             };
-            loop {
-                let mut buf = bytes::BytesMut::with_capacity(READ_CHUNK);
-                let item = match object.read_buf(&mut buf).await {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        this.inner.counters.count_download(n as u64);
-                        Ok(buf.freeze())
-                    }
-                    Err(e) => {
-                        Err(this.fail("get", &name, RemoteFailure::Unreachable(e.to_string())))
-                    }
-                };
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break;
-                }
-            }
+            this.feed(&mut chunks, &tx).await;
+            chunks.close().await;
         });
         Ok(Box::new(QueueReader::new(rx)))
+    }
+
+    /// Sends every chunk of an object to a whole-file reader, until the end, an error,
+    /// or the reader goes away.
+    async fn feed(
+        &self,
+        chunks: &mut read::Chunks,
+        tx: &mpsc::Sender<ReplicaResult<bytes::Bytes>>,
+    ) {
+        loop {
+            match chunks.next(self).await {
+                Ok(batch) if batch.is_empty() => return,
+                Ok(batch) => {
+                    for c in batch {
+                        self.inner.counters.count_download(c.len() as u64);
+                        if tx.send(Ok(c)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
     }
 
     /// Uploads `src` as object `name`, streamed from the file, with its creation time.

@@ -149,6 +149,11 @@ enum Dest {
     #[cfg(feature = "sftp")]
     Sftp,
     Abs,
+    Gs,
+    #[cfg(feature = "nats")]
+    Nats,
+    #[cfg(feature = "oss")]
+    Oss,
 }
 
 fn run(seed: u64, steps: usize, dest: Dest) {
@@ -192,6 +197,25 @@ fn run(seed: u64, steps: usize, dest: Dest) {
                 tideline_testkit::AzuriteServer::start(&dir.path().join("azurite")).unwrap();
             rt.block_on(server.create_container("model")).unwrap();
             let cfg = server.replica_config("model", "db");
+            (open_client(&cfg).unwrap(), Some(Box::new(server)))
+        }
+        Dest::Gs => {
+            let server = tideline_testkit::GcsServer::start(&dir.path().join("gcs")).unwrap();
+            rt.block_on(server.create_bucket("model")).unwrap();
+            let cfg = server.replica_config("model", "db");
+            (open_client(&cfg).unwrap(), Some(Box::new(server)))
+        }
+        #[cfg(feature = "nats")]
+        Dest::Nats => {
+            let server = tideline_testkit::NatsServer::start(&dir.path().join("nats")).unwrap();
+            rt.block_on(server.create_bucket("model")).unwrap();
+            let cfg = server.replica_config("model");
+            (open_client(&cfg).unwrap(), Some(Box::new(server)))
+        }
+        #[cfg(feature = "oss")]
+        Dest::Oss => {
+            let server = tideline_testkit::OssServer::start(&dir.path().join("oss")).unwrap();
+            let cfg = server.replica_config("db");
             (open_client(&cfg).unwrap(), Some(Box::new(server)))
         }
     };
@@ -330,4 +354,21 @@ fn random_transactions_restore_at_every_txid_and_time_from_sftp() {
 #[test]
 fn random_transactions_restore_at_every_txid_and_time_from_abs() {
     run(6, 50, Dest::Abs);
+}
+
+#[test]
+fn random_transactions_restore_at_every_txid_and_time_from_gs() {
+    run(7, 50, Dest::Gs);
+}
+
+#[cfg(feature = "nats")]
+#[test]
+fn random_transactions_restore_at_every_txid_and_time_from_nats() {
+    run(8, 50, Dest::Nats);
+}
+
+#[cfg(feature = "oss")]
+#[test]
+fn random_transactions_restore_at_every_txid_and_time_from_oss() {
+    run(9, 50, Dest::Oss);
 }

@@ -344,3 +344,36 @@ async fn nats_listings_leave_no_consumers_behind() {
         }
     }
 }
+
+/// A read leaves no consumer behind either: more whole-file and ranged reads than the
+/// server's consumer limit, in a few seconds, all succeed and return the file's bytes
+/// (async-nats's own `get` keeps a consumer for 30 s after each read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_reads_leave_no_consumers_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let c = client(&server);
+    let (src, t) = ltx(dir.path(), 1, 1, 7);
+    c.write(0, Txid(1), Txid(1), t, &src).await.unwrap();
+    let want = fs::read(&src).unwrap();
+    let file = c.list_exact(0).await.unwrap().remove(0);
+    for i in 0..1100 {
+        if i % 2 == 0 {
+            let c = Arc::clone(&c);
+            let file = file.clone();
+            let got = tokio::task::spawn_blocking(move || {
+                let mut out = Vec::new();
+                c.open(&file).unwrap().read_to_end(&mut out).map(|_| out)
+            })
+            .await
+            .unwrap();
+            assert_eq!(got.unwrap_or_else(|e| panic!("read {i}: {e}")), want);
+        } else {
+            let got = c.read_range(&file, 10..20).await;
+            assert_eq!(
+                got.unwrap_or_else(|e| panic!("read {i}: {e}")),
+                want[10..20]
+            );
+        }
+    }
+}
