@@ -26,10 +26,10 @@
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use std::sync::Arc;
 use tideline_engine::storage::{ReplicaClient, list_levels, open_client};
 use tideline_testkit::{
     AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, S3Server, SshServer, WebDavServer,
