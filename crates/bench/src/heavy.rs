@@ -1,5 +1,6 @@
-//! The heavy workloads, each against a folder replica and an S3 replica (the same
-//! in-process S3 server on 127.0.0.1 as [`crate::s3`]):
+//! The heavy workloads: the two write workloads against a folder replica and an S3
+//! replica (the same in-process S3 server on 127.0.0.1 as [`crate::s3`]), the restore
+//! group against every destination both tools support:
 //!
 //! * **one big transaction** (`--tx-mb`, 64 MiB): the usual seeded database, then ONE
 //!   transaction of ~1 KiB rows of ~2:1 compressible text, each row carrying a marker.
@@ -11,26 +12,32 @@
 //!   as possible, default auto-checkpoint: elapsed time, MB/s of row data, worst
 //!   transaction (BEGIN to the end of COMMIT), lag of the last commit, CPU, RSS,
 //!   uploads.
-//! * **restore** of the large (`--big-mb`) and huge (`--huge-mb`) databases: each tool
-//!   builds its own replica (`replicate -once`: initial sync until restorable), then a
-//!   running replicator ships two small transactions a few seconds apart; `restore`
-//!   latest and `restore -timestamp T` (a time between the two) are timed with
-//!   `/usr/bin/time` and checked by row count. `cp` + fsync of the same file is the
-//!   physical limit printed beside (the better of two copies per round).
+//! * **restore** of the large (`--big-mb`) and huge (`--huge-mb`) databases from a
+//!   folder, S3, WebDAV (`rclone serve webdav`), Azure Blob Storage (`abs`, on
+//!   Azurite) and SFTP (OpenSSH's `sshd`), all on 127.0.0.1; a server that cannot
+//!   start (not installed) prints `no <type> rows: <why>` and its rows are skipped.
+//!   Each tool builds its own replica (`replicate -once`: initial sync until
+//!   restorable), then a running replicator ships two small transactions a few seconds
+//!   apart; `restore` latest and `restore -timestamp T` (a time between the two), both
+//!   from the same config file, are timed with `/usr/bin/time` and checked by row
+//!   count. `cp` + fsync of the same file is the physical limit printed beside (the
+//!   better of two copies per round).
 
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use tideline_testkit::{S3Server, WebDavServer};
+use tideline_engine::storage::{ReplicaClient, list_levels, open_client};
+use tideline_testkit::{
+    AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, S3Server, SshServer, WebDavServer,
+};
 
 use crate::s3::{self, hex_text, unique};
-use crate::watch::Watch;
-use crate::{
-    Args, Proc, REPLICATORS, Replicator, median, median_spread, open, settle, wait_any_file,
-};
+use crate::watch::{Level0, Watch, block_on};
+use crate::{Args, Proc, REPLICATORS, Replicator, median, median_spread, open, settle};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dest {
@@ -38,32 +45,74 @@ pub enum Dest {
     S3,
     /// The restore group only: `rclone serve webdav` (when `rclone` is installed).
     WebDav,
+    /// The restore group only: Azure Blob Storage on Azurite (when it is installed).
+    Abs,
+    /// The restore group only: OpenSSH's `sshd` (when it is installed).
+    Sftp,
 }
 
-/// The servers of the heavy groups, started once: S3 always, WebDAV where `rclone` is.
+/// The Azurite container every Azure Blob replica of the run lives in (one prefix each).
+const CONTAINER: &str = "bench";
+
+/// The servers of the heavy groups, started once: S3 always; WebDAV, Azurite and sshd
+/// where they are installed (a server that cannot start loses only its rows).
 #[derive(Debug)]
 pub struct Servers {
     pub s3: S3Server,
     pub webdav: Option<WebDavServer>,
+    pub abs: Option<AzuriteServer>,
+    pub sftp: Option<SshServer>,
 }
 
 impl Servers {
     pub fn start(dir: &Path) -> Result<Servers> {
         let s3 = S3Server::start(&dir.join("heavy-s3-server"))?;
-        let webdav = match WebDavServer::start(&dir.join("heavy-webdav-server")) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                eprintln!("no WebDAV rows: {e}");
-                None
-            }
-        };
-        Ok(Servers { s3, webdav })
+        let webdav = optional("WebDAV", || {
+            WebDavServer::start(&dir.join("heavy-webdav-server")).map_err(Into::into)
+        });
+        let abs = optional("abs", || {
+            let server = AzuriteServer::start(&dir.join("heavy-azurite-server"))?;
+            block_on(server.create_container(CONTAINER))?;
+            Ok(server)
+        });
+        let sftp = optional("sftp", || {
+            SshServer::start(&dir.join("heavy-sshd-server")).map_err(Into::into)
+        });
+        Ok(Servers {
+            s3,
+            webdav,
+            abs,
+            sftp,
+        })
     }
 
     fn webdav(&self) -> &WebDavServer {
         self.webdav
             .as_ref()
             .expect("WebDAV runs only when its server started")
+    }
+
+    fn abs(&self) -> &AzuriteServer {
+        self.abs
+            .as_ref()
+            .expect("abs runs only when Azurite started")
+    }
+
+    fn sftp(&self) -> &SshServer {
+        self.sftp
+            .as_ref()
+            .expect("sftp runs only when sshd started")
+    }
+}
+
+/// `start()`'s server, or `None` after saying why its rows are skipped.
+fn optional<T>(what: &str, start: impl FnOnce() -> Result<T>) -> Option<T> {
+    match start() {
+        Ok(server) => Some(server),
+        Err(e) => {
+            eprintln!("no {what} rows: {e:#}");
+            None
+        }
     }
 }
 
@@ -73,6 +122,8 @@ impl Dest {
             Dest::Folder => "folder",
             Dest::S3 => "s3",
             Dest::WebDav => "webdav",
+            Dest::Abs => "abs",
+            Dest::Sftp => "sftp",
         }
     }
 }
@@ -90,46 +141,61 @@ impl Target<'_> {
         self.run.join("replica")
     }
 
-    fn url(&self) -> String {
-        match self.dest {
-            Dest::Folder => format!("file://{}", self.replica_dir().display()),
-            Dest::S3 => s3::url(&self.servers.s3, &self.prefix),
-            Dest::WebDav => self.servers.webdav().replica_url(&self.prefix),
-        }
+    /// Where level-0 files land (layouts differ: `ltx/0` in folders and on WebDAV and
+    /// SFTP servers' disks, `0000` on S3; Azure blobs only in a listing).
+    fn level0(&self) -> Result<Level0> {
+        Ok(match self.dest {
+            Dest::Folder => Level0::Dir(self.replica_dir().join("ltx/0")),
+            Dest::S3 => Level0::Dir(s3::l0_dir(&self.servers.s3, &self.prefix)),
+            Dest::WebDav => Level0::Dir(self.webdav_root().join("ltx/0")),
+            Dest::Sftp => Level0::Dir(self.sftp_root().join("ltx/0")),
+            Dest::Abs => Level0::Client(self.abs_client()?),
+        })
     }
 
-    /// Where level-0 files land (layouts differ: `ltx/0` in folders, `0000` on S3).
-    fn l0_dir(&self) -> PathBuf {
-        match self.dest {
-            Dest::Folder => self.replica_dir().join("ltx/0"),
-            Dest::S3 => s3::l0_dir(&self.servers.s3, &self.prefix),
-            Dest::WebDav => self.webdav_root().join("ltx/0"),
-        }
-    }
-
+    /// The config file both tools replicate with (and restore from): the one place
+    /// each destination's replica section is written.
     fn config(&self, db: &Path) -> Result<PathBuf> {
-        match self.dest {
-            Dest::Folder | Dest::WebDav => {
-                let path = self.run.join(format!("{}.yml", self.prefix));
-                fs::write(
-                    &path,
-                    format!(
-                        "dbs:\n  - path: {}\n    replica:\n      url: {}\n",
-                        db.display(),
-                        self.url()
-                    ),
-                )?;
-                Ok(path)
+        let replica = match self.dest {
+            Dest::S3 => return s3::config(&self.run, db, &self.servers.s3, &self.prefix),
+            Dest::Folder => format!("url: file://{}", self.replica_dir().display()),
+            Dest::WebDav => format!("url: {}", self.servers.webdav().replica_url(&self.prefix)),
+            Dest::Abs => {
+                let server = self.servers.abs();
+                format!(
+                    "type: abs\n      account-name: {AZURITE_ACCOUNT}\n      account-key: {AZURITE_KEY}\n      bucket: {CONTAINER}\n      path: {}\n      endpoint: {}",
+                    self.prefix,
+                    server.endpoint()
+                )
             }
-            Dest::S3 => s3::config(&self.run, db, &self.servers.s3, &self.prefix),
-        }
+            Dest::Sftp => {
+                let server = self.servers.sftp();
+                format!(
+                    "type: sftp\n      host: {}\n      user: {}\n      path: {}\n      key-path: {}\n      host-key: {}",
+                    server.host_port(),
+                    server.user(),
+                    self.sftp_root().display(),
+                    server.client_key().display(),
+                    server.host_key()
+                )
+            }
+        };
+        let path = self.run.join(format!("{}.yml", self.prefix));
+        fs::write(
+            &path,
+            format!(
+                "dbs:\n  - path: {}\n    replica:\n      {replica}\n",
+                db.display()
+            ),
+        )?;
+        Ok(path)
     }
 
-    /// (uploads, bytes uploaded) so far; zero for folders.
+    /// (uploads, bytes uploaded) so far; counted on S3 only.
     fn sent(&self) -> (u64, u64) {
         match self.dest {
-            Dest::Folder | Dest::WebDav => (0, 0),
             Dest::S3 => s3::sent(&self.servers.s3),
+            Dest::Folder | Dest::WebDav | Dest::Abs | Dest::Sftp => (0, 0),
         }
     }
 
@@ -150,6 +216,14 @@ impl Target<'_> {
             Dest::WebDav => {
                 let _ = fs::remove_dir_all(self.webdav_root());
             }
+            Dest::Sftp => {
+                let _ = fs::remove_dir_all(self.sftp_root());
+            }
+            Dest::Abs => {
+                if let Err(e) = self.delete_blobs() {
+                    eprintln!("  (left blobs under {}: {e:#})", self.prefix);
+                }
+            }
             Dest::Folder => {}
         }
     }
@@ -157,6 +231,29 @@ impl Target<'_> {
     /// The files of a WebDAV replica, on the server's disk.
     fn webdav_root(&self) -> PathBuf {
         self.servers.webdav().root().join(&self.prefix)
+    }
+
+    /// The SFTP replica's path (absolute, below the server's root), on the same disk.
+    fn sftp_root(&self) -> PathBuf {
+        self.servers.sftp().root().join(&self.prefix)
+    }
+
+    /// The engine's client for the Azure Blob replica (blobs are not files on Azurite's
+    /// disk: listed and deleted through it).
+    fn abs_client(&self) -> Result<Arc<dyn ReplicaClient>> {
+        let cfg = self.servers.abs().replica_config(CONTAINER, &self.prefix);
+        Ok(open_client(&cfg)?)
+    }
+
+    /// Deletes every blob of the Azure Blob replica, level by level.
+    fn delete_blobs(&self) -> Result<()> {
+        let c = self.abs_client()?;
+        block_on(async {
+            for files in list_levels(c.as_ref()).await? {
+                c.delete(&files).await?;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -167,12 +264,12 @@ fn start(a: &Args, r: Replicator, t: &Target, db: &Path) -> Result<Option<Proc>>
     };
     let cfg = t.config(db)?;
     let p = Proc::start_config(bin, &cfg, &t.run.join(format!("{}.log", r.name())))?;
-    let l0 = t.l0_dir();
-    if !wait_any_file(&l0, Duration::from_secs(120)) {
+    if !t.level0()?.wait_any(Duration::from_secs(120)) {
         bail!(
-            "{} wrote nothing to {} within 120 s",
+            "{} wrote no level-0 file to {} {} within 120 s",
             r.name(),
-            l0.display()
+            t.dest.name(),
+            t.prefix
         );
     }
     settle();
@@ -231,7 +328,11 @@ fn measured(
     };
     let res = (|| {
         let proc = start(a, r, &t, &db)?;
-        let watch = proc.as_ref().map(|_| Watch::start(t.l0_dir()));
+        let watch = proc
+            .as_ref()
+            .map(|_| t.level0())
+            .transpose()?
+            .map(Watch::start);
         let (cpu0, _) = proc.as_ref().map_or((0.0, 0), Proc::usage);
         let (ups0, bytes0) = t.sent();
         let (mut w, done, mark) = write(&c)?;
@@ -392,7 +493,7 @@ fn sync_ship_restore(bin: &Path, r: Replicator, t: &Target, big: &Path) -> Resul
     let pit = ship_two(bin, r, t, &cfg, &db)?;
     let src_len = fs::metadata(big)?.len();
     let who = format!("{} {}", r.name(), t.dest.name());
-    let (latest_s, latest_rss, out) = restore_run(bin, t, &[], "latest")?;
+    let (latest_s, latest_rss, out) = restore_run(bin, t, &cfg, &db, &[], "latest")?;
     let (len, n) = (fs::metadata(&out)?.len(), rows(&out)?);
     if len < src_len || n != base + 200 {
         bail!(
@@ -402,7 +503,7 @@ fn sync_ship_restore(bin: &Path, r: Replicator, t: &Target, big: &Path) -> Resul
     }
     remove_db(&out);
     let args = ["-timestamp".into(), rfc3339(pit)];
-    let (pit_s, pit_rss, out) = restore_run(bin, t, &args, "pit")?;
+    let (pit_s, pit_rss, out) = restore_run(bin, t, &cfg, &db, &args, "pit")?;
     let n = rows(&out)?;
     if n != base + 100 {
         bail!(
@@ -427,7 +528,7 @@ fn sync_ship_restore(bin: &Path, r: Replicator, t: &Target, big: &Path) -> Resul
 fn ship_two(bin: &Path, r: Replicator, t: &Target, cfg: &Path, db: &Path) -> Result<u64> {
     let proc = Proc::start_config(bin, cfg, &t.run.join(format!("{}.log", r.name())))?;
     settle();
-    let watch = Watch::start(t.l0_dir());
+    let watch = Watch::start(t.level0()?);
     let c = open(db)?;
     let shipped = (|| {
         small_tx(&c, 1)?;
@@ -461,11 +562,25 @@ fn small_tx(c: &rusqlite::Connection, mark: u64) -> Result<()> {
     Ok(())
 }
 
-/// Restores `t`'s replica to `restored-<tag>.db`: (seconds, peak RSS KiB, the file).
-fn restore_run(bin: &Path, t: &Target, extra: &[String], tag: &str) -> Result<(f64, u64, PathBuf)> {
+/// Restores `db`'s replica as the config file `cfg` describes it (every destination
+/// alike: an Azure endpoint or an SFTP key has no place in a URL) to
+/// `restored-<tag>.db`: (seconds, peak RSS KiB, the file).
+fn restore_run(
+    bin: &Path,
+    t: &Target,
+    cfg: &Path,
+    db: &Path,
+    extra: &[String],
+    tag: &str,
+) -> Result<(f64, u64, PathBuf)> {
     let out = t.run.join(format!("restored-{tag}.db"));
     let log = t.run.join(format!("restore-{tag}.log"));
-    let (secs, rss) = s3::restore_to(bin, &t.url(), &out, extra, &log)?;
+    let source = [
+        "-config".into(),
+        cfg.display().to_string(),
+        db.display().to_string(),
+    ];
+    let (secs, rss) = s3::restore_to(bin, &source, &out, extra, &log)?;
     Ok((secs, rss, out))
 }
 
@@ -586,11 +701,20 @@ impl Kind {
 
 const DESTS: [Dest; 2] = [Dest::Folder, Dest::S3];
 
-/// The restore group's destinations: [`DESTS`], and WebDAV where its server runs.
-fn restore_dests(servers: &Servers) -> Vec<Dest> {
+/// The restore group's destinations at `mb` MiB: [`DESTS`], then WebDAV, Azure Blob
+/// Storage and SFTP where their servers run; with `--quick`, Azure Blob Storage and
+/// SFTP at `--big-mb` only (the smoke run stays about as long as before they came).
+fn restore_dests(a: &Args, servers: &Servers, mb: u64) -> Vec<Dest> {
+    let newer = !a.quick || mb == a.big_mb;
     let mut dests = DESTS.to_vec();
-    if servers.webdav.is_some() {
-        dests.push(Dest::WebDav);
+    for (dest, up) in [
+        (Dest::WebDav, servers.webdav.is_some()),
+        (Dest::Abs, newer && servers.abs.is_some()),
+        (Dest::Sftp, newer && servers.sftp.is_some()),
+    ] {
+        if up {
+            dests.push(dest);
+        }
     }
     dests
 }
@@ -724,7 +848,7 @@ fn restore_size(
     eprintln!("  ({:.1} s)", t.elapsed().as_secs_f64());
     let db_mb = fs::metadata(&big)?.len() as f64 / 1e6;
     let mut cp = Vec::new();
-    let dests = restore_dests(servers);
+    let dests = restore_dests(a, servers, mb);
     let mut res: PerDest<Restore> = vec![vec![Vec::new(); 2]; dests.len()];
     for round in 0..rounds {
         // The physical limit: the better of two copies (the disk is shared).

@@ -27,8 +27,12 @@
 //! skip a group; `--big-mb N` sizes the large database
 //! (256 MiB; 32 with `--quick`).
 //!
-//! Then the heavy groups (see [`heavy`]), each for none / Litestream / tideline against
-//! a folder replica and an S3 replica, `--heavy-rounds` rounds (2; 1 with `--quick`):
+//! Then the heavy groups (see [`heavy`]), `--heavy-rounds` rounds (2; 1 with
+//! `--quick`): the two write workloads for none / Litestream / tideline against a folder
+//! replica and an S3 replica, the restore group for Litestream / tideline against a
+//! folder, S3, WebDAV, Azure Blob Storage (Azurite) and SFTP (OpenSSH's `sshd`), each
+//! server on 127.0.0.1 (one that is not installed prints `no <type> rows` and is
+//! skipped):
 //!
 //! * **one big transaction** of `--tx-mb` MiB (64; 8 with `--quick`) on the seeded
 //!   database: the application's transaction and COMMIT time, lag from COMMIT until
@@ -42,7 +46,8 @@
 //!   restorable, then two small transactions a few seconds apart through a running
 //!   replicator; `restore` latest and `restore -timestamp` between them, timed by
 //!   `/usr/bin/time` (seconds, MB/s, peak RSS) and checked by row count, beside
-//!   `cp` + fsync of the same file (`--no-restore`).
+//!   `cp` + fsync of the same file (`--no-restore`); with `--quick`, Azure Blob
+//!   Storage and SFTP at `--big-mb` only.
 //!
 //! Large databases are built once per run directory (`big-N.db`); replicas, copies and
 //! restored files are deleted after each measurement. With default arguments the whole
@@ -101,6 +106,8 @@ struct Args {
     bulk_mb: u64,
     huge_mb: u64,
     heavy_rounds: usize,
+    /// `--quick`: a smoke run (smaller sizes, fewer rounds).
+    quick: bool,
 }
 
 impl Args {
@@ -121,7 +128,9 @@ usage: tideline-bench [--quick] [--rounds N] [--seconds S] [--litestream PATH]
                       [--tx-mb N] [--bulk-mb N] [--heavy-rounds N] [--idle-seconds N]
 
 Runs the same workloads against no replication, Litestream and tideline, alternating,
-and prints one table of medians and spreads. The full suite takes about 30 minutes on
+and prints one table of medians and spreads. The restore group (initial sync, restore
+latest and -timestamp) covers a folder, S3, WebDAV, Azure Blob Storage (Azurite) and
+SFTP (OpenSSH sshd), all on 127.0.0.1; a server that is not installed is skipped. The full suite takes about 30 minutes on
 two cores; --quick a few minutes. Workloads and flags: docs/benchmarks.md and the doc
 comment of crates/bench/src/main.rs.";
 
@@ -146,6 +155,7 @@ fn parse_args() -> Result<Args> {
         bulk_mb: 256,
         huge_mb: 1024,
         heavy_rounds: 2,
+        quick: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -165,6 +175,7 @@ fn parse_args() -> Result<Args> {
                 a.bulk_mb = 16;
                 a.huge_mb = 64;
                 a.heavy_rounds = 1;
+                a.quick = true;
             }
             "--no-bigtx" => a.big_tx = false,
             "--no-bulk" => a.bulk = false,

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tideline_testkit::{ACCESS_KEY, BUCKET, Op, REGION, S3Server, SECRET_KEY};
 
-use crate::watch::Watch;
+use crate::watch::{Level0, Watch};
 use crate::{Args, Proc, Replicator, median, open, settle, wait_any_file};
 
 /// The replica config both tools read.
@@ -113,7 +113,7 @@ pub fn steady(
     let proc = Proc::start_config(bin, &cfg, &dir.join(format!("{prefix}.log")))?;
     wait_first_upload(server, &prefix, r)?;
     settle();
-    let watch = Watch::start(l0_dir(server, &prefix));
+    let watch = Watch::start(Level0::Dir(l0_dir(server, &prefix)));
     let (ups0, bytes0) = sent(server);
     let (cpu0, _) = proc.usage();
 
@@ -301,10 +301,11 @@ pub(crate) fn replicate_once(bin: &Path, cfg: &Path, log: &Path) -> Result<(f64,
     )
 }
 
-/// Seconds and peak RSS (KiB) of `bin restore -o out EXTRA url`.
+/// Seconds and peak RSS (KiB) of `bin restore -o out EXTRA SOURCE…`, the source a
+/// replica URL or `-config FILE DB`.
 pub(crate) fn restore_to(
     bin: &Path,
-    url: &str,
+    source: &[String],
     out: &Path,
     extra: &[String],
     log: &Path,
@@ -315,7 +316,7 @@ pub(crate) fn restore_to(
             .arg("-o")
             .arg(out)
             .args(extra)
-            .arg(url)
+            .args(source)
             .env("LITESTREAM_ACCESS_KEY_ID", ACCESS_KEY)
             .env("LITESTREAM_SECRET_ACCESS_KEY", SECRET_KEY),
         log,
@@ -343,7 +344,7 @@ pub fn large(a: &Args, r: Replicator, server: &S3Server, dir: &Path, db: &Path) 
     let out = run.join("restored.db");
     let (restore_s, rss) = restore_to(
         bin,
-        &url(server, &prefix),
+        &[url(server, &prefix)],
         &out,
         &[],
         &run.join("restore.log"),
