@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use tideline_engine::storage::{ReplicaClient, list_levels, open_client};
+use tideline_engine::{ReplicaClient, list_levels, open_client};
 use tideline_testkit::{
     AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, S3Server, SshServer, WebDavServer,
 };

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use tideline_engine::storage::{FileInfo, ReplicaClient};
+use tideline_engine::{FileInfo, ReplicaClient};
 
 /// What each marked row starts with; ten digits follow.
 pub const MARK: &[u8] = b"lagmark:";

@@ -267,7 +267,7 @@ impl Error {
                     ErrorCode::HostKeyRejected
                 }
                 RemoteFailure::ServerFull(_) => ErrorCode::DiskFull,
-                RemoteFailure::NoSuchBucket { .. } => ErrorCode::NoSuchBucket,
+                RemoteFailure::NoSuchBucket(_) => ErrorCode::NoSuchBucket,
                 RemoteFailure::BadCredentialsFile { .. } => ErrorCode::WrongCredentials,
                 _ => ErrorCode::DestinationUnavailable,
             },

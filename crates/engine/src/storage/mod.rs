@@ -44,7 +44,7 @@ pub mod sftp;
 pub mod webdav;
 
 pub use counters::RequestCounts;
-pub use remote::RemoteFailure;
+pub use remote::{MissingBucket, RemoteFailure};
 pub use s3::S3Failure;
 
 pub use tideline_ltx::{MAX_COMPACTION_LEVEL, SNAPSHOT_LEVEL};

@@ -36,15 +36,8 @@ pub enum RemoteFailure {
     /// The server is out of space.
     ServerFull(String),
     /// The bucket (Azure: container) the config names does not exist; replication
-    /// never creates one, as Litestream does not.
-    NoSuchBucket {
-        /// What the service calls it: `bucket`, `container`, `object-store bucket`.
-        what: &'static str,
-        /// Its name.
-        name: String,
-        /// How to create it and which key names it, said to the user after the colon.
-        fix: String,
-    },
+    /// never creates one, as Litestream does not. (Boxed: the other failures are small.)
+    NoSuchBucket(Box<MissingBucket>),
     /// The credentials file an environment variable names cannot be used (unreadable,
     /// not JSON, not a service-account key).
     BadCredentialsFile {
@@ -64,6 +57,17 @@ pub enum RemoteFailure {
     Other(String),
 }
 
+/// A bucket that is not there, in the words of its service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingBucket {
+    /// What the service calls it: `bucket`, `container`, `object-store bucket`.
+    pub what: &'static str,
+    /// Its name.
+    pub name: String,
+    /// How to create it and which key names it, said to the user after the colon.
+    pub fix: String,
+}
+
 impl RemoteFailure {
     /// True for failures only a change of configuration fixes.
     pub fn needs_config_fix(&self) -> bool {
@@ -73,7 +77,7 @@ impl RemoteFailure {
                 | RemoteFailure::AccessDenied(_)
                 | RemoteFailure::HostKeyUnknown { .. }
                 | RemoteFailure::HostKeyChanged { .. }
-                | RemoteFailure::NoSuchBucket { .. }
+                | RemoteFailure::NoSuchBucket(_)
                 | RemoteFailure::BadCredentialsFile { .. }
         )
     }
@@ -106,8 +110,8 @@ impl std::fmt::Display for RemoteFailure {
                 f,
                 "the server is out of space ({detail}): free space there or raise the quota; nothing is lost, the files not uploaded stay in the meta directory"
             ),
-            RemoteFailure::NoSuchBucket { what, name, fix } => {
-                write!(f, "the {what} {name:?} does not exist: {fix}")
+            RemoteFailure::NoSuchBucket(m) => {
+                write!(f, "the {} {:?} does not exist: {}", m.what, m.name, m.fix)
             }
             RemoteFailure::BadCredentialsFile { variable, detail } => write!(
                 f,

@@ -253,7 +253,7 @@ async fn abs_errors_name_what_to_fix_without_the_key() {
             .unwrap_err(),
     ] {
         assert!(
-            matches!(remote_failure(&e), RemoteFailure::NoSuchBucket { .. }),
+            matches!(remote_failure(&e), RemoteFailure::NoSuchBucket(_)),
             "{e}"
         );
         let msg = e.to_string();

@@ -203,7 +203,7 @@ async fn gs_errors_name_what_to_fix() {
             .unwrap_err(),
     ] {
         assert!(
-            matches!(remote_failure(&e), RemoteFailure::NoSuchBucket { .. }),
+            matches!(remote_failure(&e), RemoteFailure::NoSuchBucket(_)),
             "{e}"
         );
         let msg = e.to_string();

@@ -201,7 +201,7 @@ async fn nats_missing_bucket_and_a_down_server_are_named() {
             .unwrap_err(),
     ] {
         assert!(
-            matches!(remote_failure(&e), RemoteFailure::NoSuchBucket { .. }),
+            matches!(remote_failure(&e), RemoteFailure::NoSuchBucket(_)),
             "{e}"
         );
         let msg = e.to_string();

@@ -147,7 +147,7 @@ async fn oss_errors_name_what_to_fix_and_never_the_secret() {
             .unwrap_err(),
     ] {
         assert!(
-            matches!(remote_failure(&e), RemoteFailure::NoSuchBucket { .. }),
+            matches!(remote_failure(&e), RemoteFailure::NoSuchBucket(_)),
             "{e}"
         );
         let msg = e.to_string();

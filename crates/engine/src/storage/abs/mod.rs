@@ -49,7 +49,9 @@ use self::xml::{parse_error, parse_list};
 use super::cache::{Cache, LevelCache};
 use super::counters::{Counters, Op, RequestCounts};
 use super::queue_reader::QueueReader;
-use super::{FileInfo, RemoteFailure, ReplicaClient, ReplicaError, ReplicaResult, check_level};
+use super::{
+    FileInfo, MissingBucket, RemoteFailure, ReplicaClient, ReplicaError, ReplicaResult, check_level,
+};
 use crate::config::{AbsReplicaConfig, Sensitive};
 
 /// The REST API version requests ask for (every operation used here has it).
@@ -290,14 +292,16 @@ impl AbsReplica {
                 }
             }
             (StatusCode::FORBIDDEN, _) => RemoteFailure::AccessDenied(detail),
-            (StatusCode::NOT_FOUND, "ContainerNotFound") => RemoteFailure::NoSuchBucket {
-                what: "container",
-                name: self.inner.container.clone(),
-                fix: format!(
-                    "create it (Azure portal, or az storage container create --name {}), or fix bucket: in the replica config",
-                    self.inner.container
-                ),
-            },
+            (StatusCode::NOT_FOUND, "ContainerNotFound") => {
+                RemoteFailure::NoSuchBucket(Box::new(MissingBucket {
+                    what: "container",
+                    name: self.inner.container.clone(),
+                    fix: format!(
+                        "create it (Azure portal, or az storage container create --name {}), or fix bucket: in the replica config",
+                        self.inner.container
+                    ),
+                }))
+            }
             _ => RemoteFailure::Server {
                 status: status.as_u16(),
                 message: detail,

@@ -47,7 +47,9 @@ use self::auth::{ServiceAccount, TokenError, TokenSource};
 use super::cache::{Cache, LevelCache};
 use super::counters::{Counters, Op, RequestCounts};
 use super::queue_reader::QueueReader;
-use super::{FileInfo, RemoteFailure, ReplicaClient, ReplicaError, ReplicaResult, check_level};
+use super::{
+    FileInfo, MissingBucket, RemoteFailure, ReplicaClient, ReplicaError, ReplicaResult, check_level,
+};
 use crate::config::{CREDENTIALS_VAR, GsReplicaConfig};
 
 /// Timeout for connecting, and for a stalled response.
@@ -309,14 +311,16 @@ impl GsReplica {
                 detail,
             },
             StatusCode::FORBIDDEN => RemoteFailure::AccessDenied(detail),
-            StatusCode::NOT_FOUND if bucket_missing => RemoteFailure::NoSuchBucket {
-                what: "bucket",
-                name: self.inner.bucket.clone(),
-                fix: format!(
-                    "create it (Cloud console, or gcloud storage buckets create gs://{}), or fix bucket: in the replica config",
-                    self.inner.bucket
-                ),
-            },
+            StatusCode::NOT_FOUND if bucket_missing => {
+                RemoteFailure::NoSuchBucket(Box::new(MissingBucket {
+                    what: "bucket",
+                    name: self.inner.bucket.clone(),
+                    fix: format!(
+                        "create it (Cloud console, or gcloud storage buckets create gs://{}), or fix bucket: in the replica config",
+                        self.inner.bucket
+                    ),
+                }))
+            }
             _ => RemoteFailure::Server {
                 status: status.as_u16(),
                 message: detail,
@@ -499,7 +503,7 @@ impl GsReplica {
                 if matches!(
                     &e,
                     ReplicaError::Remote {
-                        failure: RemoteFailure::NoSuchBucket { .. },
+                        failure: RemoteFailure::NoSuchBucket(_),
                         ..
                     }
                 ) {

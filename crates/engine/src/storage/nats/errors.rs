@@ -9,7 +9,7 @@ use async_nats::jetstream::context::{
 };
 use async_nats::{ConnectError, ConnectErrorKind};
 
-use super::RemoteFailure;
+use crate::storage::{MissingBucket, RemoteFailure};
 
 /// A failure to connect or log in; `keys` names the settings holding the credentials.
 pub(super) fn connect_failure(e: &ConnectError, keys: &'static str) -> RemoteFailure {
@@ -27,13 +27,13 @@ pub(super) fn connect_failure(e: &ConnectError, keys: &'static str) -> RemoteFai
 pub(super) fn stream_failure(e: &GetStreamError, bucket: &str) -> RemoteFailure {
     match e.kind() {
         GetStreamErrorKind::JetStream(js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND => {
-            RemoteFailure::NoSuchBucket {
+            RemoteFailure::NoSuchBucket(Box::new(MissingBucket {
                 what: "object-store bucket",
                 name: bucket.to_owned(),
                 fix: format!(
                     "create it (nats object add {bucket}), or fix the bucket in url: nats://HOST:PORT/BUCKET"
                 ),
-            }
+            }))
         }
         GetStreamErrorKind::Request => match request_kind(e) {
             Some(RequestErrorKind::NoResponders) => RemoteFailure::Other(

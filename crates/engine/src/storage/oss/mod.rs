@@ -47,7 +47,9 @@ use self::xml::{parse_error, parse_list};
 use super::cache::{Cache, LevelCache};
 use super::counters::{Counters, Op, RequestCounts};
 use super::queue_reader::QueueReader;
-use super::{FileInfo, RemoteFailure, ReplicaClient, ReplicaError, ReplicaResult, check_level};
+use super::{
+    FileInfo, MissingBucket, RemoteFailure, ReplicaClient, ReplicaError, ReplicaResult, check_level,
+};
 use crate::config::{OssReplicaConfig, Sensitive};
 
 /// The user metadata header of the creation time (the SDK adds `x-oss-meta-` to
@@ -227,14 +229,16 @@ impl OssReplica {
                 detail,
             },
             (StatusCode::FORBIDDEN, _) => RemoteFailure::AccessDenied(detail),
-            (StatusCode::NOT_FOUND, "NoSuchBucket") => RemoteFailure::NoSuchBucket {
-                what: "bucket",
-                name: self.inner.bucket.clone(),
-                fix: format!(
-                    "create it (OSS console, or ossutil mb oss://{}), or fix bucket: and region: in the replica config",
-                    self.inner.bucket
-                ),
-            },
+            (StatusCode::NOT_FOUND, "NoSuchBucket") => {
+                RemoteFailure::NoSuchBucket(Box::new(MissingBucket {
+                    what: "bucket",
+                    name: self.inner.bucket.clone(),
+                    fix: format!(
+                        "create it (OSS console, or ossutil mb oss://{}), or fix bucket: and region: in the replica config",
+                        self.inner.bucket
+                    ),
+                }))
+            }
             _ => RemoteFailure::Server {
                 status: status.as_u16(),
                 message: detail,
@@ -451,7 +455,7 @@ impl OssReplica {
             StatusCode::NOT_FOUND => {
                 let failure = self.status_failure("get", &key, resp).await;
                 if let ReplicaError::Remote {
-                    failure: RemoteFailure::NoSuchBucket { .. },
+                    failure: RemoteFailure::NoSuchBucket(_),
                     ..
                 } = failure
                 {
@@ -527,7 +531,7 @@ impl OssReplica {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND => match self.status_failure("delete", key, resp).await {
                 e @ ReplicaError::Remote {
-                    failure: RemoteFailure::NoSuchBucket { .. },
+                    failure: RemoteFailure::NoSuchBucket(_),
                     ..
                 } => Err(e),
                 _ => Ok(()),
