@@ -1,7 +1,10 @@
 //! The app's commands through Tauri's IPC layer on the mock runtime, with the real
 //! command handlers and a real engine on a temporary directory: add a database, see it
 //! reach "in sync" (by the pushed `db-status` events), restore points and a restored
-//! copy, pause/resume, settings, errors as `{code, message}`, persistence, removal.
+//! copy, pause/resume, settings, errors as `{code, message}`, persistence, removal; and
+//! the Azure Blob, OSS and NATS destinations against their real servers (Azurite, a
+//! signature-checking OSS server, nats-server): named errors from "Test connection", a
+//! NATS backup restored, through a server outage.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -49,6 +52,188 @@ fn rows(db: &Path) -> i64 {
         .unwrap()
         .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
         .unwrap()
+}
+
+/// The app with its settings in `config_dir`, its `db-status` events, and a window.
+fn app_in(config_dir: &Path) -> (tauri::App<MockRuntime>, WebviewWindow<MockRuntime>) {
+    let app = tideline_app::configure(mock_builder())
+        .build(mock_context(noop_assets()))
+        .unwrap();
+    tideline_app::setup_state_in(app.handle(), config_dir.to_owned()).unwrap();
+    let wv = WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .unwrap();
+    (app, wv)
+}
+
+/// The database's view in the list.
+fn listed(wv: &WebviewWindow<MockRuntime>) -> Value {
+    invoke(wv, "list_databases", json!({})).unwrap()[0].clone()
+}
+
+#[test]
+fn azure_oss_and_nats_destinations_over_their_real_servers() {
+    use tideline_testkit::{
+        AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, NatsLogin, NatsServer, OSS_ACCESS_KEY_ID,
+        OSS_ACCESS_KEY_SECRET, OSS_BUCKET, OSS_REGION, OssServer,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (_app, wv) = app_in(&tmp.path().join("config"));
+    let tested = |dest: &Value, keys: Value| {
+        invoke(
+            &wv,
+            "test_destination",
+            json!({"destination": dest, "keys": keys}),
+        )
+    };
+
+    // Azure Blob Storage on Azurite: the account key right, wrong, or missing; a
+    // container that does not exist.
+    let azurite = AzuriteServer::start(&tmp.path().join("azurite")).unwrap();
+    tauri::async_runtime::block_on(azurite.create_container("backups")).unwrap();
+    let abs = |container: &str| json!({"kind": "abs", "account_name": AZURITE_ACCOUNT, "container": container, "path": "app", "endpoint": azurite.endpoint()});
+    let key = |k: &str| json!({ "account_key": k });
+    let ok = tested(&abs("backups"), key(AZURITE_KEY)).unwrap();
+    assert_eq!(ok["replica_txid"], Value::Null);
+    assert!(
+        ok["destination"]
+            .as_str()
+            .unwrap()
+            .starts_with("abs://devstoreaccount1@backups/app"),
+        "{ok}"
+    );
+    let wrong = "d3Jvbmcta2V5LXdyb25nLWtleQ==";
+    let err = tested(&abs("backups"), key(wrong)).unwrap_err();
+    assert_eq!(err["code"], json!("wrong_credentials"), "{err}");
+    assert!(
+        !err.to_string().contains(wrong),
+        "keys never come back: {err}"
+    );
+    assert_eq!(
+        code(tested(&abs("missing"), key(AZURITE_KEY))),
+        "no_such_bucket"
+    );
+    assert_eq!(
+        code(tested(&abs("Bad_Name"), key(AZURITE_KEY))),
+        "invalid_input"
+    );
+
+    // OSS on a server that checks OSS's signatures.
+    let oss = OssServer::start(&tmp.path().join("oss")).unwrap();
+    let oss_dest = |bucket: &str| json!({"kind": "oss", "bucket": bucket, "path": "app", "region": OSS_REGION, "endpoint": oss.endpoint()});
+    let oss_keys =
+        |secret: &str| json!({"access_key_id": OSS_ACCESS_KEY_ID, "secret_access_key": secret});
+    let ok = tested(&oss_dest(OSS_BUCKET), oss_keys(OSS_ACCESS_KEY_SECRET)).unwrap();
+    assert_eq!(ok["replica_txid"], Value::Null);
+    assert_eq!(
+        code(tested(&oss_dest(OSS_BUCKET), oss_keys("not-the-secret"))),
+        "wrong_credentials"
+    );
+    assert_eq!(
+        code(tested(
+            &oss_dest("missing"),
+            oss_keys(OSS_ACCESS_KEY_SECRET)
+        )),
+        "no_such_bucket"
+    );
+
+    // NATS with a user and password: right, wrong, a bucket that does not exist.
+    let locked = NatsServer::start_with(
+        &tmp.path().join("nats-locked"),
+        NatsLogin::UserPassword("ann".into(), "nats-pw".into()),
+    )
+    .unwrap();
+    tauri::async_runtime::block_on(locked.create_bucket("backups")).unwrap();
+    let nats = |server: &NatsServer, bucket: &str| json!({"kind": "nats", "server": server.addr().to_string(), "bucket": bucket, "username": "ann", "creds": ""});
+    let password = |p: &str| json!({ "password": p });
+    tested(&nats(&locked, "backups"), password("nats-pw")).unwrap();
+    let err = tested(&nats(&locked, "backups"), password("wrong-nats-pw")).unwrap_err();
+    assert_eq!(err["code"], json!("wrong_credentials"), "{err}");
+    assert!(!err.to_string().contains("wrong-nats-pw"), "{err}");
+    assert_eq!(
+        code(tested(&nats(&locked, "missing"), password("nats-pw"))),
+        "no_such_bucket"
+    );
+
+    // A database backed up to NATS (no login, so no keychain is needed): in sync,
+    // restored, through the server going away and coming back.
+    let mut open = NatsServer::start(&tmp.path().join("nats-open")).unwrap();
+    tauri::async_runtime::block_on(open.create_bucket("app")).unwrap();
+    let db = tmp.path().join("nats.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let dest = json!({"kind": "nats", "server": open.addr().to_string(), "bucket": "app"});
+    let added = invoke(
+        &wv,
+        "add_database",
+        json!({"path": db, "destination": dest, "keys": null}),
+    )
+    .unwrap();
+    assert_eq!(
+        added["destination"],
+        json!(format!("nats://{}/app", open.addr()))
+    );
+    wait_until("in sync on NATS", || {
+        let v = listed(&wv);
+        v["state"] == "in_sync" && v["replica_txid"].is_u64()
+    });
+    open.stop();
+    conn.execute_batch("INSERT INTO t VALUES (2);").unwrap();
+    let _ = invoke(&wv, "sync_now", json!({"path": db}));
+    wait_until("the outage named", || {
+        listed(&wv)["error"]["code"] == "destination_unreachable"
+    });
+    open.restart().unwrap();
+    conn.execute_batch("INSERT INTO t VALUES (3);").unwrap();
+    wait_until("in sync again after the outage", || {
+        let _ = invoke(&wv, "sync_now", json!({"path": db}));
+        let v = listed(&wv);
+        v["state"] == "in_sync" && v["error"].is_null()
+    });
+    let out = tmp.path().join("from-nats.db");
+    invoke(
+        &wv,
+        "restore_copy",
+        json!({"path": db, "txid": null, "output": out}),
+    )
+    .unwrap();
+    assert_eq!(rows(&out), 3);
+    invoke(&wv, "remove_database", json!({"path": db})).unwrap();
+
+    // "Import a Litestream config…" with a NATS replica: added and backed up.
+    tauri::async_runtime::block_on(open.create_bucket("imported")).unwrap();
+    let db2 = tmp.path().join("imported.db");
+    rusqlite::Connection::open(&db2)
+        .unwrap()
+        .execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1), (2);",
+        )
+        .unwrap();
+    let yml = tmp.path().join("litestream.yml");
+    std::fs::write(
+        &yml,
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n      url: nats://{}/imported\n",
+            db2.display(),
+            open.addr()
+        ),
+    )
+    .unwrap();
+    let imported = invoke(&wv, "import_config", json!({"path": yml})).unwrap();
+    assert_eq!(imported[0][0]["name"], json!("imported.db"), "{imported}");
+    wait_until("the imported database in sync", || {
+        let v = listed(&wv);
+        v["state"] == "in_sync" && v["replica_txid"].is_u64()
+    });
+    let out = tmp.path().join("from-import.db");
+    invoke(
+        &wv,
+        "restore_copy",
+        json!({"path": db2, "txid": null, "output": out}),
+    )
+    .unwrap();
+    assert_eq!(rows(&out), 2);
 }
 
 #[test]

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tideline_engine::config::{
-    DbConfig, ReplicaConfig, ReplicaTarget, S3Parts, Sensitive, SftpParts, WebDavParts,
-    meta_path_for, strip_userinfo,
+    AbsParts, DEFAULT_NATS_RECONNECT_WAIT, DEFAULT_NATS_TIMEOUT, DbConfig, GsParts, NatsAuth,
+    NatsParts, NatsReplicaConfig, OssParts, ReplicaConfig, ReplicaTarget, S3Parts, Sensitive,
+    SftpParts, WebDavParts, meta_path_for, strip_userinfo,
 };
 use tideline_engine::{ReplicaClient, open_client};
 
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secrets::Keys;
-use crate::store::{Destination, S3Options, Settings, StoredDb};
+use crate::store::{Destination, NatsOptions, S3Options, Settings, StoredDb};
 
 use crate::commands::{absolute, invalid};
 
@@ -55,6 +56,50 @@ pub fn replica_config(
             username,
         } => ReplicaConfig::webdav(&webdav_parts(url, path, username, keys)?),
         Destination::Sftp { .. } => ReplicaConfig::sftp(&sftp_parts(dest, keys)?),
+        Destination::Abs {
+            account_name,
+            container,
+            path,
+            endpoint,
+        } => {
+            if account_name.trim().is_empty() && endpoint.trim().is_empty() {
+                return Err(invalid("Enter the storage account name."));
+            }
+            ReplicaConfig::abs(&AbsParts {
+                account_name: account_name.clone(),
+                container: required(container, "Enter the container name.")?,
+                path: path.clone(),
+                endpoint: endpoint.clone(),
+                account_key: secret(keys, |k| &k.account_key),
+                sas_token: secret(keys, |k| &k.sas_token),
+            })
+        }
+        Destination::Gs {
+            bucket,
+            path,
+            credentials_file,
+        } => ReplicaConfig::gs(&GsParts {
+            bucket: required(bucket, "Enter the bucket name.")?,
+            path: path.clone(),
+            credentials_file: full_path(credentials_file, "service-account key file")?,
+        }),
+        Destination::Nats { .. } => ReplicaConfig::nats(&nats_parts(dest, keys)?),
+        Destination::Oss {
+            bucket,
+            path,
+            region,
+            endpoint,
+        } => {
+            let keys = keys.cloned().unwrap_or_default();
+            ReplicaConfig::oss(&OssParts {
+                bucket: required(bucket, "Enter the bucket name.")?,
+                path: path.clone(),
+                region: region.clone(),
+                endpoint: endpoint.clone(),
+                access_key_id: keys.access_key_id,
+                secret_access_key: Sensitive::new(keys.secret_access_key),
+            })
+        }
     }
     .map_err(|e| invalid(e.to_string()))?;
     if let (Destination::S3 { options, .. }, ReplicaTarget::S3(s3)) = (dest, &mut cfg.target) {
@@ -77,7 +122,22 @@ fn required(value: &str, missing: &str) -> AppResult<String> {
 }
 
 fn password_of(keys: Option<&Keys>) -> Sensitive<String> {
-    Sensitive::new(keys.and_then(|k| k.password.clone()).unwrap_or_default())
+    secret(keys, |k| &k.password)
+}
+
+/// One secret of the keys; empty (not given) when absent.
+fn secret(keys: Option<&Keys>, field: impl Fn(&Keys) -> &Option<String>) -> Sensitive<String> {
+    Sensitive::new(keys.and_then(|k| field(k).clone()).unwrap_or_default())
+}
+
+/// A file the form names: empty, or a full path (`~/` is expanded by the config
+/// crate, as in a config file).
+fn full_path(value: &str, what: &str) -> AppResult<String> {
+    Ok(match value.trim() {
+        "" => String::new(),
+        p if p.starts_with("~/") => p.to_owned(),
+        p => absolute(p, what)?.display().to_string(),
+    })
 }
 
 /// The parts of a WebDAV destination; credentials belong in their fields (the
@@ -123,12 +183,7 @@ fn sftp_parts(dest: &Destination, keys: Option<&Keys>) -> AppResult<SftpParts> {
         user: required(user, "Enter the user name.")?,
         path: path.clone(),
         password: password_of(keys),
-        key_path: match key_path.trim() {
-            "" => String::new(),
-            // The config crate expands ~ as in a config file.
-            p if p.starts_with("~/") => p.to_owned(),
-            p => absolute(p, "private key file")?.display().to_string(),
-        },
+        key_path: full_path(key_path, "private key file")?,
         host_key: host_key.clone(),
         concurrent_writes: *concurrent_writes,
     })
@@ -145,6 +200,40 @@ fn sftp_host(host: &str) -> AppResult<String> {
         )));
     }
     Ok(host)
+}
+
+/// The parts of a NATS destination: the form's fields, the options an import kept,
+/// and the secrets from the keys.
+fn nats_parts(dest: &Destination, keys: Option<&Keys>) -> AppResult<NatsParts> {
+    let Destination::Nats {
+        server,
+        bucket,
+        username,
+        creds,
+        options,
+    } = dest
+    else {
+        return Err(AppError::new(ErrorCode::Internal, "not a NATS destination"));
+    };
+    let ms = |v: Option<u64>| v.map(Duration::from_millis);
+    Ok(NatsParts {
+        server: server.clone(),
+        bucket: required(bucket, "Enter the object-store bucket name.")?,
+        username: username.clone(),
+        password: password_of(keys),
+        token: secret(keys, |k| &k.token),
+        creds: full_path(creds, "credentials (.creds) file")?,
+        jwt: secret(keys, |k| &k.jwt),
+        seed: secret(keys, |k| &k.seed),
+        nkey: secret(keys, |k| &k.nkey),
+        tls: options.tls,
+        root_ca: options.root_ca.clone(),
+        client_cert: options.client_cert.clone(),
+        client_key: options.client_key.clone(),
+        max_reconnects: options.max_reconnects,
+        reconnect_wait: ms(options.reconnect_wait_ms),
+        timeout: ms(options.timeout_ms),
+    })
 }
 
 /// A database config for `path` replicated to `replica`, with the app's settings.
@@ -190,7 +279,7 @@ pub fn imported(db: &DbConfig) -> Result<(StoredDb, Option<Keys>), String> {
                 access_key_id: expose(&s3.access_key_id),
                 secret_access_key: expose(&s3.secret_access_key),
                 sse_customer_key: s3.sse_customer_key.as_ref().map(|k| k.expose().clone()),
-                password: None,
+                ..Keys::default()
             };
             let destination = Destination::S3 {
                 endpoint: s3.endpoint.clone().unwrap_or_default(),
@@ -224,6 +313,49 @@ pub fn imported(db: &DbConfig) -> Result<(StoredDb, Option<Keys>), String> {
             },
             password_keys(&s.password),
         ),
+        ReplicaTarget::Abs(a) => (
+            Destination::Abs {
+                account_name: a.account_name.clone().unwrap_or_default(),
+                container: a.bucket.clone(),
+                path: a.path.clone(),
+                endpoint: a.endpoint.clone().unwrap_or_default(),
+            },
+            Some(Keys {
+                account_key: a.account_key.as_ref().map(|k| k.expose().clone()),
+                sas_token: a.sas_token.as_ref().map(|k| k.expose().clone()),
+                ..Keys::default()
+            })
+            .filter(|k| !k.is_empty()),
+        ),
+        ReplicaTarget::Gs(g) => (
+            Destination::Gs {
+                bucket: g.bucket.clone(),
+                path: g.path.clone(),
+                credentials_file: g
+                    .credentials_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            },
+            None,
+        ),
+        ReplicaTarget::Nats(n) => {
+            imported_nats(n).map_err(|why| format!("{}: {why}", db.path.display()))?
+        }
+        ReplicaTarget::Oss(o) => (
+            Destination::Oss {
+                bucket: o.bucket.clone(),
+                path: o.path.clone(),
+                region: o.region.clone(),
+                endpoint: o.endpoint.clone().unwrap_or_default(),
+            },
+            Some(Keys {
+                access_key_id: o.access_key_id.clone(),
+                secret_access_key: o.access_key_secret.expose().clone(),
+                ..Keys::default()
+            })
+            .filter(|k| !k.is_empty()),
+        ),
         other => {
             return Err(format!(
                 "{}: {} destinations are not supported",
@@ -240,6 +372,64 @@ pub fn imported(db: &DbConfig) -> Result<(StoredDb, Option<Keys>), String> {
         keychain: keys.is_some(),
     };
     Ok((stored, keys))
+}
+
+/// A NATS replica as the app keeps it: the login's file and user in the destination,
+/// its secrets in the keys, TLS and reconnection settings in the options.
+fn imported_nats(n: &NatsReplicaConfig) -> Result<(Destination, Option<Keys>), String> {
+    let mut keys = Keys::default();
+    let (mut username, mut creds) = (String::new(), String::new());
+    let expose = |s: &Sensitive<String>| Some(s.expose().clone());
+    match &n.auth {
+        NatsAuth::None => {}
+        NatsAuth::Jwt { jwt, seed } => {
+            keys.jwt = expose(jwt);
+            keys.seed = expose(seed);
+        }
+        NatsAuth::Creds(path) => creds = path.display().to_string(),
+        NatsAuth::Nkey(nkey) => keys.nkey = expose(nkey),
+        NatsAuth::UserPassword {
+            username: user,
+            password,
+        } => {
+            username.clone_from(user);
+            keys.password = expose(password);
+        }
+        NatsAuth::Token(token) => keys.token = expose(token),
+        _ => return Err("this NATS login is not supported by the app".to_owned()),
+    }
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let (client_cert, client_key) = n
+        .client_cert
+        .as_ref()
+        .map(|(c, k)| (c.display().to_string(), k.display().to_string()))
+        .unwrap_or_default();
+    let ms = |d: Duration, default: Duration| {
+        (d != default).then(|| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    };
+    let options = NatsOptions {
+        tls: n.tls,
+        root_ca: path(&n.root_ca),
+        client_cert,
+        client_key,
+        max_reconnects: n
+            .max_reconnects
+            .map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
+        reconnect_wait_ms: ms(n.reconnect_wait, DEFAULT_NATS_RECONNECT_WAIT),
+        timeout_ms: ms(n.timeout, DEFAULT_NATS_TIMEOUT),
+    };
+    let destination = Destination::Nats {
+        server: n.server.clone(),
+        bucket: n.bucket.clone(),
+        username,
+        creds,
+        options,
+    };
+    Ok((destination, Some(keys).filter(|k| !k.is_empty())))
 }
 
 /// The keychain entry of a WebDAV or SFTP password, if the config gave one.
@@ -467,6 +657,226 @@ mod tests {
             "sftp://backup@nas.local:2222 (folder backups/sftp)"
         );
         assert_eq!(sftp.destination.describe(), rebuilt.target.to_string());
+    }
+
+    /// Azure Blob, Google Cloud Storage, NATS and OSS replicas of a Litestream config
+    /// are imported with every setting; secrets go to the keychain entry, never the
+    /// settings file, and a later start builds exactly the config the import
+    /// replicated with.
+    #[test]
+    fn imported_abs_gs_nats_and_oss_replicas_keep_every_setting_for_later_starts() {
+        let yml = "dbs:
+  - path: /data/abs.db
+    replica:
+      type: abs
+      account-name: acct
+      account-key: YWJzLWtleQ==
+      bucket: backups
+      path: app/abs
+      endpoint: http://127.0.0.1:10000/acct
+  - path: /data/sas.db
+    replica:
+      url: abs://acct@backups/sas
+      sas-token: sv=2024&sig=abs-sas-secret
+  - path: /data/gs.db
+    replica:
+      url: gs://bkt/app
+  - path: /data/nats.db
+    replica:
+      url: nats://10.0.0.5:4333/litestream
+      username: ann
+      password: nats-pw-secret
+      tls: true
+      root-cas: [/etc/nats/ca.pem]
+      client-cert: /etc/nats/cert.pem
+      client-key: /etc/nats/key.pem
+      max-reconnects: 7
+      reconnect-wait: 5s
+      timeout: 30s
+  - path: /data/token.db
+    replica:
+      url: nats://nats.local/b
+      token: nats-token-secret
+  - path: /data/creds.db
+    replica:
+      url: nats://nats.local/c
+      creds: /etc/nats/backup.creds
+  - path: /data/jwt.db
+    replica:
+      url: nats://nats.local/d
+      jwt: eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.jwt-secret
+      seed: SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU
+  - path: /data/oss.db
+    replica:
+      type: oss
+      bucket: bkt
+      path: app/oss
+      region: eu-central-1
+      access-key-id: LTAIimport
+      secret-access-key: oss-secret
+";
+        let env = |n: &str| {
+            (n == tideline_engine::config::CREDENTIALS_VAR).then(|| "/keys/sa.json".to_owned())
+        };
+        let config = Config::parse(yml, &env, true).unwrap();
+        assert_eq!(config.dbs.len(), 8);
+        let secrets = [
+            "YWJzLWtleQ==",
+            "abs-sas-secret",
+            "nats-pw-secret",
+            "nats-token-secret",
+            "jwt-secret",
+            "SUAMLK2ZNL35",
+            "oss-secret",
+        ];
+        for db in &config.dbs {
+            let name = db.path.display();
+            let (stored, keys) = imported(db).unwrap_or_else(|e| panic!("{e}"));
+            let saved = serde_json::to_string(&stored).unwrap();
+            for secret in secrets {
+                assert!(
+                    !saved.contains(secret),
+                    "a secret in the settings file: {saved}"
+                );
+            }
+            let has_secret = keys.is_some();
+            assert_eq!(stored.reads_keychain(), has_secret, "{name}");
+            let (stored, _, rebuilt) = restarted(db);
+            assert_eq!(
+                rebuilt.target,
+                db.replica.as_ref().unwrap().target,
+                "{name}"
+            );
+            assert_eq!(
+                stored.destination.describe(),
+                rebuilt.target.to_string(),
+                "{name}"
+            );
+        }
+        let keys_of = |i: usize| imported(&config.dbs[i]).unwrap().1;
+        assert_eq!(
+            keys_of(0).unwrap().account_key.as_deref(),
+            Some("YWJzLWtleQ==")
+        );
+        assert_eq!(
+            keys_of(1).unwrap().sas_token.as_deref(),
+            Some("sv=2024&sig=abs-sas-secret")
+        );
+        assert!(keys_of(2).is_none() && keys_of(5).is_none());
+        assert_eq!(
+            keys_of(3).unwrap().password.as_deref(),
+            Some("nats-pw-secret")
+        );
+        assert_eq!(
+            keys_of(4).unwrap().token.as_deref(),
+            Some("nats-token-secret")
+        );
+        assert!(keys_of(6).unwrap().seed.is_some());
+        assert_eq!(keys_of(7).unwrap().access_key_id, "LTAIimport");
+        let (gs, _) = imported(&config.dbs[2]).unwrap();
+        assert_eq!(
+            gs.destination,
+            Destination::Gs {
+                bucket: "bkt".into(),
+                path: "app".into(),
+                credentials_file: "/keys/sa.json".into(),
+            }
+        );
+        let (nats, _) = imported(&config.dbs[3]).unwrap();
+        let Destination::Nats { options, .. } = &nats.destination else {
+            panic!("{nats:?}")
+        };
+        assert!(options.tls);
+        assert_eq!(options.max_reconnects, Some(7));
+        assert_eq!(
+            (options.reconnect_wait_ms, options.timeout_ms),
+            (Some(5000), Some(30_000))
+        );
+    }
+
+    /// The Azure, Google, NATS and OSS forms name what is missing before connecting.
+    #[test]
+    fn abs_gs_nats_and_oss_forms_say_what_is_missing() {
+        let settings = Settings::default();
+        let abs = |account: &str, container: &str, endpoint: &str| Destination::Abs {
+            account_name: account.into(),
+            container: container.into(),
+            path: String::new(),
+            endpoint: endpoint.into(),
+        };
+        let key = Keys {
+            account_key: Some("a2V5".into()),
+            ..Keys::default()
+        };
+        let cfg = replica_config(&abs("acct", "backups", ""), Some(&key), &settings).unwrap();
+        assert_eq!(cfg.target.to_string(), "abs://acct@backups");
+        for (dest, keys, says) in [
+            (
+                abs("", "backups", ""),
+                Some(&key),
+                "Enter the storage account name.",
+            ),
+            (
+                abs("acct", " ", ""),
+                Some(&key),
+                "Enter the container name.",
+            ),
+            (abs("acct", "backups", ""), None, "no credentials"),
+            (
+                Destination::Gs {
+                    bucket: String::new(),
+                    path: String::new(),
+                    credentials_file: String::new(),
+                },
+                None,
+                "Enter the bucket name.",
+            ),
+            (
+                Destination::Gs {
+                    bucket: "bkt".into(),
+                    path: String::new(),
+                    credentials_file: "keys/sa.json".into(),
+                },
+                None,
+                "must be a full path",
+            ),
+            (
+                Destination::Nats {
+                    server: "nats.local".into(),
+                    bucket: String::new(),
+                    username: String::new(),
+                    creds: String::new(),
+                    options: NatsOptions::default(),
+                },
+                None,
+                "Enter the object-store bucket name.",
+            ),
+            (
+                Destination::Nats {
+                    server: "nats.local".into(),
+                    bucket: "b".into(),
+                    username: "ann".into(),
+                    creds: String::new(),
+                    options: NatsOptions::default(),
+                },
+                None,
+                "username is set without password",
+            ),
+            (
+                Destination::Oss {
+                    bucket: " ".into(),
+                    path: String::new(),
+                    region: String::new(),
+                    endpoint: String::new(),
+                },
+                None,
+                "Enter the bucket name.",
+            ),
+        ] {
+            let e = replica_config(&dest, keys, &settings).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidInput, "{dest:?}");
+            assert!(e.message.contains(says), "{says:?} not in {:?}", e.message);
+        }
     }
 
     /// The window's WebDAV and SFTP forms: the password comes from the keys, blank

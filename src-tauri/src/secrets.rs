@@ -1,4 +1,5 @@
-//! Destination secrets (S3 keys, WebDAV and SFTP passwords) in the OS keychain
+//! Destination secrets (S3 and OSS keys, WebDAV, SFTP and NATS passwords, Azure
+//! account keys and SAS tokens, NATS tokens and seeds) in the OS keychain
 //! (Secret Service, macOS Keychain, Windows Credential Manager), one entry per
 //! database. They are never written to the settings file, logged or sent back to the
 //! window; without a keychain, adding them fails with
@@ -10,7 +11,8 @@ use crate::error::{AppError, AppResult, ErrorCode};
 
 const SERVICE: &str = "dev.tideline.app";
 
-/// A destination's secrets: S3 keys, or the password of a WebDAV or SFTP server.
+/// A destination's secrets: S3 or OSS keys, the password of a WebDAV, SFTP or NATS
+/// server, an Azure account key or SAS token, NATS tokens and seeds.
 /// Every field may be absent, so entries written before passwords existed (S3 keys
 /// only) read as they were.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,21 +23,50 @@ pub struct Keys {
     /// S3 secret access key.
     #[serde(default)]
     pub secret_access_key: String,
-    /// The WebDAV or SFTP password.
+    /// The WebDAV, SFTP or NATS password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     /// An SSE-C key (base64) a Litestream config import brought (`sse-customer-key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse_customer_key: Option<String>,
+    /// An Azure storage account key (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key: Option<String>,
+    /// An Azure SAS token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sas_token: Option<String>,
+    /// A NATS token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// A NATS user JWT (with its seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<String>,
+    /// The NATS nkey seed that signs with the JWT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
+    /// A NATS user nkey seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nkey: Option<String>,
 }
 
 impl Keys {
     /// True when no key is set.
     pub fn is_empty(&self) -> bool {
+        let blank = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
         self.access_key_id.is_empty()
             && self.secret_access_key.is_empty()
             && self.sse_customer_key.is_none()
-            && self.password.as_deref().is_none_or(str::is_empty)
+            && [
+                &self.password,
+                &self.account_key,
+                &self.sas_token,
+                &self.token,
+                &self.jwt,
+                &self.seed,
+                &self.nkey,
+            ]
+            .into_iter()
+            .all(blank)
     }
 
     /// Only a password (a WebDAV or SFTP destination's).
@@ -58,9 +89,11 @@ fn unavailable(e: &keyring::Error) -> AppError {
         ErrorCode::KeychainUnavailable,
         format!(
             "No system keychain is available ({e}). Tideline never stores keys in plain text: \
-             leave the key fields empty and start Tideline with AWS_ACCESS_KEY_ID and \
-             AWS_SECRET_ACCESS_KEY set (S3), use a private key file instead of a password \
-             (SFTP), or start a keychain service (e.g. GNOME Keyring)."
+             leave the key fields empty and start Tideline with the keys in its environment \
+             (S3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; Azure: \
+             LITESTREAM_AZURE_ACCOUNT_KEY; OSS: OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET), \
+             use a key file instead of a password (SFTP, NATS .creds), or start a keychain \
+             service (e.g. GNOME Keyring)."
         ),
     )
 }
@@ -119,6 +152,8 @@ mod tests {
             secret_access_key: "very-secret".into(),
             sse_customer_key: Some("c2VjcmV0".into()),
             password: Some("pw".into()),
+            account_key: Some("a2V5".into()),
+            ..Keys::default()
         };
         assert_eq!(format!("{k:?}"), "Keys(<redacted>)");
     }
@@ -131,8 +166,9 @@ mod tests {
         let keys = Keys {
             access_key_id: "id".into(),
             secret_access_key: "secret".into(),
-            sse_customer_key: None,
             password: Some("webdav-pw".into()),
+            token: Some("nats-token".into()),
+            ..Keys::default()
         };
         match store(&account, &keys) {
             Ok(()) => {

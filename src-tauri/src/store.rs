@@ -97,6 +97,101 @@ pub enum Destination {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         concurrent_writes: Option<bool>,
     },
+    /// An Azure Blob Storage container. The account key or SAS token is never stored
+    /// here.
+    Abs {
+        /// The storage account; may be empty with an endpoint that names it.
+        #[serde(default)]
+        account_name: String,
+        /// The container.
+        container: String,
+        /// Blob name prefix in the container.
+        #[serde(default)]
+        path: String,
+        /// The blob service URL (Azurite, a sovereign cloud); empty for
+        /// `https://<account>.blob.core.windows.net`.
+        #[serde(default)]
+        endpoint: String,
+    },
+    /// A Google Cloud Storage bucket.
+    Gs {
+        /// The bucket.
+        bucket: String,
+        /// Object name prefix in the bucket.
+        #[serde(default)]
+        path: String,
+        /// The service-account JSON key file (full path); empty to use
+        /// `GOOGLE_APPLICATION_CREDENTIALS`. The file itself stays where it is.
+        #[serde(default)]
+        credentials_file: String,
+    },
+    /// A NATS JetStream object store. Passwords, tokens and seeds are never stored
+    /// here.
+    Nats {
+        /// `host` or `host:port`; empty for `127.0.0.1:4222`.
+        #[serde(default)]
+        server: String,
+        /// The object-store bucket (it must exist).
+        bucket: String,
+        /// The user (with a password in the keychain); empty for none.
+        #[serde(default)]
+        username: String,
+        /// A `.creds` file (full path); empty for none.
+        #[serde(default)]
+        creds: String,
+        /// Settings the form does not show, kept from a Litestream config import.
+        #[serde(default, skip_serializing_if = "NatsOptions::is_empty")]
+        options: NatsOptions,
+    },
+    /// An Alibaba Cloud OSS bucket. Keys are never stored here.
+    Oss {
+        /// The bucket.
+        bucket: String,
+        /// Key prefix in the bucket.
+        #[serde(default)]
+        path: String,
+        /// Region; empty for `cn-hangzhou`.
+        #[serde(default)]
+        region: String,
+        /// Endpoint; empty for `https://oss-<region>.aliyuncs.com`.
+        #[serde(default)]
+        endpoint: String,
+    },
+}
+
+/// NATS settings beyond the window's form (TLS, reconnection), as a Litestream config
+/// import brings them. Empty or `None` leaves a setting to the engine's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NatsOptions {
+    /// `tls`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// `root-cas` (one PEM file).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub root_ca: String,
+    /// `client-cert`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub client_cert: String,
+    /// `client-key`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub client_key: String,
+    /// `max-reconnects`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_reconnects: Option<i64>,
+    /// `reconnect-wait`, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnect_wait_ms: Option<u64>,
+    /// `timeout`, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl NatsOptions {
+    /// True when nothing is set (destinations entered in the window).
+    pub fn is_empty(&self) -> bool {
+        self == &NatsOptions::default()
+    }
 }
 
 impl Destination {
@@ -131,6 +226,32 @@ impl Destination {
             Destination::Sftp {
                 host, user, path, ..
             } => format!("sftp://{user}@{host} (folder {path})"),
+            Destination::Abs {
+                account_name,
+                container,
+                path,
+                endpoint,
+            } => {
+                let account = match account_name.trim() {
+                    "" => String::new(),
+                    a => format!("{a}@"),
+                };
+                let at = join(&format!("abs://{account}{container}"), path);
+                match endpoint.trim().trim_end_matches('/') {
+                    "" => at,
+                    e => format!("{at} (endpoint {e})"),
+                }
+            }
+            Destination::Gs { bucket, path, .. } => join(&format!("gs://{bucket}"), path),
+            Destination::Nats { server, bucket, .. } => {
+                let server = server.trim().trim_start_matches("nats://");
+                let server = match server.trim_end_matches('/') {
+                    "" => tideline_engine::config::DEFAULT_NATS_SERVER,
+                    s => s,
+                };
+                format!("nats://{server}/{bucket}")
+            }
+            Destination::Oss { bucket, path, .. } => join(&format!("oss://{bucket}"), path),
         }
     }
 }
@@ -339,10 +460,23 @@ mod tests {
             serde_json::from_str(r#"{"kind":"sftp","host":"nas","user":"u","path":"/srv/b"}"#)
                 .unwrap();
         assert_eq!(sftp.describe(), "sftp://u@nas/srv/b");
-        for d in [dav, sftp] {
+        // The newer kinds, as the window sends them (only the form's fields).
+        let abs: Destination =
+            serde_json::from_str(r#"{"kind":"abs","account_name":"acct","container":"c"}"#)
+                .unwrap();
+        assert_eq!(abs.describe(), "abs://acct@c");
+        let gs: Destination = serde_json::from_str(r#"{"kind":"gs","bucket":"b"}"#).unwrap();
+        assert_eq!(gs.describe(), "gs://b");
+        let nats: Destination = serde_json::from_str(r#"{"kind":"nats","bucket":"b"}"#).unwrap();
+        assert_eq!(nats.describe(), "nats://127.0.0.1:4222/b");
+        let oss: Destination =
+            serde_json::from_str(r#"{"kind":"oss","bucket":"b","path":"/p/"}"#).unwrap();
+        assert_eq!(oss.describe(), "oss://b/p");
+        for d in [dav, sftp, abs, gs, nats, oss] {
             assert!(d.has_secrets());
             let json = serde_json::to_string(&d).unwrap();
             assert!(!json.contains("concurrent_writes"), "{json}");
+            assert!(!json.contains("options"), "{json}");
             assert_eq!(serde_json::from_str::<Destination>(&json).unwrap(), d);
         }
     }

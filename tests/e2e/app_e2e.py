@@ -7,7 +7,9 @@ destination through the UI, writes to the database from another process, waits f
 "In sync", opens the restore points, restores a copy at the earlier point and checks
 its rows; WebDAV destinations against `rclone serve webdav` (a wrong password named by
 Test connection, a database backed up to WebDAV reaching In sync), the SFTP step
-refusing a host key line that is not one; then the error path:
+refusing a host key line that is not one, a database backed up to Google Cloud Storage
+(`gcp-storage-emulator`, reached through STORAGE_EMULATOR_HOST as Litestream reaches
+it) reaching In sync, the Azure Blob step naming a missing field; then the error path:
 an unwritable destination shows a clear error.
 
 Usage: app_e2e.py BINARY SCREENSHOT_DIR   (run under xvfb-run and dbus-run-session)
@@ -25,6 +27,9 @@ import time
 import urllib.error
 import urllib.request
 
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+GCS_EMULATOR = os.environ.get("GCS_EMULATOR") or os.path.join(ROOT, ".tools", "gcs", "bin", "gcp-storage-emulator")
+GCS_BUCKET = "e2e"
 BIN = os.path.abspath(sys.argv[1])
 SHOTS = os.path.abspath(sys.argv[2])
 os.makedirs(SHOTS, exist_ok=True)
@@ -174,11 +179,21 @@ def main():
     conn.commit()
     conn.close()
 
-    env = dict(os.environ, TAURI_WEBVIEW_AUTOMATION="true", TIDELINE_CONFIG_DIR=config_dir)
+    servers = []  # the test servers this script starts, stopped by PID at the end
+    # The GCS emulator starts first: the app reads STORAGE_EMULATOR_HOST when it starts.
+    gcs_dir = os.path.join(tmp, "gcs")
+    os.makedirs(gcs_dir)
+    gcs_port = free_port()
+    servers.append(subprocess.Popen(
+        [GCS_EMULATOR, "start", "--host", "127.0.0.1", "--port", str(gcs_port),
+         "--default-bucket", GCS_BUCKET, "--quiet"],
+        env=dict(os.environ, STORAGE_BASE=gcs_dir), stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=open(gcs_dir + ".log", "w")))
+    env = dict(os.environ, TAURI_WEBVIEW_AUTOMATION="true", TIDELINE_CONFIG_DIR=config_dir,
+               STORAGE_EMULATOR_HOST=f"127.0.0.1:{gcs_port}")
     log = open(os.path.join(SHOTS, "webdriver.log"), "w")
     driver = subprocess.Popen(["WebKitWebDriver", f"--port={PORT}"], env=env, stdout=log, stderr=subprocess.STDOUT)
     sid = None
-    servers = []  # rclone serve webdav processes, stopped by PID at the end
     try:
         deadline = time.time() + 20
         while True:
@@ -416,6 +431,62 @@ def main():
             assert url in dest, dest
             s.shot("09d-webdav-in-sync.png")
 
+        def gcs_backup_reaches_in_sync():
+            def listening():
+                try:
+                    socket.create_connection(("127.0.0.1", gcs_port), timeout=0.5).close()
+                    return True
+                except OSError:
+                    return False
+            s.wait(f"gcp-storage-emulator on {gcs_port}", listening, timeout=30)
+            gs_db = os.path.join(data, "gs.db")
+            c = sqlite3.connect(gs_db)
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("CREATE TABLE t (x)")
+            c.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
+            c.commit()
+            c.close()
+            s.click("#nav-add")
+            s.type("#add-path", gs_db)
+            s.click("#dest-gs")
+            try:
+                s.wait("the Google Cloud Storage fields", lambda: s.js("return !document.getElementById('dest-gs-fields').hidden;"))
+                assert s.js("return document.getElementById('dest-keychain').hidden;"), "no secrets, no keychain line"
+                s.type("#gs-bucket", GCS_BUCKET)
+                s.type("#gs-path", "backups/gs")
+                s.click("#add-test")
+                ok = s.wait("the GCS test result", lambda: (lambda t: t if t and t.startswith("✓") else None)(s.text("#add-result")))
+                assert f"gs://{GCS_BUCKET}/backups/gs" in ok, ok
+                s.shot("09f-gcs-reachable.png")
+                s.click("#add-submit")
+                s.wait("gs.db in sync", lambda: (lambda v: v if v and v["state"] == "in_sync" and "TXID" in v["txid"] else None)(db_state(s, gs_db)), timeout=60)
+            finally:
+                back_to_folder()
+            # The emulator holds the L0 file Litestream's layout puts there.
+            listing = json.loads(urllib.request.urlopen(
+                f"http://127.0.0.1:{gcs_port}/storage/v1/b/{GCS_BUCKET}/o?prefix=backups/gs/ltx/0/", timeout=10).read())
+            names = [o["name"] for o in listing.get("items", [])]
+            assert names and all(n.endswith(".ltx") for n in names), listing
+            s.shot("09g-gcs-in-sync.png")
+
+        def abs_step_names_a_missing_field():
+            s.click("#nav-add")
+            s.click("#dest-abs")
+            try:
+                s.wait("the Azure fields", lambda: s.js("return !document.getElementById('dest-abs-fields').hidden;"))
+                assert not s.js("return document.getElementById('dest-keychain').hidden;"), "the keychain line is shown"
+                s.type("#abs-account", "acct")
+                s.type("#abs-container", "")
+                s.type("#abs-key", "a2V5")
+                s.click("#add-test")
+                err = s.wait("the Azure error", lambda: s.js("const e = document.getElementById('add-error'); return e.hidden ? null : [e.dataset.code, e.textContent];"))
+                assert err[0] == "invalid_input" and "Enter the container name." in err[1], err
+                assert "a2V5" not in err[1], err
+                s.shot("09h-abs-missing-container.png")
+            finally:
+                s.type("#abs-key", "")
+                back_to_folder()
+
         def sftp_step_names_a_bad_host_key():
             s.click("#nav-add")
             s.click("#dest-sftp")
@@ -480,6 +551,8 @@ def main():
                          ("WebDAV Test connection names a wrong password, then reaches the server", webdav_test_connection),
                          ("a database backed up to WebDAV reaches In sync", webdav_backup_reaches_in_sync),
                          ("the SFTP step names a host key line that is not one", sftp_step_names_a_bad_host_key),
+                         ("a database backed up to Google Cloud Storage reaches In sync", gcs_backup_reaches_in_sync),
+                         ("the Azure Blob step names a missing container", abs_step_names_a_missing_field),
                          ("an unwritable destination shows a clear error", unwritable_destination),
                          ("a failing destination shows Error and why in the list", replication_error_in_the_list)]:
             if not check(name, fn):

@@ -132,18 +132,40 @@ export type Destination =
     kind: "sftp"; host: string; user: string; path: string; key_path: string; host_key: string;
     /** Kept from a Litestream import; the form never sets it. */
     concurrent_writes?: boolean;
-  };
+  }
+  | { kind: "abs"; account_name: string; container: string; path: string; endpoint: string }
+  | { kind: "gs"; bucket: string; path: string; credentials_file: string }
+  | { kind: "nats"; server: string; bucket: string; username: string; creds: string; options?: NatsOptions }
+  | { kind: "oss"; bucket: string; path: string; region: string; endpoint: string };
+
+/** `store::NatsOptions`: kept from a Litestream import; the form never sets them. */
+export interface NatsOptions {
+  tls?: boolean;
+  root_ca?: string;
+  client_cert?: string;
+  client_key?: string;
+  max_reconnects?: number;
+  reconnect_wait_ms?: number;
+  timeout_ms?: number;
+}
 
 /** The destination kinds, as `Destination.kind` names them. */
 export type DestinationKind = Destination["kind"];
 
-/** `secrets::Keys`: S3 keys, or a WebDAV/SFTP password (every field may be absent).
+/** `secrets::Keys`: S3 or OSS keys, a WebDAV/SFTP/NATS password, an Azure account key
+ * or SAS token, NATS tokens and seeds (every field may be absent).
  * Sent, never received: the app does not give keys back. */
 export interface Keys {
   access_key_id?: string;
   secret_access_key?: string;
   sse_customer_key?: string;
   password?: string;
+  account_key?: string;
+  sas_token?: string;
+  token?: string;
+  jwt?: string;
+  seed?: string;
+  nkey?: string;
 }
 
 /** `store::Settings`. */

@@ -261,30 +261,39 @@ export function keychainText(whyNot: string | null): string {
     : "✓ Keys and passwords are kept in the system keychain, never in Tideline's settings file.";
 }
 
-/** The add form's destination fields, as typed. */
-export interface DestinationForm {
-  kind: DestinationKind;
-  folder: string;
-  // S3
-  endpoint: string;
-  bucket: string;
-  path: string;
-  region: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  // WebDAV
-  webdavUrl: string;
-  webdavPath: string;
-  webdavUser: string;
-  webdavPassword: string;
-  // SFTP
-  sftpHost: string;
-  sftpUser: string;
-  sftpPath: string;
-  sftpPassword: string;
-  sftpKeyPath: string;
-  sftpHostKey: string;
-}
+/** Each kind's form fields: the `data-field` inputs of `#dest-KIND-fields`, checked
+ * against `Destination` here and against index.html by a test. */
+export const FORM_FIELDS = {
+  folder: ["path"],
+  s3: ["endpoint", "bucket", "path", "region"],
+  webdav: ["url", "path", "username"],
+  sftp: ["host", "user", "path", "key_path", "host_key"],
+  abs: ["account_name", "container", "path", "endpoint"],
+  gs: ["bucket", "path", "credentials_file"],
+  nats: ["server", "bucket", "username", "creds"],
+  oss: ["bucket", "path", "region", "endpoint"],
+} as const satisfies { [K in DestinationKind]: readonly (keyof Extract<Destination, { kind: K }>)[] };
+
+/** Each kind's secrets: the `data-secret` inputs, sent as `Keys`. */
+export const FORM_SECRETS = {
+  folder: [],
+  s3: ["access_key_id", "secret_access_key"],
+  webdav: ["password"],
+  sftp: ["password"],
+  abs: ["account_key", "sas_token"],
+  gs: [],
+  nats: ["password", "token"],
+  oss: ["access_key_id", "secret_access_key"],
+} as const satisfies { [K in DestinationKind]: readonly (keyof Keys)[] };
+
+/** The required keys of kind `K`'s destination that the form has no field for:
+ * `never` for every kind, or this file does not compile. */
+type NeededOf<K extends DestinationKind> = {
+  [P in keyof Extract<Destination, { kind: K }>]-?: undefined extends Extract<Destination, { kind: K }>[P] ? never : P;
+}[keyof Extract<Destination, { kind: K }>];
+type Unfilled = { [K in DestinationKind]: Exclude<NeededOf<K>, "kind" | (typeof FORM_FIELDS)[K][number]> }[DestinationKind];
+const formIsComplete: [Unfilled] extends [never] ? true : Unfilled = true;
+void formIsComplete;
 
 const KEY_TYPE = /^(ssh-|ecdsa-)/;
 
@@ -301,34 +310,21 @@ export function hostKeyLine(pasted: string): string {
   return keys.find((k) => k.startsWith("ssh-ed25519 ")) ?? keys[0] ?? "";
 }
 
-const passwordKeys = (password: string): Keys | null => (password ? { password } : null);
-
-/** The destination and keys the form describes; keys only when one is typed, so an
- * S3 destination without keys uses the environment's, and a server without a password
- * logs in without one (SFTP: with the key file). */
-export function formDestination(f: DestinationForm): { destination: Destination; keys: Keys | null } {
-  switch (f.kind) {
-    case "folder":
-      return { destination: { kind: "folder", path: f.folder }, keys: null };
-    case "s3":
-      return {
-        destination: { kind: "s3", endpoint: f.endpoint, bucket: f.bucket, path: f.path, region: f.region },
-        keys: f.accessKeyId || f.secretAccessKey
-          ? { access_key_id: f.accessKeyId, secret_access_key: f.secretAccessKey }
-          : null,
-      };
-    case "webdav":
-      return {
-        destination: { kind: "webdav", url: f.webdavUrl.trim(), path: f.webdavPath.trim(), username: f.webdavUser.trim() },
-        keys: passwordKeys(f.webdavPassword),
-      };
-    case "sftp":
-      return {
-        destination: {
-          kind: "sftp", host: f.sftpHost.trim(), user: f.sftpUser.trim(), path: f.sftpPath.trim(),
-          key_path: f.sftpKeyPath.trim(), host_key: hostKeyLine(f.sftpHostKey),
-        },
-        keys: passwordKeys(f.sftpPassword),
-      };
-  }
+/** The destination and keys the form's values describe (keyed by `data-field` and
+ * `data-secret` names); fields are trimmed, secrets sent as typed and only when typed,
+ * so an S3 destination without keys uses the environment's and a server without a
+ * password logs in without one (SFTP: with the key file). */
+export function formDestination(
+  kind: DestinationKind,
+  values: Record<string, string>,
+): { destination: Destination; keys: Keys | null } {
+  const fields: Record<string, string> = {};
+  for (const f of FORM_FIELDS[kind]) fields[f] = (values[f] ?? "").trim();
+  if (kind === "sftp") fields.host_key = hostKeyLine(values.host_key ?? "");
+  const keys: Record<string, string> = {};
+  for (const k of FORM_SECRETS[kind]) if (values[k]) keys[k] = values[k];
+  return {
+    destination: { kind, ...fields } as Destination,
+    keys: Object.keys(keys).length ? (keys as Keys) : null,
+  };
 }

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { mockIPC } from "@tauri-apps/api/mocks";
+import { FORM_FIELDS, FORM_SECRETS } from "../src/logic";
 
 const calls: { cmd: string; args: Record<string, unknown> }[] = [];
 const offered = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOfferedKeyOfTheServer0000";
@@ -103,6 +104,38 @@ describe("the add screen", () => {
     choose("dest-folder");
     expect(el("dest-folder-fields").hidden).toBe(false);
     expect(el("dest-sftp-fields").hidden).toBe(true);
+    expect(el("dest-keychain").hidden).toBe(true);
+  });
+
+  it("has, for every kind, exactly the fields and secrets the app's destination takes", () => {
+    const names = (kind: string, attr: string) =>
+      [...el(`dest-${kind}-fields`).querySelectorAll<HTMLElement>(`[data-${attr}]`)].map((e) => e.dataset[attr]).sort();
+    for (const [kind, fields] of Object.entries(FORM_FIELDS)) {
+      expect(el(`dest-${kind}`), kind).toBeTruthy();
+      expect(names(kind, "field"), kind).toEqual([...fields].sort());
+      expect(names(kind, "secret"), kind).toEqual([...FORM_SECRETS[kind as keyof typeof FORM_SECRETS]].sort());
+    }
+  });
+
+  it("tests an Azure Blob destination with the account key as keys, and hides the keychain line for Google", async () => {
+    choose("dest-abs");
+    expect(el("dest-abs-fields").hidden).toBe(false);
+    expect(el("dest-sftp-fields").hidden).toBe(true);
+    await until(() => !el("dest-keychain").hidden);
+    type("abs-account", "acct");
+    type("abs-container", "backups");
+    type("abs-path", "app");
+    type("abs-key", "a2V5");
+    el("add-test").click();
+    const lastTest = () => calls.filter((c) => c.cmd === "test_destination").at(-1)!.args;
+    await until(() => (lastTest().destination as { kind: string }).kind === "abs");
+    expect(lastTest()).toEqual({
+      destination: { kind: "abs", account_name: "acct", container: "backups", path: "app", endpoint: "" },
+      keys: { account_key: "a2V5" },
+    });
+    choose("dest-gs");
+    expect(el("dest-gs-fields").hidden).toBe(false);
+    expect(el("dest-abs-fields").hidden).toBe(true);
     expect(el("dest-keychain").hidden).toBe(true);
   });
 });

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import {
   dbErrorText, dbFacts, errorText, formDestination, formatTime, hostKeyLine, importResultText, kindLabel, keychainText,
   localInputValue, phaseText, pointAtInput, progressStep, selectedText, testResultText, type DbView,
-  type DestinationForm, type PointView,
+  type PointView,
 } from "../src/logic";
 
 const db: DbView = {
@@ -82,46 +82,64 @@ describe("restore", () => {
 });
 
 describe("adding a database", () => {
-  const form: DestinationForm = {
-    kind: "folder", folder: "/backup", endpoint: "http://127.0.0.1:9", bucket: "b", path: "p", region: "r",
-    accessKeyId: "", secretAccessKey: "",
-    webdavUrl: " https://cloud.example.com/remote.php/dav/files/ann ", webdavPath: "backups/app ", webdavUser: "ann",
-    webdavPassword: "",
-    sftpHost: "nas:2222 ", sftpUser: " backup", sftpPath: "/srv/backups/app", sftpPassword: "", sftpKeyPath: "",
-    sftpHostKey: "",
-  };
   const ed25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB2example0key0text0here";
   const rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQexample";
   it("builds a folder destination", () => {
-    expect(formDestination(form)).toEqual({ destination: { kind: "folder", path: "/backup" }, keys: null });
+    expect(formDestination("folder", { path: " /backup " })).toEqual({ destination: { kind: "folder", path: "/backup" }, keys: null });
   });
   it("builds an S3 destination, with keys only when typed", () => {
-    expect(formDestination({ ...form, kind: "s3" })).toEqual({
-      destination: { kind: "s3", endpoint: "http://127.0.0.1:9", bucket: "b", path: "p", region: "r" }, keys: null,
+    const fields = { endpoint: "http://127.0.0.1:9", bucket: "b", path: "p", region: "r" };
+    expect(formDestination("s3", { ...fields, access_key_id: "", secret_access_key: "" })).toEqual({
+      destination: { kind: "s3", ...fields }, keys: null,
     });
-    expect(formDestination({ ...form, kind: "s3", accessKeyId: "AK", secretAccessKey: "SK" }).keys)
+    expect(formDestination("s3", { ...fields, access_key_id: "AK", secret_access_key: "SK" }).keys)
       .toEqual({ access_key_id: "AK", secret_access_key: "SK" });
   });
   it("builds a WebDAV destination, with the password (as typed) only when typed", () => {
-    expect(formDestination({ ...form, kind: "webdav" })).toEqual({
+    const fields = { url: " https://cloud.example.com/remote.php/dav/files/ann ", path: "backups/app ", username: "ann" };
+    expect(formDestination("webdav", { ...fields, password: "" })).toEqual({
       destination: {
         kind: "webdav", url: "https://cloud.example.com/remote.php/dav/files/ann", path: "backups/app", username: "ann",
       },
       keys: null,
     });
-    expect(formDestination({ ...form, kind: "webdav", webdavPassword: " pw " }).keys).toEqual({ password: " pw " });
+    expect(formDestination("webdav", { ...fields, password: " pw " }).keys).toEqual({ password: " pw " });
   });
   it("builds an SFTP destination with a key file, a password or both", () => {
-    expect(formDestination({ ...form, kind: "sftp", sftpKeyPath: " /home/me/.ssh/id_ed25519 " })).toEqual({
+    const fields = { host: "nas:2222 ", user: " backup", path: "/srv/backups/app", password: "", host_key: "" };
+    expect(formDestination("sftp", { ...fields, key_path: " /home/me/.ssh/id_ed25519 " })).toEqual({
       destination: {
         kind: "sftp", host: "nas:2222", user: "backup", path: "/srv/backups/app", key_path: "/home/me/.ssh/id_ed25519",
         host_key: "",
       },
       keys: null,
     });
-    const both = formDestination({ ...form, kind: "sftp", sftpPassword: "pw", sftpKeyPath: "/k", sftpHostKey: ed25519 });
+    const both = formDestination("sftp", { ...fields, password: "pw", key_path: "/k", host_key: ed25519 });
     expect(both.keys).toEqual({ password: "pw" });
     expect(both.destination).toMatchObject({ key_path: "/k", host_key: ed25519 });
+  });
+  it("builds Azure, Google, NATS and OSS destinations with only their own fields and secrets", () => {
+    // Values of every kind at once: each kind picks its own.
+    const all = {
+      account_name: " acct ", container: "backups", path: " app ", endpoint: "", bucket: "bkt", credentials_file: "",
+      server: "nats.local:4222", username: "ann", creds: "", region: "eu-central-1", account_key: "a2V5",
+      sas_token: "", password: "pw", token: "", access_key_id: "LTAI", secret_access_key: "oss-secret",
+    };
+    expect(formDestination("abs", all)).toEqual({
+      destination: { kind: "abs", account_name: "acct", container: "backups", path: "app", endpoint: "" },
+      keys: { account_key: "a2V5" },
+    });
+    expect(formDestination("gs", all)).toEqual({
+      destination: { kind: "gs", bucket: "bkt", path: "app", credentials_file: "" }, keys: null,
+    });
+    expect(formDestination("nats", all)).toEqual({
+      destination: { kind: "nats", server: "nats.local:4222", bucket: "bkt", username: "ann", creds: "" },
+      keys: { password: "pw" },
+    });
+    expect(formDestination("oss", all)).toEqual({
+      destination: { kind: "oss", bucket: "bkt", path: "app", region: "eu-central-1", endpoint: "" },
+      keys: { access_key_id: "LTAI", secret_access_key: "oss-secret" },
+    });
   });
   it("takes the host key as ssh-keyscan prints it", () => {
     expect(hostKeyLine("")).toBe("");

@@ -121,6 +121,7 @@ mod heartbeat;
 mod keys;
 mod nats;
 mod oss;
+mod parts;
 mod paths;
 mod raw;
 mod replica;
@@ -146,11 +147,9 @@ pub use nats::{
     NatsReplicaConfig,
 };
 pub use oss::{DEFAULT_OSS_REGION, OssReplicaConfig};
+pub use parts::{AbsParts, GsParts, NatsParts, OssParts, S3Parts, SftpParts, WebDavParts};
 pub use paths::{absolute_path, default_config_path};
-pub use replica::{
-    FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3Parts, S3ReplicaConfig, SftpParts,
-    WebDavParts,
-};
+pub use replica::{FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3ReplicaConfig};
 pub use s3::{S3Credentials, resolve_s3_credentials};
 pub use sftp::{DEFAULT_SFTP_PORT, SftpReplicaConfig};
 pub use webdav::WebDavReplicaConfig;

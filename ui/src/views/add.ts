@@ -1,43 +1,30 @@
-// The "Add a database" screen (#view-add): check a file, pick a folder, S3, WebDAV or
-// SFTP destination, test it, add the database, or import a Litestream config.
+// The "Add a database" screen (#view-add): check a file, pick a destination (a folder,
+// S3, WebDAV, SFTP, Azure Blob, Google Cloud Storage, NATS or OSS), test it, add the
+// database, or import a Litestream config.
 import * as api from "../api";
 import type { DestinationKind } from "../api";
 import {
-  asError, formatSize, formDestination, importResultText, journalAdvice, keychainText, testResultText,
+  asError, FORM_FIELDS, FORM_SECRETS, formatSize, formDestination, importResultText, journalAdvice, keychainText, testResultText,
 } from "../logic";
 import { putDb } from "../state";
 import { $, clearError, input, show, showError } from "./dom";
 
 /** Each kind's radio button is `dest-KIND`, its fields `dest-KIND-fields`. */
-const KINDS: DestinationKind[] = ["folder", "s3", "webdav", "sftp"];
+const KINDS = Object.keys(FORM_FIELDS) as DestinationKind[];
 
 function kind(): DestinationKind {
   return KINDS.find((k) => input(`dest-${k}`).checked) ?? "folder";
 }
 
-/** The destination and keys the form's fields describe. */
+/** The destination and keys the chosen kind's fields describe. */
 function destination() {
-  const v = (id: string) => input(id).value;
-  return formDestination({
-    kind: kind(),
-    folder: v("add-folder"),
-    endpoint: v("s3-endpoint"),
-    bucket: v("s3-bucket"),
-    path: v("s3-path"),
-    region: v("s3-region"),
-    accessKeyId: v("s3-key"),
-    secretAccessKey: v("s3-secret"),
-    webdavUrl: v("webdav-url"),
-    webdavPath: v("webdav-path"),
-    webdavUser: v("webdav-user"),
-    webdavPassword: v("webdav-password"),
-    sftpHost: v("sftp-host"),
-    sftpUser: v("sftp-user"),
-    sftpPath: v("sftp-path"),
-    sftpPassword: v("sftp-password"),
-    sftpKeyPath: v("sftp-key"),
-    sftpHostKey: $<HTMLTextAreaElement>("sftp-host-key").value,
-  });
+  const chosen = kind();
+  const values: Record<string, string> = {};
+  const inputs = $(`dest-${chosen}-fields`).querySelectorAll<HTMLInputElement | HTMLTextAreaElement>(
+    "[data-field], [data-secret]",
+  );
+  for (const el of inputs) values[el.dataset.field ?? el.dataset.secret ?? ""] = el.value;
+  return formDestination(chosen, values);
 }
 
 /** Inspects the database file; false (with the error shown) when it is no good. */
@@ -68,8 +55,9 @@ export function wireAdd(done: () => void) {
   const kinds = async () => {
     const chosen = kind();
     for (const k of KINDS) $(`dest-${k}-fields`).hidden = k !== chosen;
-    $("dest-keychain").hidden = chosen === "folder";
-    if (chosen !== "folder") {
+    const secrets = FORM_SECRETS[chosen].length > 0;
+    $("dest-keychain").hidden = !secrets;
+    if (secrets) {
       $("dest-keychain").textContent = keychainText(await api.keychainStatus());
     }
   };
@@ -89,6 +77,10 @@ export function wireAdd(done: () => void) {
   $("sftp-key-browse").addEventListener("click", async () => {
     const p = await api.pickPath("Choose the private key file", false);
     if (p !== null) input("sftp-key").value = p;
+  });
+  $("gs-credentials-browse").addEventListener("click", async () => {
+    const p = await api.pickPath("Choose the service-account key file", false);
+    if (p !== null) input("gs-credentials").value = p;
   });
   $("add-test").addEventListener("click", async () => {
     clearError($("add-error"));
@@ -111,7 +103,7 @@ export function wireAdd(done: () => void) {
       input("add-path").value = "";
       input("add-folder").value = "";
       // Secrets do not stay in the form once they are in the keychain.
-      for (const id of ["s3-secret", "webdav-password", "sftp-password"]) input(id).value = "";
+      for (const el of document.querySelectorAll<HTMLInputElement>("#add-form [data-secret]")) el.value = "";
       done();
     } catch (e) {
       $("add-result").textContent = "";
