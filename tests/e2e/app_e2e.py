@@ -54,6 +54,15 @@ def free_port():
     return port
 
 
+def listening(port):
+    """Whether something accepts connections on 127.0.0.1:`port`."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
 PORT = free_port()
 BASE = f"http://127.0.0.1:{PORT}"
 
@@ -365,13 +374,7 @@ def main():
                 args += ["--user", "tideline", "--pass", "dav-secret"]
             servers.append(subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=open(root + ".log", "w")))
-            def listening():
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    return True
-                except OSError:
-                    return False
-            s.wait(f"rclone serve webdav on {port}", listening, timeout=20)
+            s.wait(f"rclone serve webdav on {port}", lambda: listening(port), timeout=20)
             return root, f"http://127.0.0.1:{port}"
 
         def back_to_folder():
@@ -432,13 +435,7 @@ def main():
             s.shot("09d-webdav-in-sync.png")
 
         def gcs_backup_reaches_in_sync():
-            def listening():
-                try:
-                    socket.create_connection(("127.0.0.1", gcs_port), timeout=0.5).close()
-                    return True
-                except OSError:
-                    return False
-            s.wait(f"gcp-storage-emulator on {gcs_port}", listening, timeout=30)
+            s.wait(f"gcp-storage-emulator on {gcs_port}", lambda: listening(gcs_port), timeout=30)
             gs_db = os.path.join(data, "gs.db")
             c = sqlite3.connect(gs_db)
             c.execute("PRAGMA journal_mode=WAL")

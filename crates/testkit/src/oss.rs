@@ -67,33 +67,56 @@ impl OssServer {
         std::fs::create_dir_all(root.join(OSS_BUCKET))?;
         std::fs::create_dir_all(root.join(".meta").join(OSS_BUCKET))?;
         std::fs::create_dir_all(root.join(".uploads"))?;
+        let mut server = OssServer {
+            root: root.to_path_buf(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            stats: Arc::new(Stats::default()),
+            running: None,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// Serves on `self.addr` (a free port when it is 0) on a runtime of its own.
+    fn spawn(&mut self) -> std::io::Result<()> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
         let std_listener = {
             let _in_runtime = rt.enter();
-            bind_reusing(SocketAddr::from(([127, 0, 0, 1], 0)))?
+            bind_reusing(self.addr)?
         };
-        let addr = std_listener.local_addr()?;
-        let stats = Arc::new(Stats::default());
+        self.addr = std_listener.local_addr()?;
         let (stop_tx, stop_rx) = oneshot::channel();
-        let (root2, stats2) = (root.to_path_buf(), Arc::clone(&stats));
+        let (root, stats) = (self.root.clone(), Arc::clone(&self.stats));
         let thread = std::thread::Builder::new()
             .name("oss-test-server".into())
             .spawn(move || {
-                rt.block_on(serve(std_listener, root2, stats2, stop_rx));
+                rt.block_on(serve(std_listener, root, stats, stop_rx));
+                // Open connections end with the runtime, as with a server that went away.
                 rt.shutdown_timeout(Duration::from_secs(1));
             })?;
-        Ok(OssServer {
-            root: root.to_path_buf(),
-            addr,
-            stats,
-            running: Some(Running {
-                stop: stop_tx,
-                thread,
-            }),
-        })
+        self.running = Some(Running {
+            stop: stop_tx,
+            thread,
+        });
+        Ok(())
+    }
+
+    /// Stops the server (a destination that went away): its port refuses connections
+    /// and open ones are closed. What it stored stays on disk.
+    pub fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = r.stop.send(());
+            let _ = r.thread.join();
+        }
+    }
+
+    /// Starts it again on the same port, with what it had stored.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.stop();
+        self.spawn()
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -157,10 +180,7 @@ impl OssServer {
 
 impl Drop for OssServer {
     fn drop(&mut self) {
-        if let Some(r) = self.running.take() {
-            let _ = r.stop.send(());
-            let _ = r.thread.join();
-        }
+        self.stop();
     }
 }
 

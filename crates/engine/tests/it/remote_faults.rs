@@ -28,8 +28,8 @@ use tideline_engine::storage::ReplicaClient;
 use tideline_engine::storage::s3::S3Replica;
 use tideline_ltx::Txid;
 use tideline_testkit::{
-    ACCESS_KEY, AzuriteServer, BUCKET, GcsServer, NatsServer, Op, REGION, S3Server, SECRET_KEY,
-    WebDavServer,
+    ACCESS_KEY, AzuriteServer, BUCKET, GcsServer, NatsServer, Op, OssServer, REGION, S3Server,
+    SECRET_KEY, WebDavServer,
 };
 use tokio::sync::oneshot;
 
@@ -627,6 +627,28 @@ impl Remote for NatsServer {
     fn client(&self) -> Arc<dyn ReplicaClient> {
         tideline_engine::storage::open_client(&self.replica_config("backups")).unwrap()
     }
+}
+
+impl Remote for OssServer {
+    fn stop(&mut self) {
+        OssServer::stop(self);
+    }
+    fn restart(&mut self) {
+        OssServer::restart(self).unwrap();
+    }
+    fn shown(&self) -> String {
+        self.endpoint()
+    }
+    fn client(&self) -> Arc<dyn ReplicaClient> {
+        tideline_engine::storage::open_client(&self.replica_config("app.db")).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oss_server_down_at_start_is_waited_for_and_caught_up_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = OssServer::start(&dir.path().join("oss")).unwrap();
+    down_at_start(&mut server, dir.path()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
