@@ -2,15 +2,21 @@
 # Demo of the main job: `tideline replicate` on a live SQLite database, then
 # `tideline restore` from the replica, checked against the original.
 # Usage: bash scripts/demo.sh [DIR]     (files are kept in DIR, default a temp dir)
+# TIDELINE_BIN=PATH uses that binary instead of building a release one (the test suite
+# passes the debug binary its tests already built).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${1:-$(mktemp -d)}"
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 
-echo "==> building tideline"
-cargo build --release --locked -q -p tideline-cli --manifest-path "$root/Cargo.toml"
-tideline="$root/target/release/tideline"
+if [[ -n "${TIDELINE_BIN:-}" ]]; then
+  tideline="$TIDELINE_BIN"
+else
+  echo "==> building tideline"
+  cargo build --release --locked -q -p tideline-cli --manifest-path "$root/Cargo.toml"
+  tideline="$root/target/release/tideline"
+fi
 
 db="$dir/notes.db"
 replica="$dir/replica"

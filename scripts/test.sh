@@ -46,5 +46,6 @@ echo "screenshots: target/e2e-screenshots/"
 
 step "demo smoke runs: the LTX tool, and tideline replicate + restore on a live database"
 cargo run --release --locked -q -p tideline-ltx --example ltx -- demo
-bash scripts/demo.sh "$(mktemp -d)"
+# The debug binary the tests built: a release build here would cost minutes of CI.
+TIDELINE_BIN="$root/target/debug/tideline" bash scripts/demo.sh "$(mktemp -d)"
 step "all passed"

@@ -210,6 +210,12 @@ fn parse_args() -> Result<Args> {
     Ok(a)
 }
 
+/// The environment every replicator and restore the bench starts gets: without the
+/// CA bundle (Litestream 0.5.17's S3 client refuses to start with one set).
+fn tool_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("AWS_CA_BUNDLE")
+}
+
 /// A replicator process, stopped (SIGTERM, then kill) when dropped.
 struct Proc {
     child: Child,
@@ -218,11 +224,9 @@ struct Proc {
 impl Proc {
     fn start_config(bin: &Path, config: &Path, log: &Path) -> Result<Proc> {
         let out = fs::File::create(log)?;
-        let child = Command::new(bin)
+        let child = tool_env(&mut Command::new(bin))
             .args(["replicate", "-config"])
             .arg(config)
-            // Litestream 0.5.17's S3 client refuses to start with a CA bundle set.
-            .env_remove("AWS_CA_BUNDLE")
             .stdout(out.try_clone()?)
             .stderr(out)
             .stdin(Stdio::null())

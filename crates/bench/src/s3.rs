@@ -261,7 +261,7 @@ pub(crate) fn hex_text(s: &mut String, x: &mut u64, len: usize) {
 /// Seconds and peak RSS (KiB) of a command, by `/usr/bin/time`.
 pub(crate) fn timed(cmd: &mut Command, log: &Path) -> Result<(f64, u64)> {
     let times = log.with_extension("time");
-    let status = Command::new("/usr/bin/time")
+    let status = crate::tool_env(&mut Command::new("/usr/bin/time"))
         .arg("-f")
         .arg("%e %M")
         .arg("-o")
@@ -269,7 +269,6 @@ pub(crate) fn timed(cmd: &mut Command, log: &Path) -> Result<(f64, u64)> {
         .arg(cmd.get_program())
         .args(cmd.get_args())
         .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .env_remove("AWS_CA_BUNDLE")
         .stdout(fs::File::create(log)?)
         .stderr(fs::File::create(log.with_extension("err"))?)
         .stdin(Stdio::null())
