@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use tauri::{AppHandle, Emitter, Runtime, State};
 use tideline_engine::Target;
-use tideline_engine::config::{Config, strip_userinfo};
+use tideline_engine::config::Config;
 use tideline_engine::open_client;
 use tideline_ltx::Txid;
 
@@ -80,11 +80,7 @@ pub async fn add_database(
     let db = absolute(&path, "database path")?;
     let settings = state.settings();
     let (replica, client) = client_for(&destination, keys.as_ref(), &settings)?;
-    // The settings file never holds credentials, also not typed into the endpoint.
-    let mut destination = destination;
-    if let Destination::S3 { endpoint, .. } = &mut destination {
-        *endpoint = strip_userinfo(endpoint);
-    }
+    let destination = destination.without_credentials();
     let account = db.display().to_string();
     let keys = keys.filter(|k| !k.is_empty());
     if let Some(k) = &keys {

@@ -195,6 +195,19 @@ impl NatsOptions {
 }
 
 impl Destination {
+    /// The destination as the settings file keeps it: an endpoint URL typed with a user
+    /// and password in it (S3, Azure, OSS) loses them, so the file never holds
+    /// credentials (the engine's config drops them from requests the same way).
+    pub fn without_credentials(mut self) -> Destination {
+        if let Destination::S3 { endpoint, .. }
+        | Destination::Abs { endpoint, .. }
+        | Destination::Oss { endpoint, .. } = &mut self
+        {
+            *endpoint = tideline_engine::config::strip_userinfo(endpoint);
+        }
+        self
+    }
+
     /// Whether the destination may have secrets in the keychain (all but folders).
     pub fn has_secrets(&self) -> bool {
         !matches!(self, Destination::Folder { .. })
@@ -472,6 +485,17 @@ mod tests {
         let oss: Destination =
             serde_json::from_str(r#"{"kind":"oss","bucket":"b","path":"/p/"}"#).unwrap();
         assert_eq!(oss.describe(), "oss://b/p");
+        // Credentials typed into an endpoint never reach the settings file.
+        for kind in ["s3", "abs", "oss"] {
+            let typed: Destination = serde_json::from_value(serde_json::json!({
+                "kind": kind, "bucket": "b", "container": "c",
+                "endpoint": "https://ann:endpoint-secret@store.example.com/x",
+            }))
+            .unwrap();
+            let kept = serde_json::to_string(&typed.without_credentials()).unwrap();
+            assert!(!kept.contains("endpoint-secret"), "{kept}");
+            assert!(kept.contains("https://store.example.com/x"), "{kept}");
+        }
         for d in [dav, sftp, abs, gs, nats, oss] {
             assert!(d.has_secrets());
             let json = serde_json::to_string(&d).unwrap();
