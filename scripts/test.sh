@@ -2,7 +2,7 @@
 # The whole test suite: set-up (scripts/setup.sh), formatting, lints, the UI's unit
 # tests, every Rust test (engine, S3 against a real S3 server on 127.0.0.1, the real
 # Litestream 0.5.17 in both directions, the app's commands on Tauri's mock runtime),
-# benchmark compilation and a quick benchmark run, the desktop app end to end on a real
+# a quick benchmark run, the desktop app end to end on a real
 # window under Xvfb, and the demo.
 # Usage: bash scripts/test.sh
 set -euo pipefail
@@ -25,14 +25,13 @@ cargo fmt --all -- --check
 step "UI: build (embedded in the app) and unit tests (vitest)"
 (cd ui && npm run --silent build && npx vitest run)
 
+# --all-targets type-checks the criterion benchmarks too (run them with: cargo bench
+# -p tideline-ltx / -p tideline-engine); linking them in release took ten minutes of CI.
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
-
-step "benchmarks compile (run them with: cargo bench -p tideline-ltx / -p tideline-engine)"
-cargo bench --locked -p tideline-ltx -p tideline-engine --no-run
 
 step "side-by-side benchmark, quick mode (a smoke run; timings are not checked here)"
 cargo run --locked -q -p tideline-bench -- --quick --tideline target/debug/tideline

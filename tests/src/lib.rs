@@ -27,7 +27,22 @@ pub fn litestream(test: &str) -> Option<PathBuf> {
     None
 }
 
-/// A Litestream process, killed when dropped.
+/// The `tideline` binary built for this test run (next to the test executable;
+/// `cargo test --workspace` builds it).
+pub fn tideline_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join(format!("tideline{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} not built: run `cargo build -p tideline-cli` (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
+}
+
+/// A Litestream process (or a `tideline` one: it takes the same flags), killed when
+/// dropped.
 #[derive(Debug)]
 pub struct Litestream {
     child: Child,

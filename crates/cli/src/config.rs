@@ -36,32 +36,47 @@ impl ConfigArgs {
 /// The database in `config` that `arg` (as typed: relative, `~/…`) names. Config paths
 /// are absolute, so `arg` is made absolute the same way; a database reached through
 /// another spelling of the same file (a symlink) is found too.
-pub fn find_db<'a>(config: &'a Config, arg: &str) -> Result<&'a DbConfig> {
+pub fn find_db(config: &Config, arg: &str) -> Result<DbConfig> {
     let path = absolute(arg)?;
     if let Some(db) = config.db(&path) {
         return Ok(db);
     }
-    if let Ok(canonical) = path.canonicalize()
-        && let Some(db) = config
+    if let Ok(canonical) = path.canonicalize() {
+        if let Some(db) = config
             .dbs
             .iter()
             .find(|db| db.path.canonicalize().is_ok_and(|p| p == canonical))
-    {
-        return Ok(db);
+        {
+            return Ok(db.clone());
+        }
+        // A database of a `dir:` entry, reached through a link to it or its folder.
+        if let Some(db) = config.dirs.iter().find_map(|d| {
+            let rel = canonical.strip_prefix(d.dir.canonicalize().ok()?).ok()?;
+            let path = d.dir.join(rel);
+            d.matches(&path).then(|| d.entry(&path).ok()).flatten()
+        }) {
+            return Ok(db);
+        }
     }
     let file = config
         .source
         .as_deref()
         .map_or_else(|| "the config".to_owned(), |p| p.display().to_string());
-    let listed = if config.dbs.is_empty() {
+    let mut listed: Vec<String> = config
+        .dbs
+        .iter()
+        .map(|db| db.path.display().to_string())
+        .collect();
+    listed.extend(
+        config
+            .dirs
+            .iter()
+            .map(|d| format!("the databases {} in {}", d.pattern, d.dir.display())),
+    );
+    let listed = if listed.is_empty() {
         "it lists no databases".to_owned()
     } else {
-        let paths: Vec<String> = config
-            .dbs
-            .iter()
-            .map(|db| db.path.display().to_string())
-            .collect();
-        format!("it lists {}", paths.join(", "))
+        format!("it lists {}", listed.join(", "))
     };
     bail!(
         "database {} is not in {file} ({listed}); give a database path from the config, \

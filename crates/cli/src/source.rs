@@ -39,8 +39,8 @@ pub fn resolve(arg: &str, config_args: &ConfigArgs) -> Result<Source> {
     }
     let config = load_config(config_args)?;
     let db = find_db(&config, arg)?;
-    let replica = db.require_replica()?;
-    from_replica(replica, Some(db.clone()))
+    let replica = db.require_replica()?.clone();
+    from_replica(&replica, Some(db))
 }
 
 /// Loads the config, starts logging with its settings and logs its warnings.

@@ -121,28 +121,26 @@ pub(crate) fn build_db(
 }
 
 /// The `path:` of a database entry, refusing what only directories of databases have
-/// (`dir:`, `watch:`, `meta-dir:`) and warning about `pattern:` and `recursive:`.
+/// (`watch:`, `meta-dir:`) and warning about `pattern:` and `recursive:`.
 pub(crate) fn single_db_path(
     db: &RawDb,
     key: &str,
     warnings: &mut Vec<String>,
 ) -> Result<String, ConfigError> {
     let path = non_empty(&db.path);
-    let dir = non_empty(&db.dir);
-    if path.is_some() && dir.is_some() {
+    if path.is_some() && non_empty(&db.dir).is_some() {
         return Err(ConfigError::invalid(
             key,
             "cannot specify both 'path' and 'dir'",
             "use path: for one database (dir: is for directories of databases)",
         ));
     }
-    if dir.is_some() || db.watch == Some(true) {
-        let what = if dir.is_some() { "dir" } else { "watch" };
+    if db.watch == Some(true) {
         return Err(ConfigError::invalid(
-            format!("{key}.{what}"),
-            "directory replication (dir, pattern, recursive, watch) is not supported by \
-             Tideline yet",
-            "list each database with its own `- path:` entry",
+            format!("{key}.watch"),
+            "'watch' can only be enabled with a directory",
+            "replace path: with dir: and pattern: to follow the databases of a folder, or \
+             remove watch:",
         ));
     }
     let Some(path) = path else {

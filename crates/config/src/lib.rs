@@ -14,7 +14,8 @@
 //!   unknown keys (with a "did you mean" for typos), and Litestream features Tideline
 //!   does not have yet (`addr`, `socket`, `mcp-addr`, `validation`, …);
 //! * replica types other than `file`, `s3`, `sftp`, `webdav`, `abs`, `gs`, `nats` and `oss`
-//!   are refused with a clear error, as are directory configs (`dir:`/`pattern:`/`watch:`);
+//!   are refused with a clear error, and so is a directory (`dir:`) replicated to NATS
+//!   (whose bucket has no path: Litestream would write every database into one replica);
 //! * a bare number where a duration belongs (`monitor-interval: 5`) is refused instead
 //!   of being read as nanoseconds.
 //!
@@ -87,6 +88,9 @@
 //! | `dbs[].truncate-page-n` | 121359 | |
 //! | `dbs[].max-sync-wal-bytes` | 64 MiB | |
 //! | `dbs[].restore-if-db-not-exists` | false | |
+//! | `dbs[].dir` + `pattern` | — | a directory of databases instead of `path` (see [`DirConfig`]); `pattern` required |
+//! | `dbs[].recursive` / `.watch` | false / false | look in sub-folders / follow databases created and removed while running |
+//! | `dbs[].meta-dir` | — | with `dir:` only: meta directories under it (`<meta-dir>/<rel>-litestream`) |
 //! | `dbs[].replica` (or one-element `replicas`) | — | see below |
 //! | `replica.type` | from the `url` scheme, else `file` | `file`, `s3`, `sftp`, `webdav`, `abs`, `gs`, `nats` or `oss` |
 //! | `replica.url` / `.path` | — | `file:///abs/path`, `s3://bucket/path?…` |
@@ -113,6 +117,7 @@
 
 mod abs;
 mod db;
+mod dir;
 mod duration;
 mod env;
 mod error;
@@ -138,6 +143,7 @@ use serde_yaml_ng::Value;
 
 pub use abs::AbsReplicaConfig;
 pub use db::{DbConfig, meta_path_for};
+pub use dir::DirConfig;
 pub use duration::{ParseDurationError, deserialize_duration, format_duration, parse_duration};
 pub use error::{ConfigError, Origin};
 pub use gs::{CREDENTIALS_VAR, EMULATOR_VAR, GsReplicaConfig};
@@ -259,6 +265,9 @@ impl<T> fmt::Display for Sensitive<T> {
 pub struct Config {
     /// The databases to replicate (may be empty, e.g. with `exec`).
     pub dbs: Vec<DbConfig>,
+    /// Directories of databases (`dir:` entries), each standing for the databases it
+    /// holds (found by the engine).
+    pub dirs: Vec<DirConfig>,
     /// Compaction windows of levels 1, 2, … (index 0 is L1); at most 8.
     pub levels: Vec<Duration>,
     /// Snapshot (level 9) cadence and retention, shared by every database.
@@ -292,6 +301,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             dbs: Vec::new(),
+            dirs: Vec::new(),
             levels: DEFAULT_LEVELS.to_vec(),
             snapshot: SnapshotConfig::default(),
             l0_retention: Some(DEFAULT_L0_RETENTION),
@@ -421,9 +431,17 @@ impl Config {
         Ok(config)
     }
 
-    /// The database configured at `path`, if any.
-    pub fn db(&self, path: &Path) -> Option<&DbConfig> {
-        self.dbs.iter().find(|db| db.path == path)
+    /// The database configured at `path`, if any: a `path:` entry, or a database a
+    /// `dir:` entry stands for by its place and name (whether the file is a database
+    /// is not looked at here).
+    pub fn db(&self, path: &Path) -> Option<DbConfig> {
+        if let Some(db) = self.dbs.iter().find(|db| db.path == path) {
+            return Some(db.clone());
+        }
+        self.dirs
+            .iter()
+            .find(|d| d.matches(path))
+            .and_then(|d| d.entry(path).ok())
     }
 }
 
@@ -474,9 +492,13 @@ fn build(
     let levels = build_levels(raw.levels, &mut warnings)?;
     let raw_dbs = raw.dbs.unwrap_or_default();
     let snapshot = build_snapshot(raw.snapshot.unwrap_or_default(), &raw_dbs, &mut warnings)?;
-    let mut dbs = Vec::with_capacity(raw_dbs.len());
+    let (mut dbs, mut dirs) = (Vec::with_capacity(raw_dbs.len()), Vec::new());
     for (i, db) in raw_dbs.iter().enumerate() {
-        dbs.push(build_db(db, i, global, env, cwd, &mut warnings)?);
+        if non_empty(&db.dir).is_some() && non_empty(&db.path).is_none() {
+            dirs.push(dir::build_dir(db, i, global, env, cwd, &mut warnings)?);
+        } else {
+            dbs.push(build_db(db, i, global, env, cwd, &mut warnings)?);
+        }
     }
     let logging = build_logging(raw.logging.unwrap_or_default(), env, &mut warnings)?;
     let heartbeat = heartbeat::build(
@@ -486,6 +508,7 @@ fn build(
     )?;
     Ok(Config {
         dbs,
+        dirs,
         levels,
         snapshot,
         l0_retention: match raw.l0_retention {

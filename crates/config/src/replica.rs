@@ -81,6 +81,33 @@ impl ReplicaTarget {
             ReplicaTarget::Oss(_) => "oss",
         }
     }
+
+    /// The same destination one level down: `rel` (slash-separated) appended to the
+    /// folder, the bucket's path or the server's folder, as Litestream does for each
+    /// database of a directory (`dir:`). A NATS bucket has no path and is unchanged
+    /// (the config refuses a directory with a NATS replica).
+    pub fn joined(&self, rel: &str) -> ReplicaTarget {
+        fn join(base: &str, rel: &str) -> String {
+            let base = base.trim_end_matches('/');
+            if base.is_empty() {
+                rel.to_owned()
+            } else {
+                format!("{base}/{rel}")
+            }
+        }
+        let mut t = self.clone();
+        match &mut t {
+            ReplicaTarget::File(c) => c.path = c.path.join(rel),
+            ReplicaTarget::S3(c) => c.path = join(&c.path, rel),
+            ReplicaTarget::Sftp(c) => c.path = join(&c.path, rel),
+            ReplicaTarget::WebDav(c) => c.path = join(&c.path, rel),
+            ReplicaTarget::Abs(c) => c.path = join(&c.path, rel),
+            ReplicaTarget::Gs(c) => c.path = join(&c.path, rel),
+            ReplicaTarget::Nats(_) => {}
+            ReplicaTarget::Oss(c) => c.path = join(&c.path, rel),
+        }
+        t
+    }
 }
 
 impl fmt::Display for ReplicaTarget {

@@ -459,12 +459,12 @@ fn every_config_error_names_the_key_and_the_fix() {
             &["dbs[0]", "cannot specify both 'path' and 'dir'"],
         ),
         (
-            "dbs:\n  - dir: /data\n    pattern: '*.db'\n",
-            &["dbs[0].dir", "not supported by Tideline yet", "- path:"],
+            "dbs:\n  - dir: /data\n",
+            &["dbs[0].pattern", "required", "pattern: \"*.db\""],
         ),
         (
             "dbs:\n  - path: /a.db\n    watch: true\n",
-            &["dbs[0].watch", "not supported by Tideline yet"],
+            &["dbs[0].watch", "only be enabled with a directory", "dir:"],
         ),
         (
             "dbs:\n  - path: /a.db\n    meta-dir: /meta\n",
@@ -1938,4 +1938,87 @@ fn nats_replica_errors_name_the_key_to_fix() {
     // No secret in an error.
     let e = nats_replica("      url: nats://h/b\n      jwt: SECRETJWT\n").unwrap_err();
     assert!(!e.to_string().contains("SECRETJWT"), "{e}");
+}
+
+#[test]
+fn a_directory_entry_lays_out_each_database_as_litestream_does() {
+    let c = parse(
+        "dbs:\n  - dir: /srv/tenants\n    pattern: \"*.db\"\n    recursive: true\n    watch: true\n    \
+         monitor-interval: 250ms\n    replica:\n      url: s3://bucket/backups?endpoint=http://127.0.0.1:9000\n  \
+         - dir: /srv/other\n    pattern: \"*.sqlite\"\n    meta-dir: /var/lib/meta\n    replica:\n      \
+         path: /mnt/backup\n  - dir: /srv/third\n    pattern: \"t-?.db\"\n    meta-path: /var/meta\n    \
+         replica:\n      type: sftp\n      host: 127.0.0.1:2222\n      user: u\n      password: p\n      \
+         path: /home/u/bk\n",
+    );
+    assert!(c.dbs.is_empty());
+    let [tenants, other, third] = &c.dirs[..] else {
+        panic!("{:?}", c.dirs)
+    };
+    assert!(tenants.recursive && tenants.watch && !other.recursive && !other.watch);
+
+    // Replica path + the path in the folder; meta directory beside the database.
+    let db = tenants.entry(Path::new("/srv/tenants/eu/a.db")).unwrap();
+    assert_eq!(s3(db.replica.as_ref().unwrap()).path, "backups/eu/a.db");
+    assert_eq!(s3(db.replica.as_ref().unwrap()).bucket, "bucket");
+    assert_eq!(
+        db.meta_path,
+        PathBuf::from("/srv/tenants/eu/.a.db-litestream")
+    );
+    assert_eq!(db.monitor_interval, Duration::from_millis(250));
+    assert!(tenants.matches(Path::new("/srv/tenants/eu/a.db")));
+    assert!(!tenants.matches(Path::new("/srv/tenants/eu/a.db-wal")));
+    assert!(!tenants.matches(Path::new("/srv/tenants/eu/a.sqlite")));
+    assert!(!tenants.matches(Path::new("/srv/elsewhere/a.db")));
+    // Found through the config by its path, as `restore -config … DB` needs.
+    assert_eq!(c.db(Path::new("/srv/tenants/eu/a.db")), Some(db));
+
+    // meta-dir: <meta-dir>/<rel>-litestream; only direct children without recursive.
+    let db = other.entry(Path::new("/srv/other/x.sqlite")).unwrap();
+    assert_eq!(
+        db.meta_path,
+        PathBuf::from("/var/lib/meta/x.sqlite-litestream")
+    );
+    assert_eq!(
+        file_path(db.replica.as_ref().unwrap()),
+        Path::new("/mnt/backup/x.sqlite")
+    );
+    assert!(!other.matches(Path::new("/srv/other/sub/x.sqlite")));
+
+    // meta-path: <meta-path>/<rel's folder>/.<file>-litestream; an SFTP path grows too.
+    let db = third.entry(Path::new("/srv/third/t-1.db")).unwrap();
+    assert_eq!(db.meta_path, PathBuf::from("/var/meta/.t-1.db-litestream"));
+    match &db.replica.as_ref().unwrap().target {
+        ReplicaTarget::Sftp(s) => assert_eq!(s.path, "/home/u/bk/t-1.db"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!third.matches(Path::new("/srv/third/t-12.db")));
+}
+
+#[test]
+fn directory_entries_are_checked() {
+    for (text, want) in [
+        (
+            "dbs:\n  - dir: /d\n    replica:\n      path: /r\n",
+            "'pattern' is required",
+        ),
+        (
+            "dbs:\n  - dir: /d\n    path: /d/a.db\n    pattern: \"*\"\n",
+            "cannot specify both 'path' and 'dir'",
+        ),
+        (
+            "dbs:\n  - dir: /d\n    pattern: \"*.db\"\n    meta-path: /m\n    meta-dir: /n\n",
+            "cannot specify both 'meta-path' and 'meta-dir'",
+        ),
+        (
+            "dbs:\n  - dir: /d\n    pattern: \"[a\"\n",
+            "not a valid file-name pattern",
+        ),
+        (
+            "dbs:\n  - path: /d/a.db\n    meta-dir: /m\n",
+            "'meta-dir' can only be used with a directory",
+        ),
+    ] {
+        let e = parse_err(text).to_string();
+        assert!(e.contains(want), "{text}: {e}");
+    }
 }

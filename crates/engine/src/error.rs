@@ -90,6 +90,23 @@ pub enum Error {
     /// The database to replicate does not exist.
     #[error("database {} does not exist; check the path (replication starts from an existing SQLite database)", .0.display())]
     DatabaseMissing(PathBuf),
+    /// The folder of a `dir:` entry cannot be read.
+    #[error("cannot read the directory {} (dbs[].dir): {source}; check the path, or create the folder", dir.display())]
+    DirectoryUnreadable {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A `dir:` entry without `watch:` found no database.
+    #[error("no SQLite databases found in directory {} with pattern {pattern:?}; check dir: and pattern:, or add watch: true to wait for databases to appear", dir.display())]
+    NoDatabasesInDirectory {
+        /// The folder.
+        dir: PathBuf,
+        /// The `pattern:` of the entry.
+        pattern: String,
+    },
     /// The file is not a SQLite database.
     #[error("{} is not a SQLite database (it does not start with \"SQLite format 3\"); check the path", .0.display())]
     NotSqlite(PathBuf),
@@ -240,7 +257,15 @@ impl Error {
         use crate::storage::RemoteFailure;
         use crate::storage::S3Failure;
         match self {
-            Error::DatabaseMissing(_) => ErrorCode::DatabaseMissing,
+            Error::DatabaseMissing(_) | Error::NoDatabasesInDirectory { .. } => {
+                ErrorCode::DatabaseMissing
+            }
+            Error::DirectoryUnreadable { source, .. }
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                ErrorCode::DatabaseMissing
+            }
+            Error::DirectoryUnreadable { .. } => ErrorCode::Io,
             Error::NotSqlite(_) => ErrorCode::NotSqlite,
             Error::NotWal { .. } => ErrorCode::NotWal,
             Error::AlreadyReplicating { .. }

@@ -146,6 +146,20 @@ pub enum Event {
         /// Why the request failed; `None` when the monitor answered 2xx.
         error: Option<String>,
     },
+    /// A database appeared in a watched directory (`dir:` with `watch: true`) and is
+    /// replicated from now on.
+    Discovered {
+        /// The database.
+        db: PathBuf,
+        /// The directory's folder.
+        dir: PathBuf,
+    },
+    /// A database of a watched directory was removed (or renamed away): it stops
+    /// after shipping what it captured. Its replica stays.
+    Vanished {
+        /// The database.
+        db: PathBuf,
+    },
     /// A database's replication stopped.
     Stopped {
         /// The database.
@@ -218,6 +232,8 @@ impl Event {
             | Event::Compacted { db, .. }
             | Event::Snapshotted { db, .. }
             | Event::Deleted { db, .. }
+            | Event::Discovered { db, .. }
+            | Event::Vanished { db }
             | Event::Stopped { db, .. } => db,
             Event::Heartbeat { .. } => return None,
         })
@@ -264,6 +280,12 @@ impl Event {
                 if *restarted { ", WAL restarted" } else { "" },
                 writers_blocked.as_millis()
             ),
+            Event::Discovered { dir, .. } => {
+                format!("new database in {}, replicating it", dir.display())
+            }
+            Event::Vanished { .. } => {
+                "removed from its directory; stopping (its replica stays)".to_owned()
+            }
             Event::Stopped { txid, pending, .. } => format!(
                 "stopped at replica TXID {}{}",
                 txid.map_or("none".into(), |t| t.to_string()),

@@ -48,7 +48,8 @@ pub use capture::{LocalState, Reset, reset_local_state};
 pub use clock::Clock;
 pub use error::{Error, ErrorCode, ErrorReport, Result};
 pub use events::{Event, EventSink, Stage};
-pub use replicate::{ReplicateSettings, RequestReport, replicate, replicate_to};
+pub use replicate::directory::{databases_of, find_databases, is_sqlite_database};
+pub use replicate::{ReplicateSettings, RequestReport, replicate, replicate_dirs, replicate_to};
 pub use restore::{
     IntegrityCheck, Overwrite, PlanError, RestoreOptions, Restored, Target, check_output,
     list_levels_for, plan, restore_plan_to, restore_to, sidecars,

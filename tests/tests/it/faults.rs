@@ -43,18 +43,7 @@ use tideline_engine::storage::file::FileReplica;
 use tideline_engine::storage::{ReplicaClient, open_client};
 use tideline_testkit::{ACCESS_KEY, BUCKET, Op, REGION, S3Server, SECRET_KEY};
 
-/// The `tideline` binary built for this test run (next to the test executable).
-fn tideline() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join(format!("tideline{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "{} not built: run `cargo build -p tideline-cli`",
-        bin.display()
-    );
-    bin
-}
+use tideline_e2e::tideline_bin as tideline;
 
 /// A process this test started; killed (by its own PID) if still running when dropped.
 struct Proc(Child);

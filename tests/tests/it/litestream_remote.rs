@@ -334,18 +334,7 @@ fn names_in(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The `tideline` binary built for this test run (next to the test executable).
-fn tideline_bin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join(format!("tideline{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "{} not built: run `cargo build -p tideline-cli`",
-        bin.display()
-    );
-    bin
-}
+use tideline_e2e::tideline_bin;
 
 /// Runs the `tideline` binary with `args` and returns its standard output as JSON.
 fn tideline_json(server: &dyn Remote, args: &[&std::ffi::OsStr]) -> serde_json::Value {

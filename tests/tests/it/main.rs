@@ -5,6 +5,7 @@
 
 mod architecture;
 mod faults;
+mod litestream_dir;
 mod litestream_dropin;
 mod litestream_remote;
 mod replicator;

@@ -17,18 +17,7 @@ use tideline_engine::storage::file::FileReplica;
 use tideline_engine::storage::{ReplicaClient, open_client};
 use tideline_testkit::{ACCESS_KEY, BUCKET, REGION, S3Server, SECRET_KEY};
 
-/// The `tideline` binary built for this test run (next to the test executable).
-fn tideline() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join(format!("tideline{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "{} not built: run `cargo build -p tideline-cli` (cargo test --workspace builds it)",
-        bin.display()
-    );
-    bin
-}
+use tideline_e2e::tideline_bin as tideline;
 
 struct Proc(Child);
 

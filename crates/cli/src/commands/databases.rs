@@ -21,9 +21,10 @@ pub struct Args {
 /// Lists the configured databases.
 pub fn run(args: &Args) -> Result<()> {
     let config = load_config(&args.config)?;
+    // `dir:` entries stand for the databases in their folders now.
+    let listed = tideline_engine::databases_of(&config)?;
     if args.json {
-        let dbs: Vec<_> = config
-            .dbs
+        let dbs: Vec<_> = listed
             .iter()
             .map(|db| {
                 json!({
@@ -37,8 +38,7 @@ pub fn run(args: &Args) -> Result<()> {
         print_json(&json!(dbs));
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = config
-        .dbs
+    let rows: Vec<Vec<String>> = listed
         .iter()
         .map(|db| {
             let replica = db

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use tideline_engine::config::{Config, DbConfig, LogLevel, ReplicaConfig};
 use tideline_engine::open_client;
-use tideline_engine::{Event, EventSink, ReplicateSettings, replicate};
+use tideline_engine::{Event, EventSink, ReplicateSettings, replicate_dirs};
 use tideline_engine::{IntegrityCheck, Overwrite, RestoreOptions, Target, restore_to};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -67,8 +67,10 @@ pub async fn run(args: &Args) -> Result<i32> {
     // Catch signals before anything else, so an early Ctrl-C is a graceful stop rather
     // than the default immediate exit.
     let mut signals = Signals::new()?;
-    let config = load(args)?;
+    let mut config = load(args)?;
     log_warnings(&config);
+    // The databases of `dir:` entries, as found now (watched ones follow later).
+    config.dbs = tideline_engine::databases_of(&config)?;
     let exec = check(args, &config)?;
     for db in &config.dbs {
         if (args.restore_if_db_not_exists || db.restore_if_db_not_exists) && !db.path.exists() {
@@ -110,7 +112,7 @@ fn check(args: &Args, config: &Config) -> Result<Option<String>> {
              one sync, -exec runs until the command exits"
         );
     }
-    if config.dbs.is_empty() && exec.is_none() {
+    if config.dbs.is_empty() && !watches(config) && exec.is_none() {
         let file = config
             .source
             .as_deref()
@@ -121,6 +123,12 @@ fn check(args: &Args, config: &Config) -> Result<Option<String>> {
         );
     }
     Ok(exec)
+}
+
+/// True if a `dir:` entry follows its folder (`watch: true`): replication then runs
+/// even while no database is there yet (not with `-once`, which watches nothing).
+fn watches(config: &Config) -> bool {
+    config.dirs.iter().any(|d| d.watch)
 }
 
 /// Replication under way, and how to stop it.
@@ -155,8 +163,15 @@ impl Running {
         settings.force_snapshot = args.force_snapshot;
         settings.enforce_retention = args.enforce_retention;
         // No task at all for an exec-only config: there is nothing to wait for.
-        let replication = (!config.dbs.is_empty())
-            .then(|| tokio::spawn(replicate(config.dbs.clone(), settings, shutdown, sink)));
+        let replication = (!config.dbs.is_empty() || watches(config)).then(|| {
+            tokio::spawn(replicate_dirs(
+                config.dbs.clone(),
+                config.dirs.clone(),
+                settings,
+                shutdown,
+                sink,
+            ))
+        });
         Running {
             replication,
             stop,

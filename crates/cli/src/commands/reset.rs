@@ -28,7 +28,7 @@ pub struct Args {
 /// is the default one beside the database.
 pub fn run(args: &Args) -> Result<()> {
     let db = if args.config.config.is_some() {
-        find_db(&load_config(&args.config)?, &args.db)?.clone()
+        find_db(&load_config(&args.config)?, &args.db)?
     } else {
         crate::logging::init(None, None);
         DbConfig::new(absolute(&args.db)?)

@@ -94,12 +94,12 @@ impl Show for DatabaseReport {
 /// Prints the status of the configured databases.
 pub async fn run(args: &Args) -> Result<()> {
     let config = load_config(&args.config)?;
-    let dbs: Vec<&DbConfig> = match &args.db {
+    let dbs: Vec<DbConfig> = match &args.db {
         Some(arg) => vec![find_db(&config, arg)?],
-        None => config.dbs.iter().collect(),
+        None => tideline_engine::databases_of(&config)?,
     };
     let mut statuses = Vec::with_capacity(dbs.len());
-    for db in dbs {
+    for db in &dbs {
         statuses.push(DatabaseReport::read(db).await);
     }
     if args.json {

@@ -3,6 +3,7 @@
 
 mod commands;
 mod common;
+mod directory;
 mod replicate;
 mod reset;
 mod restore;

@@ -23,6 +23,10 @@ use crate::events::{Event, EventSink, Stage};
 /// own fsync is short and ours would only add lag.
 pub(super) const FLUSH_WAL_BYTES: u64 = 4 << 20;
 
+/// How long a database file may be missing before capture reports it: a removed
+/// database of a watched directory is stopped well within it.
+const MISSING_GRACE: Duration = Duration::from_secs(2);
+
 /// The capture side of a database's task: runs beside the uploads, so that a slow or
 /// stalled destination never delays the capture of commits into local L0 files (each
 /// keeps its own restore point, and checkpoints go on).
@@ -129,21 +133,24 @@ impl Capturer {
     }
 
     /// Waits for changes and captures them until `stop`, telling the upload side
-    /// (`kick`) whenever there is something new.
+    /// (`kick`) whenever there is something new. `poll`: how often to look without a
+    /// wake-up; `None` for the fallback poll of a database with file-system events.
     pub(super) async fn run(
         &self,
         mut stop: watch::Receiver<bool>,
         wake: &mut mpsc::Receiver<()>,
-        poll: Duration,
+        poll: Option<Duration>,
         kick: &tokio::sync::Notify,
         stats: &TaskStats,
     ) {
         let mut last_capture: Option<Instant> = None;
+        let mut missing_since: Option<Instant> = None;
         let mut retry = Retry::default();
         loop {
             if *stop.borrow() {
                 break;
             }
+            let poll = poll.unwrap_or_else(|| super::retry::fallback_poll(&self.path));
             let timer = [Some(tokio::time::Instant::now() + poll), retry.at]
                 .into_iter()
                 .flatten()
@@ -174,6 +181,19 @@ impl Capturer {
             if !retry.ready() {
                 continue;
             }
+            // The database file was removed: a watched directory's database is stopped
+            // for it within moments; any other is reported missing once that grace is
+            // over (capturing would only fail on its missing write-ahead log).
+            if !self.path.exists() {
+                let since = *missing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= MISSING_GRACE {
+                    stats.note_capture(false);
+                    let e = Error::DatabaseMissing(self.path.clone());
+                    self.failed(Stage::Capture, &e, &mut retry);
+                }
+                continue;
+            }
+            missing_since = None;
             stats.syncs.fetch_add(1, Ordering::Relaxed);
             // Intervals count from the start of a capture, so its own duration does
             // not add up into lag.

@@ -3,7 +3,7 @@
 //! each one has captured since the start, its upload side succeeded within the
 //! interval, and neither is failing now — so that the monitor raises the alarm when backups stop, as Litestream 0.5
 //! does. A failed request is reported and tried again at the next interval. An idle
-//! database stays healthy: its upload side looks for pending files every 10 s (the
+//! database stays healthy: its upload side looks for pending files every 10–30 s (the
 //! fallback poll, well under the least interval of a minute), and a look that finds
 //! none succeeds without a request.
 
@@ -36,11 +36,11 @@ pub(super) fn due(
         && tasks.iter().all(|t| t.healthy_since(since))
 }
 
-/// Pings `cfg.url` while `tasks` are healthy, until `stop`.
+/// Pings `cfg.url` while every database on the `board` is healthy, until `stop`.
 pub(super) async fn run(
     cfg: HeartbeatConfig,
     check_every: Duration,
-    tasks: Vec<Arc<TaskStats>>,
+    board: super::fleet::Board,
     mut stop: watch::Receiver<bool>,
     events: EventSink,
 ) {
@@ -61,6 +61,7 @@ pub(super) async fn run(
             _ = tokio::time::sleep(check_every) => {}
         }
         let now = Instant::now();
+        let tasks = super::fleet::on_board(&board);
         if !due(last_ping, now, cfg.interval, &tasks) {
             continue;
         }

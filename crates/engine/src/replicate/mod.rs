@@ -1,6 +1,10 @@
 //! Continuous replication: one task per database that captures changes as they happen
-//! and ships them to the replica.
+//! and ships them to the replica; the set of them (the `fleet` module) grows and
+//! shrinks with watched directories (`dir:` with `watch: true`).
 //!
+//! * **Fleets cost little when idle.** One file-system watcher for the process (one
+//!   watch per folder), fallback polls that lengthen with the number of databases
+//!   (10 s up to 30 s) and are spread over time, databases opened 16 at a time.
 //! * **Wake on change.** A file-system watcher on the database's directory wakes the
 //!   task when the `-wal` or the database is written, created, removed or renamed
 //!   (never on opens or reads, least of all its own); a slow fallback poll covers file systems
@@ -22,6 +26,8 @@
 //! * **Shutdown** captures and ships what is pending, retrying until the deadline.
 
 mod capture;
+pub mod directory;
+mod fleet;
 mod heartbeat;
 mod maintain;
 mod reconcile;
@@ -45,7 +51,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::capture::{Database, DbOptions};
 use crate::clock::Clock;
-use crate::config::{Config, DbConfig};
+use crate::config::{Config, DbConfig, DirConfig};
 use crate::error::{Error, Result};
 use crate::levels::scheduler::{DEFAULT_MAX_CONCURRENT_COMPACTIONS, LevelsConfig};
 use crate::storage::{ReplicaClient, open_client};
@@ -109,13 +115,32 @@ pub async fn replicate(
     shutdown: impl Future<Output = ()> + Send + 'static,
     events: EventSink,
 ) -> Result<()> {
+    replicate_dirs(dbs, Vec::new(), settings, shutdown, events).await
+}
+
+/// Like [`replicate`], and follows the databases created in and removed from the
+/// folders of `dirs` while running (their `watch:` is on): each new SQLite database
+/// the entry matches is replicated with the entry's settings, each removed one
+/// stopped after shipping what was captured. `dbs` holds every database to start
+/// with, those found in the folders already included ([`directory::databases_of`]).
+pub async fn replicate_dirs(
+    dbs: Vec<DbConfig>,
+    dirs: Vec<DirConfig>,
+    settings: ReplicateSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    events: EventSink,
+) -> Result<()> {
     let mut with_clients = Vec::with_capacity(dbs.len());
     for cfg in dbs {
         let replica_cfg = cfg.require_replica()?;
         let client = open_client(replica_cfg)?;
         with_clients.push((cfg, client));
     }
-    replicate_to(with_clients, settings, shutdown, events).await
+    let stop = stop_on(shutdown);
+    let dirs = dirs.into_iter().filter(|d| d.watch).collect();
+    fleet::Fleet::new(settings, events)
+        .run(with_clients, dirs, stop)
+        .await
 }
 
 /// Like [`replicate`], with the replica clients given (the desktop app and tests
@@ -127,73 +152,20 @@ pub async fn replicate_to(
     shutdown: impl Future<Output = ()> + Send + 'static,
     events: EventSink,
 ) -> Result<()> {
+    let stop = stop_on(shutdown);
+    fleet::Fleet::new(settings, events)
+        .run(dbs, Vec::new(), stop)
+        .await
+}
+
+/// A stop signal that turns true when `shutdown` completes.
+fn stop_on(shutdown: impl Future<Output = ()> + Send + 'static) -> watch::Receiver<bool> {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let mut started = Vec::new();
-    let mut stop = stop_rx.clone();
-    // One bound on compactions and snapshots for every database.
-    let compactions = Arc::new(tokio::sync::Semaphore::new(
-        settings.max_concurrent_compactions.max(1),
-    ));
-    for (cfg, client) in dbs {
-        let sync_interval = cfg
-            .replica
-            .as_ref()
-            .map_or(Duration::from_secs(1), |r| r.sync_interval);
-        if let Some(task) = DbTask::start(
-            cfg,
-            sync_interval,
-            client,
-            Arc::clone(&events),
-            (!settings.once).then_some(&mut stop),
-            (
-                settings.levels.clone(),
-                Arc::clone(&compactions),
-                settings.clock.clone(),
-            ),
-        )
-        .await?
-        {
-            started.push(task);
-        }
-    }
-    let stats: Vec<Arc<TaskStats>> = started.iter().map(|_| Arc::default()).collect();
-    let heartbeat = match &settings.heartbeat {
-        Some(hb) if !settings.once => Some(tokio::spawn(heartbeat::run(
-            hb.clone(),
-            settings.heartbeat_check_every,
-            stats.clone(),
-            stop_rx.clone(),
-            Arc::clone(&events),
-        ))),
-        _ => None,
-    };
-    let handles: Vec<_> = started
-        .into_iter()
-        .zip(&stats)
-        .map(|(t, s)| tokio::spawn(t.run(settings.clone(), stop_rx.clone(), None, Arc::clone(s))))
-        .collect();
-    let mut first_err = None;
-    for h in handles {
-        match h.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                first_err.get_or_insert(e);
-            }
-            Err(join) => {
-                first_err
-                    .get_or_insert(Error::Internal(format!("replication task failed: {join}")));
-            }
-        }
-    }
-    if let Some(h) = heartbeat {
-        // Stopped with the rest (the stop was sent); a request under way is dropped.
-        h.abort();
-    }
-    first_err.map_or(Ok(()), Err)
+    stop_rx
 }
 
 // ---- One database under outside control (the desktop app's service) ----

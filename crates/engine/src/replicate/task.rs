@@ -16,7 +16,7 @@ use super::capture::{Capturer, with_db};
 use super::maintain::{LiveSnapshots, MaintMsg, maintain, sleep_until_some};
 use super::reconcile::{self, Decision, ShippedRecord};
 use super::report::{RequestReport, missing, write_request_report};
-use super::retry::{FALLBACK_POLL, Retry, paced};
+use super::retry::{LiveTask, Retry, fallback_poll, paced};
 use super::watcher::WalWatcher;
 use super::{ReplicateSettings, TaskStats, Wake, open_when_present, wake_channel};
 use crate::capture::{Captured, Database, DbOptions, MetaDir};
@@ -179,6 +179,11 @@ impl DbTask {
             }
         }
         Ok(Some(task))
+    }
+
+    /// The database file.
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.path
     }
 
     async fn with_db<T: Send + 'static>(
@@ -395,12 +400,10 @@ impl DbTask {
             return Ok(());
         }
         let (wake_tx, mut wake) = wake.unwrap_or_else(wake_channel);
+        let _live = LiveTask::new();
         let watcher = WalWatcher::new(&self.path, wake_tx.clone());
-        let poll = if watcher.is_some() {
-            FALLBACK_POLL
-        } else {
-            self.monitor_interval
-        };
+        // Without file-system events, the WAL is looked at every monitor interval.
+        let poll = watcher.is_none().then_some(self.monitor_interval);
         // The first pass captures and ships whatever happened while we were not running.
         let _ = wake_tx.try_send(());
         let kick = Arc::clone(&self.kick);
@@ -468,7 +471,7 @@ impl DbTask {
                 // A safety net: should a path that writes L0 files ever fail to tell
                 // (`kick`), its files still leave within this. A look with nothing
                 // pending is a local listing, no request.
-                _ = tokio::time::sleep(FALLBACK_POLL), if listen => {}
+                _ = tokio::time::sleep(fallback_poll(&self.path)), if listen => {}
             }
             if *stop.borrow() {
                 break;
@@ -516,9 +519,14 @@ impl DbTask {
     /// Final capture and shipping, retried until the deadline.
     async fn shutdown(mut self, settings: &ReplicateSettings) -> Result<()> {
         let deadline = Instant::now() + settings.shutdown_sync_timeout;
+        // A database removed while replicating (a watched directory's, or by hand)
+        // has nothing more to capture: what it captured is still shipped.
+        let gone = !self.path.exists();
         loop {
             let attempt = async {
-                self.capture().await?;
+                if !gone {
+                    self.capture().await?;
+                }
                 self.ship().await?;
                 Ok::<_, Error>(())
             };

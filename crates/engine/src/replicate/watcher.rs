@@ -1,22 +1,28 @@
-//! Wake-ups on change: a file-system watcher on the database's directory that wakes
-//! the task when the `-wal` or the database may hold news, and never on opens or
-//! reads (least of all its own).
+//! Wake-ups on change: one file-system watcher for the whole process, on the folders
+//! of the databases replicated, that wakes a database's task when its `-wal` or its
+//! file may hold news, and never on opens or reads (least of all its own).
+//!
+//! One watcher, not one per database: each has a kernel instance and a thread, and
+//! Linux allows 128 inotify instances per user by default, so a fleet of databases
+//! would run out and fall back to polling. Databases in one folder share one watch.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tokio::sync::mpsc;
 
-/// Watches the database's directory and sends a wake-up when the `-wal` or the database
-/// file may hold news. Armed once for the task's life: re-arming costs two syscalls
-/// and leaves a window in which a change goes unseen.
+/// A database's registration with the process's watcher; dropping it unregisters
+/// (and stops watching the folder once no database there is left).
 pub(super) struct WalWatcher {
-    _watcher: notify::RecommendedWatcher,
+    dir: PathBuf,
+    id: u64,
 }
 
 impl WalWatcher {
     /// `None` if the platform gives no events (polling takes over then).
     pub(super) fn new(db: &Path, wake: mpsc::Sender<()>) -> Option<WalWatcher> {
-        use notify::Watcher;
         let dir = db
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -27,18 +33,125 @@ impl WalWatcher {
             db: db.to_owned(),
             dir: dir.clone(),
         };
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            // An error from the watcher may mean lost events: look, to be safe.
-            if res.as_ref().map_or(true, |ev| watched.wakes(ev)) {
-                // A full channel already holds a wake-up: coalesce.
-                let _ = wake.try_send(());
+        let hub = hub()?;
+        let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
+        hub.subscribe(&dir, Sub { id, watched, wake })
+            .then_some(WalWatcher { dir, id })
+    }
+}
+
+impl Drop for WalWatcher {
+    fn drop(&mut self) {
+        if let Some(hub) = hub() {
+            hub.unsubscribe(&self.dir, self.id);
+        }
+    }
+}
+
+/// One database's interest in its folder's events.
+struct Sub {
+    id: u64,
+    watched: WatchedPaths,
+    wake: mpsc::Sender<()>,
+}
+
+impl Sub {
+    fn tell(&self) {
+        // A full channel already holds a wake-up: coalesce.
+        let _ = self.wake.try_send(());
+    }
+}
+
+type Subs = Arc<Mutex<HashMap<PathBuf, Vec<Sub>>>>;
+
+/// The process's watcher and who listens to which folder.
+struct Hub {
+    /// Held while a folder is (un)watched, so that watching and unwatching one folder
+    /// happen in the order the map changed. Never held by the event callback.
+    watcher: Mutex<notify::RecommendedWatcher>,
+    subs: Subs,
+    next_id: AtomicU64,
+}
+
+fn hub() -> Option<&'static Hub> {
+    static HUB: OnceLock<Option<Hub>> = OnceLock::new();
+    HUB.get_or_init(|| {
+        let subs: Subs = Arc::default();
+        let seen = Arc::clone(&subs);
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let subs = seen.lock().unwrap_or_else(PoisonError::into_inner);
+            match res {
+                // The kernel's queue overflowed, or the watcher failed: events were
+                // lost, so any database may have changed.
+                Ok(ev) if ev.need_rescan() => subs.values().flatten().for_each(Sub::tell),
+                Err(_) => subs.values().flatten().for_each(Sub::tell),
+                Ok(ev) => {
+                    for path in &ev.paths {
+                        let dirs = [Some(path.as_path()), path.parent()];
+                        for dir in dirs.into_iter().flatten() {
+                            for sub in subs.get(dir).into_iter().flatten() {
+                                if sub.watched.wakes(&ev) {
+                                    sub.tell();
+                                }
+                            }
+                        }
+                    }
+                }
             }
         })
         .ok()?;
-        watcher
-            .watch(&dir, notify::RecursiveMode::NonRecursive)
-            .ok()?;
-        Some(WalWatcher { _watcher: watcher })
+        Some(Hub {
+            watcher: Mutex::new(watcher),
+            subs,
+            next_id: AtomicU64::new(0),
+        })
+    })
+    .as_ref()
+}
+
+impl Hub {
+    /// False if the folder cannot be watched.
+    fn subscribe(&self, dir: &Path, sub: Sub) -> bool {
+        use notify::Watcher;
+        let mut watcher = self.watcher.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = {
+            let mut subs = self.subs.lock().unwrap_or_else(PoisonError::into_inner);
+            let list = subs.entry(dir.to_owned()).or_default();
+            list.push(sub);
+            list.len() == 1
+        };
+        if first
+            && watcher
+                .watch(dir, notify::RecursiveMode::NonRecursive)
+                .is_err()
+        {
+            self.subs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(dir);
+            return false;
+        }
+        true
+    }
+
+    fn unsubscribe(&self, dir: &Path, id: u64) {
+        use notify::Watcher;
+        let mut watcher = self.watcher.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = {
+            let mut subs = self.subs.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(list) = subs.get_mut(dir) else {
+                return;
+            };
+            list.retain(|s| s.id != id);
+            let empty = list.is_empty();
+            if empty {
+                subs.remove(dir);
+            }
+            empty
+        };
+        if last {
+            let _ = watcher.unwatch(dir);
+        }
     }
 }
 

@@ -263,13 +263,16 @@ impl Track {
             Event::Recovered { stage, .. } => {
                 self.errors.remove(stage);
             }
-            // Maintenance of the replica does not change how far it is behind.
+            // Maintenance of the replica does not change how far it is behind, nor do
+            // a watched directory's comings and goings (the app watches no directory).
             Event::Stopped { .. }
             | Event::NewGeneration { .. }
             | Event::Checkpointed { .. }
             | Event::Compacted { .. }
             | Event::Snapshotted { .. }
             | Event::Deleted { .. }
+            | Event::Discovered { .. }
+            | Event::Vanished { .. }
             | Event::Heartbeat { .. } => {}
         }
     }
