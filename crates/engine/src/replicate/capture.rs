@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::TaskStats;
 use super::retry::{MAX_BACKOFF, MAX_CAPTURE_BACKOFF, Retry, paced};
+use super::slot::{DbSlot, IdleClose};
 use crate::capture::{Captured, Database};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -33,12 +34,14 @@ const MISSING_GRACE: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub(super) struct Capturer {
     pub(super) path: PathBuf,
-    pub(super) db: Arc<Mutex<Database>>,
+    pub(super) db: Arc<Mutex<DbSlot>>,
     pub(super) events: EventSink,
     pub(super) monitor_interval: Duration,
     /// Set when capture took another replicator's files as the position.
     pub(super) reloaded: Arc<AtomicBool>,
     pub(super) clock: Clock,
+    /// Whether (and when) the database is put away while idle (see `slot`).
+    pub(super) idle_close: Option<IdleClose>,
 }
 
 impl Capturer {
@@ -47,6 +50,11 @@ impl Capturer {
         f: impl FnOnce(&mut Database) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         with_db(&self.db, f).await
+    }
+
+    /// The slot, locked briefly (no IO but a stat is done under it here).
+    fn slot(&self) -> std::sync::MutexGuard<'_, DbSlot> {
+        self.db.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Captures everything committed, checkpointing when due.
@@ -145,6 +153,8 @@ impl Capturer {
     ) {
         let mut last_capture: Option<Instant> = None;
         let mut missing_since: Option<Instant> = None;
+        // The last capture that found news (or the start): idle time counts from it.
+        let mut last_news = Instant::now();
         let mut retry = Retry::default();
         loop {
             if *stop.borrow() {
@@ -194,6 +204,14 @@ impl Capturer {
                 continue;
             }
             missing_since = None;
+            // Put away and unchanged (our own close's writes wake us too): nothing to
+            // capture, and no reason to reopen.
+            if self.idle_close.is_some() && self.slot().closed_and_unchanged() {
+                // A look that found nothing new, as a capture would have (the
+                // heartbeat counts it).
+                stats.note_capture(true);
+                continue;
+            }
             stats.syncs.fetch_add(1, Ordering::Relaxed);
             // Intervals count from the start of a capture, so its own duration does
             // not add up into lag.
@@ -202,7 +220,17 @@ impl Capturer {
                 Ok(captured) => {
                     if !captured.is_empty() {
                         last_capture = Some(started);
+                        last_news = started;
                         kick.notify_one();
+                    } else if let Some(rule) = self.idle_close
+                        && started.duration_since(last_news) >= rule.after
+                        && !self.slot().is_closed()
+                    {
+                        // Everything is captured: the close loses nothing.
+                        let _ = with_slot(&self.db, move |s| Ok(s.close_if_small(rule))).await;
+                        // Counted from now, so a database too large to close is not
+                        // asked again at every look.
+                        last_news = Instant::now();
                     }
                     stats.note_capture(true);
                     self.succeeded(Stage::Capture, &mut retry);
@@ -216,10 +244,19 @@ impl Capturer {
     }
 }
 
-/// Runs `f` on the locked database on a blocking thread (SQLite and file IO block).
+/// Runs `f` on the locked database on a blocking thread (SQLite and file IO block),
+/// reopening it first if it was put away.
 pub(super) async fn with_db<T: Send + 'static>(
-    db: &Arc<Mutex<Database>>,
+    db: &Arc<Mutex<DbSlot>>,
     f: impl FnOnce(&mut Database) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    with_slot(db, move |slot| f(slot.get()?)).await
+}
+
+/// Runs `f` on the locked slot on a blocking thread.
+pub(super) async fn with_slot<T: Send + 'static>(
+    db: &Arc<Mutex<DbSlot>>,
+    f: impl FnOnce(&mut DbSlot) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let db = Arc::clone(db);
     crate::blocking::blocking("database", move || {

@@ -2,7 +2,9 @@
 //! runs: the databases given at start (opened a few at a time, failing fast on one
 //! that cannot be opened), and, for `dir:` entries with `watch: true`, databases
 //! created in their folders later (started on their folder's file events) and removed
-//! (stopped, after shipping what was captured). One stop ends them all.
+//! (stopped, after shipping what was captured). One stop ends them all. A directory's
+//! databases are put away while idle (`slot`), so a fleet of idle databases holds no
+//! SQLite connections.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -88,7 +90,7 @@ impl Fleet {
             .filter(|(c, _)| dirs.iter().any(|d| d.matches(&c.path)))
             .map(|(c, _)| c.path.clone())
             .collect();
-        let started = self.start_all(dbs, &stop).await?;
+        let started = self.start_all(dbs, &from_dir, &stop).await?;
         for task in started {
             let path = task.path().to_owned();
             let from_dir = from_dir.contains(&path);
@@ -156,13 +158,15 @@ impl Fleet {
     async fn start_all(
         &self,
         dbs: Vec<(DbConfig, Arc<dyn ReplicaClient>)>,
+        from_dir: &HashSet<PathBuf>,
         stop: &watch::Receiver<bool>,
     ) -> Result<Vec<DbTask>> {
         let permits = Arc::new(Semaphore::new(STARTING_AT_ONCE));
         let mut starting = JoinSet::new();
         for (i, (cfg, client)) in dbs.into_iter().enumerate() {
             let permits = Arc::clone(&permits);
-            let start = self.starter(cfg, client, stop.clone());
+            let found = from_dir.contains(&cfg.path);
+            let start = self.starter(cfg, client, stop.clone(), found);
             starting.spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 (i, start.await)
@@ -192,9 +196,13 @@ impl Fleet {
         cfg: DbConfig,
         client: Arc<dyn ReplicaClient>,
         mut stop: watch::Receiver<bool>,
+        from_dir: bool,
     ) -> impl Future<Output = Result<Option<DbTask>>> + Send + 'static {
         let events = Arc::clone(&self.events);
         let once = self.settings.once;
+        // A directory's database is put away while idle; right after its start too,
+        // once it has caught up, so that a fleet never has every database open.
+        let idle = self.settings.idle_close.filter(|_| from_dir && !once);
         let shared = (
             self.settings.levels.clone(),
             Arc::clone(&self.compactions),
@@ -205,7 +213,7 @@ impl Fleet {
                 .replica
                 .as_ref()
                 .map_or(crate::config::DEFAULT_SYNC_INTERVAL, |r| r.sync_interval);
-            DbTask::start(
+            let mut task = DbTask::start(
                 cfg,
                 sync_interval,
                 client,
@@ -213,7 +221,12 @@ impl Fleet {
                 (!once).then_some(&mut stop),
                 shared,
             )
-            .await
+            .await?;
+            if let (Some(t), Some(rule)) = (task.as_mut(), idle) {
+                t.close_when_idle(rule);
+                t.settle().await;
+            }
+            Ok(task)
         }
     }
 
@@ -355,7 +368,7 @@ impl Fleet {
             dir: dir.dir.clone(),
         });
         let stop = watch::channel(false);
-        let open = self.starter(cfg, client, stop.1.clone());
+        let open = self.starter(cfg, client, stop.1.clone(), true);
         self.spawn(path.to_owned(), true, stop, open);
     }
 

@@ -11,7 +11,6 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::capture::Capturer;
 use super::retry::Retry;
-use crate::capture::Database;
 use crate::clock::Clock;
 use crate::error::Result;
 use crate::events::Stage;
@@ -27,7 +26,7 @@ use crate::levels::scheduler::Maintainer;
 /// tell it, and those commits would wait for the next one to reach the replica (or,
 /// on a database gone quiet, never reach it).
 pub(super) struct LiveSnapshots {
-    pub(super) db: Arc<Mutex<Database>>,
+    pub(super) db: Arc<Mutex<super::slot::DbSlot>>,
     pub(super) clock: Clock,
     pub(super) kick: Arc<Notify>,
 }
@@ -38,10 +37,11 @@ impl crate::levels::snapshot::SnapshotSource for LiveSnapshots {
         dst: &Path,
         now: SystemTime,
     ) -> Result<Option<crate::levels::snapshot::SnapshotTaken>> {
-        let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-        let taken =
-            crate::levels::snapshot::snapshot_locked(&mut db, dst, now.max(self.clock.now()));
-        drop(db);
+        let mut slot = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken = slot.get().and_then(|db| {
+            crate::levels::snapshot::snapshot_locked(db, dst, now.max(self.clock.now()))
+        });
+        drop(slot);
         // Whatever came of the snapshot itself: L0 files it captured before failing
         // are on disk too. A look with nothing new costs a local listing.
         self.kick.notify_one();
@@ -145,7 +145,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::capture::{DbOptions, list_l0};
+    use crate::capture::{Database, DbOptions, list_l0};
     use crate::levels::snapshot::SnapshotSource;
 
     /// A snapshot that captured commits capture had not seen yet tells the upload side:
@@ -166,7 +166,10 @@ mod tests {
 
         let kick = Arc::new(Notify::new());
         let source = LiveSnapshots {
-            db: Arc::new(Mutex::new(db)),
+            db: Arc::new(Mutex::new(super::super::slot::DbSlot::new(
+                db,
+                DbOptions::default(),
+            ))),
             clock: Clock::system(),
             kick: Arc::clone(&kick),
         };

@@ -33,6 +33,8 @@ mod maintain;
 mod reconcile;
 mod report;
 mod retry;
+mod slot;
+pub use slot::IdleClose;
 mod task;
 mod watcher;
 
@@ -79,6 +81,9 @@ pub struct ReplicateSettings {
     pub heartbeat: Option<crate::config::HeartbeatConfig>,
     /// How often the heartbeat's conditions are looked at (15 s; tests go faster).
     pub heartbeat_check_every: Duration,
+    /// When a watched directory's database is put away while idle (its connections
+    /// closed; see [`IdleClose`]); `None` keeps every database open.
+    pub idle_close: Option<IdleClose>,
 }
 
 impl ReplicateSettings {
@@ -95,6 +100,7 @@ impl ReplicateSettings {
             clock: Clock::system(),
             heartbeat: config.heartbeat.clone(),
             heartbeat_check_every: heartbeat::HEARTBEAT_CHECK_EVERY,
+            idle_close: Some(IdleClose::FLEET),
         }
     }
 }

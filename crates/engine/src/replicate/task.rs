@@ -17,6 +17,7 @@ use super::maintain::{LiveSnapshots, MaintMsg, maintain, sleep_until_some};
 use super::reconcile::{self, Decision, ShippedRecord};
 use super::report::{RequestReport, missing, write_request_report};
 use super::retry::{LiveTask, Retry, fallback_poll, paced};
+use super::slot::{DbSlot, IdleClose};
 use super::watcher::WalWatcher;
 use super::{ReplicateSettings, TaskStats, Wake, open_when_present, wake_channel};
 use crate::capture::{Captured, Database, DbOptions, MetaDir};
@@ -30,7 +31,11 @@ use crate::storage::{ReplicaClient, RequestCounts};
 /// One database's replication.
 pub(super) struct DbTask {
     path: PathBuf,
-    db: Arc<Mutex<Database>>,
+    db: Arc<Mutex<DbSlot>>,
+    /// The meta directory's L0 folder (listed without opening the database).
+    l0_dir: PathBuf,
+    /// Whether the database is put away while idle (a watched directory's).
+    idle_close: Option<IdleClose>,
     client: Arc<dyn ReplicaClient>,
     events: EventSink,
     monitor_interval: Duration,
@@ -124,7 +129,7 @@ impl DbTask {
         let Some(db) = open_alone(&cfg, &events, wait_until, record.as_ref()).await? else {
             return Ok(None);
         };
-        let db = Arc::new(Mutex::new(db));
+        let db = Arc::new(Mutex::new(DbSlot::new(db, DbOptions::from_config(&cfg))));
         let kick = Arc::new(Notify::new());
         let maintainer = Maintainer::new(
             cfg.path.clone(),
@@ -144,6 +149,8 @@ impl DbTask {
         let task = DbTask {
             path: cfg.path.clone(),
             db,
+            l0_dir: meta.l0_dir(),
+            idle_close: None,
             client,
             events,
             monitor_interval: cfg.monitor_interval,
@@ -186,6 +193,24 @@ impl DbTask {
         &self.path
     }
 
+    /// Puts the database away while idle by `rule` (see `slot`).
+    pub(super) fn close_when_idle(&mut self, rule: IdleClose) {
+        self.idle_close = Some(rule);
+    }
+
+    /// Catches up with what was committed while we were not running, then puts the
+    /// database away (by its rule): its task's first look finds it unchanged, and the
+    /// next change opens it again. A failure here is left to that first look, which
+    /// captures (and reports) again.
+    pub(super) async fn settle(&mut self) {
+        let Some(rule) = self.idle_close else {
+            return;
+        };
+        if self.capture().await.is_ok() {
+            let _ = super::capture::with_slot(&self.db, move |s| Ok(s.close_if_small(rule))).await;
+        }
+    }
+
     async fn with_db<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Database) -> Result<T> + Send + 'static,
@@ -207,6 +232,7 @@ impl DbTask {
             monitor_interval: self.monitor_interval,
             reloaded: Arc::clone(&self.reloaded),
             clock: self.clock.clone(),
+            idle_close: self.idle_close,
         }
     }
 
@@ -215,9 +241,10 @@ impl DbTask {
     /// because the destination is missing.
     async fn reconcile(&mut self) -> Result<()> {
         let levels = crate::restore::list_levels(self.client.as_ref()).await?;
-        let local: Vec<Txid> = self
-            .with_db(|db| Ok(db.local_l0()?.into_iter().map(|(t, _)| t).collect()))
-            .await?;
+        let local: Vec<Txid> = crate::capture::list_l0(&self.l0_dir)?
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
         match reconcile::decide(self.record.as_ref(), &levels, &local) {
             Decision::Resume { replica } => self.shipped = replica,
             Decision::Fresh => {
@@ -268,8 +295,7 @@ impl DbTask {
     }
 
     async fn upload_pending(&mut self) -> Result<usize> {
-        let l0_dir = self.with_db(|db| Ok(db.l0_dir().to_owned())).await?;
-        let local = crate::capture::list_l0(&l0_dir)?;
+        let local = crate::capture::list_l0(&self.l0_dir)?;
         let pending: Vec<&(Txid, PathBuf)> = local
             .iter()
             .filter(|(t, _)| self.shipped.is_none_or(|s| *t > s))
@@ -357,8 +383,7 @@ impl DbTask {
     }
 
     async fn pending(&self) -> Result<usize> {
-        let l0_dir = self.with_db(|db| Ok(db.l0_dir().to_owned())).await?;
-        Ok(crate::capture::list_l0(&l0_dir)?
+        Ok(crate::capture::list_l0(&self.l0_dir)?
             .iter()
             .filter(|(t, _)| self.shipped.is_none_or(|s| *t > s))
             .count())

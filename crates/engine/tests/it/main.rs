@@ -6,6 +6,7 @@
 
 mod abs;
 mod capture;
+mod directory;
 mod gs;
 mod levels;
 mod model;
