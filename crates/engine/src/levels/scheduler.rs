@@ -255,13 +255,36 @@ impl Maintainer {
         self.due_at().is_none_or(|d| d <= now)
     }
 
-    /// The first window boundary or retention check strictly after `now`.
+    /// The first window boundary or retention check strictly after `now` that can
+    /// have work: a level's window only while the level below holds files it has not
+    /// compacted (counted from the newest of them, so a database woken from idle
+    /// compacts at the end of the window its write fell in, as if it had ticked all
+    /// along); L0 checks only while compacted L0 files wait for their retention;
+    /// a snapshot's expiry. So an idle database wakes once per snapshot window, not
+    /// every 15 s — which adds up over a fleet.
     pub(crate) fn next_due(&self, now: SystemTime) -> SystemTime {
         let mut due = next_window(now, self.cfg.snapshot_interval);
-        for iv in &self.cfg.levels {
-            due = due.min(next_window(now, *iv));
+        for (i, iv) in self.cfg.levels.iter().enumerate() {
+            let level = i as u8 + 1;
+            let below = self.level(level - 1).last();
+            let done = self.level(level).last().map(|f| f.max_txid);
+            if let Some(input) = below.filter(|f| Some(f.max_txid) > done) {
+                due = due.min(next_window(now.max(input.created_at), *iv));
+            }
         }
-        if self.cfg.l0_retention.is_some() || !self.tombstones.is_empty() {
+        let snapshots = self.level(SNAPSHOT_LEVEL);
+        if self.cfg.retention_enabled && snapshots.len() > 1 {
+            let oldest = snapshots.iter().map(|f| f.created_at).min();
+            if let Some(expires) = oldest.map(|t| t + self.cfg.snapshot_retention) {
+                due = due.min(expires.max(now + Duration::from_millis(1)));
+            }
+        }
+        let l1_max = self.level(1).last().map(|f| f.max_txid);
+        let l0 = self.level(0);
+        let l0_waiting = l0[..l0.len().saturating_sub(1)]
+            .first()
+            .is_some_and(|f| Some(f.max_txid) <= l1_max);
+        if (self.cfg.l0_retention.is_some() && l0_waiting) || !self.tombstones.is_empty() {
             let check = self
                 .last_l0_check
                 .map_or(now, |t| t + self.cfg.l0_retention_check_interval);

@@ -38,9 +38,15 @@ impl crate::levels::snapshot::SnapshotSource for LiveSnapshots {
         now: SystemTime,
     ) -> Result<Option<crate::levels::snapshot::SnapshotTaken>> {
         let mut slot = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        let was_away = slot.is_closed();
         let taken = slot.get().and_then(|db| {
             crate::levels::snapshot::snapshot_locked(db, dst, now.max(self.clock.now()))
         });
+        // A put-away database opened for the snapshot goes back (the snapshot captured
+        // everything committed first).
+        if was_away && taken.is_ok() {
+            slot.close_again();
+        }
         drop(slot);
         // Whatever came of the snapshot itself: L0 files it captured before failing
         // are on disk too. A look with nothing new costs a local listing.

@@ -52,6 +52,8 @@ pub(super) struct DbSlot {
     path: PathBuf,
     opts: DbOptions,
     stamp: Option<Stamp>,
+    /// The rule it was last put away by.
+    rule: Option<IdleClose>,
 }
 
 impl DbSlot {
@@ -61,6 +63,7 @@ impl DbSlot {
             db: Some(db),
             opts,
             stamp: None,
+            rule: None,
         }
     }
 
@@ -83,6 +86,14 @@ impl DbSlot {
         self.db.is_none() && self.stamp == Some(stamp(&self.path))
     }
 
+    /// Puts the database away again after it was opened for a moment (a snapshot),
+    /// under the rule it was put away by.
+    pub(super) fn close_again(&mut self) {
+        if let Some(rule) = self.rule {
+            self.close_if_small(rule);
+        }
+    }
+
     /// Puts the database away if `rule` allows (its file is small enough); true if it
     /// did. The caller has captured everything committed.
     pub(super) fn close_if_small(&mut self, rule: IdleClose) -> bool {
@@ -94,6 +105,7 @@ impl DbSlot {
         // after, so that its own writes do not count as news.
         self.db = None;
         self.stamp = Some(stamp(&self.path));
+        self.rule = Some(rule);
         true
     }
 }

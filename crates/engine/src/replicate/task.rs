@@ -489,17 +489,23 @@ impl DbTask {
             // While uploads back off, new files wait for the retry (a failing server
             // is not hammered); they are picked up then.
             let listen = ship.ready();
-            tokio::select! {
+            let fallback = tokio::select! {
                 _ = stop.changed() => break,
-                _ = kick.notified(), if listen => {}
-                _ = sleep_until_some(retry_at) => {}
+                _ = kick.notified(), if listen => false,
+                _ = sleep_until_some(retry_at) => false,
                 // A safety net: should a path that writes L0 files ever fail to tell
                 // (`kick`), its files still leave within this. A look with nothing
                 // pending is a local listing, no request.
-                _ = tokio::time::sleep(fallback_poll(&self.path)), if listen => {}
-            }
+                _ = tokio::time::sleep(fallback_poll(&self.path)), if listen => true,
+            };
             if *stop.borrow() {
                 break;
+            }
+            // Put away and unchanged since: nothing was captured, so nothing can be
+            // pending that was not looked at then (a snapshot tells by `kick`).
+            if fallback && ship.ready() && self.put_away_unchanged() {
+                stats.note_shipped(Instant::now());
+                continue;
             }
             if self.reloaded.swap(false, Ordering::Relaxed) {
                 self.reconciled.store(false, Ordering::Relaxed);
@@ -541,15 +547,29 @@ impl DbTask {
         }
     }
 
+    /// True if the database is put away and its files unchanged since.
+    fn put_away_unchanged(&self) -> bool {
+        self.idle_close.is_some()
+            && self
+                .db
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .closed_and_unchanged()
+    }
+
     /// Final capture and shipping, retried until the deadline.
     async fn shutdown(mut self, settings: &ReplicateSettings) -> Result<()> {
         let deadline = Instant::now() + settings.shutdown_sync_timeout;
         // A database removed while replicating (a watched directory's, or by hand)
         // has nothing more to capture: what it captured is still shipped.
         let gone = !self.path.exists();
+        // A put-away database whose files did not change has nothing to capture
+        // either: opening it only to find that would, over a fleet, open every
+        // database at once.
+        let unchanged = self.put_away_unchanged();
         loop {
             let attempt = async {
-                if !gone {
+                if !gone && !unchanged {
                     self.capture().await?;
                 }
                 self.ship().await?;

@@ -64,6 +64,8 @@ struct Sim {
     hourly: Vec<[u64; 4]>,
     /// Most local L0 files seen in the meta directory.
     max_local_l0: usize,
+    /// The 15 s steps at which the maintainer was due (and ticked).
+    ticks: usize,
     out: std::path::PathBuf,
 }
 
@@ -114,6 +116,7 @@ async fn simulate_on(
     let mut shipped: Option<Txid> = None;
     let mut hourly = Vec::new();
     let mut max_local_l0 = 0;
+    let mut ticks = 0;
     let step = Duration::from_secs(15);
     let steps = hours * 3600 / 15;
     let mut next_write = t0();
@@ -168,6 +171,7 @@ async fn simulate_on(
             shipped = Some(txid);
         }
         if m.is_due(now) {
+            ticks += 1;
             m.tick(now).await.unwrap();
         }
     }
@@ -195,6 +199,7 @@ async fn simulate_on(
         cfg,
         hourly,
         max_local_l0,
+        ticks,
         out,
     }
 }
@@ -400,6 +405,23 @@ async fn retention_disabled_deletes_nothing_from_the_replica() {
 /// Default levels (30 s, 5 min, 1 h; snapshots daily, kept a day), one write a
 /// minute for 24 simulated hours: requests per hour and files per restore, printed
 /// for `docs/benchmarks.md` (run with `--nocapture`).
+#[tokio::test]
+async fn an_idle_database_is_due_only_while_it_has_work() {
+    // One write, then six idle hours with the default levels: compaction up the levels
+    // and the L0 retention after it, then nothing until the next snapshot window —
+    // not a wake-up every 15 s (1,440 of them), which a fleet of idle databases adds up.
+    let sim = simulate(LevelsConfig::default(), 6, Duration::from_secs(24 * 3600)).await;
+    assert!(sim.ticks < 60, "{} ticks in six idle hours", sim.ticks);
+    let all = levels(sim.client.as_ref()).await;
+    assert!(!all[1].is_empty(), "the write was compacted into L1");
+    assert!(
+        all[0].len() <= 1,
+        "compacted L0 files were retained: {:?}",
+        all[0]
+    );
+    check_restore(&sim, &all, Target::Latest).await;
+}
+
 #[tokio::test]
 async fn a_simulated_day_with_default_levels() {
     let cfg = LevelsConfig::default();
