@@ -77,7 +77,7 @@ impl Fleet {
         }
     }
 
-    /// Replicates `dbs` and what `dirs` (watched directories) bring, until `stop`
+    /// Replicates `dbs` and what `dirs` (those with `watch:`) bring, until `stop`
     /// (or once, with `settings.once`).
     pub(super) async fn run(
         mut self,
@@ -90,6 +90,9 @@ impl Fleet {
             .filter(|(c, _)| dirs.iter().any(|d| d.matches(&c.path)))
             .map(|(c, _)| c.path.clone())
             .collect();
+        // Only watched directories are followed; every directory's databases are put
+        // away while idle.
+        let dirs: Vec<DirConfig> = dirs.into_iter().filter(|d| d.watch).collect();
         let started = self.start_all(dbs, &from_dir, &stop).await?;
         for task in started {
             let path = task.path().to_owned();

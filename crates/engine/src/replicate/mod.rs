@@ -124,11 +124,12 @@ pub async fn replicate(
     replicate_dirs(dbs, Vec::new(), settings, shutdown, events).await
 }
 
-/// Like [`replicate`], and follows the databases created in and removed from the
-/// folders of `dirs` while running (their `watch:` is on): each new SQLite database
+/// Like [`replicate`], with the `dir:` entries the databases came from: those with
+/// `watch:` are followed while running (each new SQLite database
 /// the entry matches is replicated with the entry's settings, each removed one
-/// stopped after shipping what was captured. `dbs` holds every database to start
-/// with, those found in the folders already included ([`directory::databases_of`]).
+/// stopped after shipping what was captured), and every directory's databases are put
+/// away while idle ([`IdleClose`]). `dbs` holds every database to start with, those
+/// found in the folders already included ([`directory::databases_of`]).
 pub async fn replicate_dirs(
     dbs: Vec<DbConfig>,
     dirs: Vec<DirConfig>,
@@ -143,7 +144,6 @@ pub async fn replicate_dirs(
         with_clients.push((cfg, client));
     }
     let stop = stop_on(shutdown);
-    let dirs = dirs.into_iter().filter(|d| d.watch).collect();
     fleet::Fleet::new(settings, events)
         .run(with_clients, dirs, stop)
         .await

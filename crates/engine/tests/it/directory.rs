@@ -1,5 +1,5 @@
-//! Directories of databases at fleet cost: an idle database of a watched directory is
-//! put away (no SQLite connection, no open file of it left in the process) and loses
+//! Directories of databases at fleet cost: an idle database of a directory (watched
+//! or not; this one is not) is put away (no SQLite connection, no open file of it left in the process) and loses
 //! nothing when it wakes — also when the application checkpointed and restarted the
 //! WAL meanwhile, which nothing pinned.
 
@@ -101,7 +101,7 @@ async fn an_idle_database_of_a_directory_is_put_away_and_loses_nothing_when_it_w
     write(&b, 0, 10, "");
     let replica = dir.path().join("replica");
     let text = format!(
-        "dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    watch: true\n    monitor-interval: 50ms\n    \
+        "dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    monitor-interval: 50ms\n    \
          replica:\n      path: {}\n      sync-interval: 50ms\n",
         data.display(),
         replica.display()
