@@ -4,10 +4,12 @@
 # litestream: same flags); prints the time until every database's first L0 file is in
 # the replica, then, after SETTLE seconds, the process's CPU over MEASURE seconds, its
 # RSS, peak RSS, threads and open files (Linux /proc), and the ERROR lines of its log.
+# With ADDR=127.0.0.1:PORT the config serves metrics there (addr:), and one scrape
+# at the end prints its time, size and series.
 # Usage: bash scripts/fleet.sh BIN N SETTLE MEASURE
 #   e.g. bash scripts/fleet.sh target/release/tideline 1000 80 60
 set -u
-BIN=$1; N=$2; SETTLE=$3; MEASURE=$4
+BIN=$1; N=$2; SETTLE=$3; MEASURE=$4; ADDR=${ADDR:-}
 W=$(mktemp -d)
 python3 - "$W" "$N" <<'PY'
 import sqlite3, sys, os
@@ -20,7 +22,8 @@ for i in range(n):
     c.executemany("insert into t(v) values (?)", [("x"*100,)]*20)
     c.commit(); c.close()
 PY
-cat > $W/cfg.yml <<Y
+[ -n "$ADDR" ] && echo "addr: \"$ADDR\"" > $W/cfg.yml
+cat >> $W/cfg.yml <<Y
 dbs:
   - dir: $W/data
     pattern: "*.db"
@@ -44,6 +47,10 @@ sleep $MEASURE
 cpu1=$(awk '{print $14+$15}' /proc/$PID/stat)
 hz=$(getconf CLK_TCK)
 echo "bin=$(basename $BIN) n=$N synced=$k startup_s=$(echo "$T1-$T0"|bc) idle_cpu_pct=$(echo "scale=2;($cpu1-$cpu0)*100/$hz/$MEASURE"|bc) rss_mb=$(awk '/VmRSS/{print $2/1024}' /proc/$PID/status) hwm_mb=$(awk '/VmHWM/{print $2/1024}' /proc/$PID/status) threads=$(ls /proc/$PID/task|wc -l) fds=$(ls /proc/$PID/fd|wc -l)"
+if [ -n "$ADDR" ]; then
+  curl -s -o $W/metrics -w "scrape_s=%{time_total} scrape_bytes=%{size_download} " http://$ADDR/metrics
+  echo "series=$(grep -vc '^#' $W/metrics) rss_after_scrape_mb=$(awk '/VmRSS/{print $2/1024}' /proc/$PID/status)"
+fi
 kill -TERM $PID; wait $PID
 grep -c ERROR $W/log
 grep ERROR $W/log | cut -c30-200 | sed -E 's#$W##g; s/[0-9]+/N/g' | sort | uniq -c | sort -rn | head -5

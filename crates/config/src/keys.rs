@@ -18,16 +18,11 @@ const TOP: &[&str] = &[
     "logging",
     "heartbeat-url",
     "heartbeat-interval",
+    "addr",
 ];
 
 /// Top-level Litestream keys Tideline does not act on yet.
-const TOP_UNSUPPORTED: &[&str] = &[
-    "addr",
-    "mcp-addr",
-    "socket",
-    "validation",
-    "verify-compaction",
-];
+const TOP_UNSUPPORTED: &[&str] = &["mcp-addr", "socket", "validation", "verify-compaction"];
 
 /// Replica settings Tideline uses; valid per replica and at the top level (as defaults
 /// for every replica).
@@ -321,14 +316,14 @@ mod tests {
     #[test]
     fn walks_every_section() {
         let w = warnings_for(
-            "addr: ':9090'\nsnapshot: {intervall: 1h}\nlevels: [{interval: 30s, x: 1}]\n\
+            "socket: {path: /tmp/s}\nsnapshot: {intervall: 1h}\nlevels: [{interval: 30s, x: 1}]\n\
              logging: {levle: debug}\nretention: {enable: false}\nsync-interval: 1s\n\
              dbs:\n  - path: /a\n    monitor-intervall: 1s\n    snapshot: {retension: 1h}\n\
              \x20   replica: {url: 's3://b', jwtt: h, name: n, validation-interval: 1s, zzzz: 1}\n\
              \x20   replicas: [{typ: file}]\n",
         );
         let want = [
-            "addr: not supported by Tideline yet, ignored",
+            "socket: not supported by Tideline yet, ignored",
             "snapshot.intervall: unknown key, ignored (did you mean interval?)",
             "levels[0].x: unknown key, ignored",
             "logging.levle: unknown key, ignored (did you mean level?)",

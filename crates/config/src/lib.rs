@@ -12,7 +12,7 @@
 //!
 //! * keys Tideline does not act on are accepted but listed in [`Config::warnings`]:
 //!   unknown keys (with a "did you mean" for typos), and Litestream features Tideline
-//!   does not have yet (`addr`, `socket`, `mcp-addr`, `validation`, …);
+//!   does not have yet (`socket`, `mcp-addr`, `validation`, …);
 //! * replica types other than `file`, `s3`, `sftp`, `webdav`, `abs`, `gs`, `nats` and `oss`
 //!   are refused with a clear error, and so is a directory (`dir:`) replicated to NATS
 //!   (whose bucket has no path: Litestream would write every database into one replica);
@@ -124,6 +124,7 @@ mod error;
 mod gs;
 mod heartbeat;
 mod keys;
+mod listen;
 mod nats;
 mod oss;
 mod parts;
@@ -148,6 +149,7 @@ pub use duration::{ParseDurationError, deserialize_duration, format_duration, pa
 pub use error::{ConfigError, Origin};
 pub use gs::{CREDENTIALS_VAR, EMULATOR_VAR, GsReplicaConfig};
 pub use heartbeat::{DEFAULT_HEARTBEAT_INTERVAL, HeartbeatConfig, MIN_HEARTBEAT_INTERVAL};
+pub use listen::ListenAddr;
 pub use nats::{
     DEFAULT_NATS_RECONNECT_WAIT, DEFAULT_NATS_SERVER, DEFAULT_NATS_TIMEOUT, NatsAuth,
     NatsReplicaConfig,
@@ -287,6 +289,8 @@ pub struct Config {
     pub exec: Option<String>,
     /// `heartbeat-url` / `heartbeat-interval`: pinged while every database replicates.
     pub heartbeat: Option<HeartbeatConfig>,
+    /// `addr:`: where Prometheus metrics are served on `/metrics`.
+    pub addr: Option<ListenAddr>,
     /// `logging:` section (`LOG_LEVEL` in the environment overrides the level).
     pub logging: LoggingConfig,
     /// The file this config was loaded from.
@@ -311,6 +315,7 @@ impl Default for Config {
             shutdown_sync_interval: DEFAULT_SHUTDOWN_SYNC_INTERVAL,
             exec: None,
             heartbeat: None,
+            addr: None,
             logging: LoggingConfig::default(),
             source: None,
             warnings: Vec::new(),
@@ -530,6 +535,9 @@ fn build(
             .map_or(DEFAULT_SHUTDOWN_SYNC_INTERVAL, |d| d.0),
         exec: non_empty(&raw.exec),
         heartbeat,
+        addr: non_empty(&raw.addr)
+            .map(|a| listen::parse("addr", &a))
+            .transpose()?,
         logging,
         source: None,
         warnings,

@@ -22,6 +22,7 @@ pub(crate) struct RawConfig {
     pub logging: Option<RawLogging>,
     pub heartbeat_url: Option<String>,
     pub heartbeat_interval: Option<Interval>,
+    pub addr: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -672,7 +672,6 @@ fn unknown_and_unsupported_keys_become_warnings() {
     assert_eq!(
         c.warnings,
         vec![
-            "addr: not supported by Tideline yet, ignored",
             "socket: not supported by Tideline yet, ignored",
             "validation: not supported by Tideline yet, ignored",
             "verify-compaction: not supported by Tideline yet, ignored",
@@ -683,7 +682,9 @@ fn unknown_and_unsupported_keys_become_warnings() {
             "dbs[0].replica.jwtt: unknown key, ignored (did you mean jwt?)",
         ]
     );
-    // The heartbeat is acted on.
+    // The heartbeat and the metrics address are acted on.
+    let addr = c.addr.as_ref().unwrap();
+    assert_eq!((addr.host.as_str(), addr.port), ("", 9090));
     let hb = c.heartbeat.as_ref().unwrap();
     assert_eq!(hb.url, "https://hc.example/x");
     assert_eq!(hb.interval, secs(300));
@@ -691,6 +692,12 @@ fn unknown_and_unsupported_keys_become_warnings() {
     assert_eq!(c.snapshot.interval, secs(86_400));
     assert_eq!(c.dbs[0].monitor_interval, secs(1));
     assert_eq!(c.dbs[0].replica.as_ref().unwrap().sync_interval, secs(1));
+}
+
+#[test]
+fn a_metrics_address_without_a_port_is_refused_with_the_fix() {
+    let err = parse_err("addr: localhost\ndbs:\n  - path: /a.db\n    replica:\n      path: /b\n");
+    assert_msg(&err, &["addr", "must specify port", "addr: \":9090\""]);
 }
 
 #[test]

@@ -139,6 +139,18 @@ pub enum Error {
         /// The file it wrote.
         file: PathBuf,
     },
+    /// The metrics endpoint (`addr:`) could not listen: the port is taken, or the host
+    /// is not an address of this machine.
+    #[error(
+        "addr: cannot serve metrics on {addr}: {source}; choose a free port (and an address of this machine) in addr:, e.g. addr: \":9090\""
+    )]
+    MetricsListen {
+        /// The address as configured.
+        addr: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// The replica shows nothing, though this database had shipped to it: a drive not
     /// mounted, a renamed or emptied folder, an emptied bucket. Nothing is written to
     /// it meanwhile; capture goes on locally and uploads resume when it is back.
@@ -254,8 +266,6 @@ pub enum ErrorCode {
 impl Error {
     /// The stable code of this error.
     pub fn code(&self) -> ErrorCode {
-        use crate::storage::RemoteFailure;
-        use crate::storage::S3Failure;
         match self {
             Error::DatabaseMissing(_) | Error::NoDatabasesInDirectory { .. } => {
                 ErrorCode::DatabaseMissing
@@ -272,36 +282,12 @@ impl Error {
             | Error::AnotherReplicator { .. }
             | Error::SourceHasWal(_) => ErrorCode::InUse,
             Error::DestinationMissing { .. } => ErrorCode::DestinationMissing,
-            Error::Replica(ReplicaError::Missing { .. }) => ErrorCode::DestinationMissing,
-            Error::Replica(ReplicaError::S3 { failure, .. }) => match failure {
-                S3Failure::Unreachable(_) => ErrorCode::DestinationUnreachable,
-                S3Failure::WrongCredentials { .. } | S3Failure::NoCredentials(_) => {
-                    ErrorCode::WrongCredentials
-                }
-                S3Failure::AccessDenied => ErrorCode::AccessDenied,
-                S3Failure::NoSuchBucket => ErrorCode::NoSuchBucket,
-                S3Failure::ClockSkew => ErrorCode::ClockSkew,
-                S3Failure::WrongRegion(_) => ErrorCode::WrongRegion,
-                _ => ErrorCode::DestinationUnavailable,
-            },
-            Error::Replica(ReplicaError::Remote { failure, .. }) => match failure {
-                RemoteFailure::Unreachable(_) => ErrorCode::DestinationUnreachable,
-                RemoteFailure::WrongCredentials { .. } => ErrorCode::WrongCredentials,
-                RemoteFailure::AccessDenied(_) => ErrorCode::AccessDenied,
-                RemoteFailure::HostKeyUnknown { .. } | RemoteFailure::HostKeyChanged { .. } => {
-                    ErrorCode::HostKeyRejected
-                }
-                RemoteFailure::ServerFull(_) => ErrorCode::DiskFull,
-                RemoteFailure::NoSuchBucket(_) => ErrorCode::NoSuchBucket,
-                RemoteFailure::BadCredentialsFile { .. } => ErrorCode::WrongCredentials,
-                _ => ErrorCode::DestinationUnavailable,
-            },
-            Error::Replica(ReplicaError::Io { source, .. }) if is_disk_full(source) => {
-                ErrorCode::DiskFull
+            Error::MetricsListen { source, .. } if source.kind() == io::ErrorKind::AddrInUse => {
+                ErrorCode::InUse
             }
-            Error::Replica(_) | Error::ShutdownSyncTimedOut { .. } => {
-                ErrorCode::DestinationUnavailable
-            }
+            Error::MetricsListen { .. } => ErrorCode::InvalidConfig,
+            Error::Replica(e) => e.code(),
+            Error::ShutdownSyncTimedOut { .. } => ErrorCode::DestinationUnavailable,
             Error::Plan(_) => ErrorCode::NoRestorePoint,
             Error::OutputExists(_) | Error::StaleSidecar(_) => ErrorCode::OutputExists,
             Error::OutputIsDirectory(_) => ErrorCode::InvalidInput,
@@ -325,6 +311,42 @@ impl Error {
     ) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }
+    }
+}
+
+impl ReplicaError {
+    /// The stable code of this replica failure (what `Error::Replica` of it has).
+    pub fn code(&self) -> ErrorCode {
+        use crate::storage::RemoteFailure;
+        use crate::storage::S3Failure;
+        match self {
+            ReplicaError::Missing { .. } => ErrorCode::DestinationMissing,
+            ReplicaError::S3 { failure, .. } => match failure {
+                S3Failure::Unreachable(_) => ErrorCode::DestinationUnreachable,
+                S3Failure::WrongCredentials { .. } | S3Failure::NoCredentials(_) => {
+                    ErrorCode::WrongCredentials
+                }
+                S3Failure::AccessDenied => ErrorCode::AccessDenied,
+                S3Failure::NoSuchBucket => ErrorCode::NoSuchBucket,
+                S3Failure::ClockSkew => ErrorCode::ClockSkew,
+                S3Failure::WrongRegion(_) => ErrorCode::WrongRegion,
+                _ => ErrorCode::DestinationUnavailable,
+            },
+            ReplicaError::Remote { failure, .. } => match failure {
+                RemoteFailure::Unreachable(_) => ErrorCode::DestinationUnreachable,
+                RemoteFailure::WrongCredentials { .. } => ErrorCode::WrongCredentials,
+                RemoteFailure::AccessDenied(_) => ErrorCode::AccessDenied,
+                RemoteFailure::HostKeyUnknown { .. } | RemoteFailure::HostKeyChanged { .. } => {
+                    ErrorCode::HostKeyRejected
+                }
+                RemoteFailure::ServerFull(_) => ErrorCode::DiskFull,
+                RemoteFailure::NoSuchBucket(_) => ErrorCode::NoSuchBucket,
+                RemoteFailure::BadCredentialsFile { .. } => ErrorCode::WrongCredentials,
+                _ => ErrorCode::DestinationUnavailable,
+            },
+            ReplicaError::Io { source, .. } if is_disk_full(source) => ErrorCode::DiskFull,
+            _ => ErrorCode::DestinationUnavailable,
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 //!   reconcile with the replica, graceful shutdown;
 //! * [`service`] — replication controlled at run time (add, remove, pause, resume, sync
 //!   now, status, in-place restore) for the desktop app;
+//! * [`metrics`] — Prometheus metrics with Litestream's names, served on `addr:`;
 //! * [`events`], [`clock`], [`time`], [`Error`] — the vocabulary every part shares:
 //!   what happened, the time passed in, RFC 3339 timestamps, errors with stable codes;
 //! * [`config`] — the `tideline-config` crate: Litestream-compatible configuration.
@@ -34,6 +35,7 @@ mod error;
 pub mod events;
 mod failpoint;
 pub mod levels;
+pub mod metrics;
 pub mod replicate;
 pub mod restore;
 pub mod service;
@@ -48,6 +50,7 @@ pub use capture::{LocalState, Reset, reset_local_state};
 pub use clock::Clock;
 pub use error::{Error, ErrorCode, ErrorReport, Result};
 pub use events::{Event, EventSink, Stage};
+pub use metrics::{MetricsServer, serve as serve_metrics};
 pub use replicate::directory::{databases_of, find_databases, is_sqlite_database};
 pub use replicate::{ReplicateSettings, RequestReport, replicate, replicate_dirs, replicate_to};
 pub use restore::{

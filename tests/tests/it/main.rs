@@ -1,6 +1,6 @@
 //! Whole-system tests, in one binary: the real `tideline` and Litestream 0.5.17 binaries
 //! side by side (drop-in use; S3, WebDAV, Azure Blob and SFTP compatibility both ways,
-//! takeover included), and faults (SIGKILL, full disk, another process) with restores as
+//! takeover included), `/metrics` against Litestream's, and faults (SIGKILL, full disk, another process) with restores as
 //! the check.
 
 mod architecture;
@@ -8,5 +8,6 @@ mod faults;
 mod litestream_dir;
 mod litestream_dropin;
 mod litestream_remote;
+mod metrics;
 mod replicator;
 mod sigkill;

@@ -83,6 +83,8 @@ pub async fn run(args: &Args) -> Result<i32> {
         config.dbs.len(),
         if args.once { " once" } else { "" }
     );
+    // Kept until replication ends: dropping it stops the endpoint.
+    let _metrics = serve_metrics(&config).await;
     let mut run = Running::start(args, &config);
     let mut child = None;
     if let Some(cmd) = &exec {
@@ -97,6 +99,22 @@ pub async fn run(args: &Args) -> Result<i32> {
         status = wait_child(&mut child) => Outcome::Exited(status),
     };
     run.conclude(outcome, child, &mut signals).await
+}
+
+/// Serves `/metrics` on the config's `addr:`. A port that cannot be had is logged and
+/// replication goes on without metrics, as Litestream does: backups matter more.
+async fn serve_metrics(config: &Config) -> Option<tideline_engine::MetricsServer> {
+    let addr = config.addr.as_ref()?;
+    match tideline_engine::serve_metrics(addr).await {
+        Ok(server) => {
+            info!("serving metrics on {}", server.url());
+            Some(server)
+        }
+        Err(e) => {
+            error!("{e}");
+            None
+        }
+    }
 }
 
 /// The flags and the config make sense together; returns the command to run beside

@@ -55,6 +55,33 @@ pub fn l0_deletable(
         .collect()
 }
 
+/// How L0 retention sees a level-0 listing, as Litestream's
+/// `litestream_l0_retention_files_total` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct L0Census {
+    /// Files [`l0_deletable`] gives.
+    pub eligible: usize,
+    /// Files not yet compacted into L1 (never deleted).
+    pub not_compacted: usize,
+    /// Compacted files kept because they are younger than the retention (or the
+    /// newest file, which is always kept).
+    pub too_recent: usize,
+}
+
+/// Counts `l0` by what L0 retention may do with each file; `eligible` is what
+/// [`l0_deletable`] returned for the same inputs.
+pub fn l0_census(l0: &[FileInfo], l1_max: Option<Txid>, eligible: usize) -> L0Census {
+    let not_compacted = l0
+        .iter()
+        .filter(|f| l1_max.is_none_or(|max| f.max_txid > max))
+        .count();
+    L0Census {
+        eligible,
+        not_compacted,
+        too_recent: l0.len().saturating_sub(eligible + not_compacted),
+    }
+}
+
 /// Snapshots that may be deleted (created before `now − retention`, never the newest)
 /// and the cascade floor they give: the MaxTXID of the newest of them.
 pub fn snapshots_deletable(
@@ -177,6 +204,26 @@ mod tests {
             l0_deletable(&odd, Some(Txid(10)), at(6000), five),
             l0[..1].to_vec()
         );
+    }
+
+    #[test]
+    fn l0_census_splits_the_level_by_what_retention_may_do() {
+        let l0: Vec<_> = (1..=10).map(|t| f(0, t, t, t * 60)).collect();
+        let five = Some(Duration::from_secs(300));
+        // Compacted up to 6 at 600 s: 1..=5 may go, 6 is too young, 7..=10 wait for L1.
+        let del = l0_deletable(&l0, Some(Txid(6)), at(600), five);
+        let census = l0_census(&l0, Some(Txid(6)), del.len());
+        let want = L0Census {
+            eligible: 5,
+            not_compacted: 4,
+            too_recent: 1,
+        };
+        assert_eq!(census, want);
+        // Nothing compacted yet: every file waits.
+        assert_eq!(l0_census(&l0, None, 0).not_compacted, 10);
+        // All compacted and old: all but the newest may go.
+        let del = l0_deletable(&l0, Some(Txid(10)), at(6000), five);
+        assert_eq!(l0_census(&l0, Some(Txid(10)), del.len()).too_recent, 1);
     }
 
     #[test]

@@ -456,6 +456,11 @@ impl Maintainer {
             self.last_l0_check = Some(now);
             let l1_max = self.level(1).last().map(|f| f.max_txid);
             let del = retention::l0_deletable(self.level(0), l1_max, now, self.cfg.l0_retention);
+            if self.cfg.l0_retention.is_some() {
+                let census = retention::l0_census(self.level(0), l1_max, del.len());
+                let counts = [census.eligible, census.not_compacted, census.too_recent];
+                crate::metrics::l0_census(&self.db, counts);
+            }
             if self.cfg.retention_enabled {
                 self.tombstones.mark(del, now);
             }

@@ -18,6 +18,7 @@ use crate::capture::{Captured, Database};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink, Stage};
+use crate::metrics;
 
 /// WAL captured at once beyond which it is flushed before the read mark moves (see
 /// `Database::flush_wal`); below it, as after a few small commits, the application's
@@ -60,6 +61,7 @@ impl Capturer {
     /// Captures everything committed, checkpointing when due.
     pub(super) async fn capture(&self) -> Result<Vec<Captured>> {
         let clock = self.clock.clone();
+        let path = self.path.clone();
         let captured = self
             .with_db(move |db| {
                 let out = db.sync_to_end(clock.now())?;
@@ -71,7 +73,17 @@ impl Capturer {
                 }
                 let ck = match db.checkpoint_due(Instant::now().into_std()) {
                     Some(mode) => {
-                        Some(db.checkpoint(mode, clock.now(), Instant::now().into_std())?)
+                        let started = Instant::now();
+                        let ck = db.checkpoint(mode, clock.now(), Instant::now().into_std());
+                        let ran = match &ck {
+                            Ok(c) if c.deferred => None,
+                            Ok(c) => Some((c.mode, true)),
+                            Err(_) => Some((mode, false)),
+                        };
+                        if let Some((mode, ok)) = ran {
+                            metrics::checkpointed(&path, mode, started.elapsed(), ok);
+                        }
+                        Some(ck?)
                     }
                     None => None,
                 };
@@ -216,7 +228,13 @@ impl Capturer {
             // Intervals count from the start of a capture, so its own duration does
             // not add up into lag.
             let started = Instant::now();
-            match self.capture().await {
+            let outcome = self.capture().await;
+            let wal_bytes = outcome
+                .as_ref()
+                .map_or(0, |c| c.iter().map(|c| c.wal_bytes).sum());
+            let wal = crate::capture::wal_path(&self.path);
+            metrics::synced(&self.path, &wal, started.elapsed(), wal_bytes);
+            match outcome {
                 Ok(captured) => {
                     if !captured.is_empty() {
                         last_capture = Some(started);

@@ -68,7 +68,7 @@ impl Fleet {
         let compactions = Arc::new(Semaphore::new(settings.max_concurrent_compactions.max(1)));
         Fleet {
             settings,
-            events,
+            events: crate::metrics::observing(events),
             compactions,
             board: Arc::default(),
             members: HashMap::new(),

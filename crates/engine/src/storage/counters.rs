@@ -1,6 +1,7 @@
 //! Counters of the requests (every attempt, retries included) and bytes a client has
 //! used, by operation, for `tideline status` and the request report: the figures of
-//! the backends that bill or wait by request (S3, SFTP, WebDAV).
+//! the backends that bill or wait by request (S3, SFTP, WebDAV). Each request is also
+//! recorded in `litestream_replica_operation_total` / `_bytes` when metrics are on.
 //!
 //! Reason to change: what is counted.
 
@@ -23,6 +24,20 @@ pub(crate) enum Op {
     Multipart,
     /// A delete.
     Delete,
+}
+
+impl Op {
+    /// The `operation` label of the metrics, in Litestream's words where it has them.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Op::List => "LIST",
+            Op::Get => "GET",
+            Op::Head => "HEAD",
+            Op::Put => "PUT",
+            Op::Multipart => "MULTIPART",
+            Op::Delete => "DELETE",
+        }
+    }
 }
 
 /// Requests and bytes a replica client has used since it was created.
@@ -54,8 +69,10 @@ impl RequestCounts {
 }
 
 /// The live counts, shared by a client and its interceptor.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
+    /// The `replica_type` label: `s3`, `gs`, `abs`, `sftp`, `webdav`, `nats`, `oss`.
+    replica_type: &'static str,
     list: AtomicU64,
     get: AtomicU64,
     head: AtomicU64,
@@ -67,6 +84,22 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Zero counts of a client of `replica_type`.
+    pub(crate) fn new(replica_type: &'static str) -> Counters {
+        let zero = AtomicU64::new;
+        Counters {
+            replica_type,
+            list: zero(0),
+            get: zero(0),
+            head: zero(0),
+            put: zero(0),
+            multipart: zero(0),
+            delete: zero(0),
+            bytes_up: zero(0),
+            bytes_down: zero(0),
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> RequestCounts {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         RequestCounts {
@@ -81,7 +114,6 @@ impl Counters {
         }
     }
 
-    /// Counts one request of `method` to `uri` with a body of `bytes_up` bytes.
     /// Counts one request of kind `op` that sent `bytes_up` bytes.
     pub(crate) fn count(&self, op: Op, bytes_up: u64) {
         let counter = match op {
@@ -94,10 +126,14 @@ impl Counters {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.bytes_up.fetch_add(bytes_up, Ordering::Relaxed);
+        crate::metrics::replica_request(self.replica_type, op.label(), bytes_up);
     }
 
     /// Counts `bytes` received.
     pub(crate) fn count_download(&self, bytes: u64) {
         self.bytes_down.fetch_add(bytes, Ordering::Relaxed);
+        // Nearly all of what is received is file contents (listings are small), so
+        // the metrics count it under GET, as Litestream does.
+        crate::metrics::replica_download(self.replica_type, "GET", bytes);
     }
 }

@@ -32,6 +32,7 @@ pub mod file;
 #[cfg(feature = "gs")]
 pub mod gs;
 pub mod memory;
+mod metered;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "oss")]
@@ -280,6 +281,20 @@ pub(crate) fn newest_file(levels: &[Vec<FileInfo>]) -> Option<&FileInfo> {
 
 /// The client for a configured replica.
 pub fn open_client(
+    cfg: &crate::config::ReplicaConfig,
+) -> crate::Result<std::sync::Arc<dyn ReplicaClient>> {
+    let client = open_backend(cfg)?;
+    Ok(match &cfg.target {
+        // Litestream has operation metrics for remote replicas, not folders.
+        crate::config::ReplicaTarget::File(_) => client,
+        remote if crate::metrics::enabled() => {
+            std::sync::Arc::new(metered::Metered::wrap(client, remote.kind()))
+        }
+        _ => client,
+    })
+}
+
+fn open_backend(
     cfg: &crate::config::ReplicaConfig,
 ) -> crate::Result<std::sync::Arc<dyn ReplicaClient>> {
     match &cfg.target {

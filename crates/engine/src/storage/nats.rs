@@ -105,7 +105,7 @@ impl NatsReplica {
                 conn: Mutex::new(None),
                 cache: Cache::default(),
                 writer: AtomicBool::new(false),
-                counters: Counters::default(),
+                counters: Counters::new("nats"),
                 transfers: Semaphore::new(TRANSFERS),
             }),
         }

@@ -105,7 +105,7 @@ impl WebDavReplica {
                 describe,
                 cache: Cache::default(),
                 writer: AtomicBool::new(false),
-                counters: Counters::default(),
+                counters: Counters::new("webdav"),
                 transfers: Semaphore::new(TRANSFERS),
                 folders: Mutex::new(HashSet::new()),
                 no_move: AtomicBool::new(false),

@@ -207,7 +207,7 @@ impl AbsReplica {
                 describe,
                 cache: Cache::default(),
                 writer: AtomicBool::new(false),
-                counters: Counters::default(),
+                counters: Counters::new("abs"),
                 transfers: Semaphore::new(TRANSFERS),
                 limits: AbsLimits {
                     single_put_limit: limits.single_put_limit.max(1),

@@ -221,7 +221,7 @@ impl GsReplica {
                 describe,
                 cache: Cache::default(),
                 writer: AtomicBool::new(false),
-                counters: Counters::default(),
+                counters: Counters::new("gs"),
                 transfers: Semaphore::new(TRANSFERS),
                 limits: GsLimits {
                     list_page: limits.list_page.filter(|n| *n > 0),

@@ -168,7 +168,7 @@ impl OssReplica {
                 describe,
                 cache: Cache::default(),
                 writer: AtomicBool::new(false),
-                counters: Counters::default(),
+                counters: Counters::new("oss"),
                 transfers: Semaphore::new(TRANSFERS),
                 list_page: list_page.filter(|n| *n > 0),
             }),

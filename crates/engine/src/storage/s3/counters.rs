@@ -88,7 +88,7 @@ mod tests {
     const BUCKET: &str = "http://127.0.0.1:9000/bucket";
 
     fn counted(requests: &[(&str, &str, u64)]) -> RequestCounts {
-        let c = Counters::default();
+        let c = Counters::new("s3");
         for (method, path, up) in requests {
             count_request(&c, method, &format!("{BUCKET}{path}"), *up);
         }
@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn downloads_and_totals_exclude_bytes() {
-        let c = Counters::default();
+        let c = Counters::new("s3");
         c.count_download(4096);
         c.count_download(1);
         count_request(&c, "GET", "/k", 0);

@@ -120,7 +120,7 @@ impl S3Replica {
             )
             .into());
         }
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters::new("s3"));
         let sdk_config = sdk_config(cfg, endpoint.as_deref(), &counters);
         let sse = sse::Sse::from_config(cfg)?;
         let concurrency = cfg.concurrency.max(1);

@@ -158,7 +158,7 @@ impl SftpReplica {
                 describe,
                 cache: Cache::default(),
                 writer: AtomicBool::new(false),
-                counters: Counters::default(),
+                counters: Counters::new("sftp"),
                 transfers: Semaphore::new(TRANSFERS),
                 folders: Mutex::new(HashSet::new()),
                 conn: tokio::sync::Mutex::new(None),
