@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+#[cfg(unix)]
+use crate::commands::control;
 use crate::commands::{databases, ltx, replicate, reset, restore, status, version};
 
 /// Continuous replication of SQLite databases, compatible with Litestream 0.5.
@@ -48,6 +50,24 @@ enum Cmd {
     Status(status::Args),
     /// Print the version
     Version(version::Args),
+    /// Resume replication of a database stopped on a running daemon (control socket)
+    #[cfg(unix)]
+    Start(control::DbArgs),
+    /// Stop replication of a database on a running daemon, after its final upload
+    #[cfg(unix)]
+    Stop(control::DbArgs),
+    /// Add a database to a running daemon: -replica URL DB_PATH
+    #[cfg(unix)]
+    Register(control::RegisterArgs),
+    /// Remove a database from a running daemon, after its final upload
+    #[cfg(unix)]
+    Unregister(control::UnregisterArgs),
+    /// List the databases of a running daemon
+    #[cfg(unix)]
+    List(control::ListArgs),
+    /// Show a running daemon's version, PID, uptime and database count
+    #[cfg(unix)]
+    Info(control::ListArgs),
 }
 
 fn main() {
@@ -98,6 +118,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Cmd::Reset(args) => reset::run(args)?,
             Cmd::Status(args) => status::run(args).await?,
             Cmd::Version(args) => version::run(args),
+            #[cfg(unix)]
+            Cmd::Start(args) => control::start(args).await?,
+            #[cfg(unix)]
+            Cmd::Stop(args) => control::stop(args).await?,
+            #[cfg(unix)]
+            Cmd::Register(args) => control::register(args).await?,
+            #[cfg(unix)]
+            Cmd::Unregister(args) => control::unregister(args).await?,
+            #[cfg(unix)]
+            Cmd::List(args) => control::list(args).await?,
+            #[cfg(unix)]
+            Cmd::Info(args) => control::info(args).await?,
         }
         Ok(0)
     });

@@ -19,6 +19,7 @@ const TOP: &[&str] = &[
     "heartbeat-url",
     "heartbeat-interval",
     "addr",
+    "socket",
 ];
 
 /// Top-level Litestream keys Tideline does not act on yet.
@@ -134,6 +135,7 @@ const SNAPSHOT: &[&str] = &["interval", "retention"];
 const LEVEL: &[&str] = &["interval"];
 const RETENTION: &[&str] = &["enabled"];
 const LOGGING: &[&str] = &["level", "type", "stderr", "source"];
+const SOCKET: &[&str] = &["enabled", "path", "permissions"];
 
 /// Appends a warning for every key of the document that Tideline ignores.
 pub(crate) fn check(root: &Value, warnings: &mut Vec<String>) {
@@ -158,6 +160,7 @@ pub(crate) fn check(root: &Value, warnings: &mut Vec<String>) {
             ("snapshot", v) => section(v, "snapshot", SNAPSHOT, warnings),
             ("retention", v) => section(v, "retention", RETENTION, warnings),
             ("logging", v) => section(v, "logging", LOGGING, warnings),
+            ("socket", v) => section(v, "socket", SOCKET, warnings),
             ("levels", Value::Sequence(levels)) => {
                 for (i, level) in levels.iter().enumerate() {
                     section(level, &format!("levels[{i}]"), LEVEL, warnings);
@@ -316,14 +319,15 @@ mod tests {
     #[test]
     fn walks_every_section() {
         let w = warnings_for(
-            "socket: {path: /tmp/s}\nsnapshot: {intervall: 1h}\nlevels: [{interval: 30s, x: 1}]\n\
+            "socket: {pth: /tmp/s}\nmcp-addr: ':3001'\nsnapshot: {intervall: 1h}\nlevels: [{interval: 30s, x: 1}]\n\
              logging: {levle: debug}\nretention: {enable: false}\nsync-interval: 1s\n\
              dbs:\n  - path: /a\n    monitor-intervall: 1s\n    snapshot: {retension: 1h}\n\
              \x20   replica: {url: 's3://b', jwtt: h, name: n, validation-interval: 1s, zzzz: 1}\n\
              \x20   replicas: [{typ: file}]\n",
         );
         let want = [
-            "socket: not supported by Tideline yet, ignored",
+            "socket.pth: unknown key, ignored (did you mean path?)",
+            "mcp-addr: not supported by Tideline yet, ignored",
             "snapshot.intervall: unknown key, ignored (did you mean interval?)",
             "levels[0].x: unknown key, ignored",
             "logging.levle: unknown key, ignored (did you mean level?)",

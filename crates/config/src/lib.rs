@@ -12,7 +12,7 @@
 //!
 //! * keys Tideline does not act on are accepted but listed in [`Config::warnings`]:
 //!   unknown keys (with a "did you mean" for typos), and Litestream features Tideline
-//!   does not have yet (`socket`, `mcp-addr`, `validation`, …);
+//!   does not have yet (`mcp-addr`, `validation`, …);
 //! * replica types other than `file`, `s3`, `sftp`, `webdav`, `abs`, `gs`, `nats` and `oss`
 //!   are refused with a clear error, and so is a directory (`dir:`) replicated to NATS
 //!   (whose bucket has no path: Litestream would write every database into one replica);
@@ -133,6 +133,7 @@ mod raw;
 mod replica;
 mod s3;
 mod sftp;
+mod socket;
 mod url;
 mod webdav;
 
@@ -160,6 +161,7 @@ pub use paths::{absolute_path, default_config_path};
 pub use replica::{FileReplicaConfig, ReplicaConfig, ReplicaTarget, S3ReplicaConfig};
 pub use s3::{S3Credentials, resolve_s3_credentials};
 pub use sftp::{DEFAULT_SFTP_PORT, SftpReplicaConfig};
+pub use socket::{DEFAULT_SOCKET_PATH, DEFAULT_SOCKET_PERMISSIONS, SocketConfig};
 pub use webdav::WebDavReplicaConfig;
 
 use db::{build_db, db_name};
@@ -291,6 +293,8 @@ pub struct Config {
     pub heartbeat: Option<HeartbeatConfig>,
     /// `addr:`: where Prometheus metrics are served on `/metrics`.
     pub addr: Option<ListenAddr>,
+    /// `socket:` with `enabled: true`: the control socket.
+    pub socket: Option<SocketConfig>,
     /// `logging:` section (`LOG_LEVEL` in the environment overrides the level).
     pub logging: LoggingConfig,
     /// The file this config was loaded from.
@@ -316,6 +320,7 @@ impl Default for Config {
             exec: None,
             heartbeat: None,
             addr: None,
+            socket: None,
             logging: LoggingConfig::default(),
             source: None,
             warnings: Vec::new(),
@@ -538,6 +543,12 @@ fn build(
         addr: non_empty(&raw.addr)
             .map(|a| listen::parse("addr", &a))
             .transpose()?,
+        socket: {
+            let s = raw.socket.unwrap_or_default();
+            socket::build(s.enabled, s.path, s.permissions.as_ref(), |p| {
+                paths::resolve_path(p, "socket.path", env, cwd)
+            })?
+        },
         logging,
         source: None,
         warnings,

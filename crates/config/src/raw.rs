@@ -23,6 +23,14 @@ pub(crate) struct RawConfig {
     pub heartbeat_url: Option<String>,
     pub heartbeat_interval: Option<Interval>,
     pub addr: Option<String>,
+    pub socket: Option<RawSocket>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawSocket {
+    pub enabled: Option<bool>,
+    pub path: Option<String>,
+    pub permissions: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -672,7 +672,6 @@ fn unknown_and_unsupported_keys_become_warnings() {
     assert_eq!(
         c.warnings,
         vec![
-            "socket: not supported by Tideline yet, ignored",
             "validation: not supported by Tideline yet, ignored",
             "verify-compaction: not supported by Tideline yet, ignored",
             "mcp-addr: not supported by Tideline yet, ignored",
@@ -682,7 +681,12 @@ fn unknown_and_unsupported_keys_become_warnings() {
             "dbs[0].replica.jwtt: unknown key, ignored (did you mean jwt?)",
         ]
     );
-    // The heartbeat and the metrics address are acted on.
+    // The heartbeat, the metrics address and the control socket are acted on.
+    let socket = c.socket.as_ref().unwrap();
+    assert_eq!(
+        socket.path,
+        std::path::Path::new(tideline_config::DEFAULT_SOCKET_PATH)
+    );
     let addr = c.addr.as_ref().unwrap();
     assert_eq!((addr.host.as_str(), addr.port), ("", 9090));
     let hb = c.heartbeat.as_ref().unwrap();

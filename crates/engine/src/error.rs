@@ -139,6 +139,44 @@ pub enum Error {
         /// The file it wrote.
         file: PathBuf,
     },
+    /// A control request named a database this replicator does not replicate.
+    #[error("database not found: {}; `tideline list` shows the databases this replicator knows, `tideline register -replica URL DB` adds one", .0.display())]
+    NotReplicated(PathBuf),
+    /// A control request reached a replicator that is shutting down.
+    #[error("replication is stopping; the request was not carried out")]
+    ReplicationStopped,
+    /// The control socket (`socket:`) could not be served.
+    #[error("socket: cannot serve the control socket at {}: {source}; check socket.path (its folder must exist and be writable by this user)", socket.display())]
+    ControlSocket {
+        /// The socket's path.
+        socket: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A control command could not reach the daemon.
+    #[error("failed to connect to control socket {}: {source}; is `tideline replicate` (or Litestream) running with `socket: {{enabled: true, path: …}}` in its config? Give that path with -socket", socket.display())]
+    ControlUnreachable {
+        /// The socket's path.
+        socket: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The daemon answered a control command with an error.
+    #[error("{command} failed: {message}")]
+    ControlRefused {
+        /// The command (`start`, `stop`, …).
+        command: &'static str,
+        /// The daemon's words.
+        message: String,
+    },
+    /// A control command got no answer in time.
+    #[error("no answer within {secs} s (a final upload may still be under way); raise -timeout")]
+    ControlTimedOut {
+        /// The limit.
+        secs: u64,
+    },
     /// The metrics endpoint (`addr:`) could not listen: the port is taken, or the host
     /// is not an address of this machine.
     #[error(
@@ -286,6 +324,12 @@ impl Error {
                 ErrorCode::InUse
             }
             Error::MetricsListen { .. } => ErrorCode::InvalidConfig,
+            Error::NotReplicated(_) => ErrorCode::NotFound,
+            Error::ControlSocket { .. }
+            | Error::ControlUnreachable { .. }
+            | Error::ControlTimedOut { .. } => ErrorCode::Io,
+            Error::ControlRefused { .. } => ErrorCode::InvalidInput,
+            Error::ReplicationStopped => ErrorCode::Paused,
             Error::Replica(e) => e.code(),
             Error::ShutdownSyncTimedOut { .. } => ErrorCode::DestinationUnavailable,
             Error::Plan(_) => ErrorCode::NoRestorePoint,

@@ -14,7 +14,8 @@
 //!   temporary file, the one output policy (overwrite, sidecars, integrity check),
 //!   restore points;
 //! * [`replicate`](mod@replicate) — one task per database: wake on change, capture, ship, maintain,
-//!   reconcile with the replica, graceful shutdown;
+//!   reconcile with the replica, graceful shutdown; the fleet of them (directories,
+//!   control requests) and the control socket;
 //! * [`service`] — replication controlled at run time (add, remove, pause, resume, sync
 //!   now, status, in-place restore) for the desktop app;
 //! * [`metrics`] — Prometheus metrics with Litestream's names, served on `addr:`;
@@ -51,8 +52,15 @@ pub use clock::Clock;
 pub use error::{Error, ErrorCode, ErrorReport, Result};
 pub use events::{Event, EventSink, Stage};
 pub use metrics::{MetricsServer, serve as serve_metrics};
+pub use replicate::control::{Control, ControlInbox, DbSummary, Outcome, control};
 pub use replicate::directory::{databases_of, find_databases, is_sqlite_database};
-pub use replicate::{ReplicateSettings, RequestReport, replicate, replicate_dirs, replicate_to};
+#[cfg(unix)]
+pub use replicate::socket::{
+    ControlClient, ControlOutcome, ControlServer, DaemonInfo, ListedDb, serve_control,
+};
+pub use replicate::{
+    ReplicateSettings, RequestReport, replicate, replicate_controlled, replicate_dirs, replicate_to,
+};
 pub use restore::{
     IntegrityCheck, Overwrite, PlanError, RestoreOptions, Restored, Target, check_output,
     list_levels_for, plan, restore_plan_to, restore_to, sidecars,

@@ -4,6 +4,7 @@
 //! the check.
 
 mod architecture;
+mod control;
 mod faults;
 mod litestream_dir;
 mod litestream_dropin;

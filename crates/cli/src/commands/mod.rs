@@ -1,6 +1,8 @@
 //! The subcommands, each thin glue over the engine, and the output helpers they share:
 //! aligned tables for people, JSON for scripts (`-json`), on stdout.
 
+#[cfg(unix)]
+pub mod control;
 pub mod databases;
 pub mod ltx;
 pub mod replicate;

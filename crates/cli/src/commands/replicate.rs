@@ -19,7 +19,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use tideline_engine::config::{Config, DbConfig, LogLevel, ReplicaConfig};
 use tideline_engine::open_client;
-use tideline_engine::{Event, EventSink, ReplicateSettings, replicate_dirs};
+use tideline_engine::{ControlInbox, Event, EventSink, ReplicateSettings, replicate_controlled};
 use tideline_engine::{IntegrityCheck, Overwrite, RestoreOptions, Target, restore_to};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -83,9 +83,10 @@ pub async fn run(args: &Args) -> Result<i32> {
         config.dbs.len(),
         if args.once { " once" } else { "" }
     );
-    // Kept until replication ends: dropping it stops the endpoint.
+    // Kept until replication ends: dropping them stops the endpoints.
     let _metrics = serve_metrics(&config).await;
-    let mut run = Running::start(args, &config);
+    let (_socket, inbox) = serve_control(args, &config).await?;
+    let mut run = Running::start(args, &config, inbox);
     let mut child = None;
     if let Some(cmd) = &exec {
         if !run.wait_open(&mut signals).await? {
@@ -117,6 +118,32 @@ async fn serve_metrics(config: &Config) -> Option<tideline_engine::MetricsServer
     }
 }
 
+/// Serves the control socket of `socket:` (not with `-once`, which ends by itself).
+/// A socket that cannot be served fails the start: the commands that need it would
+/// otherwise fail later, far from the cause.
+#[cfg(unix)]
+async fn serve_control(
+    args: &Args,
+    config: &Config,
+) -> Result<(Option<tideline_engine::ControlServer>, Option<ControlInbox>)> {
+    let Some(socket) = config.socket.as_ref().filter(|_| !args.once) else {
+        return Ok((None, None));
+    };
+    let (control, inbox) = tideline_engine::control();
+    let server = tideline_engine::serve_control(socket, control).await?;
+    info!("control socket listening on {}", server.path().display());
+    Ok((Some(server), Some(inbox)))
+}
+
+/// No Unix sockets here: `socket:` is warned about and ignored.
+#[cfg(not(unix))]
+async fn serve_control(_: &Args, config: &Config) -> Result<((), Option<ControlInbox>)> {
+    if config.socket.is_some() {
+        warn!("socket: control sockets are Unix sockets, not available on this system; ignored");
+    }
+    Ok(((), None))
+}
+
 /// The flags and the config make sense together; returns the command to run beside
 /// replication (`-exec`, else the config's `exec:`).
 fn check(args: &Args, config: &Config) -> Result<Option<String>> {
@@ -130,7 +157,7 @@ fn check(args: &Args, config: &Config) -> Result<Option<String>> {
              one sync, -exec runs until the command exits"
         );
     }
-    if config.dbs.is_empty() && !watches(config) && exec.is_none() {
+    if config.dbs.is_empty() && !watches(config) && exec.is_none() && config.socket.is_none() {
         let file = config
             .source
             .as_deref()
@@ -160,7 +187,7 @@ struct Running {
 
 impl Running {
     /// Starts replicating the config's databases, logging their events.
-    fn start(args: &Args, config: &Config) -> Running {
+    fn start(args: &Args, config: &Config, inbox: Option<ControlInbox>) -> Running {
         let (started_tx, started) = watch::channel(0usize);
         let sink: EventSink = Arc::new(move |event: &Event| {
             if event.is_error() {
@@ -180,16 +207,19 @@ impl Running {
         settings.once = args.once;
         settings.force_snapshot = args.force_snapshot;
         settings.enforce_retention = args.enforce_retention;
-        // No task at all for an exec-only config: there is nothing to wait for.
-        let replication = (!config.dbs.is_empty() || watches(config)).then(|| {
-            tokio::spawn(replicate_dirs(
-                config.dbs.clone(),
-                config.dirs.clone(),
-                settings,
-                shutdown,
-                sink,
-            ))
-        });
+        // No task at all for an exec-only config without a control socket: there is
+        // nothing to wait for.
+        let replication =
+            (!config.dbs.is_empty() || watches(config) || inbox.is_some()).then(|| {
+                tokio::spawn(replicate_controlled(
+                    config.dbs.clone(),
+                    config.dirs.clone(),
+                    settings,
+                    shutdown,
+                    sink,
+                    inbox,
+                ))
+            });
         Running {
             replication,
             stop,

@@ -4,20 +4,22 @@
 //! created in their folders later (started on their folder's file events) and removed
 //! (stopped, after shipping what was captured). One stop ends them all. A directory's
 //! databases are put away while idle (`slot`), so a fleet of idle databases holds no
-//! SQLite connections.
+//! SQLite connections. With a control inbox (`control`), databases are also
+//! registered, stopped, started and unregistered on request while it runs.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::control::{ControlInbox, DbSummary, Outcome, Request, Shipped};
 use super::directory::{self, Change, DirWatcher};
 use super::task::DbTask;
 use super::{ReplicateSettings, TaskStats, heartbeat};
-use crate::config::{DbConfig, DirConfig};
+use crate::config::{DbConfig, DirConfig, ReplicaConfig};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink, Stage};
 use crate::storage::{ReplicaClient, open_client};
@@ -46,7 +48,17 @@ struct Member {
     from_dir: bool,
     /// Stopped because its file went; started again if it is back when it ends.
     vanished: bool,
+    /// Stopped on request: who waits for the end, and whether it is then forgotten
+    /// (`unregister`) or kept as stopped (`stop`).
+    waiters: Vec<oneshot::Sender<Result<Outcome>>>,
+    forget: bool,
+    /// Registered while running: its failures are its own (reported), not the
+    /// replicator's.
+    registered: bool,
 }
+
+/// The positions the fleet's databases reached, kept from their events.
+type ShippedBoard = Arc<Mutex<HashMap<PathBuf, Shipped>>>;
 
 /// What one database's task ends with.
 type Joined = (PathBuf, Result<()>);
@@ -61,19 +73,42 @@ pub(super) struct Fleet {
     tasks: JoinSet<Joined>,
     /// The first error a task ended with (what replication returns).
     first_err: Option<Error>,
+    /// How to start again the databases not found in a directory (the config's and
+    /// the registered ones), for `start` after a `stop`.
+    configs: HashMap<PathBuf, (DbConfig, Arc<dyn ReplicaClient>)>,
+    /// Databases stopped on request: not running, not brought back by their
+    /// directory, until `start`.
+    stopped: HashSet<PathBuf>,
+    shipped: ShippedBoard,
 }
 
 impl Fleet {
     pub(super) fn new(settings: ReplicateSettings, events: EventSink) -> Fleet {
         let compactions = Arc::new(Semaphore::new(settings.max_concurrent_compactions.max(1)));
+        let shipped = ShippedBoard::default();
+        let events = crate::metrics::observing(events);
+        let events: EventSink = {
+            let shipped = Arc::clone(&shipped);
+            Arc::new(move |e: &Event| {
+                if let Event::Shipped { db, txid, .. } = e {
+                    let mut board = shipped.lock().unwrap_or_else(PoisonError::into_inner);
+                    let at = board.entry(db.clone()).or_default();
+                    (at.txid, at.at) = (Some(*txid), Some(std::time::SystemTime::now()));
+                }
+                events(e);
+            })
+        };
         Fleet {
             settings,
-            events: crate::metrics::observing(events),
+            events,
             compactions,
             board: Arc::default(),
             members: HashMap::new(),
             tasks: JoinSet::new(),
             first_err: None,
+            configs: HashMap::new(),
+            stopped: HashSet::new(),
+            shipped,
         }
     }
 
@@ -84,12 +119,21 @@ impl Fleet {
         dbs: Vec<(DbConfig, Arc<dyn ReplicaClient>)>,
         dirs: Vec<DirConfig>,
         mut stop: watch::Receiver<bool>,
+        inbox: Option<ControlInbox>,
     ) -> Result<()> {
         let from_dir: HashSet<PathBuf> = dbs
             .iter()
             .filter(|(c, _)| dirs.iter().any(|d| d.matches(&c.path)))
             .map(|(c, _)| c.path.clone())
             .collect();
+        if inbox.is_some() {
+            // Kept to start them again after a `stop` (a directory's are found again).
+            for (cfg, client) in dbs.iter().filter(|(c, _)| !from_dir.contains(&c.path)) {
+                self.configs
+                    .insert(cfg.path.clone(), (cfg.clone(), Arc::clone(client)));
+            }
+        }
+        let all_dirs = dirs.clone();
         // Only watched directories are followed; every directory's databases are put
         // away while idle.
         let dirs: Vec<DirConfig> = dirs.into_iter().filter(|d| d.watch).collect();
@@ -113,11 +157,13 @@ impl Fleet {
             self.rescan(&dirs);
         }
         drop(tx);
+        let listening = inbox.is_some() && !self.settings.once;
+        let mut inbox = inbox.map(|i| i.0);
         let mut stopping = *stop.borrow();
         let mut pending: Vec<Change> = Vec::new();
         let mut flush_at: Option<Instant> = None;
         loop {
-            if self.tasks.is_empty() && (stopping || !watching) {
+            if self.tasks.is_empty() && (stopping || (!watching && !listening)) {
                 break;
             }
             tokio::select! {
@@ -128,6 +174,9 @@ impl Fleet {
                     }
                 }
                 Some(joined) = self.tasks.join_next() => self.ended(joined, &dirs, stopping),
+                Some(request) = recv(&mut inbox), if listening && !stopping => {
+                    self.request(request, &all_dirs);
+                }
                 Some(change) = changes.recv(), if watching && !stopping => {
                     // A removal is acted on at once (Litestream's order too): the
                     // database's own task would otherwise look for its file in vain.
@@ -253,6 +302,9 @@ impl Fleet {
                 stop: stop_tx,
                 from_dir,
                 vanished: false,
+                waiters: Vec::new(),
+                forget: false,
+                registered: false,
             },
         );
         let settings = self.settings.clone();
@@ -303,13 +355,31 @@ impl Fleet {
             .remove(&path);
         let member = self.members.remove(&path);
         let from_dir = member.as_ref().is_some_and(|m| m.from_dir);
+        let own = member.as_ref().is_some_and(|m| m.from_dir || m.registered);
+        if let Some(m) = &member
+            && !m.waiters.is_empty()
+        {
+            self.stopped_on_request(&path, m.forget);
+        }
+        let member = member.map(|mut m| {
+            let txid = self.replica_txid(&path);
+            let status = if m.forget { "unregistered" } else { "stopped" };
+            for w in m.waiters.drain(..) {
+                let _ = w.send(Ok(outcome(status, &path, txid)));
+            }
+            m
+        });
         if let Err(e) = ran {
-            if from_dir {
+            if own {
                 (self.events)(&Event::Error {
                     db: path.clone(),
                     stage: Stage::Open,
                     code: e.code(),
-                    message: format!("{e}; this database of the directory is not replicated"),
+                    message: if from_dir {
+                        format!("{e}; this database of the directory is not replicated")
+                    } else {
+                        format!("{e}; this registered database is not replicated any more")
+                    },
                     retry_in: std::time::Duration::ZERO,
                 });
             } else {
@@ -338,9 +408,9 @@ impl Fleet {
     }
 
     /// Starts replicating `path` if a watched directory stands for it, it is a SQLite
-    /// database, and it is not replicated already.
+    /// database, and it is not replicated already (nor stopped on request).
     fn appeared(&mut self, path: &Path, dirs: &[DirConfig]) {
-        if self.members.contains_key(path) {
+        if self.members.contains_key(path) || self.stopped.contains(path) {
             return;
         }
         let Some(dir) = dirs.iter().find(|d| d.matches(path)) else {
@@ -418,5 +488,222 @@ impl Fleet {
         for path in gone {
             self.vanished(&path);
         }
+    }
+
+    // ---- Requests of the control socket ----
+
+    /// Acts on one control request; requests that stop a database are answered when
+    /// it has ended (`ended`), the others at once.
+    fn request(&mut self, request: Request, dirs: &[DirConfig]) {
+        match request {
+            Request::List { reply } => {
+                let _ = reply.send(self.summaries());
+            }
+            Request::Stop { path, reply } => self.stop_member(path, reply, false),
+            Request::Unregister { path, reply } => self.stop_member(path, reply, true),
+            Request::Start { path, reply } => self.start_member(path, reply, dirs),
+            Request::Register {
+                path,
+                replica_url,
+                reply,
+            } => self.register(path, &replica_url, reply, dirs),
+        }
+    }
+
+    fn replica_txid(&self, path: &Path) -> u64 {
+        let board = self.shipped.lock().unwrap_or_else(PoisonError::into_inner);
+        board.get(path).and_then(|s| s.txid).map_or(0, |t| t.0)
+    }
+
+    /// Every database known: running, or stopped on request.
+    fn summaries(&self) -> Vec<DbSummary> {
+        let board = self.shipped.lock().unwrap_or_else(PoisonError::into_inner);
+        let running = self.members.keys().map(|p| (p, "replicating"));
+        let stopped = self.stopped.iter().map(|p| (p, "stopped"));
+        let mut out: Vec<DbSummary> = running
+            .chain(stopped)
+            .map(|(path, status)| {
+                let shipped = board.get(path).copied().unwrap_or_default();
+                DbSummary {
+                    path: path.clone(),
+                    status: status.to_owned(),
+                    last_sync_at: shipped.at,
+                    txid: shipped.txid.map_or(0, |t| t.0),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+
+    /// `stop` / `unregister`: the database's task is stopped (it ships what it
+    /// captured) and the answer waits for its end.
+    fn stop_member(
+        &mut self,
+        path: PathBuf,
+        reply: oneshot::Sender<Result<Outcome>>,
+        forget: bool,
+    ) {
+        if let Some(m) = self.members.get_mut(&path) {
+            m.forget |= forget;
+            m.waiters.push(reply);
+            let _ = m.stop.send(true);
+            return;
+        }
+        let known = self.stopped.contains(&path);
+        let answer = match (known, forget) {
+            (true, true) => {
+                self.stopped.remove(&path);
+                self.configs.remove(&path);
+                Ok(outcome("unregistered", &path, self.replica_txid(&path)))
+            }
+            (true, false) => Ok(outcome("already_stopped", &path, self.replica_txid(&path))),
+            (false, true) => Ok(outcome("already_unregistered", &path, 0)),
+            (false, false) => Err(Error::NotReplicated(path)),
+        };
+        let _ = reply.send(answer);
+    }
+
+    /// A database stopped on request has ended: kept as stopped, or forgotten.
+    fn stopped_on_request(&mut self, path: &Path, forget: bool) {
+        if forget {
+            // A directory's database (no config of its own) stays out until `start`,
+            // like a stopped one: otherwise its directory would bring it straight back.
+            if self.configs.remove(path).is_none() {
+                self.stopped.insert(path.to_owned());
+            }
+        } else {
+            self.stopped.insert(path.to_owned());
+        }
+    }
+
+    /// `start`: a stopped database runs again (its config kept, or its directory's).
+    fn start_member(
+        &mut self,
+        path: PathBuf,
+        reply: oneshot::Sender<Result<Outcome>>,
+        dirs: &[DirConfig],
+    ) {
+        if self.members.contains_key(&path) {
+            let txid = self.replica_txid(&path);
+            let _ = reply.send(Ok(outcome("already_running", &path, txid)));
+            return;
+        }
+        if !self.stopped.remove(&path) {
+            let _ = reply.send(Err(Error::NotReplicated(path)));
+            return;
+        }
+        let prepared = match self.configs.get(&path) {
+            Some((cfg, client)) => Ok((cfg.clone(), Arc::clone(client), false)),
+            None => match dirs.iter().find(|d| d.matches(&path)) {
+                Some(dir) => dir
+                    .entry(&path)
+                    .map_err(Error::from)
+                    .and_then(|cfg| Ok((cfg.clone(), open_client(cfg.require_replica()?)?, true))),
+                None => Err(Error::NotReplicated(path.clone())),
+            },
+        };
+        match prepared {
+            Ok((cfg, client, from_dir)) => self.launch(cfg, client, from_dir, "started", reply),
+            Err(e) => {
+                self.stopped.insert(path);
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// `register`: a database not in the config replicated to `replica_url`.
+    fn register(
+        &mut self,
+        path: PathBuf,
+        replica_url: &str,
+        reply: oneshot::Sender<Result<Outcome>>,
+        dirs: &[DirConfig],
+    ) {
+        let known = self.members.contains_key(&path)
+            || self.stopped.contains(&path)
+            || self.configs.contains_key(&path)
+            || dirs.iter().any(|d| d.matches(&path) && path.exists());
+        if known {
+            let txid = self.replica_txid(&path);
+            let _ = reply.send(Ok(outcome("already_registered", &path, txid)));
+            return;
+        }
+        let prepared = ReplicaConfig::from_url(replica_url)
+            .map_err(Error::from)
+            .and_then(|replica| {
+                let mut cfg = DbConfig::new(&path);
+                let client = open_client(&replica)?;
+                cfg.replica = Some(replica);
+                Ok((cfg, client))
+            });
+        match prepared {
+            Ok((cfg, client)) => {
+                self.configs
+                    .insert(path.clone(), (cfg.clone(), Arc::clone(&client)));
+                self.launch(cfg, client, false, "registered", reply);
+                if let Some(m) = self.members.get_mut(&path) {
+                    m.registered = true;
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Opens and runs a database, answering `reply` with `status` once it is open (or
+    /// with why it could not be opened, which then ends it quietly).
+    fn launch(
+        &mut self,
+        cfg: DbConfig,
+        client: Arc<dyn ReplicaClient>,
+        from_dir: bool,
+        status: &'static str,
+        reply: oneshot::Sender<Result<Outcome>>,
+    ) {
+        let path = cfg.path.clone();
+        let stop = watch::channel(false);
+        let open = self.starter(cfg, client, stop.1.clone(), from_dir);
+        let shipped = Arc::clone(&self.shipped);
+        let answered = async move {
+            match open.await {
+                Ok(Some(task)) => {
+                    let txid = shipped
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(task.path())
+                        .and_then(|s| s.txid)
+                        .map_or(0, |t| t.0);
+                    let _ = reply.send(Ok(outcome(status, task.path(), txid)));
+                    Ok(Some(task))
+                }
+                Ok(None) => {
+                    let _ = reply.send(Err(Error::ReplicationStopped));
+                    Ok(None)
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    Ok(None)
+                }
+            }
+        };
+        self.spawn(path, from_dir, stop, answered);
+    }
+}
+
+fn outcome(status: &str, path: &Path, txid: u64) -> Outcome {
+    Outcome {
+        status: status.to_owned(),
+        path: path.to_owned(),
+        txid,
+    }
+}
+
+/// The next control request, or never without an inbox.
+async fn recv(inbox: &mut Option<tokio::sync::mpsc::Receiver<Request>>) -> Option<Request> {
+    match inbox {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

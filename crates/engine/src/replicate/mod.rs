@@ -26,6 +26,7 @@
 //! * **Shutdown** captures and ships what is pending, retrying until the deadline.
 
 mod capture;
+pub mod control;
 pub mod directory;
 mod fleet;
 mod heartbeat;
@@ -34,6 +35,8 @@ mod reconcile;
 mod report;
 mod retry;
 mod slot;
+#[cfg(unix)]
+pub mod socket;
 pub use slot::IdleClose;
 mod task;
 mod watcher;
@@ -137,6 +140,20 @@ pub async fn replicate_dirs(
     shutdown: impl Future<Output = ()> + Send + 'static,
     events: EventSink,
 ) -> Result<()> {
+    replicate_controlled(dbs, dirs, settings, shutdown, events, None).await
+}
+
+/// Like [`replicate_dirs`], taking requests from `control` too (see
+/// [`control::control`]): databases registered, stopped, started and unregistered
+/// while it runs, which then lasts until `shutdown` even with no database left.
+pub async fn replicate_controlled(
+    dbs: Vec<DbConfig>,
+    dirs: Vec<DirConfig>,
+    settings: ReplicateSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    events: EventSink,
+    control: Option<control::ControlInbox>,
+) -> Result<()> {
     let mut with_clients = Vec::with_capacity(dbs.len());
     for cfg in dbs {
         let replica_cfg = cfg.require_replica()?;
@@ -145,7 +162,7 @@ pub async fn replicate_dirs(
     }
     let stop = stop_on(shutdown);
     fleet::Fleet::new(settings, events)
-        .run(with_clients, dirs, stop)
+        .run(with_clients, dirs, stop, control)
         .await
 }
 
@@ -160,7 +177,7 @@ pub async fn replicate_to(
 ) -> Result<()> {
     let stop = stop_on(shutdown);
     fleet::Fleet::new(settings, events)
-        .run(dbs, Vec::new(), stop)
+        .run(dbs, Vec::new(), stop, None)
         .await
 }
 
