@@ -20,10 +20,11 @@ const TOP: &[&str] = &[
     "heartbeat-interval",
     "addr",
     "socket",
+    "validation",
 ];
 
 /// Top-level Litestream keys Tideline does not act on yet.
-const TOP_UNSUPPORTED: &[&str] = &["mcp-addr", "socket", "validation", "verify-compaction"];
+const TOP_UNSUPPORTED: &[&str] = &["mcp-addr", "verify-compaction"];
 
 /// Replica settings Tideline uses; valid per replica and at the top level (as defaults
 /// for every replica).
@@ -136,6 +137,7 @@ const LEVEL: &[&str] = &["interval"];
 const RETENTION: &[&str] = &["enabled"];
 const LOGGING: &[&str] = &["level", "type", "stderr", "source"];
 const SOCKET: &[&str] = &["enabled", "path", "permissions"];
+const VALIDATION: &[&str] = &["interval"];
 
 /// Appends a warning for every key of the document that Tideline ignores.
 pub(crate) fn check(root: &Value, warnings: &mut Vec<String>) {
@@ -161,6 +163,7 @@ pub(crate) fn check(root: &Value, warnings: &mut Vec<String>) {
             ("retention", v) => section(v, "retention", RETENTION, warnings),
             ("logging", v) => section(v, "logging", LOGGING, warnings),
             ("socket", v) => section(v, "socket", SOCKET, warnings),
+            ("validation", v) => section(v, "validation", VALIDATION, warnings),
             ("levels", Value::Sequence(levels)) => {
                 for (i, level) in levels.iter().enumerate() {
                     section(level, &format!("levels[{i}]"), LEVEL, warnings);

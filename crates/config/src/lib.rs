@@ -12,7 +12,7 @@
 //!
 //! * keys Tideline does not act on are accepted but listed in [`Config::warnings`]:
 //!   unknown keys (with a "did you mean" for typos), and Litestream features Tideline
-//!   does not have yet (`mcp-addr`, `validation`, …);
+//!   does not have yet (`mcp-addr`, `verify-compaction`);
 //! * replica types other than `file`, `s3`, `sftp`, `webdav`, `abs`, `gs`, `nats` and `oss`
 //!   are refused with a clear error, and so is a directory (`dir:`) replicated to NATS
 //!   (whose bucket has no path: Litestream would write every database into one replica);
@@ -295,6 +295,9 @@ pub struct Config {
     pub addr: Option<ListenAddr>,
     /// `socket:` with `enabled: true`: the control socket.
     pub socket: Option<SocketConfig>,
+    /// `validation.interval`: how often each replica's levels are checked for gaps
+    /// and overlaps; `None` (the default, as in Litestream): never.
+    pub validation_interval: Option<Duration>,
     /// `logging:` section (`LOG_LEVEL` in the environment overrides the level).
     pub logging: LoggingConfig,
     /// The file this config was loaded from.
@@ -321,6 +324,7 @@ impl Default for Config {
             heartbeat: None,
             addr: None,
             socket: None,
+            validation_interval: None,
             logging: LoggingConfig::default(),
             source: None,
             warnings: Vec::new(),
@@ -543,6 +547,11 @@ fn build(
         addr: non_empty(&raw.addr)
             .map(|a| listen::parse("addr", &a))
             .transpose()?,
+        validation_interval: raw
+            .validation
+            .and_then(|v| v.interval)
+            .map(|i| i.0)
+            .filter(|i| !i.is_zero()),
         socket: {
             let s = raw.socket.unwrap_or_default();
             socket::build(s.enabled, s.path, s.permissions.as_ref(), |p| {

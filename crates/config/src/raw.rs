@@ -24,6 +24,12 @@ pub(crate) struct RawConfig {
     pub heartbeat_interval: Option<Interval>,
     pub addr: Option<String>,
     pub socket: Option<RawSocket>,
+    pub validation: Option<RawValidation>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawValidation {
+    pub interval: Option<Interval>,
 }
 
 #[derive(Debug, Default, Deserialize)]

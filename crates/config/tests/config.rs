@@ -672,7 +672,6 @@ fn unknown_and_unsupported_keys_become_warnings() {
     assert_eq!(
         c.warnings,
         vec![
-            "validation: not supported by Tideline yet, ignored",
             "verify-compaction: not supported by Tideline yet, ignored",
             "mcp-addr: not supported by Tideline yet, ignored",
             "snapshots: unknown key, ignored (did you mean snapshot?)",
@@ -682,6 +681,7 @@ fn unknown_and_unsupported_keys_become_warnings() {
         ]
     );
     // The heartbeat, the metrics address and the control socket are acted on.
+    assert_eq!(c.validation_interval, Some(secs(3600)));
     let socket = c.socket.as_ref().unwrap();
     assert_eq!(
         socket.path,

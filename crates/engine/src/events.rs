@@ -146,6 +146,13 @@ pub enum Event {
         /// Why the request failed; `None` when the monitor answered 2xx.
         error: Option<String>,
     },
+    /// The replica's levels were checked for gaps and overlaps (`validation:`).
+    Validated {
+        /// The database.
+        db: PathBuf,
+        /// What was found, one line each (empty: every level is contiguous).
+        problems: Vec<String>,
+    },
     /// A database appeared in a watched directory (`dir:` with `watch: true`) and is
     /// replicated from now on.
     Discovered {
@@ -203,6 +210,7 @@ impl Event {
             self,
             Event::Error { .. } | Event::Heartbeat { error: Some(_), .. }
         ) || matches!(self, Event::Stopped { pending, .. } if *pending > 0)
+            || matches!(self, Event::Validated { problems, .. } if !problems.is_empty())
     }
 }
 
@@ -232,6 +240,7 @@ impl Event {
             | Event::Compacted { db, .. }
             | Event::Snapshotted { db, .. }
             | Event::Deleted { db, .. }
+            | Event::Validated { db, .. }
             | Event::Discovered { db, .. }
             | Event::Vanished { db }
             | Event::Stopped { db, .. } => db,
@@ -344,6 +353,14 @@ impl Event {
             } => format!(
                 "snapshot at TXID {txid}: {pages} pages, {bytes} bytes, in {} ms",
                 duration.as_millis()
+            ),
+            Event::Validated { problems, .. } if problems.is_empty() => {
+                "validation: every level is contiguous".to_owned()
+            }
+            Event::Validated { problems, .. } => format!(
+                "validation found {} problem(s): {}",
+                problems.len(),
+                problems.join("; ")
             ),
             Event::Deleted {
                 level,

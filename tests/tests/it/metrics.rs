@@ -348,3 +348,67 @@ fn a_taken_metrics_port_is_reported_and_replication_goes_on() {
         "{text}"
     );
 }
+
+#[test]
+fn validation_finds_a_gap_in_the_replica_and_status_names_it() {
+    let tl = tideline_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = new_db(d, "app.db");
+    let replica = d.join("replica");
+    let port = free_port();
+    let cfg = d.join("t.yml");
+    fs::write(
+        &cfg,
+        format!(
+            "addr: 127.0.0.1:{port}\nvalidation:\n  interval: 1s\ndbs:\n  - path: {}\n    \
+             monitor-interval: 100ms\n    replica:\n      path: {}\n      sync-interval: 100ms\n",
+            db.display(),
+            replica.display()
+        ),
+    )
+    .unwrap();
+    let log = d.join("t.log");
+    let proc = Litestream::replicate(&tl, &cfg, log.clone());
+    let label = db.to_string_lossy().into_owned();
+    let txid = |t: &str| value(t, "tideline_replica_txid", &[("db", &label)]).unwrap_or(0.0);
+    // Three more transactions, each shipped in its own L0 file.
+    let c = app(&db);
+    wait_scrape(port, "the first sync", &log, |t| txid(t) >= 1.0);
+    for i in 0..3 {
+        let before = scrape(port).map_or(0.0, |t| txid(&t));
+        write(&c, 100 + i * 10, 10);
+        wait_scrape(port, "the next TXID shipped", &log, |t| txid(t) > before);
+    }
+    let problems = |t: &str| value(t, "tideline_validation_problems", &[("db", &label)]);
+    wait_scrape(port, "a clean validation", &log, |t| problems(t) == Some(0.0));
+
+    // A file goes missing from the middle of level 0: restores past it are impossible.
+    let l0 = replica.join("ltx/0");
+    let mut names: Vec<String> = fs::read_dir(&l0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    let lost = &names[names.len() - 2];
+    fs::remove_file(l0.join(lost)).unwrap();
+    wait_scrape(port, "the gap found", &log, |t| problems(t) == Some(1.0));
+    proc.stop();
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(text.contains("validation found 1 problem(s): level 0: TXID gap"), "{text}");
+
+    let o = Command::new(&tl)
+        .args(["status", "-json", "-config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let found = status[0]["replica_problems"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{status}");
+    assert!(found[0].as_str().unwrap().contains("TXID gap"), "{status}");
+    let o = Command::new(&tl).args(["status", "-config"]).arg(&cfg).output().unwrap();
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("the replica's levels are not contiguous"), "{table}");
+}

@@ -5,7 +5,8 @@
 //! since it started (S3; from the report it keeps in the meta directory).
 //!
 //! One database's problem (missing file, unreadable replica) is shown in its row and
-//! does not hide the others.
+//! does not hide the others. Gaps and overlaps in a replica's levels (the check of
+//! `validation:`) are listed under the table.
 
 use anyhow::Result;
 use serde_json::{Value, json};
@@ -58,6 +59,7 @@ impl Show for DatabaseReport {
             "requests": self.requests,
             "error": self.error.as_ref().map(|e| &e.message),
             "error_code": self.error.as_ref().map(|e| e.code),
+            "replica_problems": self.replica_problems,
         })
     }
 
@@ -116,6 +118,15 @@ pub async fn run(args: &Args) -> Result<()> {
             "requests",
         ];
         print!("{}", table(&headers, &rows));
+        for s in statuses.iter().filter(|s| !s.replica_problems.is_empty()) {
+            println!(
+                "\n{}: the replica's levels are not contiguous:",
+                s.path.display()
+            );
+            for p in &s.replica_problems {
+                println!("  {p}");
+            }
+        }
     }
     Ok(())
 }

@@ -27,7 +27,8 @@ use crate::events::{Event, EventSink};
 use crate::levels::compaction::{compact_files, level_due, next_window, plan_inputs, window_start};
 use crate::levels::retention::{self, DEFAULT_DELETE_GRACE, Tombstones};
 use crate::levels::snapshot::{SnapshotSource, snapshot_due};
-use crate::storage::{FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
+use crate::levels::validation;
+use crate::storage::{FileInfo, MAX_COMPACTION_LEVEL, ReplicaClient, SNAPSHOT_LEVEL};
 
 /// Compaction, snapshot and retention settings (Litestream's keys, shared by every
 /// database of a config file).
@@ -55,6 +56,9 @@ pub struct LevelsConfig {
     pub delete_interval: Duration,
     /// How often the cached listing is replaced by a fresh one.
     pub relist_interval: Duration,
+    /// `validation.interval`: how often levels 0 to 8 are listed afresh and checked
+    /// for gaps and overlaps ([`crate::levels::validation`]); `None`: never.
+    pub validation_interval: Option<Duration>,
 }
 
 impl LevelsConfig {
@@ -70,6 +74,7 @@ impl LevelsConfig {
             delete_grace: DEFAULT_DELETE_GRACE,
             delete_interval: Duration::from_secs(5 * 60),
             relist_interval: Duration::from_secs(6 * 3600),
+            validation_interval: c.validation_interval,
         }
     }
 }
@@ -105,6 +110,8 @@ pub struct Maintainer {
     tombstones: Tombstones,
     last_tick: Option<SystemTime>,
     last_delete: Option<SystemTime>,
+    /// When levels were last validated (or the first tick, before any).
+    last_validation: Option<SystemTime>,
 }
 
 impl std::fmt::Debug for Maintainer {
@@ -149,6 +156,7 @@ impl Maintainer {
             tombstones: Tombstones::default(),
             last_tick: None,
             last_delete: None,
+            last_validation: None,
         }
     }
 
@@ -284,6 +292,10 @@ impl Maintainer {
         let l0_waiting = l0[..l0.len().saturating_sub(1)]
             .first()
             .is_some_and(|f| Some(f.max_txid) <= l1_max);
+        if let Some(iv) = self.cfg.validation_interval {
+            let next = self.last_validation.map_or(now + iv, |t| t + iv);
+            due = due.min(next.max(now + Duration::from_millis(1)));
+        }
         if (self.cfg.l0_retention.is_some() && l0_waiting) || !self.tombstones.is_empty() {
             let check = self
                 .last_l0_check
@@ -303,7 +315,33 @@ impl Maintainer {
             self.compact_level(level, now).await?;
         }
         self.snapshot_if_due(now, false).await?;
-        self.retain(now, false).await
+        self.retain(now, false).await?;
+        self.validate_if_due(now).await
+    }
+
+    /// Lists levels 0 to the highest compaction level afresh and reports their
+    /// contiguity ([`Event::Validated`]) once per `validation.interval`, counted from
+    /// the first tick, as Litestream's ticker.
+    async fn validate_if_due(&mut self, now: SystemTime) -> Result<()> {
+        let Some(iv) = self.cfg.validation_interval else {
+            return Ok(());
+        };
+        let since = *self.last_validation.get_or_insert(now);
+        if now.duration_since(since).map_or(true, |d| d < iv) {
+            return Ok(());
+        }
+        self.last_validation = Some(now);
+        let mut problems = Vec::new();
+        let top = self.cfg.levels.len().min(usize::from(MAX_COMPACTION_LEVEL)) as u8;
+        for level in 0..=top {
+            let files = self.client.list_fresh(level).await?;
+            problems.extend(validation::check_level(level, &files));
+        }
+        (self.events)(&Event::Validated {
+            db: self.db.clone(),
+            problems: problems.iter().map(ToString::to_string).collect(),
+        });
+        Ok(())
     }
 
     async fn compact_level(&mut self, level: u8, now: SystemTime) -> Result<()> {

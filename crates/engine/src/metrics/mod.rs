@@ -74,6 +74,8 @@ struct Metrics {
     retention_deleted: IntCounterVec,
     new_generations: IntCounterVec,
     heartbeats: IntCounterVec,
+    validation_problems: GaugeVec,
+    last_validation: GaugeVec,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -258,6 +260,16 @@ impl Metrics {
                 "Heartbeat requests by result (ok, error)",
                 &["result"]
             )?),
+            validation_problems: reg!(gauge(
+                "tideline_validation_problems",
+                "Gaps and overlaps found in the replica's levels by the last validation (0: contiguous)",
+                db
+            )?),
+            last_validation: reg!(gauge(
+                "tideline_last_validation_timestamp_seconds",
+                "When the replica's levels were last validated (Unix time)",
+                db
+            )?),
             registry: registry.clone(),
         };
         #[cfg(target_os = "linux")]
@@ -407,10 +419,7 @@ pub fn observe(event: &Event) {
             m.lag.with_label_values(&l).observe(lag.as_secs_f64());
             m.shipped_files.with_label_values(&l).inc_by(*files as u64);
             m.shipped_bytes.with_label_values(&l).inc_by(*bytes);
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            m.last_shipped.with_label_values(&l).set(now.as_secs_f64());
+            m.last_shipped.with_label_values(&l).set(unix_now());
         }
         Event::Error {
             db, stage, code, ..
@@ -475,8 +484,23 @@ pub fn observe(event: &Event) {
             forget(m, &db_label(db));
             m.databases.dec();
         }
+        Event::Validated { db, problems } => {
+            let db = db_label(db);
+            let l = [db.as_str()];
+            m.validation_problems
+                .with_label_values(&l)
+                .set(problems.len() as f64);
+            m.last_validation.with_label_values(&l).set(unix_now());
+        }
         Event::Checkpointed { .. } | Event::Discovered { .. } | Event::Vanished { .. } => {}
     }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 /// Drops every series of database `db`.
@@ -490,6 +514,8 @@ fn forget(m: &Metrics, db: &str) {
         &m.replica_txid,
         &m.lag_seconds,
         &m.last_shipped,
+        &m.validation_problems,
+        &m.last_validation,
     ] {
         let _ = vec.remove_label_values(&l);
     }

@@ -37,6 +37,9 @@ pub struct DatabaseReport {
     pub requests: Option<RequestReport>,
     /// What went wrong reading the position or the replica.
     pub error: Option<ErrorReport>,
+    /// Gaps and overlaps in the replica's levels ([`crate::levels::validation`]), one
+    /// line each; empty when every level is contiguous.
+    pub replica_problems: Vec<String>,
 }
 
 /// A [`DatabaseReport`] in a few words.
@@ -86,13 +89,14 @@ impl DatabaseReport {
             replica_txid: None,
             requests: read_request_report(&db.meta_path),
             error: None,
+            replica_problems: Vec::new(),
         };
         match MetaDir::new(&db.meta_path).list_l0() {
             Ok(files) => s.local_txid = files.last().map(|(txid, _)| *txid),
             Err(e) => s.error = Some(e.into()),
         }
         match replica_txid(db).await {
-            Ok(t) => s.replica_txid = t,
+            Ok((t, problems)) => (s.replica_txid, s.replica_problems) = (t, problems),
             Err(e) => {
                 s.error.get_or_insert(e.into());
             }
@@ -126,15 +130,19 @@ impl DatabaseReport {
     }
 }
 
-/// The replica's newest TXID, or what is wrong with the destination (the same rule
-/// the replicator applies before uploading).
-async fn replica_txid(db: &DbConfig) -> Result<Option<Txid>, Error> {
+/// The replica's newest TXID and its levels' problems, or what is wrong with the
+/// destination (the same rule the replicator applies before uploading).
+async fn replica_txid(db: &DbConfig) -> Result<(Option<Txid>, Vec<String>), Error> {
     let client = open_client(db.require_replica()?)?;
     let levels = list_levels(client.as_ref()).await?;
     if let Some(problem) = destination_problem(&db.meta_path, &client.describe(), &levels) {
         return Err(problem);
     }
-    Ok(crate::storage::newest_txid(&levels))
+    let problems = crate::levels::validation::check_levels(&levels);
+    Ok((
+        crate::storage::newest_txid(&levels),
+        problems.iter().map(ToString::to_string).collect(),
+    ))
 }
 
 /// Changes captured but not shipped for longer than this make a database "lagging".
@@ -271,6 +279,7 @@ impl Track {
             | Event::Compacted { .. }
             | Event::Snapshotted { .. }
             | Event::Deleted { .. }
+            | Event::Validated { .. }
             | Event::Discovered { .. }
             | Event::Vanished { .. }
             | Event::Heartbeat { .. } => {}
