@@ -10,6 +10,7 @@ mod args;
 mod commands;
 mod config;
 mod logging;
+mod mcp;
 mod source;
 mod time;
 

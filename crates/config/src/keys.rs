@@ -21,10 +21,11 @@ const TOP: &[&str] = &[
     "addr",
     "socket",
     "validation",
+    "mcp-addr",
 ];
 
 /// Top-level Litestream keys Tideline does not act on yet.
-const TOP_UNSUPPORTED: &[&str] = &["mcp-addr", "verify-compaction"];
+const TOP_UNSUPPORTED: &[&str] = &["verify-compaction"];
 
 /// Replica settings Tideline uses; valid per replica and at the top level (as defaults
 /// for every replica).
@@ -322,7 +323,7 @@ mod tests {
     #[test]
     fn walks_every_section() {
         let w = warnings_for(
-            "socket: {pth: /tmp/s}\nmcp-addr: ':3001'\nsnapshot: {intervall: 1h}\nlevels: [{interval: 30s, x: 1}]\n\
+            "socket: {pth: /tmp/s}\nverify-compaction: true\nsnapshot: {intervall: 1h}\nlevels: [{interval: 30s, x: 1}]\n\
              logging: {levle: debug}\nretention: {enable: false}\nsync-interval: 1s\n\
              dbs:\n  - path: /a\n    monitor-intervall: 1s\n    snapshot: {retension: 1h}\n\
              \x20   replica: {url: 's3://b', jwtt: h, name: n, validation-interval: 1s, zzzz: 1}\n\
@@ -330,7 +331,7 @@ mod tests {
         );
         let want = [
             "socket.pth: unknown key, ignored (did you mean path?)",
-            "mcp-addr: not supported by Tideline yet, ignored",
+            "verify-compaction: not supported by Tideline yet, ignored",
             "snapshot.intervall: unknown key, ignored (did you mean interval?)",
             "levels[0].x: unknown key, ignored",
             "logging.levle: unknown key, ignored (did you mean level?)",

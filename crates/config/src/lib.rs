@@ -12,7 +12,7 @@
 //!
 //! * keys Tideline does not act on are accepted but listed in [`Config::warnings`]:
 //!   unknown keys (with a "did you mean" for typos), and Litestream features Tideline
-//!   does not have yet (`mcp-addr`, `verify-compaction`);
+//!   does not have yet (`verify-compaction`);
 //! * replica types other than `file`, `s3`, `sftp`, `webdav`, `abs`, `gs`, `nats` and `oss`
 //!   are refused with a clear error, and so is a directory (`dir:`) replicated to NATS
 //!   (whose bucket has no path: Litestream would write every database into one replica);
@@ -293,6 +293,8 @@ pub struct Config {
     pub heartbeat: Option<HeartbeatConfig>,
     /// `addr:`: where Prometheus metrics are served on `/metrics`.
     pub addr: Option<ListenAddr>,
+    /// `mcp-addr:`: where the MCP server (Streamable HTTP) listens.
+    pub mcp_addr: Option<ListenAddr>,
     /// `socket:` with `enabled: true`: the control socket.
     pub socket: Option<SocketConfig>,
     /// `validation.interval`: how often each replica's levels are checked for gaps
@@ -323,6 +325,7 @@ impl Default for Config {
             exec: None,
             heartbeat: None,
             addr: None,
+            mcp_addr: None,
             socket: None,
             validation_interval: None,
             logging: LoggingConfig::default(),
@@ -546,6 +549,9 @@ fn build(
         heartbeat,
         addr: non_empty(&raw.addr)
             .map(|a| listen::parse("addr", &a))
+            .transpose()?,
+        mcp_addr: non_empty(&raw.mcp_addr)
+            .map(|a| listen::parse("mcp-addr", &a))
             .transpose()?,
         validation_interval: raw
             .validation

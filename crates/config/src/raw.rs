@@ -23,6 +23,7 @@ pub(crate) struct RawConfig {
     pub heartbeat_url: Option<String>,
     pub heartbeat_interval: Option<Interval>,
     pub addr: Option<String>,
+    pub mcp_addr: Option<String>,
     pub socket: Option<RawSocket>,
     pub validation: Option<RawValidation>,
 }

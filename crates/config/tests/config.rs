@@ -673,7 +673,6 @@ fn unknown_and_unsupported_keys_become_warnings() {
         c.warnings,
         vec![
             "verify-compaction: not supported by Tideline yet, ignored",
-            "mcp-addr: not supported by Tideline yet, ignored",
             "snapshots: unknown key, ignored (did you mean snapshot?)",
             "dbs[0].monitor_interval: unknown key, ignored (did you mean monitor-interval?)",
             "dbs[0].replica.sync-intervall: unknown key, ignored (did you mean sync-interval?)",
@@ -682,6 +681,7 @@ fn unknown_and_unsupported_keys_become_warnings() {
     );
     // The heartbeat, the metrics address and the control socket are acted on.
     assert_eq!(c.validation_interval, Some(secs(3600)));
+    assert_eq!(c.mcp_addr.as_ref().unwrap().port, 3001);
     let socket = c.socket.as_ref().unwrap();
     assert_eq!(
         socket.path,

@@ -9,6 +9,7 @@ mod faults;
 mod litestream_dir;
 mod litestream_dropin;
 mod litestream_remote;
+mod mcp;
 mod metrics;
 mod replicator;
 mod sigkill;

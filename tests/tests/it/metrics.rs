@@ -381,7 +381,9 @@ fn validation_finds_a_gap_in_the_replica_and_status_names_it() {
         wait_scrape(port, "the next TXID shipped", &log, |t| txid(t) > before);
     }
     let problems = |t: &str| value(t, "tideline_validation_problems", &[("db", &label)]);
-    wait_scrape(port, "a clean validation", &log, |t| problems(t) == Some(0.0));
+    wait_scrape(port, "a clean validation", &log, |t| {
+        problems(t) == Some(0.0)
+    });
 
     // A file goes missing from the middle of level 0: restores past it are impossible.
     let l0 = replica.join("ltx/0");
@@ -396,7 +398,10 @@ fn validation_finds_a_gap_in_the_replica_and_status_names_it() {
     wait_scrape(port, "the gap found", &log, |t| problems(t) == Some(1.0));
     proc.stop();
     let text = fs::read_to_string(&log).unwrap();
-    assert!(text.contains("validation found 1 problem(s): level 0: TXID gap"), "{text}");
+    assert!(
+        text.contains("validation found 1 problem(s): level 0: TXID gap"),
+        "{text}"
+    );
 
     let o = Command::new(&tl)
         .args(["status", "-json", "-config"])
@@ -408,7 +413,14 @@ fn validation_finds_a_gap_in_the_replica_and_status_names_it() {
     let found = status[0]["replica_problems"].as_array().unwrap();
     assert_eq!(found.len(), 1, "{status}");
     assert!(found[0].as_str().unwrap().contains("TXID gap"), "{status}");
-    let o = Command::new(&tl).args(["status", "-config"]).arg(&cfg).output().unwrap();
+    let o = Command::new(&tl)
+        .args(["status", "-config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     let table = String::from_utf8_lossy(&o.stdout);
-    assert!(table.contains("the replica's levels are not contiguous"), "{table}");
+    assert!(
+        table.contains("the replica's levels are not contiguous"),
+        "{table}"
+    );
 }

@@ -86,6 +86,7 @@ pub async fn run(args: &Args) -> Result<i32> {
     // Kept until replication ends: dropping them stops the endpoints.
     let _metrics = serve_metrics(&config).await;
     let (_socket, inbox) = serve_control(args, &config).await?;
+    let _mcp = serve_mcp(&config).await;
     let mut run = Running::start(args, &config, inbox);
     let mut child = None;
     if let Some(cmd) = &exec {
@@ -113,6 +114,25 @@ async fn serve_metrics(config: &Config) -> Option<tideline_engine::MetricsServer
         }
         Err(e) => {
             error!("{e}");
+            None
+        }
+    }
+}
+
+/// Serves the MCP tools on `mcp-addr:`. A port that cannot be had is logged and
+/// replication goes on, as Litestream does.
+async fn serve_mcp(config: &Config) -> Option<crate::mcp::McpServer> {
+    let addr = config.mcp_addr.as_ref()?;
+    match crate::mcp::serve(addr, config.source.clone()).await {
+        Ok(server) => {
+            info!(
+                "MCP server (Streamable HTTP) listening on http://{}/",
+                server.addr
+            );
+            Some(server)
+        }
+        Err(e) => {
+            error!("{e:#}");
             None
         }
     }
