@@ -49,6 +49,10 @@
 //!   `cp` + fsync of the same file (`--no-restore`); with `--quick`, Azure Blob
 //!   Storage and SFTP at `--big-mb` only.
 //!
+//! The fleet group (see [`fleet`], `--fleet 10,100,400,1000` by default, 20 with
+//! `--quick`, `--no-fleet` to skip): one process watching a directory of N databases
+//! on S3, start-up, idle CPU and requests, the lag of 10 written at 10 tx/s, RSS.
+//!
 //! Large databases are built once per run directory (`big-N.db`); replicas, copies and
 //! restored files are deleted after each measurement. With default arguments the whole
 //! suite takes about half an hour on two cores; `--quick` a few minutes.
@@ -65,6 +69,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rusqlite::Connection;
 
+mod fleet;
 mod heavy;
 mod idle;
 mod s3;
@@ -106,6 +111,10 @@ struct Args {
     bulk_mb: u64,
     huge_mb: u64,
     heavy_rounds: usize,
+    /// `--fleet N,N,…`: the fleet group's sizes (empty: `--no-fleet`).
+    fleet: Vec<usize>,
+    fleet_settle: Duration,
+    fleet_seconds: u64,
     /// `--quick`: a smoke run (smaller sizes, fewer rounds).
     quick: bool,
 }
@@ -126,6 +135,7 @@ usage: tideline-bench [--quick] [--rounds N] [--seconds S] [--litestream PATH]
                       [--tideline PATH] [--dir DIR] [--no-folder] [--no-s3] [--no-idle]
                       [--no-bigtx] [--no-bulk] [--no-restore] [--big-mb N] [--huge-mb N]
                       [--tx-mb N] [--bulk-mb N] [--heavy-rounds N] [--idle-seconds N]
+                      [--fleet N,N,...] [--no-fleet] [--fleet-settle S] [--fleet-seconds S]
 
 Runs the same workloads against no replication, Litestream and tideline, alternating,
 and prints one table of medians and spreads. The restore group (initial sync, restore
@@ -155,8 +165,12 @@ fn parse_args() -> Result<Args> {
         bulk_mb: 256,
         huge_mb: 1024,
         heavy_rounds: 2,
+        fleet: vec![10, 100, 400, 1000],
+        fleet_settle: Duration::from_secs(40),
+        fleet_seconds: 30,
         quick: false,
     };
+    let mut fleet_given = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut val = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
@@ -175,9 +189,30 @@ fn parse_args() -> Result<Args> {
                 a.bulk_mb = 16;
                 a.huge_mb = 64;
                 a.heavy_rounds = 1;
+                if !fleet_given {
+                    a.fleet = vec![20];
+                }
+                a.fleet_settle = Duration::from_secs(5);
+                a.fleet_seconds = 5;
                 a.quick = true;
             }
             "--no-bigtx" => a.big_tx = false,
+            "--fleet" => {
+                fleet_given = true;
+                a.fleet = val("--fleet")?
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .context("--fleet takes sizes such as 100,400,1000")?;
+            }
+            "--no-fleet" => {
+                fleet_given = true;
+                a.fleet.clear();
+            }
+            "--fleet-settle" => {
+                a.fleet_settle = Duration::from_secs(val("--fleet-settle")?.parse()?);
+            }
+            "--fleet-seconds" => a.fleet_seconds = val("--fleet-seconds")?.parse()?,
             "--no-bulk" => a.bulk = false,
             "--no-restore" => a.restore = false,
             "--tx-mb" => a.tx_mb = val("--tx-mb")?.parse()?,
@@ -269,6 +304,10 @@ impl Proc {
             })
             .unwrap_or(0);
         (cpu, rss)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn stop(mut self) {
@@ -499,6 +538,9 @@ fn main() -> Result<()> {
     }
     if a.idle {
         idle::run(&a, &dir)?;
+    }
+    if !a.fleet.is_empty() {
+        fleet::run(&a, &dir)?;
     }
     if a.big_tx || a.bulk || a.restore {
         let servers = heavy::Servers::start(&dir)?;

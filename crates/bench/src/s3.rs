@@ -143,7 +143,7 @@ pub fn steady(
 }
 
 /// Commits `n` marked rows, the i-th due at i / `rate` s; when each COMMIT returned.
-fn write_at_rate(c: &rusqlite::Connection, rate: f64, n: u64) -> Result<Vec<Instant>> {
+pub(crate) fn write_at_rate(c: &rusqlite::Connection, rate: f64, n: u64) -> Result<Vec<Instant>> {
     let mut stmt = c.prepare("INSERT INTO t(v) VALUES (?1)")?;
     let t0 = Instant::now();
     let mut committed = Vec::with_capacity(n as usize);
@@ -170,7 +170,7 @@ fn idle_requests_per_min(a: &Args, server: &S3Server, window: Duration) -> f64 {
 
 /// Each commit's lag (ms, sorted) to the first arrival holding its marker; fails if
 /// fewer than 90 % were seen.
-fn commit_lags(
+pub(crate) fn commit_lags(
     committed: &[Instant],
     arrivals: &[(Instant, u64)],
     r: Replicator,

@@ -159,7 +159,13 @@ impl Fleet {
         drop(tx);
         let listening = inbox.is_some() && !self.settings.once;
         let mut inbox = inbox.map(|i| i.0);
+        // A stop that came while the databases were being opened reaches them now.
         let mut stopping = *stop.borrow();
+        if stopping {
+            for m in self.members.values() {
+                let _ = m.stop.send(true);
+            }
+        }
         let mut pending: Vec<Change> = Vec::new();
         let mut flush_at: Option<Instant> = None;
         loop {
