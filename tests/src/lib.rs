@@ -142,3 +142,60 @@ pub fn checkpointed(db: &Path) -> Vec<u8> {
     assert_eq!(busy, 0, "nothing else holds the database");
     fs::read(db).unwrap()
 }
+
+/// A port free on 127.0.0.1 now (for a server a test starts in another process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The newest MaxTXID among the LTX files (`<min>-<max>.ltx`) in `dirs` (missing
+/// folders count as empty): a replica's position as its files show it.
+pub fn newest_txid_in(dirs: impl IntoIterator<Item = PathBuf>) -> u64 {
+    let mut newest = 0;
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some((_, max)) = name.strip_suffix(".ltx").and_then(|n| n.split_once('-')) {
+                newest = newest.max(u64::from_str_radix(max, 16).unwrap());
+            }
+        }
+    }
+    newest
+}
+
+/// Restores `url` (or a database path with `config`) with `bin` (either tool: the
+/// same `restore -o OUT URL`) into `out`; its row count, if it restored.
+pub fn restored(bin: &Path, url: &str, out: &Path, config: Option<&Path>) -> Option<i64> {
+    let _ = fs::remove_file(out);
+    let mut cmd = Command::new(bin);
+    cmd.arg("restore");
+    if let Some(c) = config {
+        cmd.arg("-config").arg(c);
+    }
+    let o = cmd.arg("-o").arg(out).arg(url).output().unwrap();
+    o.status.success().then(|| rows(out))
+}
+
+/// Waits (bounded) until `bin` restores `want` rows from `url`.
+pub fn wait_restored(bin: &Path, url: &str, out: &Path, config: Option<&Path>, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = restored(bin, url, out, config);
+        if got == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} restore of {url}: {got:?} rows, want {want}",
+            bin.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

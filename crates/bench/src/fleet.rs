@@ -208,7 +208,10 @@ fn one(a: &Args, r: Replicator, dir: &Path, template: &Path, n: usize) -> Result
         .collect();
     let mut committed = Vec::new();
     for w in writers {
-        committed.push(w.join().map_err(|_| anyhow::anyhow!("a writer panicked"))??);
+        committed.push(
+            w.join()
+                .map_err(|_| anyhow::anyhow!("a writer panicked"))??,
+        );
     }
     let (cpu2, _) = proc.usage();
     let req2 = server.total_requests();

@@ -39,6 +39,7 @@ pub mod levels;
 pub mod metrics;
 pub mod replicate;
 pub mod restore;
+mod serve;
 pub mod service;
 pub mod storage;
 pub mod time;

@@ -103,6 +103,7 @@ const SHARED: &[&str] = &[
     "blocking",
     "failpoint",
     "metrics",
+    "serve",
     "config",
     "Error",
     "Result",
@@ -165,6 +166,7 @@ fn engine_components_use_only_lower_layers() {
         "failpoint.rs",
         "metrics/mod.rs",
         "metrics/http.rs",
+        "serve.rs",
     ] {
         let text = std::fs::read_to_string(src.join(leaf)).unwrap();
         for path in crate_paths(&text) {

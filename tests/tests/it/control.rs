@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use tideline_e2e::{Litestream, app, litestream, rows, tideline_bin, write};
+use tideline_e2e::{Litestream, app, litestream, newest_txid_in, tideline_bin, write};
 
 fn new_db(path: &Path, n: i64) -> rusqlite::Connection {
     let c = app(path);
@@ -40,32 +40,13 @@ fn stdout_ok(bin: &Path, args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-/// The rows a restore of `replica` gives, if it restores.
+/// The rows a restore of the folder replica `replica` gives, if it restores.
 fn restored(tl: &Path, replica: &Path, out: &Path) -> Option<i64> {
-    let _ = fs::remove_file(out);
-    let o = Command::new(tl)
-        .args(["restore", "-o"])
-        .arg(out)
-        .arg(url(replica))
-        .output()
-        .unwrap();
-    o.status.success().then(|| rows(out))
+    tideline_e2e::restored(tl, &url(replica), out, None)
 }
 
 fn wait_restored(tl: &Path, replica: &Path, out: &Path, want: i64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = restored(tl, replica, out);
-        if got == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}: {got:?} rows, want {want}",
-            replica.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    tideline_e2e::wait_restored(tl, &url(replica), out, None, want);
 }
 
 fn wait_for_socket(socket: &Path, log: &Path) {
@@ -80,21 +61,9 @@ fn wait_for_socket(socket: &Path, log: &Path) {
     }
 }
 
-/// The newest TXID of a folder replica (any level), in hex as `ltx` prints it.
+/// The newest TXID of a folder replica (any level).
 fn newest_txid(replica: &Path) -> u64 {
-    let mut newest = 0;
-    for level in 0..=9 {
-        let Ok(entries) = fs::read_dir(replica.join(format!("ltx/{level}"))) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some((_, max)) = name.strip_suffix(".ltx").and_then(|n| n.split_once('-')) {
-                newest = newest.max(u64::from_str_radix(max, 16).unwrap());
-            }
-        }
-    }
-    newest
+    newest_txid_in((0..=9).map(|level| replica.join(format!("ltx/{level}"))))
 }
 
 fn socket_config(d: &Path, name: &str, socket: &Path, db: &Path, replica: &Path) -> PathBuf {

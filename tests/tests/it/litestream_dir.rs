@@ -5,10 +5,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-use tideline_e2e::{Litestream, app, litestream, rows, tideline_bin, write};
+use tideline_e2e::{Litestream, app, litestream, tideline_bin, wait_restored, write};
 
 /// A `dir:` config for `data` (recursive, watched) replicated to `replica`.
 fn dir_config(d: &Path, name: &str, replica: &Path) -> PathBuf {
@@ -25,36 +23,6 @@ fn dir_config(d: &Path, name: &str, replica: &Path) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-/// Restores `url` (or a database path with `config`) with `bin` (either tool: the
-/// same `restore -o OUT URL`) into `out`; its row count, if it restored.
-fn restored(bin: &Path, url: &str, out: &Path, config: Option<&Path>) -> Option<i64> {
-    let _ = fs::remove_file(out);
-    let mut cmd = Command::new(bin);
-    cmd.arg("restore");
-    if let Some(c) = config {
-        cmd.arg("-config").arg(c);
-    }
-    let o = cmd.arg("-o").arg(out).arg(url).output().unwrap();
-    o.status.success().then(|| rows(out))
-}
-
-/// Waits (bounded) until `bin` restores `want` rows from `url`.
-fn wait_restored(bin: &Path, url: &str, out: &Path, config: Option<&Path>, want: i64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = restored(bin, url, out, config);
-        if got == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} restore of {url}: {got:?} rows, want {want}",
-            bin.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The databases' folders in a directory replica (`a.db`, `sub/b.db`).

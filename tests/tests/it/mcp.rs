@@ -13,15 +13,7 @@ use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
-use tideline_e2e::{Litestream, app, litestream, rows, tideline_bin, write};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use tideline_e2e::{Litestream, app, free_port, litestream, rows, tideline_bin, write};
 
 /// Connects (retrying while the server starts, bounded).
 async fn connect(port: u16, log: &Path) -> RunningService<RoleClient, ClientConfig> {

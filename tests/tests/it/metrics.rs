@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tideline_e2e::{Litestream, app, litestream, rows, tideline_bin, write};
+use tideline_e2e::{
+    Litestream, app, free_port, litestream, newest_txid_in, rows, tideline_bin, write,
+};
 use tideline_testkit::{ACCESS_KEY, BUCKET, REGION, S3Server, SECRET_KEY};
 
 /// Families Litestream exports that Tideline does not, and why.
@@ -22,15 +24,6 @@ const NOT_IN_TIDELINE: &[(&str, &str)] = &[(
     "litestream_compaction_verify_error_count",
     "verify-compaction is not supported (warned at start), so there is nothing to count",
 )];
-
-/// A port free on 127.0.0.1 now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `GET /metrics` on `port`; the body, or `None` while nothing listens.
 fn scrape(port: u16) -> Option<String> {
@@ -138,19 +131,7 @@ fn replica_url(s3: &S3Server, prefix: &str) -> String {
 
 /// The newest TXID in the bucket under `prefix` (Litestream's S3 layout).
 fn newest_in_bucket(s3: &S3Server, prefix: &str) -> u64 {
-    let mut newest = 0;
-    for level in 0..=9u8 {
-        let Ok(entries) = fs::read_dir(s3.object_path(&format!("{prefix}/{level:04x}"))) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some((_, max)) = name.strip_suffix(".ltx").and_then(|n| n.split_once('-')) {
-                newest = newest.max(u64::from_str_radix(max, 16).unwrap());
-            }
-        }
-    }
-    newest
+    newest_txid_in((0..=9u8).map(|level| s3.object_path(&format!("{prefix}/{level:04x}"))))
 }
 
 fn new_db(dir: &Path, name: &str) -> PathBuf {

@@ -15,7 +15,7 @@ use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::config::ListenAddr;
 use crate::error::{Error, Result};
@@ -94,37 +94,24 @@ fn bind_error(addr: &ListenAddr, source: std::io::Error) -> Error {
     }
 }
 
-async fn accept_loop(listener: TcpListener, mut stopped: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            _ = stopped.changed() => return,
-            p = Arc::clone(&slots).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let socket = tokio::select! {
-            _ = stopped.changed() => return,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                // Out of file descriptors and the like: the next accept may work.
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        tokio::spawn(async move {
-            let svc =
-                hyper::service::service_fn(|req| async move { Ok::<_, Infallible>(answer(&req)) });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(socket), svc);
-            let _ = tokio::time::timeout(CONNECTION_DEADLINE, conn).await;
-            drop(permit);
-        });
-    }
+fn accept_loop(
+    listener: TcpListener,
+    stopped: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let listener = Arc::new(listener);
+    let accept = move || {
+        let l = Arc::clone(&listener);
+        async move { l.accept().await.map(|(s, _)| s) }
+    };
+    let serve = |socket| async move {
+        let svc =
+            hyper::service::service_fn(|req| async move { Ok::<_, Infallible>(answer(&req)) });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(socket), svc)
+            .await;
+    };
+    crate::serve::accept_loop(accept, serve, MAX_CONNECTIONS, CONNECTION_DEADLINE, stopped)
 }
 
 /// `GET /metrics` (or `HEAD`): the text; anything else: 404 or 405.

@@ -392,6 +392,14 @@ impl Fleet {
                 self.first_err.get_or_insert(e);
             }
         }
+        if !self.stopped.contains(&path) {
+            // Gone for good (or back below): a fleet whose databases come and go keeps
+            // no record of the ones that went.
+            self.shipped
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&path);
+        }
         if !stopping && member.is_some_and(|m| m.vanished) {
             self.appeared(&path, dirs);
         }

@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use super::control::{Control, DbSummary, Outcome};
 use crate::config::SocketConfig;
@@ -29,6 +29,8 @@ use crate::error::{Error, Result};
 const MAX_CONNECTIONS: usize = 16;
 /// The largest request body taken (a path and a URL).
 const MAX_BODY: usize = 64 << 10;
+/// The longest a connection stays open.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(15 * 60);
 /// Litestream's default wait for `stop` and `unregister` (their final upload).
 const DEFAULT_TIMEOUT_SECS: u64 = 30;
 
@@ -143,43 +145,31 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
-async fn accept_loop(
+fn accept_loop(
     listener: UnixListener,
     control: Arc<Control>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            _ = stopped.changed() => return,
-            p = Arc::clone(&slots).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let stream = tokio::select! {
-            _ = stopped.changed() => return,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    stopped: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let listener = Arc::new(listener);
+    let accept = move || {
+        let l = Arc::clone(&listener);
+        async move { l.accept().await.map(|(s, _)| s) }
+    };
+    let serve = move |stream| {
         let control = Arc::clone(&control);
-        tokio::spawn(async move {
+        async move {
             let svc = hyper::service::service_fn(move |req| {
                 let control = Arc::clone(&control);
                 async move { Ok::<_, Infallible>(answer(&control, req).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc);
-            // Longer than any request's own timeout, so a stuck client is let go.
-            let _ = tokio::time::timeout(Duration::from_secs(15 * 60), conn).await;
-            drop(permit);
-        });
-    }
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        }
+    };
+    // The deadline is longer than any request's own timeout, so only a stuck client
+    // is cut off.
+    crate::serve::accept_loop(accept, serve, MAX_CONNECTIONS, CONNECTION_DEADLINE, stopped)
 }
 
 fn reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {

@@ -254,6 +254,7 @@ fn short_cfg() -> LevelsConfig {
         delete_grace: Duration::from_secs(600),
         delete_interval: Duration::from_secs(300),
         relist_interval: Duration::from_secs(6 * 3600),
+        validation_interval: None,
     }
 }
 
@@ -400,6 +401,29 @@ async fn retention_disabled_deletes_nothing_from_the_replica() {
     assert_eq!(sim.counts.delete.load(Ordering::SeqCst), 0);
     // Local copies are still cleaned up.
     assert!(sim.max_local_l0 <= 3);
+}
+
+#[tokio::test]
+async fn validation_runs_on_its_interval_and_finds_compacted_levels_contiguous() {
+    // An hour of writes with compaction, L0 retention and snapshots under way: every
+    // level stays contiguous, and the check runs once per interval, not per tick.
+    let mut cfg = short_cfg();
+    cfg.validation_interval = Some(Duration::from_secs(600));
+    let sim = simulate(cfg, 1, Duration::from_secs(60)).await;
+    let events = sim.events.lock().unwrap();
+    let found: Vec<&Vec<String>> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Validated { problems, .. } => Some(problems),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        (5..=6).contains(&found.len()),
+        "{} validations in an hour",
+        found.len()
+    );
+    assert!(found.iter().all(|p| p.is_empty()), "{found:?}");
 }
 
 /// Default levels (30 s, 5 min, 1 h; snapshots daily, kept a day), one write a
@@ -885,6 +909,7 @@ async fn each_tool_takes_over_a_replica_the_other_compacted() {
             delete_grace: Duration::from_secs(1),
             delete_interval: Duration::from_secs(1),
             relist_interval: Duration::from_secs(3600),
+            validation_interval: None,
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let events = Arc::new(Mutex::new(Vec::new()));
