@@ -24,7 +24,7 @@ NATS_SERVER_VERSION=2.15.1
 
 PKGS="build-essential pkg-config file python3-venv libwebkit2gtk-4.1-dev libgtk-3-dev
       libayatana-appindicator3-dev librsvg2-dev libssl-dev libxdo-dev
-      xvfb xauth dbus webkit2gtk-driver time rclone openssh-server"
+      xvfb xauth dbus webkit2gtk-driver time rclone openssh-server openssl"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

@@ -386,6 +386,8 @@ impl ReplicaError {
                 RemoteFailure::ServerFull(_) => ErrorCode::DiskFull,
                 RemoteFailure::NoSuchBucket(_) => ErrorCode::NoSuchBucket,
                 RemoteFailure::BadCredentialsFile { .. } => ErrorCode::WrongCredentials,
+                // The replica's TLS settings (root-cas, client-cert) must change.
+                RemoteFailure::TlsRejected(_) => ErrorCode::InvalidConfig,
                 _ => ErrorCode::DestinationUnavailable,
             },
             ReplicaError::Io { source, .. } if is_disk_full(source) => ErrorCode::DiskFull,

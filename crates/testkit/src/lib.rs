@@ -43,7 +43,7 @@ pub mod webdav;
 pub use azurite::{AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer};
 pub use gcs::{GCS_PROJECT, GcsServer};
 pub use latency::LatencyProxy;
-pub use nats::{NatsLogin, NatsServer};
+pub use nats::{NatsLogin, NatsServer, NatsTls, make_tls};
 pub use oss::{OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_BUCKET, OSS_REGION, OssServer};
 pub use password_sftp::PasswordSftpServer;
 pub use replica::{CountingReplica, FaultyReplica, ReplicaCounts, ReplicaFault};

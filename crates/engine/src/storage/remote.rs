@@ -53,6 +53,9 @@ pub enum RemoteFailure {
         /// The status text or the server's message.
         message: String,
     },
+    /// The TLS handshake failed: the server's certificate is not trusted, or the server
+    /// wants a client certificate that was not given or not accepted.
+    TlsRejected(String),
     /// Anything else (a malformed answer, a protocol error).
     Other(String),
 }
@@ -79,6 +82,7 @@ impl RemoteFailure {
                 | RemoteFailure::HostKeyChanged { .. }
                 | RemoteFailure::NoSuchBucket(_)
                 | RemoteFailure::BadCredentialsFile { .. }
+                | RemoteFailure::TlsRejected(_)
         )
     }
 }
@@ -120,6 +124,10 @@ impl std::fmt::Display for RemoteFailure {
             RemoteFailure::Server { status, message } => {
                 write!(f, "the server answered {status} {message}")
             }
+            RemoteFailure::TlsRejected(detail) => write!(
+                f,
+                "the TLS handshake failed ({detail}): the server's certificate must be signed by a CA in root-cas: (or the system's store), and a server that asks for a client certificate needs client-cert: and client-key: signed by a CA it trusts"
+            ),
             RemoteFailure::Other(detail) => f.write_str(detail),
         }
     }

@@ -19,8 +19,28 @@ pub(super) fn connect_failure(e: &ConnectError, keys: &'static str) -> RemoteFai
             RemoteFailure::WrongCredentials { keys, detail }
         }
         ConnectErrorKind::ServerParse => RemoteFailure::Other(detail),
+        ConnectErrorKind::Tls => RemoteFailure::TlsRejected(detail),
+        _ if tls_failed(e) => RemoteFailure::TlsRejected(detail),
         _ => RemoteFailure::Unreachable(detail),
     }
+}
+
+/// Whether the handshake itself failed: async-nats reports a certificate the client
+/// does not trust, or an alert from a server that wants a client certificate, as an
+/// I/O error carrying the TLS library's error.
+fn tls_failed(e: &ConnectError) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<rustls::Error>().is_some()
+            || s.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// A failure to find the bucket's stream (`OBJ_<bucket>`).
