@@ -12,6 +12,8 @@
 //! * RSS now and peak, threads and open files (Linux `/proc`).
 //!
 //! A fleet of 10 (every database written) is the one-database baseline of the lag.
+//! Tideline also serves its metrics (`addr:`), so the idle window's requests are
+//! printed by operation (`litestream_replica_operation_total`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -41,6 +43,8 @@ struct Fleet {
     peak_rss_mib: f64,
     threads: usize,
     fds: usize,
+    /// Tideline's idle-window requests by operation, from its metrics.
+    idle_ops: Vec<(String, f64)>,
 }
 
 /// The fleet group for each size in `a.fleet`, both tools in turn.
@@ -64,7 +68,7 @@ pub fn run(a: &Args, dir: &Path) -> Result<()> {
         "| N | tool | start, s | idle CPU, % | idle req/min | written CPU, % | written req/min | lag p50, ms | lag p99, ms | RSS, MiB | peak RSS, MiB | threads | open files |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (n, r, f) in rows {
+    for (n, r, f) in &rows {
         println!(
             "| {n} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
             r.name(),
@@ -81,7 +85,39 @@ pub fn run(a: &Args, dir: &Path) -> Result<()> {
             f.fds
         );
     }
+    for (n, r, f) in rows.iter().filter(|(_, _, f)| !f.idle_ops.is_empty()) {
+        let ops: Vec<String> = f
+            .idle_ops
+            .iter()
+            .map(|(op, k)| format!("{op} {k:.0}"))
+            .collect();
+        println!(
+            "\n{n} {}: idle-window requests by operation: {}",
+            r.name(),
+            ops.join(", ")
+        );
+    }
     Ok(())
+}
+
+/// `GET /metrics` on `port`: each `litestream_replica_operation_total` by operation.
+fn operations(port: u16) -> Vec<(String, f64)> {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return Vec::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines()
+        .filter(|l| l.starts_with("litestream_replica_operation_total{"))
+        .filter_map(|l| {
+            let op = l.split("operation=\"").nth(1)?.split('"').next()?;
+            let v = l.rsplit(' ').next()?.parse().ok()?;
+            Some((op.to_owned(), v))
+        })
+        .collect()
 }
 
 fn name(i: usize) -> String {
@@ -107,11 +143,12 @@ fn build(dir: &Path, n: usize) -> Result<PathBuf> {
     Ok(template)
 }
 
-fn config(path: &Path, data: &Path, server: &S3Server) -> Result<()> {
+fn config(path: &Path, data: &Path, server: &S3Server, metrics: Option<u16>) -> Result<()> {
+    let addr = metrics.map_or_else(String::new, |p| format!("addr: 127.0.0.1:{p}\n"));
     fs::write(
         path,
         format!(
-            "dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    watch: true\n    replica:\n      type: s3\n      \
+            "{addr}dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    watch: true\n    replica:\n      type: s3\n      \
              bucket: {BUCKET}\n      path: fleet\n      endpoint: {}\n      region: {REGION}\n      \
              force-path-style: true\n      access-key-id: {ACCESS_KEY}\n      secret-access-key: {SECRET_KEY}\n",
             data.display(),
@@ -159,7 +196,13 @@ fn one(a: &Args, r: Replicator, dir: &Path, template: &Path, n: usize) -> Result
     }
     let server = S3Server::start(&run.join("s3"))?;
     let cfg = run.join("fleet.yml");
-    config(&cfg, &data, &server)?;
+    let metrics = (r == Replicator::Tideline).then(|| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0)
+    });
+    config(&cfg, &data, &server, metrics)?;
     let bin = a.bin(r).context("the fleet group needs a replicator")?;
     let t0 = Instant::now();
     let proc = Proc::start_config(bin, &cfg, &run.join("replicate.log"))?;
@@ -182,9 +225,19 @@ fn one(a: &Args, r: Replicator, dir: &Path, template: &Path, n: usize) -> Result
     let pct = |cpu: f64| cpu / window.as_secs_f64() * 100.0;
     let (cpu0, _) = proc.usage();
     let req0 = server.total_requests();
+    let ops0 = metrics.map(operations).unwrap_or_default();
     std::thread::sleep(window);
     let (cpu1, _) = proc.usage();
     let req1 = server.total_requests();
+    let ops1 = metrics.map(operations).unwrap_or_default();
+    let idle_ops = ops1
+        .iter()
+        .map(|(op, v)| {
+            let before = ops0.iter().find(|(o, _)| o == op).map_or(0.0, |(_, b)| *b);
+            (op.clone(), v - before)
+        })
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
 
     // The written window: WRITTEN databases at RATE each, every commit's lag watched.
     let written = WRITTEN.min(n);
@@ -239,5 +292,6 @@ fn one(a: &Args, r: Replicator, dir: &Path, template: &Path, n: usize) -> Result
         peak_rss_mib: peak_kib as f64 / 1024.0,
         threads,
         fds,
+        idle_ops,
     })
 }

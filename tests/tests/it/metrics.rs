@@ -189,7 +189,7 @@ fn metrics_have_litestreams_names_and_labels_and_follow_the_backup() {
                 assert_eq!(v, db_label, "{tool}: {} labelled {v}", s.metric);
             }
         }
-        scraped.insert(tool, text);
+        scraped.insert(tool, text.clone());
         if tool == "litestream" {
             proc.stop();
             continue;
@@ -197,10 +197,13 @@ fn metrics_have_litestreams_names_and_labels_and_follow_the_backup() {
 
         // Tideline's own figures follow the replica: its TXID is the bucket's newest.
         let replica_txid = |t: &str| value(t, "tideline_replica_txid", &[("db", &db_label)]);
+        let local = |t: &str| value(t, "litestream_txid", &[("db", &db_label)]);
+        let before = local(&text);
         write(&c, 150, 50);
+        // The new write captured (the local TXID moved) and shipped (the replica's
+        // caught up with it).
         let text = wait_scrape(port, "replica TXID = bucket's newest", &log, |t| {
-            let local = value(t, "litestream_txid", &[("db", &db_label)]);
-            replica_txid(t).is_some() && replica_txid(t) == local
+            local(t) > before && replica_txid(t) == local(t)
         });
         assert_eq!(
             replica_txid(&text).unwrap() as u64,
